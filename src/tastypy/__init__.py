@@ -1,0 +1,31 @@
+"""tastypy: persistent ordered dicts that survive crashes.
+
+See the README for the user's manual.
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    CorruptStoreError,
+    LockedError,
+    NotAStoreError,
+    ReadOnlyError,
+    SettingsError,
+    StoreClosedError,
+    TastypyError,
+)
+from .pod import POD, PersistentOrderedDict
+
+__all__ = [
+    "POD",
+    "CorruptStoreError",
+    "LockedError",
+    "NotAStoreError",
+    "PersistentOrderedDict",
+    "ReadOnlyError",
+    "SettingsError",
+    "StoreClosedError",
+    "TastypyError",
+]
+
+__version__ = "0.1.0.dev0"

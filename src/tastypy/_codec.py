@@ -1,0 +1,121 @@
+"""Key normalization and value encoding.
+
+Keys follow the rules of JSON object keys (what ``json.dumps`` does to dict
+keys): ``str`` stays, ``int``/``float``/``bool``/``None`` become their JSON
+text, anything else is a ``TypeError``.
+
+Values are encoded with orjson. We are stricter than orjson where it would
+lose data silently and keep the ``json`` module's conversions otherwise:
+
+* non-``str`` dict keys at any depth are converted like top-level keys;
+* ``NaN`` and infinities are refused (orjson would write ``null``; the
+  ``json`` module would write non-standard ``NaN`` that other readers reject);
+* integers outside the 64-bit range are refused (orjson and most other JSON
+  readers would read them back as inexact floats);
+* ``datetime``/``date``/``time`` and dataclass instances are refused, as the
+  ``json`` module refuses them. (orjson does write ``uuid.UUID`` and ``enum``
+  members as their values; we accept those.)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import orjson
+
+__all__ = ["check_new_key", "decode_value", "encode_value", "normalize_key"]
+
+_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+_KEY_TYPES = "str, int, float, bool or None"
+
+
+def normalize_key(key: object) -> str:
+    """Return the JSON object key that *key* stands for.
+
+    Raises
+    ------
+    TypeError
+        If *key* is not a ``str``, ``int``, ``float``, ``bool`` or ``None``.
+    """
+    if isinstance(key, str):
+        return key
+    if key is True:
+        return "true"
+    if key is False:
+        return "false"
+    if key is None:
+        return "null"
+    if isinstance(key, int):
+        return int.__repr__(key)
+    if isinstance(key, float):
+        if key != key:
+            return "NaN"
+        if key == math.inf:
+            return "Infinity"
+        if key == -math.inf:
+            return "-Infinity"
+        return float.__repr__(key)
+    raise TypeError(f"keys must be {_KEY_TYPES}, not {type(key).__name__}: {key!r}")
+
+
+def check_new_key(key: str) -> None:
+    """Refuse a key that cannot be written as UTF-8 JSON (lone surrogates)."""
+    if not key.isascii():
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            raise TypeError(f"key {key!r} is not valid Unicode text (lone surrogate)") from None
+
+
+def encode_value(value: object) -> bytes:
+    """Encode *value* as compact JSON bytes.
+
+    Raises
+    ------
+    TypeError
+        If *value* (or anything inside it) cannot be stored as JSON exactly.
+    """
+    try:
+        data = orjson.dumps(value, option=_OPTIONS)
+    except TypeError:
+        # Non-str dict keys are the common, legitimate reason: convert them
+        # the way the json module would and try once more.
+        try:
+            data = orjson.dumps(_with_str_keys(value), option=_OPTIONS)
+        except RecursionError:
+            raise TypeError("value is not JSON-serializable: it is nested too deeply") from None
+        except TypeError as exc:
+            raise TypeError(f"value is not JSON-serializable: {exc}") from None
+    if b"null" in data and _has_non_finite(value):
+        raise TypeError("value contains NaN or infinity, which JSON cannot represent")
+    return data
+
+
+def decode_value(data: bytes | str) -> Any:
+    """Decode JSON produced by :func:`encode_value`."""
+    return orjson.loads(data)
+
+
+def _with_str_keys(value: object) -> object:
+    """Copy of *value* with every dict key normalized (only dicts/lists copied)."""
+    if isinstance(value, dict):
+        return {normalize_key(k): _with_str_keys(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_with_str_keys(v) for v in value]
+    return value
+
+
+def _has_non_finite(value: object) -> bool:
+    """True if a NaN or infinite float hides anywhere in *value*."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return False

@@ -1,0 +1,155 @@
+"""Sync every live store when the program ends, however it ends.
+
+* normal exit, uncaught exception, ``KeyboardInterrupt``: an ``atexit`` hook;
+* SIGTERM: our handler syncs, then hands over to the handler that was
+  installed before it; if that was the default, it re-raises SIGTERM with the
+  default action, so the process still dies "killed by SIGTERM";
+* garbage collection: the store's own ``__del__`` (in :mod:`tastypy.pod`).
+
+Signals only reach Python in the main thread, between bytecodes, so they can
+interrupt a sync that the main thread is running. :func:`critical` marks such
+stretches: SIGTERM and SIGINT arriving inside one are held back and delivered
+when it ends, so a sync is never torn in memory by our own exit path.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import signal
+import threading
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any, Protocol
+
+__all__ = ["critical", "install_signal_handler", "register", "sync_all"]
+
+log = logging.getLogger(__name__)
+
+_Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+
+
+class ExitSyncable(Protocol):
+    def _exit_sync(self) -> None: ...
+
+
+# id -> weak reference; stores are mappings, hence unhashable, so no WeakSet.
+_live: dict[int, weakref.ref[Any]] = {}
+_previous_sigterm: _Handler = signal.SIG_DFL
+_state = threading.local()  # .depth: nesting of critical() in this thread
+_pending: list[int] = []
+_handling_sigterm = False
+
+
+def register(store: ExitSyncable) -> None:
+    """Sync *store* at exit and on SIGTERM for as long as it lives."""
+    key = id(store)
+    _live[key] = weakref.ref(store, lambda _ref: _live.pop(key, None))
+    install_signal_handler()
+
+
+def unregister(store: ExitSyncable) -> None:
+    _live.pop(id(store), None)
+
+
+def sync_all() -> None:
+    """Sync every live store; errors are logged, never raised."""
+    for ref in list(_live.values()):
+        store = ref()
+        if store is None:
+            continue
+        try:
+            store._exit_sync()
+        except Exception:
+            log.exception("tastypy: could not sync %r at exit", store)
+
+
+def install_signal_handler() -> None:
+    """Put our SIGTERM handler in front of whatever is installed now.
+
+    Only the main thread may install handlers; elsewhere this does nothing
+    (the handler installed when tastypy was imported still covers us).
+    """
+    global _previous_sigterm
+    if threading.current_thread() is not threading.main_thread():
+        return
+    current = signal.getsignal(signal.SIGTERM)
+    if current is _on_sigterm:
+        return
+    _previous_sigterm = current
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    global _handling_sigterm
+    if getattr(_state, "depth", 0):
+        _pending.append(signum)  # mid-sync: finish it first
+        return
+    if _handling_sigterm:
+        # A handler we chained to chained back to us: nothing further down.
+        _die_by(signum)
+        return
+    _handling_sigterm = True
+    try:
+        sync_all()
+        previous = _previous_sigterm
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:  # SIG_DFL, or installed outside Python
+            _die_by(signum)
+    finally:
+        _handling_sigterm = False
+
+
+def _die_by(signum: int) -> None:
+    """End the process with the default action of *signum* (status -signum)."""
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _defer_sigint(signum: int, frame: FrameType | None) -> None:
+    _pending.append(signum)
+
+
+@contextmanager
+def critical() -> Iterator[None]:
+    """Hold back SIGTERM and SIGINT while the block runs (main thread only)."""
+    depth = getattr(_state, "depth", 0)
+    outermost = depth == 0 and threading.current_thread() is threading.main_thread()
+    previous_sigint: _Handler = None
+    if outermost:
+        previous_sigint = signal.getsignal(signal.SIGINT)
+        if callable(previous_sigint):
+            signal.signal(signal.SIGINT, _defer_sigint)
+    _state.depth = depth + 1
+    try:
+        yield
+    finally:
+        _state.depth = depth
+        if outermost:
+            if callable(previous_sigint):
+                signal.signal(signal.SIGINT, previous_sigint)
+            _deliver_pending(previous_sigint)
+
+
+def _deliver_pending(sigint_handler: _Handler) -> None:
+    while _pending:
+        signum = _pending.pop(0)
+        if signum == signal.SIGINT and callable(sigint_handler):
+            sigint_handler(signum, None)  # default handler raises KeyboardInterrupt
+        elif signum == signal.SIGTERM:
+            _on_sigterm(signum, None)
+
+
+def _forget_in_child() -> None:
+    # A forked child must never write its parent's stores at its own exit.
+    _live.clear()
+    _pending.clear()
+
+
+atexit.register(sync_all)
+os.register_at_fork(after_in_child=_forget_in_child)
+install_signal_handler()

@@ -1,0 +1,48 @@
+"""Storage engines: how a store's bytes reach the disk.
+
+The mapping layer (:mod:`tastypy.pod`) keeps the data in memory and decides
+*when* to sync; an engine decides *how*. They meet at :class:`Storage`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
+
+from .files import FileStorage
+
+__all__ = ["FileStorage", "Storage"]
+
+
+class Storage(Protocol):
+    """What :class:`~tastypy.PersistentOrderedDict` needs from an engine.
+
+    ``load`` yields decoded values: an engine reads a record and its value in
+    one pass (one JSON parse per line for the file engine, the driver's own
+    decoding for a database), so handing over bytes would parse twice.
+    """
+
+    file_size: int
+    gzipped: bool
+    readonly: bool
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """Settings of the mapping layer, stored with the data."""
+        ...
+
+    def set_meta(self, meta: dict[str, Any]) -> None:
+        """Durably replace the mapping layer's settings."""
+        ...
+
+    def load(self) -> Iterator[tuple[str, Any]]:
+        """Every ``(key, value)`` as of the last commit, in order."""
+        ...
+
+    def commit(self, changes: Sequence[tuple[str, bytes | None]]) -> None:
+        """One atomic, durable batch: ``None`` deletes; a new key goes to the end."""
+        ...
+
+    def close(self) -> None:
+        """Release resources (the write lock). Idempotent."""
+        ...
