@@ -30,7 +30,7 @@ _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 _KEY_TYPES = "str, int, float, bool or None"
 
 
-def normalize_key(key: object) -> str:
+def normalize_key(key: object) -> str:  # noqa: PLR0911  # one return per JSON key type
     """Return the JSON object key that *key* stands for.
 
     Raises
@@ -49,7 +49,7 @@ def normalize_key(key: object) -> str:
     if isinstance(key, int):
         return int.__repr__(key)
     if isinstance(key, float):
-        if key != key:
+        if math.isnan(key):
             return "NaN"
         if key == math.inf:
             return "Infinity"

@@ -111,12 +111,18 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             self._check_same_settings(gzipped, file_size, sync_at)
             return
         storage = FileStorage(
-            path, file_size=file_size, gzipped=gzipped, readonly=readonly, durable=durable,
+            path,
+            file_size=file_size,
+            gzipped=gzipped,
+            readonly=readonly,
+            durable=durable,
             timeout=timeout,
         )
         try:
             meta = storage.meta
-            self._sync_at: int = meta.get("sync_at", DEFAULT_SYNC_AT) if sync_at is None else sync_at
+            self._sync_at: int = (
+                meta.get("sync_at", DEFAULT_SYNC_AT) if sync_at is None else sync_at
+            )
             wanted = {**meta, "kind": meta.get("kind", self._KIND), "sync_at": self._sync_at}
             if not readonly and wanted != meta:
                 storage.set_meta(wanted)
@@ -208,7 +214,8 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         if self._closed:
             return f"<{name} {str(self._path)!r} closed>"
         preview = reprlib.repr(self._data)
-        return f"<{name} {str(self._path)!r} {len(self._data)} keys, {len(self._dirty)} unsynced: {preview}>"
+        counts = f"{len(self._data)} keys, {len(self._dirty)} unsynced"
+        return f"<{name} {str(self._path)!r} {counts}: {preview}>"
 
     def popitem(self) -> tuple[str, Any]:
         """Remove and return the last ``(key, value)``, like ``dict.popitem``."""
@@ -344,8 +351,10 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             self._dirty.clear()
             self._encoded.clear()
 
-    def copy(  # type: ignore[override]  # MutableMapping has no copy(); dict's differs
-        self, path: str | os.PathLike[str], file_size: int | None = None,
+    def copy(
+        self,
+        path: str | os.PathLike[str],
+        file_size: int | None = None,
         gzipped: bool | None = None,
     ) -> None:
         """Write everything to a new store at *path* and sync there from now on.
@@ -377,7 +386,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
                 target,
                 file_size=self._storage.file_size if file_size is None else file_size,
                 gzipped=self._storage.gzipped if gzipped is None else gzipped,
-                durable=getattr(self._storage, "durable", True),
+                durable=self._storage.durable,
             )
             try:
                 new.set_meta(self._storage.meta)
@@ -515,9 +524,7 @@ class _Closed(dict[str, Any]):
 _CLOSED = _Closed()
 
 
-def _check_settings(
-    gzipped: object, file_size: object, sync_at: object, timeout: object
-) -> None:
+def _check_settings(gzipped: object, file_size: object, sync_at: object, timeout: object) -> None:
     if gzipped is not None and not isinstance(gzipped, bool):
         raise TypeError(f"gzipped must be True or False, not {gzipped!r}")
     for name, value in (("file_size", file_size), ("sync_at", sync_at)):
@@ -535,4 +542,3 @@ def _remove_new_store(target: Path, existed: bool) -> None:
     for name in ("manifest.json", "manifest.json.tmp", "lock"):
         (target / name).unlink(missing_ok=True)
     shutil.rmtree(target / "chunks", ignore_errors=True)
-

@@ -22,9 +22,18 @@ class Storage(Protocol):
     decoding for a database), so handing over bytes would parse twice.
     """
 
-    file_size: int
-    gzipped: bool
     readonly: bool
+    durable: bool
+
+    @property
+    def file_size(self) -> int:
+        """At most this many records per data file."""
+        ...
+
+    @property
+    def gzipped(self) -> bool:
+        """Whether data files are gzip-compressed."""
+        ...
 
     @property
     def meta(self) -> dict[str, Any]:

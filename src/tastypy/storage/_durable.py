@@ -6,10 +6,17 @@ Every write that a commit depends on goes through here, so the places that
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
-__all__ = ["DirSyncError", "fsync_dir", "replace_atomically", "write_new_file"]
+__all__ = [
+    "DirSyncError",
+    "fsync_dir",
+    "replace_atomically",
+    "unlink_quietly",
+    "write_new_file",
+]
 
 
 class DirSyncError(OSError):
@@ -36,7 +43,7 @@ def write_new_file(path: Path, data: bytes, *, durable: bool) -> None:
             os.fsync(fd)
     except BaseException:
         os.close(fd)
-        _unlink_quietly(path)
+        unlink_quietly(path)
         raise
     os.close(fd)
 
@@ -44,18 +51,20 @@ def write_new_file(path: Path, data: bytes, *, durable: bool) -> None:
 def replace_atomically(path: Path, data: bytes, *, durable: bool) -> None:
     """Atomically make *path* hold *data*: temp file, fsync, rename, fsync dir."""
     tmp = path.with_name(path.name + ".tmp")
-    _unlink_quietly(tmp)
+    unlink_quietly(tmp)
     write_new_file(tmp, data, durable=durable)
     try:
         os.replace(tmp, path)
     except BaseException:
-        _unlink_quietly(tmp)
+        unlink_quietly(tmp)
         raise
     if durable:
         try:
             fsync_dir(path.parent)
         except OSError as exc:
-            raise DirSyncError(exc.errno, f"fsync of {path.parent} failed: {exc.strerror}") from exc
+            raise DirSyncError(
+                exc.errno, f"fsync of {path.parent} failed: {exc.strerror}"
+            ) from exc
 
 
 def fsync_dir(path: Path) -> None:
@@ -67,8 +76,6 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _unlink_quietly(path: Path) -> None:
-    try:
+def unlink_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):
         os.unlink(path)
-    except OSError:
-        pass

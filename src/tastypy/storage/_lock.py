@@ -79,6 +79,10 @@ class StoreLock:
         finally:
             os.close(fd)  # closing the last descriptor releases the flock
 
+    def __del__(self) -> None:
+        # A lock object dropped without release() must not hold the store.
+        self.release()
+
     def _forget_in_child(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:

@@ -34,8 +34,12 @@ class ChunkEntry:
     crc32: int
 
     def to_json(self) -> dict[str, Any]:
-        return {"file": self.file, "records": self.records, "bytes": self.nbytes,
-                "crc32": self.crc32}
+        return {
+            "file": self.file,
+            "records": self.records,
+            "bytes": self.nbytes,
+            "crc32": self.crc32,
+        }
 
 
 @dataclass

@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 
 from ..errors import CorruptStoreError, LockedError, NotAStoreError, ReadOnlyError, SettingsError
-from ._durable import DirSyncError, fsync_dir, write_new_file
+from ._durable import DirSyncError, fsync_dir, unlink_quietly, write_new_file
 from ._lock import StoreLock
 from ._manifest import MANIFEST, ChunkEntry, Manifest, read_manifest
 
@@ -104,8 +104,12 @@ class FileStorage:
             self._manifest = read_manifest(self.path)
         else:
             self._manifest = self._open_for_writing(file_size, gzipped, timeout)
-        _check_setting(self.path, "file_size", file_size, self._manifest.file_size)
-        _check_setting(self.path, "gzipped", gzipped, self._manifest.gzipped)
+        try:
+            _check_setting(self.path, "file_size", file_size, self._manifest.file_size)
+            _check_setting(self.path, "gzipped", gzipped, self._manifest.gzipped)
+        except BaseException:
+            self.close()
+            raise
 
     # -- settings -----------------------------------------------------------
 
@@ -322,81 +326,109 @@ class FileStorage:
                 "may not write to it (open it in the child instead)"
             )
 
-    def _encode_file(self, lines: list[bytes]) -> bytes:
-        data = b"\n".join(lines) + b"\n"
-        return gzip.compress(data, compresslevel=6, mtime=0) if self.gzipped else data
-
     def _rewrite(
         self, appends: dict[str, bytes], updates: dict[str, bytes], deletes: set[str]
     ) -> None:
-        manifest, file_size = self._manifest, self._manifest.file_size
         affected = {id(self._where[k]) for k in (*updates, *deletes)}
         if appends and self._chunks:
             affected.add(id(self._chunks[-1]))
-        generation = manifest.generation + 1
-        written: list[Path] = []
-        new_chunks: list[_Chunk] = []
-        rewritten: list[_Chunk] = []
-        pending = iter(appends.items())
-
-        def emit(records: dict[str, bytes]) -> None:
-            lines = list(records.values())
-            data = self._encode_file(lines)
-            name = f"{generation:08d}-{len(written):06d}.jsonl" + (".gz" if self.gzipped else "")
-            path = self.path / CHUNKS / name
-            try:
-                write_new_file(path, data, durable=self.durable)
-            except FileExistsError:  # debris of a failed commit of this generation
-                os.unlink(path)
-                write_new_file(path, data, durable=self.durable)
-            written.append(path)
-            chunk = _Chunk(ChunkEntry(name, len(lines), len(data), zlib.crc32(data)),
-                           {k: hash(line) for k, line in records.items()})
-            new_chunks.append(chunk)
-            rewritten.append(chunk)
-
+        generation = self._manifest.generation + 1
+        written: list[_Chunk] = []
         try:
-            for index, chunk in enumerate(self._chunks):
-                if id(chunk) not in affected:
-                    new_chunks.append(chunk)
-                    continue
-                old_lines = self._split(chunk.entry, self._read_file(chunk.entry))
-                records = {k: updates.get(k, line)
-                           for k, line in zip(chunk.hashes, old_lines) if k not in deletes}
-                if index == len(self._chunks) - 1:
-                    records.update(itertools.islice(pending, max(0, file_size - len(records))))
-                if records:
-                    emit(records)
-            while batch := dict(itertools.islice(pending, file_size)):
-                emit(batch)
+            new_chunks = self._write_chunks(
+                generation,
+                affected,
+                appends=appends,
+                updates=updates,
+                deletes=deletes,
+                written=written,
+            )
             if written and self.durable:
                 fsync_dir(self.path / CHUNKS)
-            old_entries = manifest.chunks
-            manifest.chunks = [c.entry for c in new_chunks]
-            manifest.generation = generation
-            try:
-                manifest.write(self.path, durable=self.durable)
-            except DirSyncError:
-                # The new manifest is in place: keep its files, owe the fsync.
-                self._dir_sync_owed = True
-                self._adopt(new_chunks, rewritten, affected, deletes)
-                raise
-            except BaseException:
-                manifest.chunks, manifest.generation = old_entries, generation - 1
-                raise
+            self._write_manifest(generation, new_chunks)
+        except DirSyncError:
+            # The new manifest is in place: keep its files, owe the fsync.
+            self._dir_sync_owed = True
+            self._adopt(new_chunks, written, affected, deletes)
+            raise
+        except BaseException:
+            for chunk in written:
+                unlink_quietly(self._chunk_path(chunk.entry))
+            raise
+        self._adopt(new_chunks, written, affected, deletes)
+
+    def _write_chunks(
+        self,
+        generation: int,
+        affected: set[int],
+        *,
+        appends: dict[str, bytes],
+        updates: dict[str, bytes],
+        deletes: set[str],
+        written: list[_Chunk],
+    ) -> list[_Chunk]:
+        """Write the affected chunks anew; return the new chunk list.
+
+        Every file written is appended to *written* as soon as it exists, so
+        the caller can remove them all if anything fails.
+        """
+        file_size = self._manifest.file_size
+        pending = iter(appends.items())
+        new_chunks: list[_Chunk] = []
+        last = len(self._chunks) - 1
+        for index, chunk in enumerate(self._chunks):
+            if id(chunk) not in affected:
+                new_chunks.append(chunk)
+                continue
+            old_lines = self._split(chunk.entry, self._read_file(chunk.entry))
+            records = {
+                k: updates.get(k, line)
+                for k, line in zip(chunk.hashes, old_lines, strict=True)
+                if k not in deletes
+            }
+            if index == last:
+                records.update(itertools.islice(pending, max(0, file_size - len(records))))
+            if records:
+                new_chunks.append(self._write_chunk(generation, len(written), records))
+                written.append(new_chunks[-1])
+        while batch := dict(itertools.islice(pending, file_size)):
+            new_chunks.append(self._write_chunk(generation, len(written), batch))
+            written.append(new_chunks[-1])
+        return new_chunks
+
+    def _write_chunk(self, generation: int, serial: int, records: dict[str, bytes]) -> _Chunk:
+        lines = list(records.values())
+        data = b"\n".join(lines) + b"\n"
+        if self.gzipped:
+            data = gzip.compress(data, compresslevel=6, mtime=0)
+        name = f"{generation:08d}-{serial:06d}.jsonl" + (".gz" if self.gzipped else "")
+        path = self.path / CHUNKS / name
+        try:
+            write_new_file(path, data, durable=self.durable)
+        except FileExistsError:  # debris of an earlier failed commit of this generation
+            os.unlink(path)
+            write_new_file(path, data, durable=self.durable)
+        entry = ChunkEntry(name, len(lines), len(data), zlib.crc32(data))
+        return _Chunk(entry, {k: hash(line) for k, line in records.items()})
+
+    def _write_manifest(self, generation: int, new_chunks: list[_Chunk]) -> None:
+        manifest = self._manifest
+        old = manifest.chunks
+        manifest.chunks = [c.entry for c in new_chunks]
+        manifest.generation = generation
+        try:
+            manifest.write(self.path, durable=self.durable)
         except DirSyncError:
             raise
         except BaseException:
-            for path in written:
-                try:
-                    os.unlink(path)
-                except OSError:
-                    pass
+            manifest.chunks, manifest.generation = old, generation - 1
             raise
-        self._adopt(new_chunks, rewritten, affected, deletes)
 
     def _adopt(
-        self, new_chunks: list[_Chunk], rewritten: list[_Chunk], affected: set[int],
+        self,
+        new_chunks: list[_Chunk],
+        written: list[_Chunk],
+        affected: set[int],
         deletes: set[str],
     ) -> None:
         """The new generation is on disk: bring memory in line, then tidy up."""
@@ -405,7 +437,7 @@ class FileStorage:
         where = self._where
         for key in deletes:
             del where[key]
-        for chunk in rewritten:
+        for chunk in written:
             for key in chunk.hashes:
                 where[key] = chunk
         if self._dir_sync_owed:
