@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import errno
 import json
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +11,6 @@ import pytest
 
 import tastypy
 from tastypy import POD
-from tastypy.storage import _durable, files
 
 from _helpers import on_disk
 
@@ -99,43 +96,6 @@ def test_leftover_files_of_an_interrupted_sync_are_removed(tmp_path: Path) -> No
         assert "zombie" not in pod
         assert len(pod) == 7
     assert not leftover.exists()
-
-
-@pytest.mark.parametrize("step", ["data", "manifest", "rename"])
-def test_a_failing_write_leaves_the_store_and_dirty_keys(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
-) -> None:
-    path = _store(tmp_path)
-    before = on_disk(path)
-    files_before = sorted(os.listdir(path / "chunks"))
-    pod = POD(path)
-    pod["k0"] = "changed"
-    pod["new"] = 1
-    real_write, real_replace = _durable.write_new_file, os.replace
-
-    def failing_write(target: Path, data: bytes, *, durable: bool) -> None:
-        if (step == "data") == (target.parent.name == "chunks"):
-            raise OSError(errno.ENOSPC, "No space left on device (injected)")
-        real_write(target, data, durable=durable)
-
-    def failing_replace(src: object, dst: object) -> None:
-        raise OSError(errno.EIO, "I/O error (injected)")
-
-    if step == "rename":
-        monkeypatch.setattr(_durable.os, "replace", failing_replace)
-    else:
-        monkeypatch.setattr(files, "write_new_file", failing_write)
-        monkeypatch.setattr(_durable, "write_new_file", failing_write)
-    with pytest.raises(OSError, match="injected"):
-        pod.sync()
-    assert on_disk(path) == before
-    assert sorted(os.listdir(path / "chunks")) == files_before
-    monkeypatch.setattr(files, "write_new_file", real_write)
-    monkeypatch.setattr(_durable, "write_new_file", real_write)
-    monkeypatch.setattr(_durable.os, "replace", real_replace)
-    pod.sync()  # the fault cleared: nothing was lost
-    assert on_disk(path) == [("k0", "changed"), *before[1:], ("new", 1)]
-    pod.close()
 
 
 def test_a_read_only_pass_writes_nothing(tmp_path: Path) -> None:

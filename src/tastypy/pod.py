@@ -126,7 +126,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             wanted = {**meta, "kind": meta.get("kind", self._KIND), "sync_at": self._sync_at}
             if not readonly and wanted != meta:
                 storage.set_meta(wanted)
-            self._data: dict[str, Any] = dict(storage.load())
+            self._data: dict[str, Any] = storage.load()
         except BaseException:
             storage.close()
             raise
@@ -155,9 +155,12 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         value = self._data[key]
         dirty = self._dirty
         if key not in dirty:
-            dirty[key] = False
-            if len(dirty) >= self._sync_at and not self._held:
+            # The caller may mutate the value after we return, so this key must
+            # stay dirty: if it is the one that reaches sync_at, sync the
+            # others first, then mark it.
+            if len(dirty) + 1 >= self._sync_at and dirty and not self._held:
                 self._auto_sync()
+            dirty[key] = False
         self._encoded.pop(key, None)  # the caller may now mutate the value
         return value
 
@@ -347,7 +350,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         self._check_open()
         assert self._storage is not None
         with self._lock:
-            self._data = dict(self._storage.load())
+            self._data = self._storage.load()
             self._dirty.clear()
             self._encoded.clear()
 

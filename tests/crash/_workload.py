@@ -8,6 +8,7 @@ know what the store must hold after each batch.
 
 from __future__ import annotations
 
+import copy
 import random
 from collections.abc import MutableMapping
 from typing import Any
@@ -18,6 +19,8 @@ def apply_batch(m: MutableMapping[str, Any], n: int) -> None:
     for j in range(rng.randint(1, 40)):
         keys = [k for k in m if k != "_batch"]
         op = rng.random()
+        if len(keys) > 150:  # keep the store small: shrink instead of growing
+            op = 0.8 + op / 10
         if op < 0.4 or not keys:
             m[f"k{n}-{j}"] = {"n": n, "items": [j], "text": "x" * rng.randint(0, 60)}
         elif op < 0.6:
@@ -33,9 +36,23 @@ def apply_batch(m: MutableMapping[str, Any], n: int) -> None:
     m["_batch"] = n
 
 
-def state_after(batch: int) -> list[tuple[str, Any]]:
-    """Contents, in order, after batches 0..batch (-1: empty)."""
-    model: dict[str, Any] = {}
-    for n in range(batch + 1):
-        apply_batch(model, n)
-    return list(model.items())
+class StateCache:
+    """``cache(batch)``: contents, in order, after batches 0..batch (-1: empty).
+
+    Batches must be asked for in non-decreasing order, give or take one.
+    """
+
+    def __init__(self) -> None:
+        self._model: dict[str, Any] = {}
+        self._done = -1
+        self._states: dict[int, list[tuple[str, Any]]] = {-1: []}
+
+    def __call__(self, batch: int) -> list[tuple[str, Any]]:
+        while self._done < batch:
+            self._done += 1
+            apply_batch(self._model, self._done)
+            if self._done >= batch - 1:
+                self._states[self._done] = copy.deepcopy(list(self._model.items()))
+        for old in [b for b in self._states if b < batch - 1]:
+            del self._states[old]
+        return self._states[batch]

@@ -21,7 +21,7 @@ import pytest
 
 import tastypy
 
-from _workload import state_after
+from _workload import StateCache
 
 WRITER = """
 import sys
@@ -64,6 +64,7 @@ def test_sigkill_at_any_moment_leaves_a_whole_sync(tmp_path: Path, gzipped: bool
     path = tmp_path / "store"
     code = WRITER.format(here=str(Path(__file__).parent), path=str(path), gzipped=gzipped)
     rng = random.Random(1234 + gzipped)
+    state_after = StateCache()
     last = -1
     progressed = 0
     for _ in range(ROUNDS):

@@ -6,7 +6,7 @@ The mapping layer (:mod:`tastypy.pod`) keeps the data in memory and decides
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from .files import FileStorage
@@ -17,9 +17,10 @@ __all__ = ["FileStorage", "Storage"]
 class Storage(Protocol):
     """What :class:`~tastypy.PersistentOrderedDict` needs from an engine.
 
-    ``load`` yields decoded values: an engine reads a record and its value in
-    one pass (one JSON parse per line for the file engine, the driver's own
-    decoding for a database), so handing over bytes would parse twice.
+    ``load`` returns decoded values, in a dict the caller then owns: an engine
+    reads a record and its value in one pass (one JSON parse per data file for
+    the file engine, the driver's own decoding for a database), so handing over
+    bytes would parse twice, and a dict needs no second copy of the index.
     """
 
     readonly: bool
@@ -44,8 +45,8 @@ class Storage(Protocol):
         """Durably replace the mapping layer's settings."""
         ...
 
-    def load(self) -> Iterator[tuple[str, Any]]:
-        """Every ``(key, value)`` as of the last commit, in order."""
+    def load(self) -> dict[str, Any]:
+        """Everything as of the last commit, in order, as a new dict."""
         ...
 
     def commit(self, changes: Sequence[tuple[str, bytes | None]]) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 __all__ = [
     "DirSyncError",
+    "datasync",
     "fsync_dir",
     "replace_atomically",
     "unlink_quietly",
@@ -65,6 +66,12 @@ def replace_atomically(path: Path, data: bytes, *, durable: bool) -> None:
             raise DirSyncError(
                 exc.errno, f"fsync of {path.parent} failed: {exc.strerror}"
             ) from exc
+
+
+def datasync(fd: int) -> None:
+    """``fdatasync`` where the OS has it (data and size, not timestamps), else ``fsync``."""
+    sync = getattr(os, "fdatasync", None) or os.fsync
+    sync(fd)
 
 
 def fsync_dir(path: Path) -> None:

@@ -21,6 +21,8 @@ __all__ = ["FORMAT", "MANIFEST", "VERSION", "ChunkEntry", "Manifest", "read_mani
 
 FORMAT = "tastypy-store"
 VERSION = 1
+# "records" counts the records in the data files only (the journal may add,
+# change and delete records on top of them).
 MANIFEST = "manifest.json"
 
 
@@ -49,6 +51,7 @@ class Manifest:
     file_size: int
     gzipped: bool
     generation: int = 0
+    journal: str = ""
     synced_at: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     chunks: list[ChunkEntry] = field(default_factory=list)
@@ -60,6 +63,7 @@ class Manifest:
             "file_size": self.file_size,
             "gzipped": self.gzipped,
             "generation": self.generation,
+            "journal": self.journal,
             "synced_at": self.synced_at,
             "records": sum(c.records for c in self.chunks),
             "meta": self.meta,
@@ -111,6 +115,7 @@ def read_manifest(directory: Path) -> Manifest:
             file_size=int(doc["file_size"]),
             gzipped=bool(doc["gzipped"]),
             generation=int(doc["generation"]),
+            journal=str(doc["journal"]),
             synced_at=doc.get("synced_at"),
             meta=dict(doc.get("meta") or {}),
             chunks=chunks,

@@ -1,57 +1,59 @@
-"""The local directory engine.
+"""The local directory engine: data files, a journal, and a manifest.
 
-Layout (see ``docs/FORMAT.md``)::
+Layout (``docs/FORMAT.md`` has the details)::
 
     my.pod/
-      manifest.json                 settings, generation, list of data files
-      chunks/00000012-000003.jsonl  up to file_size lines ``["key", value]``
-      lock                          flock'ed while open for writing
+      manifest.json                  settings, generation, data files, journal
+      chunks/00000012-000003.jsonl   up to file_size lines ``["key", value]``
+      journal-00000012.jsonl         syncs since the last compaction
+      lock                           flock'ed while open for writing
 
-A commit is copy-on-write: every data file the commit touches is written
-anew under a fresh name, fsynced, and then a new manifest naming the new
-files atomically replaces the old one. Only after that are the old files
-deleted. A crash at any instant therefore leaves either the old or the new
-manifest, and every file either names. Files not named by the manifest are
-leftovers of an interrupted commit and are removed on the next writable open.
+A sync appends one commit to the journal: one ``write``, one ``fdatasync``.
+Opening replays the data files, then every complete journal commit; a torn
+last commit (a crash mid-append) is cut away.
+
+Compaction (when the journal outgrows the data files, and at close) folds the
+journal into the data files copy-on-write: changed data files are written
+anew under fresh names, with a new empty journal, and a new manifest naming
+them atomically replaces the old one. Only then are the old files deleted. A
+crash at any instant leaves one consistent generation; files that no
+manifest names are removed on the next writable open.
 """
 
 from __future__ import annotations
 
-import gzip
-import itertools
 import logging
 import os
+import re
 import time
-import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from ..errors import CorruptStoreError, LockedError, NotAStoreError, ReadOnlyError, SettingsError
+from ._chunks import CHUNKS, Chunk, Fold, chunk_name, parse_records, split_chunk, write_chunk
 from ._durable import DirSyncError, fsync_dir, unlink_quietly, write_new_file
+from ._journal import Journal, replay
 from ._lock import StoreLock
-from ._manifest import MANIFEST, ChunkEntry, Manifest, read_manifest
+from ._manifest import MANIFEST, Manifest, read_manifest
 
 __all__ = ["DEFAULT_FILE_SIZE", "FileStorage"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FILE_SIZE = 1000
-CHUNKS = "chunks"
+# Compact once the journal is larger than the data files, but not before it
+# holds this much: small stores would otherwise compact on every few syncs.
+COMPACT_MIN_BYTES = 4 << 20
 _FRESH_DIR_ENTRIES = {"lock", CHUNKS, MANIFEST + ".tmp"}
+_JOURNAL_NAME = re.compile(r"journal-\d{8}\.jsonl(\.gz)?$")
 _READ_RETRIES = 50
 
 
-class _Chunk:
-    """In-memory view of one data file: its entry and each key's line hash."""
-
-    __slots__ = ("entry", "hashes")
-
-    def __init__(self, entry: ChunkEntry, hashes: dict[str, int]) -> None:
-        self.entry = entry
-        self.hashes = hashes  # key -> hash(line), in file order
+def journal_name(generation: int, gzipped: bool) -> str:
+    return f"journal-{generation:08d}.jsonl" + (".gz" if gzipped else "")
 
 
 class FileStorage:
@@ -75,8 +77,7 @@ class FileStorage:
     -----
     Not thread-safe: the owning :class:`PersistentOrderedDict` serializes
     calls. One writer per store across processes (an OS lock); any number of
-    read-only readers, which retry if a concurrent commit deletes a file
-    under them.
+    read-only readers, which retry if a compaction deletes files under them.
     """
 
     def __init__(
@@ -94,8 +95,9 @@ class FileStorage:
         self.durable = durable
         self._pid = os.getpid()
         self._lock: StoreLock | None = None
-        self._chunks: list[_Chunk] = []
-        self._where: dict[str, _Chunk] = {}
+        self._journal: Journal | None = None
+        self._chunks: list[Chunk] = []
+        self._hash: dict[str, int] = {}  # key -> hash of its current line
         self._dir_sync_owed = False  # a rename whose directory fsync failed
         if readonly:
             if not (self.path / MANIFEST).exists():
@@ -134,14 +136,17 @@ class FileStorage:
             self._manifest.meta = dict(meta)
             try:
                 self._manifest.write(self.path, durable=self.durable)
+            except DirSyncError:
+                self._dir_sync_owed = True
+                raise
             except BaseException:
                 self._manifest.meta = old
                 raise
 
     # -- the Storage protocol -------------------------------------------------
 
-    def load(self) -> Iterator[tuple[str, Any]]:
-        """Yield every ``(key, value)`` in order, checking every file.
+    def load(self) -> dict[str, Any]:
+        """Everything as of the last commit, in order (a new dict).
 
         Raises
         ------
@@ -149,26 +154,59 @@ class FileStorage:
             Naming the file (and line) that is damaged.
         """
         if self.readonly:
-            raw = self._snapshot_files()
+            self._manifest, files, journal_raw = self._snapshot()
         else:
             self._manifest = read_manifest(self.path)
-        self._chunks, self._where = [], {}
-        where = self._where
+            files = {}
+            journal_raw = self._read(self._manifest.journal)
+        data: dict[str, Any] = {}
+        self._chunks, self._hash = [], {}
+        hashes = self._hash
         for entry in self._manifest.chunks:
-            data = raw[entry.file] if self.readonly else self._read_file(entry)
-            lines = self._split(entry, data)
-            chunk = _Chunk(entry, {})
-            self._chunks.append(chunk)
-            hashes = chunk.hashes
-            for lineno, line in enumerate(lines, 1):
-                key, value = self._parse(entry, lineno, line)
-                if key in where:
-                    raise CorruptStoreError(
-                        f"{self._chunk_path(entry)}:{lineno}: key {key!r} appears twice"
-                    )
-                hashes[key] = hash(line)
-                where[key] = chunk
-                yield key, value
+            where = self.path / CHUNKS / entry.file
+            raw = files[entry.file] if self.readonly else self._read(f"{CHUNKS}/{entry.file}")
+            lines = split_chunk(where, entry, raw, self.gzipped)
+            pairs = parse_records(where, lines)
+            keys = [pair[0] for pair in pairs]
+            before = len(data)
+            data.update(pairs)
+            if len(data) != before + len(keys):
+                raise CorruptStoreError(f"{where}: holds a key that appears twice in the store")
+            hashes.update(zip(keys, map(hash, lines), strict=True))
+            self._chunks.append(Chunk(entry, keys))
+        self._replay_journal(journal_raw, data)
+        return data
+
+    def _replay_journal(self, raw: bytes, data: dict[str, Any]) -> None:
+        path = self.path / self._manifest.journal
+        rep = replay(path, raw, self.gzipped)
+        hashes = self._hash
+        for lineno, line in enumerate(rep.ops, 1):
+            try:
+                record = orjson.loads(line)
+                key = record[0]
+                if len(record) == 2:
+                    data[key] = record[1]
+                    hashes[key] = hash(line)
+                else:
+                    data.pop(key, None)
+                    hashes.pop(key, None)
+            except (orjson.JSONDecodeError, IndexError, TypeError):
+                # The commit's checksum held, so this was written as it is.
+                raise CorruptStoreError(f"{path}: record {lineno} is not a record") from None
+        if rep.torn:
+            log.warning(
+                "%s: discarding a torn last commit (%d bytes): the program writing it "
+                "stopped mid-sync; the store is as of the sync before",
+                path,
+                rep.torn,
+            )
+        if not self.readonly:
+            if self._journal is not None:
+                self._journal.close()
+            self._journal = Journal(path, rep.end, rep.commits, self.gzipped, self.durable)
+            if rep.torn:
+                self._journal.cut()
 
     def commit(self, changes: Sequence[tuple[str, bytes | None]]) -> None:
         """Apply *changes* atomically and durably.
@@ -178,37 +216,201 @@ class FileStorage:
         key to the bytes it already has writes nothing.
         """
         self._check_writable()
-        appends: dict[str, bytes] = {}
-        updates: dict[str, bytes] = {}
-        deletes: set[str] = set()
-        where = self._where
+        if self._journal is None:  # never loaded (a brand-new store being filled)
+            self.load()
+        assert self._journal is not None
+        hashes = self._hash
+        changed: dict[str, int | None] = {}
+        records: list[bytes] = []
         for key, value in changes:
+            current = changed[key] if key in changed else hashes.get(key)
             if value is None:
-                if appends.pop(key, None) is None and key in where and key not in deletes:
-                    deletes.add(key)
-                    updates.pop(key, None)
+                if current is not None:
+                    records.append(b"[" + orjson.dumps(key) + b"]")
+                    changed[key] = None
                 continue
             line = b"[" + orjson.dumps(key) + b"," + value + b"]"
-            if key in appends:
-                appends[key] = line
-            elif key in where and key not in deletes:
-                if hash(line) == where[key].hashes[key]:
-                    updates.pop(key, None)
-                else:
-                    updates[key] = line
-            else:
-                appends[key] = line
+            digest = hash(line)
+            if digest != current:
+                records.append(line)
+                changed[key] = digest
         if self._dir_sync_owed:
             fsync_dir(self.path)
             self._dir_sync_owed = False
-        if appends or updates or deletes:
-            self._rewrite(appends, updates, deletes)
+        if not records:
+            return
+        self._journal.append(records)
+        for key, now in changed.items():
+            if now is None:
+                del hashes[key]
+            else:
+                hashes[key] = now
+        if self._journal.end > max(COMPACT_MIN_BYTES, self.data_bytes):
+            self.compact()
 
     def close(self) -> None:
-        """Release the write lock. Idempotent."""
+        """Fold the journal into the data files (if writable), release the lock.
+
+        Idempotent. A failing compaction is logged, not raised: the journal
+        still holds every commit.
+        """
+        if self._journal is not None:
+            try:
+                if self._journal.end and self._lock is not None and os.getpid() == self._pid:
+                    self.compact()
+            except Exception:
+                log.exception("%s: compaction at close failed; the journal keeps the data", self)
+            finally:
+                self._journal.close()
+                self._journal = None
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+    # -- sizes --------------------------------------------------------------------
+
+    @property
+    def data_bytes(self) -> int:
+        """Bytes in the data files."""
+        return sum(c.entry.nbytes for c in self._chunks)
+
+    @property
+    def journal_bytes(self) -> int:
+        """Bytes in the journal (writers only; 0 for read-only opens)."""
+        return self._journal.end if self._journal is not None else 0
+
+    def __repr__(self) -> str:
+        return f"<FileStorage {str(self.path)!r}>"
+
+    # -- compaction -----------------------------------------------------------------
+
+    def compact(self) -> None:
+        """Fold the journal into the data files now (atomic, like a commit)."""
+        self._check_writable()
+        assert self._journal is not None
+        raw = self._read(self._manifest.journal)[: self._journal.end]
+        ops = replay(self.path / self._manifest.journal, raw, self.gzipped).ops
+        if not ops:
+            return
+        records = [orjson.loads(line) for line in ops]
+        touched = {record[0] for record in records}
+        affected: set[int] = set()
+        in_chunks: set[str] = set()
+        for chunk in self._chunks:
+            hit = touched.intersection(chunk.keys)
+            if hit:
+                in_chunks |= hit
+                affected.add(id(chunk))
+        fold = Fold(in_chunks)
+        for record, line in zip(records, ops, strict=True):
+            if len(record) == 2:
+                fold.put(record[0], line)
+            else:
+                fold.remove(record[0])
+        if fold.appends and self._chunks:
+            affected.add(id(self._chunks[-1]))
+        self._write_generation(fold, affected)
+
+    def _write_generation(self, fold: Fold, affected: set[int]) -> None:
+        generation = self._manifest.generation + 1
+        written: list[Chunk] = []
+        new_journal = journal_name(generation, self.gzipped)
+        try:
+            new_chunks = self._write_chunks(generation, fold, affected, written)
+            # No manifest names the next generation's journal yet: any file by
+            # that name is debris of an earlier failed compaction.
+            unlink_quietly(self.path / new_journal)
+            write_new_file(self.path / new_journal, b"", durable=self.durable)
+            if written and self.durable:
+                fsync_dir(self.path / CHUNKS)
+            self._write_manifest(generation, new_chunks, new_journal)
+        except DirSyncError:
+            # The new manifest is in place: keep its files, owe the fsync.
+            self._dir_sync_owed = True
+            self._adopt(new_chunks, new_journal, affected)
+            raise
+        except BaseException:
+            for chunk in written:
+                unlink_quietly(self.path / CHUNKS / chunk.entry.file)
+            unlink_quietly(self.path / new_journal)
+            raise
+        self._adopt(new_chunks, new_journal, affected)
+
+    def _write_chunks(
+        self, generation: int, fold: Fold, affected: set[int], written: list[Chunk]
+    ) -> list[Chunk]:
+        """Write the affected chunks anew; return the new chunk list.
+
+        Each file written is added to *written* at once, so that the caller
+        can remove them all if anything fails.
+        """
+        file_size = self.file_size
+        appends = iter(fold.appends.items())
+        new_chunks: list[Chunk] = []
+
+        def emit(records: dict[str, bytes]) -> None:
+            name = chunk_name(generation, len(written), self.gzipped)
+            entry = write_chunk(
+                self.path / CHUNKS,
+                name,
+                list(records.values()),
+                gzipped=self.gzipped,
+                durable=self.durable,
+            )
+            new_chunks.append(Chunk(entry, list(records)))
+            written.append(new_chunks[-1])
+
+        last = len(self._chunks) - 1
+        for index, chunk in enumerate(self._chunks):
+            if id(chunk) not in affected:
+                new_chunks.append(chunk)
+                continue
+            where = self.path / CHUNKS / chunk.entry.file
+            old_lines = split_chunk(
+                where, chunk.entry, self._read(f"{CHUNKS}/{chunk.entry.file}"), self.gzipped
+            )
+            records = fold.rewrite(chunk, old_lines)
+            if index == last and len(records) < file_size:
+                for key, line in appends:
+                    records[key] = line
+                    if len(records) >= file_size:
+                        break
+            if records:
+                emit(records)
+        while True:
+            batch = dict(item for _, item in zip(range(file_size), appends, strict=False))
+            if not batch:
+                break
+            emit(batch)
+        return new_chunks
+
+    def _write_manifest(self, generation: int, new_chunks: list[Chunk], journal: str) -> None:
+        manifest = self._manifest
+        old = manifest.chunks, manifest.generation, manifest.journal
+        manifest.chunks = [c.entry for c in new_chunks]
+        manifest.generation = generation
+        manifest.journal = journal
+        try:
+            manifest.write(self.path, durable=self.durable)
+        except DirSyncError:
+            raise
+        except BaseException:
+            manifest.chunks, manifest.generation, manifest.journal = old
+            raise
+
+    def _adopt(self, new_chunks: list[Chunk], new_journal: str, affected: set[int]) -> None:
+        """The new generation is on disk: switch to it, then tidy up."""
+        assert self._journal is not None
+        obsolete = [c.entry.file for c in self._chunks if id(c) in affected]
+        old_journal = self._journal.path
+        self._journal.close()
+        self._journal = Journal(self.path / new_journal, 0, 0, self.gzipped, self.durable)
+        self._chunks = new_chunks
+        if self._dir_sync_owed:
+            return  # a power loss may still bring back the old manifest: keep its files
+        for name in obsolete:
+            unlink_quietly(self.path / CHUNKS / name)
+        unlink_quietly(old_journal)
 
     # -- opening --------------------------------------------------------------
 
@@ -233,7 +435,11 @@ class FileStorage:
             raise
 
     def _create(self, file_size: int | None, gzipped: bool | None) -> Manifest:
-        strangers = sorted(set(os.listdir(self.path)) - _FRESH_DIR_ENTRIES)
+        strangers = sorted(
+            name
+            for name in set(os.listdir(self.path)) - _FRESH_DIR_ENTRIES
+            if not _JOURNAL_NAME.match(name)
+        )
         chunk_dir = self.path / CHUNKS
         if strangers or (chunk_dir.is_dir() and os.listdir(chunk_dir)):
             listed = ", ".join(strangers[:3]) or f"{CHUNKS}/"
@@ -246,11 +452,14 @@ class FileStorage:
             file_size=DEFAULT_FILE_SIZE if file_size is None else file_size,
             gzipped=bool(gzipped),
         )
+        manifest.journal = journal_name(0, manifest.gzipped)
+        unlink_quietly(self.path / manifest.journal)
+        write_new_file(self.path / manifest.journal, b"", durable=self.durable)
         manifest.write(self.path, durable=self.durable)
         return manifest
 
     def _remove_leftovers(self, manifest: Manifest) -> None:
-        """Delete data files no manifest names: debris of interrupted commits."""
+        """Delete files no manifest names: debris of interrupted compactions."""
         keep = {c.file for c in manifest.chunks}
         chunk_dir = self.path / CHUNKS
         chunk_dir.mkdir(exist_ok=True)
@@ -258,62 +467,35 @@ class FileStorage:
             if name not in keep:
                 log.debug("removing leftover %s", chunk_dir / name)
                 os.unlink(chunk_dir / name)
+        for name in os.listdir(self.path):
+            if _JOURNAL_NAME.match(name) and name != manifest.journal:
+                log.debug("removing leftover %s", self.path / name)
+                os.unlink(self.path / name)
 
     # -- reading --------------------------------------------------------------
 
-    def _chunk_path(self, entry: ChunkEntry) -> Path:
-        return self.path / CHUNKS / entry.file
-
-    def _read_file(self, entry: ChunkEntry) -> bytes:
+    def _read(self, name: str) -> bytes:
         try:
-            return self._chunk_path(entry).read_bytes()
+            return (self.path / name).read_bytes()
         except FileNotFoundError:
             raise CorruptStoreError(
-                f"{self._chunk_path(entry)} is missing but {self.path / MANIFEST} names it"
+                f"{self.path / name} is missing but {self.path / MANIFEST} names it"
             ) from None
 
-    def _snapshot_files(self) -> dict[str, bytes]:
-        """Read the manifest and all its files; retry if a writer replaced them."""
+    def _snapshot(self) -> tuple[Manifest, dict[str, bytes], bytes]:
+        """The manifest and all its files, retried if a compaction replaced them."""
         for _ in range(_READ_RETRIES):
-            self._manifest = read_manifest(self.path)
+            manifest = read_manifest(self.path)
             try:
-                return {c.file: self._chunk_path(c).read_bytes() for c in self._manifest.chunks}
+                files = {
+                    c.file: (self.path / CHUNKS / c.file).read_bytes() for c in manifest.chunks
+                }
+                return manifest, files, (self.path / manifest.journal).read_bytes()
             except FileNotFoundError:
-                time.sleep(0.01)  # a concurrent commit replaced the generation
-        raise CorruptStoreError(f"{self.path}: data files named by {MANIFEST} keep vanishing")
+                time.sleep(0.01)  # a writer compacted meanwhile: read the new generation
+        raise CorruptStoreError(f"{self.path}: files named by {MANIFEST} keep vanishing")
 
-    def _split(self, entry: ChunkEntry, data: bytes) -> list[bytes]:
-        where = self._chunk_path(entry)
-        if len(data) != entry.nbytes or zlib.crc32(data) != entry.crc32:
-            raise CorruptStoreError(
-                f"{where}: size or checksum differs from {MANIFEST} (file damaged or truncated)"
-            )
-        if self._manifest.gzipped:
-            try:
-                data = gzip.decompress(data)
-            except (OSError, EOFError, zlib.error) as exc:
-                raise CorruptStoreError(f"{where}: not a valid gzip file ({exc})") from None
-        lines = data.split(b"\n")
-        if lines.pop() != b"" or len(lines) != entry.records:
-            raise CorruptStoreError(
-                f"{where}: holds {len(lines)} records, {MANIFEST} says {entry.records}"
-            )
-        return lines
-
-    @staticmethod
-    def _parse_error(path: Path, lineno: int, why: str) -> CorruptStoreError:
-        return CorruptStoreError(f"{path}:{lineno}: {why}")
-
-    def _parse(self, entry: ChunkEntry, lineno: int, line: bytes) -> tuple[str, Any]:
-        try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            raise self._parse_error(self._chunk_path(entry), lineno, f"bad JSON ({exc})") from None
-        if type(record) is not list or len(record) != 2 or type(record[0]) is not str:
-            raise self._parse_error(self._chunk_path(entry), lineno, 'not a ["key", value] pair')
-        return record[0], record[1]
-
-    # -- writing --------------------------------------------------------------
+    # -- checks ---------------------------------------------------------------
 
     def _check_writable(self) -> None:
         if self.readonly:
@@ -325,128 +507,6 @@ class FileStorage:
                 f"{self.path} was opened by process {self._pid}; this forked child "
                 "may not write to it (open it in the child instead)"
             )
-
-    def _rewrite(
-        self, appends: dict[str, bytes], updates: dict[str, bytes], deletes: set[str]
-    ) -> None:
-        affected = {id(self._where[k]) for k in (*updates, *deletes)}
-        if appends and self._chunks:
-            affected.add(id(self._chunks[-1]))
-        generation = self._manifest.generation + 1
-        written: list[_Chunk] = []
-        try:
-            new_chunks = self._write_chunks(
-                generation,
-                affected,
-                appends=appends,
-                updates=updates,
-                deletes=deletes,
-                written=written,
-            )
-            if written and self.durable:
-                fsync_dir(self.path / CHUNKS)
-            self._write_manifest(generation, new_chunks)
-        except DirSyncError:
-            # The new manifest is in place: keep its files, owe the fsync.
-            self._dir_sync_owed = True
-            self._adopt(new_chunks, written, affected, deletes)
-            raise
-        except BaseException:
-            for chunk in written:
-                unlink_quietly(self._chunk_path(chunk.entry))
-            raise
-        self._adopt(new_chunks, written, affected, deletes)
-
-    def _write_chunks(
-        self,
-        generation: int,
-        affected: set[int],
-        *,
-        appends: dict[str, bytes],
-        updates: dict[str, bytes],
-        deletes: set[str],
-        written: list[_Chunk],
-    ) -> list[_Chunk]:
-        """Write the affected chunks anew; return the new chunk list.
-
-        Every file written is appended to *written* as soon as it exists, so
-        the caller can remove them all if anything fails.
-        """
-        file_size = self._manifest.file_size
-        pending = iter(appends.items())
-        new_chunks: list[_Chunk] = []
-        last = len(self._chunks) - 1
-        for index, chunk in enumerate(self._chunks):
-            if id(chunk) not in affected:
-                new_chunks.append(chunk)
-                continue
-            old_lines = self._split(chunk.entry, self._read_file(chunk.entry))
-            records = {
-                k: updates.get(k, line)
-                for k, line in zip(chunk.hashes, old_lines, strict=True)
-                if k not in deletes
-            }
-            if index == last:
-                records.update(itertools.islice(pending, max(0, file_size - len(records))))
-            if records:
-                new_chunks.append(self._write_chunk(generation, len(written), records))
-                written.append(new_chunks[-1])
-        while batch := dict(itertools.islice(pending, file_size)):
-            new_chunks.append(self._write_chunk(generation, len(written), batch))
-            written.append(new_chunks[-1])
-        return new_chunks
-
-    def _write_chunk(self, generation: int, serial: int, records: dict[str, bytes]) -> _Chunk:
-        lines = list(records.values())
-        data = b"\n".join(lines) + b"\n"
-        if self.gzipped:
-            data = gzip.compress(data, compresslevel=6, mtime=0)
-        name = f"{generation:08d}-{serial:06d}.jsonl" + (".gz" if self.gzipped else "")
-        path = self.path / CHUNKS / name
-        try:
-            write_new_file(path, data, durable=self.durable)
-        except FileExistsError:  # debris of an earlier failed commit of this generation
-            os.unlink(path)
-            write_new_file(path, data, durable=self.durable)
-        entry = ChunkEntry(name, len(lines), len(data), zlib.crc32(data))
-        return _Chunk(entry, {k: hash(line) for k, line in records.items()})
-
-    def _write_manifest(self, generation: int, new_chunks: list[_Chunk]) -> None:
-        manifest = self._manifest
-        old = manifest.chunks
-        manifest.chunks = [c.entry for c in new_chunks]
-        manifest.generation = generation
-        try:
-            manifest.write(self.path, durable=self.durable)
-        except DirSyncError:
-            raise
-        except BaseException:
-            manifest.chunks, manifest.generation = old, generation - 1
-            raise
-
-    def _adopt(
-        self,
-        new_chunks: list[_Chunk],
-        written: list[_Chunk],
-        affected: set[int],
-        deletes: set[str],
-    ) -> None:
-        """The new generation is on disk: bring memory in line, then tidy up."""
-        obsolete = [c for c in self._chunks if id(c) in affected]
-        self._chunks = new_chunks
-        where = self._where
-        for key in deletes:
-            del where[key]
-        for chunk in written:
-            for key in chunk.hashes:
-                where[key] = chunk
-        if self._dir_sync_owed:
-            return  # the old manifest may still be what a power loss leaves: keep its files
-        for chunk in obsolete:
-            try:
-                os.unlink(self._chunk_path(chunk.entry))
-            except OSError as exc:  # harmless: removed as a leftover on next open
-                log.warning("could not remove obsolete %s: %s", chunk.entry.file, exc)
 
 
 def _check_setting(path: Path, name: str, asked: object, stored: object) -> None:

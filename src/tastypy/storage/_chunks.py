@@ -1,0 +1,163 @@
+"""Data files ("chunks"): up to ``file_size`` lines ``["key", value]`` each.
+
+A chunk is never modified: compaction writes a changed chunk anew under a
+fresh name (``<generation>-<serial>.jsonl``), and the manifest says which
+files make up the store.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ..errors import CorruptStoreError
+from ._durable import write_new_file
+from ._manifest import MANIFEST, ChunkEntry
+
+__all__ = [
+    "CHUNKS",
+    "Chunk",
+    "Fold",
+    "chunk_name",
+    "keys_in",
+    "parse_records",
+    "split_chunk",
+    "write_chunk",
+]
+
+CHUNKS = "chunks"
+
+
+class Chunk:
+    """A data file and, in memory, the keys it holds (in file order)."""
+
+    __slots__ = ("entry", "keys")
+
+    def __init__(self, entry: ChunkEntry, keys: list[str]) -> None:
+        self.entry = entry
+        self.keys = keys
+
+
+def chunk_name(generation: int, serial: int, gzipped: bool) -> str:
+    return f"{generation:08d}-{serial:06d}.jsonl" + (".gz" if gzipped else "")
+
+
+def split_chunk(where: Path, entry: ChunkEntry, data: bytes, gzipped: bool) -> list[bytes]:
+    """Check *data* against its manifest entry and split it into lines."""
+    if len(data) != entry.nbytes or zlib.crc32(data) != entry.crc32:
+        raise CorruptStoreError(
+            f"{where}: size or checksum differs from {MANIFEST} (file damaged or truncated)"
+            + _first_bad_line(data, gzipped)
+        )
+    if gzipped:
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise CorruptStoreError(f"{where}: not a valid gzip file ({exc})") from None
+    lines = data.split(b"\n")
+    if lines.pop() != b"" or len(lines) != entry.records:
+        raise CorruptStoreError(
+            f"{where}: holds {len(lines)} records, {MANIFEST} says {entry.records}"
+        )
+    return lines
+
+
+def _first_bad_line(data: bytes, gzipped: bool) -> str:
+    """Point at the first line that no longer parses, if any, to help a human."""
+    try:
+        text = gzip.decompress(data) if gzipped else data
+    except (OSError, EOFError, zlib.error):
+        return ""
+    for lineno, line in enumerate(text.split(b"\n")[:-1], 1):
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return f"; first unreadable line: {lineno}"
+        if type(record) is not list or len(record) != 2 or type(record[0]) is not str:
+            return f"; first unreadable line: {lineno}"
+    return ""
+
+
+def parse_records(where: Path, lines: list[bytes]) -> list[Any]:
+    """Parse chunk lines into ``[key, value]`` pairs, naming the bad line if any."""
+    try:
+        # One C-level parse of the whole chunk is far faster than a loop.
+        pairs: list[Any] = orjson.loads(b"[" + b",".join(lines) + b"]")
+    except orjson.JSONDecodeError:
+        pairs = []
+    if len(pairs) == len(lines) and all(
+        type(p) is list and len(p) == 2 and type(p[0]) is str for p in pairs
+    ):
+        return pairs
+    for lineno, line in enumerate(lines, 1):
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise CorruptStoreError(f"{where}:{lineno}: bad JSON ({exc})") from None
+        if type(record) is not list or len(record) != 2 or type(record[0]) is not str:
+            raise CorruptStoreError(f'{where}:{lineno}: not a ["key", value] pair')
+    raise CorruptStoreError(f"{where}: lines do not split into records")
+
+
+def write_chunk(
+    directory: Path, name: str, lines: list[bytes], *, gzipped: bool, durable: bool
+) -> ChunkEntry:
+    """Write a new data file of *lines*; return its manifest entry."""
+    data = b"\n".join(lines) + b"\n"
+    if gzipped:
+        data = gzip.compress(data, compresslevel=6, mtime=0)
+    path = directory / name
+    try:
+        write_new_file(path, data, durable=durable)
+    except FileExistsError:  # debris of an earlier, failed compaction of this generation
+        os.unlink(path)
+        write_new_file(path, data, durable=durable)
+    return ChunkEntry(name, len(lines), len(data), zlib.crc32(data))
+
+
+class Fold:
+    """A sequence of sets and deletes, reduced to its net effect on the chunks.
+
+    ``updates``: keys still at their place in the chunks, with new lines;
+    ``deletes``: keys removed from the chunks; ``appends``: keys that end up
+    after everything in the chunks, in order (new keys, and keys deleted then
+    set again). This is exactly Python's dict semantics.
+    """
+
+    def __init__(self, in_chunks: set[str]) -> None:
+        self.in_chunks = in_chunks
+        self.updates: dict[str, bytes] = {}
+        self.deletes: set[str] = set()
+        self.appends: dict[str, bytes] = {}
+
+    def put(self, key: str, line: bytes) -> None:
+        if key in self.appends or key not in self.in_chunks or key in self.deletes:
+            self.appends[key] = line
+        else:
+            self.updates[key] = line
+
+    def remove(self, key: str) -> None:
+        if self.appends.pop(key, None) is None and key in self.in_chunks:
+            self.deletes.add(key)
+            self.updates.pop(key, None)
+
+    def touched(self) -> set[str]:
+        return self.updates.keys() | self.deletes
+
+    def rewrite(self, chunk: Chunk, old_lines: list[bytes]) -> dict[str, bytes]:
+        """The records *chunk* holds after the fold, in order."""
+        return {
+            k: self.updates.get(k, line)
+            for k, line in zip(chunk.keys, old_lines, strict=True)
+            if k not in self.deletes
+        }
+
+
+def keys_in(chunks: Iterable[Chunk]) -> set[str]:
+    return {k for c in chunks for k in c.keys}

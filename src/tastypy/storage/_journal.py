@@ -1,0 +1,210 @@
+"""The journal: one append per sync, checked on replay.
+
+A commit is its record lines followed by a commit line::
+
+    ["key", value]                          set key (in place, or at the end if new)
+    ["key"]                                 delete key
+    {"commit": 7, "records": 2, "crc32": 1234567}
+
+``crc32`` covers the bytes of the record lines (newlines included); ``commit``
+numbers run on from 1 in each journal file. With ``gzipped=True`` each commit
+is one gzip member, and concatenated members are a valid gzip file.
+
+Replaying stops at the last complete, valid commit. Anything after it is a
+*torn tail* (a commit whose write a crash interrupted): it is reported so the
+writer can cut it away. A bad commit followed by a good one cannot be a torn
+write: that is damage, raised as :class:`CorruptStoreError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from ..errors import CorruptStoreError
+from ._durable import datasync
+
+__all__ = ["Journal", "Replay", "commit_bytes", "replay"]
+
+log = logging.getLogger(__name__)
+
+_GZIP_MAGIC = b"\x1f\x8b\x08"
+
+
+@dataclass
+class Replay:
+    """What a journal file holds: its valid commits and where they end."""
+
+    ops: list[bytes] = field(default_factory=list)  # record lines of valid commits, in order
+    commits: int = 0
+    end: int = 0  # byte offset just past the last valid commit
+    torn: int = 0  # bytes after it (a torn tail), 0 if none
+    problems: list[str] = field(default_factory=list)  # damage, when not raising
+
+
+def commit_bytes(records: list[bytes], number: int, gzipped: bool) -> bytes:
+    """Encode one commit of *records* (lines without newline)."""
+    body = b"".join(line + b"\n" for line in records)
+    trailer = orjson.dumps({"commit": number, "records": len(records), "crc32": zlib.crc32(body)})
+    data = body + trailer + b"\n"
+    if gzipped:
+        # Level 1: a sync is latency-bound; compaction recompresses chunks at 6.
+        compressor = zlib.compressobj(1, zlib.DEFLATED, 31)
+        data = compressor.compress(data) + compressor.flush()
+    return data
+
+
+def replay(path: Path, raw: bytes, gzipped: bool, *, strict: bool = True) -> Replay:
+    """Check and split the journal bytes *raw* into commits.
+
+    With *strict*, damage raises :class:`CorruptStoreError`; otherwise it is
+    listed in ``Replay.problems`` and replay stops there.
+    """
+    result = Replay()
+    pieces = _gzip_members(raw) if gzipped else _plain_commits(raw)
+    first_bad: str | None = None
+    for _start, end, text, lineno in pieces:
+        if first_bad is None:
+            problem = _check_commit(text, result.commits + 1)
+            if problem is None:
+                assert text is not None
+                result.ops.extend(text.split(b"\n")[:-2])
+                result.commits += 1
+                result.end = end
+            else:
+                first_bad = f"{path}:{lineno}: commit {result.commits + 1} {problem}"
+        elif _check_commit(text, None) is None:
+            # A good commit after a bad one: the bad one is not a torn write.
+            message = f"{first_bad} (later commits are intact, so this is damage)"
+            if strict:
+                raise CorruptStoreError(message)
+            result.problems.append(message)
+            break
+    result.torn = len(raw) - result.end if not result.problems else 0
+    return result
+
+
+def _plain_commits(raw: bytes) -> Iterator[tuple[int, int, bytes | None, int]]:
+    """(start, end, text, first line number) of each commit in a plain journal."""
+    start = pos = 0
+    lineno = first = 1
+    while pos < len(raw):
+        newline = raw.find(b"\n", pos)
+        if newline < 0:
+            yield start, len(raw), None, first  # unterminated: cannot be complete
+            return
+        if raw[pos : pos + 1] == b"{":
+            yield start, newline + 1, raw[start : newline + 1], first
+            start = newline + 1
+            first = lineno + 1
+        pos = newline + 1
+        lineno += 1
+    if start < len(raw):
+        yield start, len(raw), None, first
+
+
+def _gzip_members(raw: bytes) -> Iterator[tuple[int, int, bytes | None, int]]:
+    """(start, end, text, first line number) of each gzip member.
+
+    An unreadable member yields ``None``; scanning resumes at the next member
+    header, so damage in the middle cannot pass for a torn tail.
+    """
+    view = memoryview(raw)
+    pos = 0
+    lineno = 1
+    while pos < len(raw):
+        inflater = zlib.decompressobj(31)
+        try:
+            text = inflater.decompress(view[pos:])
+            complete = inflater.eof
+        except zlib.error:
+            complete = False
+        if not complete:
+            following = raw.find(_GZIP_MAGIC, pos + 1)
+            end = len(raw) if following < 0 else following
+            yield pos, end, None, lineno
+            pos = end
+            continue
+        end = len(raw) - len(inflater.unused_data)
+        yield pos, end, text, lineno
+        lineno += text.count(b"\n")
+        pos = end
+
+
+def _check_commit(text: bytes | None, number: int | None) -> str | None:
+    """Why *text* is not a valid commit numbered *number* (any, if None)."""
+    if text is None:
+        return "is unreadable"
+    if not text.endswith(b"\n"):
+        return "is incomplete"
+    cut = text.rfind(b"\n", 0, len(text) - 1) + 1
+    try:
+        trailer = orjson.loads(text[cut:])
+        records, crc, found = trailer["records"], trailer["crc32"], trailer["commit"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return "has no valid commit line"
+    body = text[:cut]
+    if number is not None and found != number:
+        return f"is numbered {found!r}"
+    if body.count(b"\n") != records or zlib.crc32(body) != crc:
+        return "fails its checksum"
+    return None
+
+
+class Journal:
+    """The writer's handle on the current journal file.
+
+    Appends go at a known offset with ``pwrite``; a failed append is cut off
+    again, so a later append never lands after garbage.
+    """
+
+    def __init__(self, path: Path, end: int, commits: int, gzipped: bool, durable: bool) -> None:
+        self.path = path
+        self.gzipped = gzipped
+        self.durable = durable
+        self.end = end
+        self.commits = commits
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._tail_dirty = os.fstat(self._fd).st_size != end
+
+    def append(self, records: list[bytes]) -> None:
+        """Durably append one commit; on failure the journal is as before."""
+        data = commit_bytes(records, self.commits + 1, self.gzipped)
+        if self._tail_dirty:
+            self.cut()
+        try:
+            view = memoryview(data)
+            offset = self.end
+            while view:
+                written = os.pwrite(self._fd, view, offset)
+                view = view[written:]
+                offset += written
+            if self.durable:
+                datasync(self._fd)
+        except BaseException:
+            self._tail_dirty = True
+            try:
+                self.cut()
+            except OSError as exc:
+                log.warning("could not cut a failed commit off %s: %s", self.path, exc)
+            raise
+        self.end += len(data)
+        self.commits += 1
+
+    def cut(self) -> None:
+        """Cut the file back to the end of the last good commit."""
+        os.ftruncate(self._fd, self.end)
+        if self.durable:
+            datasync(self._fd)
+        self._tail_dirty = False
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
