@@ -15,6 +15,7 @@ from .errors import (
     TastypyError,
 )
 from .pod import POD, PersistentOrderedDict
+from .storage.verify import VerifyReport, verify
 
 __all__ = [
     "POD",
@@ -26,6 +27,8 @@ __all__ = [
     "SettingsError",
     "StoreClosedError",
     "TastypyError",
+    "VerifyReport",
+    "verify",
 ]
 
 __version__ = "0.1.0.dev0"

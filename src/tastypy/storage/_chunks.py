@@ -26,6 +26,7 @@ __all__ = [
     "Fold",
     "chunk_name",
     "keys_in",
+    "load_chunk",
     "parse_records",
     "split_chunk",
     "write_chunk",
@@ -103,6 +104,27 @@ def parse_records(where: Path, lines: list[bytes]) -> list[Any]:
         if type(record) is not list or len(record) != 2 or type(record[0]) is not str:
             raise CorruptStoreError(f'{where}:{lineno}: not a ["key", value] pair')
     raise CorruptStoreError(f"{where}: lines do not split into records")
+
+
+def load_chunk(
+    where: Path,
+    entry: ChunkEntry,
+    raw: bytes,
+    gzipped: bool,
+    *,
+    into: dict[str, Any],
+    hashes: dict[str, int],
+) -> Chunk:
+    """Check and parse one data file into the dict *into*; note each line's hash."""
+    lines = split_chunk(where, entry, raw, gzipped)
+    pairs = parse_records(where, lines)
+    keys = [pair[0] for pair in pairs]
+    before = len(into)
+    into.update(pairs)
+    if len(into) != before + len(keys):
+        raise CorruptStoreError(f"{where}: holds a key that an earlier data file holds too")
+    hashes.update(zip(keys, map(hash, lines), strict=True))
+    return Chunk(entry, keys)
 
 
 def write_chunk(

@@ -24,13 +24,14 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from ..errors import CorruptStoreError
 from ._durable import datasync
 
-__all__ = ["Journal", "Replay", "commit_bytes", "replay"]
+__all__ = ["Journal", "Replay", "apply_ops", "commit_bytes", "replay"]
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,27 @@ def replay(path: Path, raw: bytes, gzipped: bool, *, strict: bool = True) -> Rep
             break
     result.torn = len(raw) - result.end if not result.problems else 0
     return result
+
+
+def apply_ops(path: Path, ops: list[bytes], data: dict[str, Any], hashes: dict[str, int]) -> None:
+    """Apply replayed record lines to *data* (dict semantics) and *hashes*."""
+    for number, line in enumerate(ops, 1):
+        try:
+            record = orjson.loads(line)
+            key = record[0]
+            if type(key) is not str:
+                raise TypeError
+            if len(record) == 2:
+                data[key] = record[1]
+                hashes[key] = hash(line)
+            elif len(record) == 1:
+                data.pop(key, None)
+                hashes.pop(key, None)
+            else:
+                raise TypeError
+        except (orjson.JSONDecodeError, IndexError, TypeError):
+            # Its commit's checksum held, so it was written like this: a bug, not a crash.
+            raise CorruptStoreError(f"{path}: record {number} is not a record") from None
 
 
 def _plain_commits(raw: bytes) -> Iterator[tuple[int, int, bytes | None, int]]:

@@ -111,6 +111,11 @@ def read_manifest(directory: Path) -> Manifest:
             ChunkEntry(str(c["file"]), int(c["records"]), int(c["bytes"]), int(c["crc32"]))
             for c in doc["chunks"]
         ]
+        if sum(c.records for c in chunks) != doc["records"]:
+            raise CorruptStoreError(
+                f"{path}: its data files hold {sum(c.records for c in chunks)} records "
+                f"but it says {doc['records']}"
+            )
         return Manifest(
             file_size=int(doc["file_size"]),
             gzipped=bool(doc["gzipped"]),

@@ -33,13 +33,13 @@ from typing import Any
 import orjson
 
 from ..errors import CorruptStoreError, LockedError, NotAStoreError, ReadOnlyError, SettingsError
-from ._chunks import CHUNKS, Chunk, Fold, chunk_name, parse_records, split_chunk, write_chunk
+from ._chunks import CHUNKS, Chunk, Fold, chunk_name, load_chunk, split_chunk, write_chunk
 from ._durable import DirSyncError, fsync_dir, unlink_quietly, write_new_file
-from ._journal import Journal, replay
+from ._journal import Journal, apply_ops, replay
 from ._lock import StoreLock
 from ._manifest import MANIFEST, Manifest, read_manifest
 
-__all__ = ["DEFAULT_FILE_SIZE", "FileStorage"]
+__all__ = ["DEFAULT_FILE_SIZE", "JOURNAL_NAME", "FileStorage", "read_snapshot"]
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ DEFAULT_FILE_SIZE = 1000
 # holds this much: small stores would otherwise compact on every few syncs.
 COMPACT_MIN_BYTES = 4 << 20
 _FRESH_DIR_ENTRIES = {"lock", CHUNKS, MANIFEST + ".tmp"}
-_JOURNAL_NAME = re.compile(r"journal-\d{8}\.jsonl(\.gz)?$")
+JOURNAL_NAME = re.compile(r"journal-\d{8}\.jsonl(\.gz)?$")
 _READ_RETRIES = 50
 
 
@@ -154,46 +154,26 @@ class FileStorage:
             Naming the file (and line) that is damaged.
         """
         if self.readonly:
-            self._manifest, files, journal_raw = self._snapshot()
+            self._manifest, files, journal_raw = read_snapshot(self.path)
         else:
             self._manifest = read_manifest(self.path)
             files = {}
             journal_raw = self._read(self._manifest.journal)
         data: dict[str, Any] = {}
         self._chunks, self._hash = [], {}
-        hashes = self._hash
         for entry in self._manifest.chunks:
-            where = self.path / CHUNKS / entry.file
             raw = files[entry.file] if self.readonly else self._read(f"{CHUNKS}/{entry.file}")
-            lines = split_chunk(where, entry, raw, self.gzipped)
-            pairs = parse_records(where, lines)
-            keys = [pair[0] for pair in pairs]
-            before = len(data)
-            data.update(pairs)
-            if len(data) != before + len(keys):
-                raise CorruptStoreError(f"{where}: holds a key that appears twice in the store")
-            hashes.update(zip(keys, map(hash, lines), strict=True))
-            self._chunks.append(Chunk(entry, keys))
-        self._replay_journal(journal_raw, data)
+            where = self.path / CHUNKS / entry.file
+            self._chunks.append(
+                load_chunk(where, entry, raw, self.gzipped, into=data, hashes=self._hash)
+            )
+        self._replay_journal(journal_raw or b"", data)
         return data
 
     def _replay_journal(self, raw: bytes, data: dict[str, Any]) -> None:
         path = self.path / self._manifest.journal
         rep = replay(path, raw, self.gzipped)
-        hashes = self._hash
-        for lineno, line in enumerate(rep.ops, 1):
-            try:
-                record = orjson.loads(line)
-                key = record[0]
-                if len(record) == 2:
-                    data[key] = record[1]
-                    hashes[key] = hash(line)
-                else:
-                    data.pop(key, None)
-                    hashes.pop(key, None)
-            except (orjson.JSONDecodeError, IndexError, TypeError):
-                # The commit's checksum held, so this was written as it is.
-                raise CorruptStoreError(f"{path}: record {lineno} is not a record") from None
+        apply_ops(path, rep.ops, data, self._hash)
         if rep.torn:
             log.warning(
                 "%s: discarding a torn last commit (%d bytes): the program writing it "
@@ -438,7 +418,7 @@ class FileStorage:
         strangers = sorted(
             name
             for name in set(os.listdir(self.path)) - _FRESH_DIR_ENTRIES
-            if not _JOURNAL_NAME.match(name)
+            if not JOURNAL_NAME.match(name)
         )
         chunk_dir = self.path / CHUNKS
         if strangers or (chunk_dir.is_dir() and os.listdir(chunk_dir)):
@@ -468,7 +448,7 @@ class FileStorage:
                 log.debug("removing leftover %s", chunk_dir / name)
                 os.unlink(chunk_dir / name)
         for name in os.listdir(self.path):
-            if _JOURNAL_NAME.match(name) and name != manifest.journal:
+            if JOURNAL_NAME.match(name) and name != manifest.journal:
                 log.debug("removing leftover %s", self.path / name)
                 os.unlink(self.path / name)
 
@@ -482,19 +462,6 @@ class FileStorage:
                 f"{self.path / name} is missing but {self.path / MANIFEST} names it"
             ) from None
 
-    def _snapshot(self) -> tuple[Manifest, dict[str, bytes], bytes]:
-        """The manifest and all its files, retried if a compaction replaced them."""
-        for _ in range(_READ_RETRIES):
-            manifest = read_manifest(self.path)
-            try:
-                files = {
-                    c.file: (self.path / CHUNKS / c.file).read_bytes() for c in manifest.chunks
-                }
-                return manifest, files, (self.path / manifest.journal).read_bytes()
-            except FileNotFoundError:
-                time.sleep(0.01)  # a writer compacted meanwhile: read the new generation
-        raise CorruptStoreError(f"{self.path}: files named by {MANIFEST} keep vanishing")
-
     # -- checks ---------------------------------------------------------------
 
     def _check_writable(self) -> None:
@@ -507,6 +474,40 @@ class FileStorage:
                 f"{self.path} was opened by process {self._pid}; this forked child "
                 "may not write to it (open it in the child instead)"
             )
+
+
+def read_snapshot(
+    path: Path, *, missing_ok: bool = False
+) -> tuple[Manifest, dict[str, bytes], bytes | None]:
+    """The manifest and the bytes of every file it names, read without a lock.
+
+    If a file is missing because a writer compacted meanwhile, start over with
+    the new manifest. A file that stays missing raises
+    :class:`CorruptStoreError`, or with *missing_ok* is left out (the journal
+    as ``None``).
+    """
+    for attempt in range(_READ_RETRIES):
+        manifest = read_manifest(path)
+        files: dict[str, bytes] = {}
+        missing: list[str] = []
+        for entry in manifest.chunks:
+            try:
+                files[entry.file] = (path / CHUNKS / entry.file).read_bytes()
+            except FileNotFoundError:
+                missing.append(f"{CHUNKS}/{entry.file}")
+        try:
+            journal: bytes | None = (path / manifest.journal).read_bytes()
+        except FileNotFoundError:
+            journal = None
+            missing.append(manifest.journal)
+        if not missing:
+            return manifest, files, journal
+        if attempt >= 2 and read_manifest(path).generation == manifest.generation:
+            if missing_ok:
+                return manifest, files, journal
+            raise CorruptStoreError(f"{path / missing[0]} is missing but {MANIFEST} names it")
+        time.sleep(0.01)  # a writer compacted meanwhile: read the new generation
+    raise CorruptStoreError(f"{path}: files named by {MANIFEST} keep vanishing")
 
 
 def _check_setting(path: Path, name: str, asked: object, stored: object) -> None:

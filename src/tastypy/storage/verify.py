@@ -1,0 +1,124 @@
+"""``tastypy.verify(path)``: check every file of a store without changing any."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import CorruptStoreError, NotAStoreError
+from ._chunks import CHUNKS, load_chunk
+from ._journal import apply_ops, replay
+from ._manifest import MANIFEST
+from .files import JOURNAL_NAME, read_snapshot
+
+__all__ = ["VerifyReport", "verify"]
+
+
+@dataclass
+class VerifyReport:
+    """What :func:`verify` found.
+
+    Attributes
+    ----------
+    path
+        The store.
+    problems
+        Damage: each entry names the file (and line where one can be named).
+        Opening the store for use would raise :class:`CorruptStoreError`.
+    notes
+        Things a writable open repairs by itself: a torn last commit left by a
+        crash, leftover files of an interrupted compaction.
+    records
+        Keys in the store, counting what could be read.
+    """
+
+    path: Path
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    records: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True if no damage was found (notes do not count)."""
+        return not self.problems
+
+    def __str__(self) -> str:
+        lines = [f"{self.path}: {'OK' if self.ok else 'DAMAGED'}, {self.records} records"]
+        lines += [f"  problem: {p}" for p in self.problems]
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def verify(path: str | os.PathLike[str]) -> VerifyReport:
+    """Read every file of the store at *path* and report each problem found.
+
+    Never writes, never takes the lock: safe while another process writes to
+    the store (a compaction under our feet is retried).
+
+    Raises
+    ------
+    NotAStoreError
+        If *path* does not exist or holds no tastypy store.
+    """
+    store = Path(path)
+    if not (store / MANIFEST).is_file():
+        what = "does not exist" if not store.exists() else "is not a tastypy store"
+        raise NotAStoreError(f"{store} {what} (no {MANIFEST})")
+    report = VerifyReport(store)
+    try:
+        manifest, files, journal_raw = read_snapshot(store, missing_ok=True)
+    except CorruptStoreError as exc:
+        report.problems.append(str(exc))
+        return report
+    data: dict[str, Any] = {}
+    hashes: dict[str, int] = {}
+    for entry in manifest.chunks:
+        where = store / CHUNKS / entry.file
+        raw = files.get(entry.file)
+        if raw is None:
+            report.problems.append(f"{where} is missing but {MANIFEST} names it")
+            continue
+        try:
+            load_chunk(where, entry, raw, manifest.gzipped, into=data, hashes=hashes)
+        except CorruptStoreError as exc:
+            report.problems.append(str(exc))
+    journal = store / manifest.journal
+    if journal_raw is None:
+        report.problems.append(f"{journal} is missing but {MANIFEST} names it")
+    else:
+        rep = replay(journal, journal_raw, manifest.gzipped, strict=False)
+        report.problems += rep.problems
+        try:
+            apply_ops(journal, rep.ops, data, hashes)
+        except CorruptStoreError as exc:
+            report.problems.append(str(exc))
+        if rep.torn:
+            report.notes.append(
+                f"{journal}: a torn last commit ({rep.torn} bytes) from an interrupted "
+                "sync; it is discarded (a writable open cuts it off)"
+            )
+    report.records = len(data)
+    report.notes += _leftovers(store, {e.file for e in manifest.chunks}, manifest.journal)
+    return report
+
+
+def _leftovers(store: Path, chunks: set[str], journal: str) -> list[str]:
+    notes = []
+    try:
+        names = sorted(os.listdir(store / CHUNKS))
+    except OSError:
+        names = []
+    notes += [
+        f"{store / CHUNKS / n}: leftover of an interrupted compaction (removed on the "
+        "next writable open)"
+        for n in names
+        if n not in chunks
+    ]
+    notes += [
+        f"{store / n}: leftover journal (removed on the next writable open)"
+        for n in sorted(os.listdir(store))
+        if JOURNAL_NAME.match(n) and n != journal
+    ]
+    return notes
