@@ -177,7 +177,8 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             if key not in dirty:
                 dirty[key] = False
         else:
-            check_new_key(key)
+            if not key.isascii():
+                check_new_key(key)
             dirty.pop(key, None)
             dirty[key] = True
         self._encoded[key] = encoded
@@ -285,9 +286,8 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         """
         self._check_writable()
         with self._lock, _lifecycle.critical():
-            dirty = self._dirty
-            if dirty:
-                self._commit(list(dirty))
+            if self._dirty:
+                self._commit(None)
 
     def sync_key(self, key: Any) -> None:
         """Write *key* to disk now (with any keys added before it, to keep order)."""
@@ -308,25 +308,32 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
                 keys = [key]
             self._commit(keys)
 
-    def _commit(self, keys: list[str]) -> None:
+    def _commit(self, keys: list[str] | None) -> None:
+        """Commit *keys* (every dirty key if None); they stay dirty on failure."""
         data, dirty, encoded = self._data, self._dirty, self._encoded
         changes: list[tuple[str, bytes | None]] = []
-        for key in keys:
-            if dirty.get(key):
-                changes.append((key, None))
-            if key in data:
-                blob = encoded.get(key)
-                if blob is None:
-                    try:
-                        blob = encode_value(data[key])
-                    except TypeError as exc:
-                        raise TypeError(f"cannot sync key {key!r}: {exc}") from None
-                changes.append((key, blob))
+        pending = dirty.items() if keys is None else [(k, dirty.get(k, False)) for k in keys]
+        for key, appended in pending:
+            if appended:
+                changes.append((key, None))  # (re)goes to the end: drop its old place
+            blob = encoded.get(key)
+            if blob is None:
+                if key not in data:
+                    continue  # deleted
+                try:
+                    blob = encode_value(data[key])
+                except TypeError as exc:
+                    raise TypeError(f"cannot sync key {key!r}: {exc}") from None
+            changes.append((key, blob))
         assert self._storage is not None
         self._storage.commit(changes)
-        for key in keys:
-            dirty.pop(key, None)
-            encoded.pop(key, None)
+        if keys is None:
+            dirty.clear()
+            encoded.clear()
+        else:
+            for key in keys:
+                dirty.pop(key, None)
+                encoded.pop(key, None)
 
     def _auto_sync(self) -> None:
         self.sync()

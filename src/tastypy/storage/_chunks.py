@@ -8,6 +8,7 @@ files make up the store.
 from __future__ import annotations
 
 import gzip
+import operator
 import os
 import zlib
 from collections.abc import Iterable
@@ -92,8 +93,11 @@ def parse_records(where: Path, lines: list[bytes]) -> list[Any]:
         pairs: list[Any] = orjson.loads(b"[" + b",".join(lines) + b"]")
     except orjson.JSONDecodeError:
         pairs = []
-    if len(pairs) == len(lines) and all(
-        type(p) is list and len(p) == 2 and type(p[0]) is str for p in pairs
+    if (
+        len(pairs) == len(lines)
+        and set(map(type, pairs)) <= {list}
+        and set(map(len, pairs)) <= {2}
+        and set(map(type, map(_first, pairs))) <= {str}
     ):
         return pairs
     for lineno, line in enumerate(lines, 1):
@@ -104,6 +108,9 @@ def parse_records(where: Path, lines: list[bytes]) -> list[Any]:
         if type(record) is not list or len(record) != 2 or type(record[0]) is not str:
             raise CorruptStoreError(f'{where}:{lineno}: not a ["key", value] pair')
     raise CorruptStoreError(f"{where}: lines do not split into records")
+
+
+_first = operator.itemgetter(0)
 
 
 def load_chunk(
@@ -118,7 +125,7 @@ def load_chunk(
     """Check and parse one data file into the dict *into*; note each line's hash."""
     lines = split_chunk(where, entry, raw, gzipped)
     pairs = parse_records(where, lines)
-    keys = [pair[0] for pair in pairs]
+    keys = list(map(_first, pairs))
     before = len(into)
     into.update(pairs)
     if len(into) != before + len(keys):

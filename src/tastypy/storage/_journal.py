@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ __all__ = ["Journal", "Replay", "apply_ops", "commit_bytes", "replay"]
 log = logging.getLogger(__name__)
 
 _GZIP_MAGIC = b"\x1f\x8b\x08"
+_COMMIT_NUMBER = re.compile(rb'\{"commit":(\d{1,18}),"records":\d+,"crc32":\d+\}')
 
 
 @dataclass
@@ -51,7 +53,7 @@ class Replay:
 
 def commit_bytes(records: list[bytes], number: int, gzipped: bool) -> bytes:
     """Encode one commit of *records* (lines without newline)."""
-    body = b"".join(line + b"\n" for line in records)
+    body = b"\n".join(records) + b"\n" if records else b""
     trailer = orjson.dumps({"commit": number, "records": len(records), "crc32": zlib.crc32(body)})
     data = body + trailer + b"\n"
     if gzipped:
@@ -78,17 +80,25 @@ def replay(path: Path, raw: bytes, gzipped: bool, *, strict: bool = True) -> Rep
                 result.ops.extend(text.split(b"\n")[:-2])
                 result.commits += 1
                 result.end = end
-            else:
-                first_bad = f"{path}:{lineno}: commit {result.commits + 1} {problem}"
-        elif _check_commit(text, None) is None:
-            # A good commit after a bad one: the bad one is not a torn write.
-            message = f"{first_bad} (later commits are intact, so this is damage)"
+                continue
+            first_bad = f"{path}:{lineno}: commit {result.commits + 1} {problem}"
+        # After the last good commit. A crash leaves only a prefix of one
+        # commit; an intact later commit, or an intact commit line numbered
+        # beyond the next commit, means the bytes in between were damaged.
+        if _check_commit(text, None) is None or _highest_commit(text) > result.commits + 1:
+            message = f"{first_bad} (a later commit is intact, so this is damage)"
             if strict:
                 raise CorruptStoreError(message)
             result.problems.append(message)
             break
     result.torn = len(raw) - result.end if not result.problems else 0
     return result
+
+
+def _highest_commit(text: bytes | None) -> int:
+    """The highest commit number that still reads as one in *text* (0 if none)."""
+    numbers = [int(m) for m in _COMMIT_NUMBER.findall(text or b"")]
+    return max(numbers, default=0)
 
 
 def apply_ops(path: Path, ops: list[bytes], data: dict[str, Any], hashes: dict[str, int]) -> None:
@@ -113,22 +123,27 @@ def apply_ops(path: Path, ops: list[bytes], data: dict[str, Any], hashes: dict[s
 
 
 def _plain_commits(raw: bytes) -> Iterator[tuple[int, int, bytes | None, int]]:
-    """(start, end, text, first line number) of each commit in a plain journal."""
-    start = pos = 0
-    lineno = first = 1
-    while pos < len(raw):
-        newline = raw.find(b"\n", pos)
-        if newline < 0:
-            yield start, len(raw), None, first  # unterminated: cannot be complete
+    """(start, end, text, first line number) of each commit in a plain journal.
+
+    Record lines start with ``[`` and commit lines with ``{``, so we can jump
+    from commit line to commit line without looking at every record.
+    """
+    start = 0
+    first = 1
+    while start < len(raw):
+        if raw.startswith(b"{", start):
+            at = start
+        else:
+            found = raw.find(b"\n{", start)
+            at = found + 1 if found >= 0 else -1
+        end = raw.find(b"\n", at) + 1 if at >= 0 else 0
+        if end <= 0:  # no (terminated) commit line follows: cannot be complete
+            yield start, len(raw), None, first
             return
-        if raw[pos : pos + 1] == b"{":
-            yield start, newline + 1, raw[start : newline + 1], first
-            start = newline + 1
-            first = lineno + 1
-        pos = newline + 1
-        lineno += 1
-    if start < len(raw):
-        yield start, len(raw), None, first
+        text = raw[start:end]
+        yield start, end, text, first
+        first += text.count(b"\n")
+        start = end
 
 
 def _gzip_members(raw: bytes) -> Iterator[tuple[int, int, bytes | None, int]]:

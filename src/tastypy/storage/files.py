@@ -97,6 +97,7 @@ class FileStorage:
         self._lock: StoreLock | None = None
         self._journal: Journal | None = None
         self._chunks: list[Chunk] = []
+        self._data_bytes = 0  # total size of self._chunks' files
         self._hash: dict[str, int] = {}  # key -> hash of its current line
         self._dir_sync_owed = False  # a rename whose directory fsync failed
         if readonly:
@@ -160,13 +161,15 @@ class FileStorage:
             files = {}
             journal_raw = self._read(self._manifest.journal)
         data: dict[str, Any] = {}
-        self._chunks, self._hash = [], {}
+        chunks: list[Chunk] = []
+        self._hash = {}
         for entry in self._manifest.chunks:
             raw = files[entry.file] if self.readonly else self._read(f"{CHUNKS}/{entry.file}")
             where = self.path / CHUNKS / entry.file
-            self._chunks.append(
+            chunks.append(
                 load_chunk(where, entry, raw, self.gzipped, into=data, hashes=self._hash)
             )
+        self._set_chunks(chunks)
         self._replay_journal(journal_raw or b"", data)
         return data
 
@@ -200,32 +203,32 @@ class FileStorage:
             self.load()
         assert self._journal is not None
         hashes = self._hash
-        changed: dict[str, int | None] = {}
+        dumps = orjson.dumps
         records: list[bytes] = []
+        now: list[tuple[str, int]] = []  # new line hashes, applied once durable
+        gone: set[str] = set()  # keys deleted by this commit (and not set again)
         for key, value in changes:
-            current = changed[key] if key in changed else hashes.get(key)
             if value is None:
-                if current is not None:
-                    records.append(b"[" + orjson.dumps(key) + b"]")
-                    changed[key] = None
+                if key in hashes and key not in gone:
+                    records.append(b"[" + dumps(key) + b"]")
+                    gone.add(key)
                 continue
-            line = b"[" + orjson.dumps(key) + b"," + value + b"]"
+            line = b"".join((b"[", dumps(key), b",", value, b"]"))
             digest = hash(line)
-            if digest != current:
+            if key in gone or digest != hashes.get(key):
                 records.append(line)
-                changed[key] = digest
+                now.append((key, digest))
+                gone.discard(key)
         if self._dir_sync_owed:
             fsync_dir(self.path)
             self._dir_sync_owed = False
         if not records:
             return
         self._journal.append(records)
-        for key, now in changed.items():
-            if now is None:
-                del hashes[key]
-            else:
-                hashes[key] = now
-        if self._journal.end > max(COMPACT_MIN_BYTES, self.data_bytes):
+        for key in gone:
+            del hashes[key]
+        hashes.update(now)
+        if self._journal.end > max(COMPACT_MIN_BYTES, self._data_bytes):
             self.compact()
 
     def close(self) -> None:
@@ -252,7 +255,7 @@ class FileStorage:
     @property
     def data_bytes(self) -> int:
         """Bytes in the data files."""
-        return sum(c.entry.nbytes for c in self._chunks)
+        return self._data_bytes
 
     @property
     def journal_bytes(self) -> int:
@@ -272,7 +275,7 @@ class FileStorage:
         ops = replay(self.path / self._manifest.journal, raw, self.gzipped).ops
         if not ops:
             return
-        records = [orjson.loads(line) for line in ops]
+        records = orjson.loads(b"[" + b",".join(ops) + b"]")  # one C-level parse
         touched = {record[0] for record in records}
         affected: set[int] = set()
         in_chunks: set[str] = set()
@@ -378,6 +381,10 @@ class FileStorage:
             manifest.chunks, manifest.generation, manifest.journal = old
             raise
 
+    def _set_chunks(self, chunks: list[Chunk]) -> None:
+        self._chunks = chunks
+        self._data_bytes = sum(c.entry.nbytes for c in chunks)
+
     def _adopt(self, new_chunks: list[Chunk], new_journal: str, affected: set[int]) -> None:
         """The new generation is on disk: switch to it, then tidy up."""
         assert self._journal is not None
@@ -385,7 +392,7 @@ class FileStorage:
         old_journal = self._journal.path
         self._journal.close()
         self._journal = Journal(self.path / new_journal, 0, 0, self.gzipped, self.durable)
-        self._chunks = new_chunks
+        self._set_chunks(new_chunks)
         if self._dir_sync_owed:
             return  # a power loss may still bring back the old manifest: keep its files
         for name in obsolete:
