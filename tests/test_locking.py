@@ -128,11 +128,14 @@ def test_lock_does_not_outlive_sigkilled_holder_whose_fork_lives_on(tmp_path: Pa
         'print("ready", flush=True)',
         """
 import os, time
+sys.stdout.flush()
 if os.fork() == 0:
-    print("forked", os.getpid(), flush=True)
+    # One write(2) per line: parent and child share the pipe, and print()
+    # may split a line in two writes that the other process interleaves.
+    os.write(1, f"forked {os.getpid()}\n".encode())
     time.sleep(60)
     os._exit(0)
-print("ready", flush=True)
+os.write(1, b"ready\n")
 """,
     )
     with Child(code, str(store)) as holder:
