@@ -132,10 +132,10 @@ sys.stdout.flush()
 if os.fork() == 0:
     # One write(2) per line: parent and child share the pipe, and print()
     # may split a line in two writes that the other process interleaves.
-    os.write(1, f"forked {os.getpid()}\n".encode())
+    os.write(1, f"forked {os.getpid()}\\n".encode())
     time.sleep(60)
     os._exit(0)
-os.write(1, b"ready\n")
+os.write(1, b"ready\\n")
 """,
     )
     with Child(code, str(store)) as holder:
