@@ -28,6 +28,7 @@ __all__ = ["check_new_key", "decode_value", "encode_value", "normalize_key"]
 
 _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 _KEY_TYPES = "str, int, float, bool or None"
+_COMPACT_BELOW = 1024
 
 
 def normalize_key(key: object) -> str:  # noqa: PLR0911  # one return per JSON key type
@@ -89,6 +90,11 @@ def encode_value(value: object) -> bytes:
             raise TypeError(f"value is not JSON-serializable: {exc}") from None
     if b"null" in data and _has_non_finite(value):
         raise TypeError("value contains NaN or infinity, which JSON cannot represent")
+    if len(data) < _COMPACT_BELOW:
+        # orjson returns small results in a 1 KiB heap block; kept around (as
+        # the POD keeps pending values) that wastes the rest of the block and
+        # makes the heap grow ~1 KiB per value. A right-sized copy is cheaper.
+        return bytes(memoryview(data))
     return data
 
 
