@@ -24,9 +24,12 @@ from typing import Any
 
 import orjson
 
-__all__ = ["check_new_key", "decode_value", "encode_value", "normalize_key"]
+__all__ = ["FAST_OPTIONS", "check_new_key", "decode_value", "encode_value", "normalize_key"]
 
 _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+# For hot loops that call orjson themselves: output without "null" and no
+# TypeError is exactly what encode_value(value, keep=False) returns.
+FAST_OPTIONS = _OPTIONS
 _KEY_TYPES = "str, int, float, bool or None"
 _COMPACT_BELOW = 1024
 
@@ -69,8 +72,11 @@ def check_new_key(key: str) -> None:
             raise TypeError(f"key {key!r} is not valid Unicode text (lone surrogate)") from None
 
 
-def encode_value(value: object) -> bytes:
+def encode_value(value: object, *, keep: bool = True) -> bytes:
     """Encode *value* as compact JSON bytes.
+
+    *keep*: the result will be held for a while (not just written and
+    dropped); small results are then copied to a right-sized object.
 
     Raises
     ------
@@ -90,7 +96,7 @@ def encode_value(value: object) -> bytes:
             raise TypeError(f"value is not JSON-serializable: {exc}") from None
     if b"null" in data and _has_non_finite(value):
         raise TypeError("value contains NaN or infinity, which JSON cannot represent")
-    if len(data) < _COMPACT_BELOW:
+    if keep and len(data) < _COMPACT_BELOW:
         # orjson returns small results in a 1 KiB heap block; kept around (as
         # the POD keeps pending values) that wastes the rest of the block and
         # makes the heap grow ~1 KiB per value. A right-sized copy is cheaper.

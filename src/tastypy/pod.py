@@ -8,12 +8,14 @@ import reprlib
 import shutil
 import threading
 import weakref
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any, ClassVar, NoReturn
 
+import orjson
+
 from . import _lifecycle
-from ._codec import check_new_key, encode_value, normalize_key
+from ._codec import FAST_OPTIONS, check_new_key, encode_value, normalize_key
 from .errors import LockedError, ReadOnlyError, SettingsError, StoreClosedError
 from .storage import FileStorage, Storage
 
@@ -310,23 +312,10 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
 
     def _commit(self, keys: list[str] | None) -> None:
         """Commit *keys* (every dirty key if None); they stay dirty on failure."""
-        data, dirty, encoded = self._data, self._dirty, self._encoded
-        changes: list[tuple[str, bytes | None]] = []
+        dirty, encoded = self._dirty, self._encoded
         pending = dirty.items() if keys is None else [(k, dirty.get(k, False)) for k in keys]
-        for key, appended in pending:
-            if appended:
-                changes.append((key, None))  # (re)goes to the end: drop its old place
-            blob = encoded.get(key)
-            if blob is None:
-                if key not in data:
-                    continue  # deleted
-                try:
-                    blob = encode_value(data[key])
-                except TypeError as exc:
-                    raise TypeError(f"cannot sync key {key!r}: {exc}") from None
-            changes.append((key, blob))
         assert self._storage is not None
-        self._storage.commit(changes)
+        self._storage.commit(self._changes(pending))
         if keys is None:
             dirty.clear()
             encoded.clear()
@@ -334,6 +323,33 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             for key in keys:
                 dirty.pop(key, None)
                 encoded.pop(key, None)
+
+    def _changes(self, pending: Iterable[tuple[str, bool]]) -> Iterator[tuple[str, bytes | None]]:
+        """The storage changes for dirty keys, made lazily.
+
+        A generator, so each change tuple is freed before the next is made:
+        a list of them would trigger the cyclic GC over all the data.
+        """
+        data, encoded = self._data, self._encoded
+        dumps, checked = orjson.dumps, encode_value
+        for key, appended in pending:
+            if appended:
+                yield key, None  # (re)goes to the end: drop its old place
+            blob = encoded.get(key)
+            if blob is None:
+                if key not in data:
+                    continue  # deleted
+                value = data[key]
+                try:
+                    blob = dumps(value, option=FAST_OPTIONS)
+                    if b"null" in blob:  # might hide a NaN: take the careful path
+                        blob = checked(value, keep=False)
+                except TypeError:
+                    try:
+                        blob = checked(value, keep=False)
+                    except TypeError as exc:
+                        raise TypeError(f"cannot sync key {key!r}: {exc}") from None
+            yield key, blob
 
     def _auto_sync(self) -> None:
         self.sync()

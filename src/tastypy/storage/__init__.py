@@ -6,7 +6,7 @@ The mapping layer (:mod:`tastypy.pod`) keeps the data in memory and decides
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from .files import FileStorage
@@ -49,8 +49,11 @@ class Storage(Protocol):
         """Everything as of the last commit, in order, as a new dict."""
         ...
 
-    def commit(self, changes: Sequence[tuple[str, bytes | None]]) -> None:
-        """One atomic, durable batch: ``None`` deletes; a new key goes to the end."""
+    def commit(self, changes: Iterable[tuple[str, bytes | None]]) -> None:
+        """One atomic, durable batch: ``None`` deletes; a new key goes to the end.
+
+        *changes* may be a generator; if it raises, nothing is committed.
+        """
         ...
 
     def close(self) -> None:

@@ -32,7 +32,7 @@ import orjson
 from ..errors import CorruptStoreError
 from ._durable import datasync
 
-__all__ = ["Journal", "Replay", "apply_ops", "commit_bytes", "replay"]
+__all__ = ["Journal", "Replay", "apply_ops", "commit_bytes", "record_key", "replay"]
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +120,20 @@ def apply_ops(path: Path, ops: list[bytes], data: dict[str, Any], hashes: dict[s
         except (orjson.JSONDecodeError, IndexError, TypeError):
             # Its commit's checksum held, so it was written like this: a bug, not a crash.
             raise CorruptStoreError(f"{path}: record {number} is not a record") from None
+
+
+def record_key(line: bytes) -> tuple[str, bool]:
+    """``(key, is_delete)`` of a record line, without decoding its value.
+
+    Compaction needs only keys; decoding every value would allocate (and
+    make the GC walk) an object per record for nothing.
+    """
+    end = line.find(b'"', 2)
+    key = line[2:end]
+    if b"\\" in key:  # escapes: let the JSON parser do it
+        record = orjson.loads(line)
+        return record[0], len(record) == 1
+    return key.decode(), len(line) == end + 2  # ["key"] ends right after the key
 
 
 def _plain_commits(raw: bytes) -> Iterator[tuple[int, int, bytes | None, int]]:

@@ -26,7 +26,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ import orjson
 from ..errors import CorruptStoreError, LockedError, NotAStoreError, ReadOnlyError, SettingsError
 from ._chunks import CHUNKS, Chunk, Fold, chunk_name, load_chunk, split_chunk, write_chunk
 from ._durable import DirSyncError, fsync_dir, unlink_quietly, write_new_file
-from ._journal import Journal, apply_ops, replay
+from ._journal import Journal, apply_ops, record_key, replay
 from ._lock import StoreLock
 from ._manifest import MANIFEST, Manifest, read_manifest
 
@@ -191,7 +191,7 @@ class FileStorage:
             if rep.torn:
                 self._journal.cut()
 
-    def commit(self, changes: Sequence[tuple[str, bytes | None]]) -> None:
+    def commit(self, changes: Iterable[tuple[str, bytes | None]]) -> None:
         """Apply *changes* atomically and durably.
 
         ``(key, encoded_value)`` sets a key (in place if it exists, else at the
@@ -205,7 +205,10 @@ class FileStorage:
         hashes = self._hash
         dumps = orjson.dumps
         records: list[bytes] = []
-        now: list[tuple[str, int]] = []  # new line hashes, applied once durable
+        # New line hashes, applied once durable; two lists, not a list of
+        # tuples, so that a big commit does not set off the cyclic GC.
+        set_keys: list[str] = []
+        set_hashes: list[int] = []
         gone: set[str] = set()  # keys deleted by this commit (and not set again)
         for key, value in changes:
             if value is None:
@@ -217,7 +220,8 @@ class FileStorage:
             digest = hash(line)
             if key in gone or digest != hashes.get(key):
                 records.append(line)
-                now.append((key, digest))
+                set_keys.append(key)
+                set_hashes.append(digest)
                 gone.discard(key)
         if self._dir_sync_owed:
             fsync_dir(self.path)
@@ -227,7 +231,7 @@ class FileStorage:
         self._journal.append(records)
         for key in gone:
             del hashes[key]
-        hashes.update(now)
+        hashes.update(zip(set_keys, set_hashes, strict=True))
         if self._journal.end > max(COMPACT_MIN_BYTES, self._data_bytes):
             self.compact()
 
@@ -275,8 +279,8 @@ class FileStorage:
         ops = replay(self.path / self._manifest.journal, raw, self.gzipped).ops
         if not ops:
             return
-        records = orjson.loads(b"[" + b",".join(ops) + b"]")  # one C-level parse
-        touched = {record[0] for record in records}
+        keys = list(map(record_key, ops))
+        touched = {key for key, _ in keys}
         affected: set[int] = set()
         in_chunks: set[str] = set()
         for chunk in self._chunks:
@@ -285,11 +289,11 @@ class FileStorage:
                 in_chunks |= hit
                 affected.add(id(chunk))
         fold = Fold(in_chunks)
-        for record, line in zip(records, ops, strict=True):
-            if len(record) == 2:
-                fold.put(record[0], line)
+        for (key, is_delete), line in zip(keys, ops, strict=True):
+            if is_delete:
+                fold.remove(key)
             else:
-                fold.remove(record[0])
+                fold.put(key, line)
         if fold.appends and self._chunks:
             affected.add(id(self._chunks[-1]))
         self._write_generation(fold, affected)
