@@ -346,8 +346,9 @@ gc.collect()
 base = rss()  # measured after the template data exists, so it does not count
 if kind == "dict":
     # What a program would hold: literal keys, a string of its own per record.
+    m = len(results)
     d = {{
-        f"key{{i}}": {{"_done": False, "_tries": 0, "result": results[i % len(results)].encode().decode()}}
+        f"key{{i}}": {{"_done": False, "_tries": 0, "result": results[i % m].encode().decode()}}
         for i in range(n)
     }}
 else:
