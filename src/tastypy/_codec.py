@@ -72,11 +72,12 @@ def check_new_key(key: str) -> None:
             raise TypeError(f"key {key!r} is not valid Unicode text (lone surrogate)") from None
 
 
-def encode_value(value: object, *, keep: bool = True) -> bytes:
+def encode_value(value: object, *, keep: bool = True, key: str | None = None) -> bytes:
     """Encode *value* as compact JSON bytes.
 
     *keep*: the result will be held for a while (not just written and
     dropped); small results are then copied to a right-sized object.
+    *key*, if given, is named in the error message.
 
     Raises
     ------
@@ -91,17 +92,21 @@ def encode_value(value: object, *, keep: bool = True) -> bytes:
         try:
             data = orjson.dumps(_with_str_keys(value), option=_OPTIONS)
         except RecursionError:
-            raise TypeError("value is not JSON-serializable: it is nested too deeply") from None
+            raise TypeError(f"{_which(key)} is not JSON-serializable: too deep") from None
         except TypeError as exc:
-            raise TypeError(f"value is not JSON-serializable: {exc}") from None
+            raise TypeError(f"{_which(key)} is not JSON-serializable: {exc}") from None
     if b"null" in data and _has_non_finite(value):
-        raise TypeError("value contains NaN or infinity, which JSON cannot represent")
+        raise TypeError(f"{_which(key)} contains NaN or infinity, which JSON cannot represent")
     if keep and len(data) < _COMPACT_BELOW:
         # orjson returns small results in a 1 KiB heap block; kept around (as
         # the POD keeps pending values) that wastes the rest of the block and
         # makes the heap grow ~1 KiB per value. A right-sized copy is cheaper.
         return bytes(memoryview(data))
     return data
+
+
+def _which(key: str | None) -> str:
+    return "value" if key is None else f"the value of key {key!r}"
 
 
 def decode_value(data: bytes | str) -> Any:

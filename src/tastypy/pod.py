@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import reprlib
-import shutil
 import threading
 import weakref
 from collections.abc import Iterable, Iterator, MutableMapping
@@ -16,6 +15,7 @@ import orjson
 
 from . import _lifecycle
 from ._codec import FAST_OPTIONS, check_new_key, encode_value, normalize_key
+from ._settings import CLOSED, IgnoreAll, check_settings
 from .errors import LockedError, ReadOnlyError, SettingsError, StoreClosedError
 from .storage import FileStorage, Storage
 
@@ -108,7 +108,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         timeout: float | None = 0.0,
         durable: bool = True,
     ) -> None:
-        _check_settings(gzipped, file_size, sync_at, timeout)
+        check_settings(gzipped, file_size, sync_at, timeout)
         if self._storage is not None:  # __new__ handed back the live object
             self._check_same_settings(gzipped, file_size, sync_at)
             return
@@ -138,7 +138,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         # key -> True if the key must go (again) to the end of the store on
         # disk (new, or deleted since the last sync), False if it is changed
         # in place. Insertion order of appended keys matches self._data.
-        self._dirty: dict[str, bool] = _Ignore() if readonly else {}
+        self._dirty: dict[str, bool] = IgnoreAll() if readonly else {}
         # Encoded values from assignment, valid until the key is read again.
         self._encoded: dict[str, bytes] = {}
         self._held = False
@@ -395,37 +395,26 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             If a value cannot be encoded; nothing is written.
         """
         self._check_writable()
-        _check_settings(gzipped, file_size, None, 0)
+        check_settings(gzipped, file_size, None, 0)
         assert self._storage is not None
-        target = Path(path)
-        if (target / "manifest.json").exists():
-            raise FileExistsError(f"{target} already holds a store; copy() needs a new location")
-        existed = target.exists()
         with self._lock, _lifecycle.critical():
-            changes: list[tuple[str, bytes | None]] = []
-            for key, value in self._data.items():
-                try:
-                    changes.append((key, encode_value(value)))
-                except TypeError as exc:
-                    raise TypeError(f"cannot copy key {key!r}: {exc}") from None
-            new = FileStorage(
-                target,
+            encoded = (
+                (key, encode_value(value, keep=False, key=key))
+                for key, value in self._data.items()
+            )
+            new = FileStorage.create_with(
+                path,
+                encoded,
                 file_size=self._storage.file_size if file_size is None else file_size,
                 gzipped=self._storage.gzipped if gzipped is None else gzipped,
                 durable=self._storage.durable,
+                meta=self._storage.meta,
             )
-            try:
-                new.set_meta(self._storage.meta)
-                new.commit(changes)
-            except BaseException:
-                new.close()
-                _remove_new_store(target, existed)
-                raise
             old, self._storage = self._storage, new
             old.close()
             PersistentOrderedDict._open.pop(os.path.realpath(self._path), None)
-            self._path = target
-            PersistentOrderedDict._open[os.path.realpath(target)] = self
+            self._path = Path(path)
+            PersistentOrderedDict._open[os.path.realpath(path)] = self
             self._dirty.clear()
             self._encoded.clear()
 
@@ -442,7 +431,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             self.sync()
         with self._lock:
             self._closed = True
-            self._data = _CLOSED
+            self._data = CLOSED
             assert self._storage is not None
             self._storage.close()
             _lifecycle.unregister(self)
@@ -528,43 +517,3 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
 
 
 POD = PersistentOrderedDict
-
-
-class _Ignore(dict[str, bool]):
-    """The dirty set of a read-only store: remembers nothing."""
-
-    def __setitem__(self, key: str, value: bool) -> None:
-        pass
-
-
-class _Closed(dict[str, Any]):
-    """Stands in for the data of a closed store: every use raises."""
-
-    def _fail(self, *args: object, **kwargs: object) -> NoReturn:
-        raise StoreClosedError("this store is closed; open it again to use it")
-
-    __getitem__ = __setitem__ = __delitem__ = __contains__ = __iter__ = __len__ = _fail
-    __reversed__ = get = pop = items = keys = values = clear = update = _fail
-
-
-_CLOSED = _Closed()
-
-
-def _check_settings(gzipped: object, file_size: object, sync_at: object, timeout: object) -> None:
-    if gzipped is not None and not isinstance(gzipped, bool):
-        raise TypeError(f"gzipped must be True or False, not {gzipped!r}")
-    for name, value in (("file_size", file_size), ("sync_at", sync_at)):
-        if value is not None and (type(value) is not int or value < 1):
-            raise ValueError(f"{name} must be a whole number >= 1, not {value!r}")
-    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
-        raise ValueError(f"timeout must be None or a number of seconds >= 0, not {timeout!r}")
-
-
-def _remove_new_store(target: Path, existed: bool) -> None:
-    """Undo a failed copy(): remove what we created at *target*."""
-    if not existed:
-        shutil.rmtree(target, ignore_errors=True)
-        return
-    for name in ("manifest.json", "manifest.json.tmp", "lock"):
-        (target / name).unlink(missing_ok=True)
-    shutil.rmtree(target / "chunks", ignore_errors=True)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-import time
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -33,13 +33,15 @@ from typing import Any
 import orjson
 
 from ..errors import CorruptStoreError, LockedError, NotAStoreError, ReadOnlyError, SettingsError
-from ._chunks import CHUNKS, Chunk, Fold, chunk_name, load_chunk, split_chunk, write_chunk
+from ._chunks import CHUNKS, Chunk, load_chunk
+from ._compaction import Generation, discard, journal_name, plan, write_generation
 from ._durable import DirSyncError, fsync_dir, unlink_quietly, write_new_file
-from ._journal import Journal, apply_ops, record_key, replay
+from ._journal import Journal, apply_ops, replay
 from ._lock import StoreLock
 from ._manifest import MANIFEST, Manifest, read_manifest
+from ._snapshot import read_snapshot
 
-__all__ = ["DEFAULT_FILE_SIZE", "JOURNAL_NAME", "FileStorage", "read_snapshot"]
+__all__ = ["DEFAULT_FILE_SIZE", "JOURNAL_NAME", "FileStorage"]
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +51,6 @@ DEFAULT_FILE_SIZE = 1000
 COMPACT_MIN_BYTES = 4 << 20
 _FRESH_DIR_ENTRIES = {"lock", CHUNKS, MANIFEST + ".tmp"}
 JOURNAL_NAME = re.compile(r"journal-\d{8}\.jsonl(\.gz)?$")
-_READ_RETRIES = 50
-
-
-def journal_name(generation: int, gzipped: bool) -> str:
-    return f"journal-{generation:08d}.jsonl" + (".gz" if gzipped else "")
 
 
 class FileStorage:
@@ -113,6 +110,41 @@ class FileStorage:
         except BaseException:
             self.close()
             raise
+
+    @classmethod
+    def create_with(
+        cls,
+        path: str | os.PathLike[str],
+        changes: Iterable[tuple[str, bytes | None]],
+        *,
+        file_size: int,
+        gzipped: bool,
+        durable: bool,
+        meta: dict[str, Any],
+    ) -> FileStorage:
+        """A new store at *path* holding *changes*, open for writing.
+
+        Raises
+        ------
+        FileExistsError
+            If *path* already holds a store.
+
+        If anything fails (including *changes* raising), what was created at
+        *path* is removed again.
+        """
+        target = Path(path)
+        if (target / MANIFEST).exists():
+            raise FileExistsError(f"{target} already holds a store; copy() needs a new location")
+        existed = target.exists()
+        new = cls(target, file_size=file_size, gzipped=gzipped, durable=durable)
+        try:
+            new.set_meta(meta)
+            new.commit(changes)
+        except BaseException:
+            new.close()
+            _remove_new_store(target, existed)
+            raise
+        return new
 
     # -- settings -----------------------------------------------------------
 
@@ -279,127 +311,48 @@ class FileStorage:
         ops = replay(self.path / self._manifest.journal, raw, self.gzipped).ops
         if not ops:
             return
-        keys = list(map(record_key, ops))
-        touched = {key for key, _ in keys}
-        affected: set[int] = set()
-        in_chunks: set[str] = set()
-        for chunk in self._chunks:
-            hit = touched.intersection(chunk.keys)
-            if hit:
-                in_chunks |= hit
-                affected.add(id(chunk))
-        fold = Fold(in_chunks)
-        for (key, is_delete), line in zip(keys, ops, strict=True):
-            if is_delete:
-                fold.remove(key)
-            else:
-                fold.put(key, line)
-        if fold.appends and self._chunks:
-            affected.add(id(self._chunks[-1]))
-        self._write_generation(fold, affected)
-
-    def _write_generation(self, fold: Fold, affected: set[int]) -> None:
-        generation = self._manifest.generation + 1
-        written: list[Chunk] = []
-        new_journal = journal_name(generation, self.gzipped)
-        try:
-            new_chunks = self._write_chunks(generation, fold, affected, written)
-            # No manifest names the next generation's journal yet: any file by
-            # that name is debris of an earlier failed compaction.
-            unlink_quietly(self.path / new_journal)
-            write_new_file(self.path / new_journal, b"", durable=self.durable)
-            if written and self.durable:
-                fsync_dir(self.path / CHUNKS)
-            self._write_manifest(generation, new_chunks, new_journal)
-        except DirSyncError:
-            # The new manifest is in place: keep its files, owe the fsync.
-            self._dir_sync_owed = True
-            self._adopt(new_chunks, new_journal, affected)
-            raise
-        except BaseException:
-            for chunk in written:
-                unlink_quietly(self.path / CHUNKS / chunk.entry.file)
-            unlink_quietly(self.path / new_journal)
-            raise
-        self._adopt(new_chunks, new_journal, affected)
-
-    def _write_chunks(
-        self, generation: int, fold: Fold, affected: set[int], written: list[Chunk]
-    ) -> list[Chunk]:
-        """Write the affected chunks anew; return the new chunk list.
-
-        Each file written is added to *written* at once, so that the caller
-        can remove them all if anything fails.
-        """
-        file_size = self.file_size
-        appends = iter(fold.appends.items())
-        new_chunks: list[Chunk] = []
-
-        def emit(records: dict[str, bytes]) -> None:
-            name = chunk_name(generation, len(written), self.gzipped)
-            entry = write_chunk(
-                self.path / CHUNKS,
-                name,
-                list(records.values()),
-                gzipped=self.gzipped,
-                durable=self.durable,
-            )
-            new_chunks.append(Chunk(entry, list(records)))
-            written.append(new_chunks[-1])
-
-        last = len(self._chunks) - 1
-        for index, chunk in enumerate(self._chunks):
-            if id(chunk) not in affected:
-                new_chunks.append(chunk)
-                continue
-            where = self.path / CHUNKS / chunk.entry.file
-            old_lines = split_chunk(
-                where, chunk.entry, self._read(f"{CHUNKS}/{chunk.entry.file}"), self.gzipped
-            )
-            records = fold.rewrite(chunk, old_lines)
-            if index == last and len(records) < file_size:
-                for key, line in appends:
-                    records[key] = line
-                    if len(records) >= file_size:
-                        break
-            if records:
-                emit(records)
-        while True:
-            batch = dict(item for _, item in zip(range(file_size), appends, strict=False))
-            if not batch:
-                break
-            emit(batch)
-        return new_chunks
-
-    def _write_manifest(self, generation: int, new_chunks: list[Chunk], journal: str) -> None:
+        fold, affected = plan(self._chunks, ops)
+        new = write_generation(
+            self.path,
+            self._manifest.generation + 1,
+            self._chunks,
+            fold,
+            affected,
+            file_size=self.file_size,
+            gzipped=self.gzipped,
+            durable=self.durable,
+        )
         manifest = self._manifest
         old = manifest.chunks, manifest.generation, manifest.journal
-        manifest.chunks = [c.entry for c in new_chunks]
-        manifest.generation = generation
-        manifest.journal = journal
+        manifest.chunks = [c.entry for c in new.chunks]
+        manifest.generation, manifest.journal = new.number, new.journal
         try:
             manifest.write(self.path, durable=self.durable)
         except DirSyncError:
+            # The new manifest is in place: keep its files, owe the fsync.
+            self._dir_sync_owed = True
+            self._adopt(new)
             raise
         except BaseException:
             manifest.chunks, manifest.generation, manifest.journal = old
+            discard(self.path, new)
             raise
+        self._adopt(new)
 
     def _set_chunks(self, chunks: list[Chunk]) -> None:
         self._chunks = chunks
         self._data_bytes = sum(c.entry.nbytes for c in chunks)
 
-    def _adopt(self, new_chunks: list[Chunk], new_journal: str, affected: set[int]) -> None:
+    def _adopt(self, new: Generation) -> None:
         """The new generation is on disk: switch to it, then tidy up."""
         assert self._journal is not None
-        obsolete = [c.entry.file for c in self._chunks if id(c) in affected]
         old_journal = self._journal.path
         self._journal.close()
-        self._journal = Journal(self.path / new_journal, 0, 0, self.gzipped, self.durable)
-        self._set_chunks(new_chunks)
+        self._journal = Journal(self.path / new.journal, 0, 0, self.gzipped, self.durable)
+        self._set_chunks(new.chunks)
         if self._dir_sync_owed:
             return  # a power loss may still bring back the old manifest: keep its files
-        for name in obsolete:
+        for name in new.obsolete:
             unlink_quietly(self.path / CHUNKS / name)
         unlink_quietly(old_journal)
 
@@ -487,40 +440,6 @@ class FileStorage:
             )
 
 
-def read_snapshot(
-    path: Path, *, missing_ok: bool = False
-) -> tuple[Manifest, dict[str, bytes], bytes | None]:
-    """The manifest and the bytes of every file it names, read without a lock.
-
-    If a file is missing because a writer compacted meanwhile, start over with
-    the new manifest. A file that stays missing raises
-    :class:`CorruptStoreError`, or with *missing_ok* is left out (the journal
-    as ``None``).
-    """
-    for attempt in range(_READ_RETRIES):
-        manifest = read_manifest(path)
-        files: dict[str, bytes] = {}
-        missing: list[str] = []
-        for entry in manifest.chunks:
-            try:
-                files[entry.file] = (path / CHUNKS / entry.file).read_bytes()
-            except FileNotFoundError:
-                missing.append(f"{CHUNKS}/{entry.file}")
-        try:
-            journal: bytes | None = (path / manifest.journal).read_bytes()
-        except FileNotFoundError:
-            journal = None
-            missing.append(manifest.journal)
-        if not missing:
-            return manifest, files, journal
-        if attempt >= 2 and read_manifest(path).generation == manifest.generation:
-            if missing_ok:
-                return manifest, files, journal
-            raise CorruptStoreError(f"{path / missing[0]} is missing but {MANIFEST} names it")
-        time.sleep(0.01)  # a writer compacted meanwhile: read the new generation
-    raise CorruptStoreError(f"{path}: files named by {MANIFEST} keep vanishing")
-
-
 def _check_setting(path: Path, name: str, asked: object, stored: object) -> None:
     if asked is not None and asked != stored:
         raise SettingsError(
@@ -528,3 +447,17 @@ def _check_setting(path: Path, name: str, asked: object, stored: object) -> None
             f"omit {name} to use the stored value, or use pod.copy(new_path, {name}=...) "
             "to rewrite the store with the new setting"
         )
+
+
+def _remove_new_store(target: Path, existed: bool) -> None:
+    """Undo a failed create_with(): remove what it created at *target*."""
+    if not existed:
+        shutil.rmtree(target, ignore_errors=True)
+        return
+    for name in os.listdir(target):
+        if name in _FRESH_DIR_ENTRIES or JOURNAL_NAME.match(name) or name == MANIFEST:
+            path = target / name
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)

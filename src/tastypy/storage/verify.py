@@ -11,7 +11,8 @@ from ..errors import CorruptStoreError, NotAStoreError
 from ._chunks import CHUNKS, load_chunk
 from ._journal import apply_ops, replay
 from ._manifest import MANIFEST
-from .files import JOURNAL_NAME, read_snapshot
+from ._snapshot import read_snapshot
+from .files import JOURNAL_NAME
 
 __all__ = ["VerifyReport", "verify"]
 

@@ -1,0 +1,40 @@
+"""Checks of a POD's settings, and the stand-in dicts of read-only and closed PODs."""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+from .errors import StoreClosedError
+
+__all__ = ["CLOSED", "IgnoreAll", "check_settings"]
+
+
+def check_settings(gzipped: object, file_size: object, sync_at: object, timeout: object) -> None:
+    """Refuse settings of the wrong type or range, before anything is created."""
+    if gzipped is not None and not isinstance(gzipped, bool):
+        raise TypeError(f"gzipped must be True or False, not {gzipped!r}")
+    for name, value in (("file_size", file_size), ("sync_at", sync_at)):
+        if value is not None and (type(value) is not int or value < 1):
+            raise ValueError(f"{name} must be a whole number >= 1, not {value!r}")
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
+        raise ValueError(f"timeout must be None or a number of seconds >= 0, not {timeout!r}")
+
+
+class IgnoreAll(dict[str, bool]):
+    """The dirty set of a read-only store: remembers nothing."""
+
+    def __setitem__(self, key: str, value: bool) -> None:
+        pass
+
+
+class _Closed(dict[str, Any]):
+    """Stands in for the data of a closed store: every use raises."""
+
+    def _fail(self, *args: object, **kwargs: object) -> NoReturn:
+        raise StoreClosedError("this store is closed; open it again to use it")
+
+    __getitem__ = __setitem__ = __delitem__ = __contains__ = __iter__ = __len__ = _fail
+    __reversed__ = get = pop = items = keys = values = clear = update = _fail
+
+
+CLOSED = _Closed()
