@@ -66,3 +66,18 @@ def test_a_flipped_byte_before_the_last_commit_is_damage(
     # Not raised: only possible if the flip made no difference to any commit
     # (e.g. in a gzip header field readers ignore); then nothing may be lost.
     assert result.ops == [line for c in commits for line in c]
+
+
+KEYS = ["a", 'x"y', "back\\slash", "ünï ✓", "\n", '"]', 'end"', "", "a\\", "\u2028"]
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_compaction_reads_keys_and_deletes_without_decoding(key: str) -> None:
+    import orjson
+
+    from tastypy.storage._journal import is_delete, journal_keys
+
+    lines = [orjson.dumps([key, v]) for v in (1, None, 'v"]', "x", ['"]'], {"k": '"]'})]
+    lines.append(orjson.dumps([key]))
+    assert journal_keys(lines) == [key] * len(lines)
+    assert [is_delete(line) for line in lines] == [False] * (len(lines) - 1) + [True]

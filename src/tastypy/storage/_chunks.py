@@ -26,7 +26,6 @@ __all__ = [
     "Chunk",
     "Fold",
     "chunk_name",
-    "keys_in",
     "load_chunk",
     "parse_records",
     "split_chunk",
@@ -165,28 +164,34 @@ class Fold:
         self.deletes: set[str] = set()
         self.appends: dict[str, bytes] = {}
 
-    def put(self, key: str, line: bytes) -> None:
-        if key in self.appends or key not in self.in_chunks or key in self.deletes:
-            self.appends[key] = line
-        else:
-            self.updates[key] = line
+    def apply(self, records: Iterable[tuple[str, bytes | None]]) -> None:
+        """Fold in ``(key, line)`` sets and ``(key, None)`` deletes, in order."""
+        in_chunks, updates, deletes, appends = (
+            self.in_chunks,
+            self.updates,
+            self.deletes,
+            self.appends,
+        )
+        for key, line in records:
+            if line is None:
+                if appends.pop(key, None) is None and key in in_chunks:
+                    deletes.add(key)
+                    updates.pop(key, None)
+            elif key in appends or key not in in_chunks or key in deletes:
+                appends[key] = line
+            else:
+                updates[key] = line
 
-    def remove(self, key: str) -> None:
-        if self.appends.pop(key, None) is None and key in self.in_chunks:
-            self.deletes.add(key)
-            self.updates.pop(key, None)
+    def rewrite(self, chunk: Chunk, old_lines: list[bytes], hits: set[str]) -> dict[str, bytes]:
+        """The records *chunk* holds after the fold, in order.
 
-    def touched(self) -> set[str]:
-        return self.updates.keys() | self.deletes
-
-    def rewrite(self, chunk: Chunk, old_lines: list[bytes]) -> dict[str, bytes]:
-        """The records *chunk* holds after the fold, in order."""
-        return {
-            k: self.updates.get(k, line)
-            for k, line in zip(chunk.keys, old_lines, strict=True)
-            if k not in self.deletes
-        }
-
-
-def keys_in(chunks: Iterable[Chunk]) -> set[str]:
-    return {k for c in chunks for k in c.keys}
+        *hits* are the chunk's keys that the fold touches; only they need
+        looking at, the rest is copied at C speed.
+        """
+        records = dict(zip(chunk.keys, old_lines, strict=True))
+        for key in hits:
+            if key in self.deletes:
+                del records[key]
+            elif key in self.updates:
+                records[key] = self.updates[key]
+        return records

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ._chunks import CHUNKS, Chunk, Fold, chunk_name, split_chunk, write_chunk
 from ._durable import fsync_dir, unlink_quietly, write_new_file
-from ._journal import record_key
+from ._journal import is_delete, journal_keys
 
 __all__ = ["Generation", "discard", "journal_name", "plan", "write_generation"]
 
@@ -35,28 +35,25 @@ class Generation:
     obsolete: list[str] = field(default_factory=list)  # old files they replace
 
 
-def plan(chunks: list[Chunk], ops: list[bytes]) -> tuple[Fold, set[int]]:
+def plan(chunks: list[Chunk], ops: list[bytes]) -> tuple[Fold, dict[int, set[str]]]:
     """Reduce journal record lines to their net effect; find the chunks it changes.
 
-    Returns the fold and the ``id()`` of every chunk that must be rewritten.
+    Returns the fold, and for the ``id()`` of every chunk that must be
+    rewritten, the keys of that chunk the fold touches.
     """
-    keys = list(map(record_key, ops))
-    touched = {key for key, _ in keys}
-    affected: set[int] = set()
+    keys = journal_keys(ops)
+    touched = set(keys)
+    affected: dict[int, set[str]] = {}
     in_chunks: set[str] = set()
     for chunk in chunks:
-        hit = touched.intersection(chunk.keys)
-        if hit:
-            in_chunks |= hit
-            affected.add(id(chunk))
+        hits = touched.intersection(chunk.keys)
+        if hits:
+            in_chunks |= hits
+            affected[id(chunk)] = hits
     fold = Fold(in_chunks)
-    for (key, is_delete), line in zip(keys, ops, strict=True):
-        if is_delete:
-            fold.remove(key)
-        else:
-            fold.put(key, line)
+    fold.apply(zip(keys, [None if is_delete(line) else line for line in ops], strict=True))
     if fold.appends and chunks:
-        affected.add(id(chunks[-1]))  # appends first fill up the last chunk
+        affected.setdefault(id(chunks[-1]), set())  # appends first fill up the last chunk
     return fold, affected
 
 
@@ -65,7 +62,7 @@ def write_generation(
     number: int,
     chunks: list[Chunk],
     fold: Fold,
-    affected: set[int],
+    affected: dict[int, set[str]],
     *,
     file_size: int,
     gzipped: bool,
@@ -95,9 +92,8 @@ def write_generation(
                 continue
             new.obsolete.append(chunk.entry.file)
             where = chunk_dir / chunk.entry.file
-            records = fold.rewrite(
-                chunk, split_chunk(where, chunk.entry, where.read_bytes(), gzipped)
-            )
+            lines = split_chunk(where, chunk.entry, where.read_bytes(), gzipped)
+            records = fold.rewrite(chunk, lines, affected[id(chunk)])
             if index == last:
                 records.update(itertools.islice(appends, max(0, file_size - len(records))))
             if records:

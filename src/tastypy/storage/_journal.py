@@ -32,11 +32,13 @@ import orjson
 from ..errors import CorruptStoreError
 from ._durable import datasync
 
-__all__ = ["Journal", "Replay", "apply_ops", "commit_bytes", "record_key", "replay"]
+__all__ = ["Journal", "Replay", "apply_ops", "commit_bytes", "is_delete", "journal_keys", "replay"]
 
 log = logging.getLogger(__name__)
 
 _GZIP_MAGIC = b"\x1f\x8b\x08"
+_RECORD_KEY = re.compile(rb'^\["((?:[^"\\\n]|\\.)*)"', re.MULTILINE)
+_DELETE = re.compile(rb'\["(?:[^"\\\n]|\\.)*"\]')
 _COMMIT_NUMBER = re.compile(rb'\{"commit":(\d{1,18}),"records":\d+,"crc32":\d+\}')
 
 
@@ -122,18 +124,25 @@ def apply_ops(path: Path, ops: list[bytes], data: dict[str, Any], hashes: dict[s
             raise CorruptStoreError(f"{path}: record {number} is not a record") from None
 
 
-def record_key(line: bytes) -> tuple[str, bool]:
-    """``(key, is_delete)`` of a record line, without decoding its value.
+def journal_keys(ops: list[bytes]) -> list[str]:
+    """The key of each record line, without decoding values.
 
     Compaction needs only keys; decoding every value would allocate (and
-    make the GC walk) an object per record for nothing.
+    make the GC walk) an object per record for nothing. One regular
+    expression pass over all lines does it at C speed.
     """
-    end = line.find(b'"', 2)
-    key = line[2:end]
-    if b"\\" in key:  # escapes: let the JSON parser do it
-        record = orjson.loads(line)
-        return record[0], len(record) == 1
-    return key.decode(), len(line) == end + 2  # ["key"] ends right after the key
+    found = _RECORD_KEY.findall(b"\n".join(ops))
+    if len(found) != len(ops):  # cannot happen for lines that passed their checksum
+        raise CorruptStoreError("journal records do not all start with a key")
+    keys = []
+    for key in found:
+        keys.append(key.decode() if b"\\" not in key else orjson.loads(b'"' + key + b'"'))
+    return keys
+
+
+def is_delete(line: bytes) -> bool:
+    """Whether a record line is a delete, ``["key"]`` (a set ends with a value)."""
+    return line.endswith(b'"]') and _DELETE.fullmatch(line) is not None
 
 
 def _plain_commits(raw: bytes) -> Iterator[tuple[int, int, bytes | None, int]]:
