@@ -376,6 +376,7 @@ def main() -> None:
         help="syncs measured per store size (enough for the big store to compact)",
     )
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--skip-peers", action="store_true", help="only the scaling figures")
     parser.add_argument(
         "--dir", default=None, help="where to put the stores (default: a temp dir)"
     )
@@ -385,8 +386,9 @@ def main() -> None:
         machine = f"{platform.platform()}, {os.cpu_count()} cores"
         print(f"# machine: {machine}, Python {platform.python_version()}")
         print(f"# command: {' '.join([Path(sys.executable).name, *sys.argv])}\n")
-        text, _ = peers_table(root, args.n, args.repeat)
-        print(text, "\n")
+        if not args.skip_peers:
+            text, _ = peers_table(root, args.n, args.repeat)
+            print(text, "\n")
         print(table(scale_rows(root, args)))
     finally:
         shutil.rmtree(root, ignore_errors=True)

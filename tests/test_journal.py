@@ -79,5 +79,8 @@ def test_compaction_reads_keys_and_deletes_without_decoding(key: str) -> None:
 
     lines = [orjson.dumps([key, v]) for v in (1, None, 'v"]', "x", ['"]'], {"k": '"]'})]
     lines.append(orjson.dumps([key]))
-    assert journal_keys(lines) == [key] * len(lines)
+    commits = [commit_bytes(lines[:3], 1, False), commit_bytes(lines[3:], 2, False)]
+    assert journal_keys(commits, len(lines)) == ([key] * len(lines), True)
+    sets_only = [commit_bytes(lines[:-1], 1, False)]
+    assert journal_keys(sets_only, len(lines) - 1) == ([key] * (len(lines) - 1), False)
     assert [is_delete(line) for line in lines] == [False] * (len(lines) - 1) + [True]

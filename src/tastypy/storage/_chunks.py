@@ -182,6 +182,17 @@ class Fold:
             else:
                 updates[key] = line
 
+    def take_sets(self, final: dict[str, bytes], touched: set[str]) -> None:
+        """Fold in the net effect of sets only: each key's last line, in order.
+
+        *final* becomes ``updates`` as it is (no copy): its keys that are not
+        in the chunks are only ever looked up through ``appends``.
+        """
+        self.updates = final
+        new = touched - self.in_chunks
+        if new:
+            self.appends = {k: line for k, line in final.items() if k in new}
+
     def rewrite(self, chunk: Chunk, old_lines: list[bytes], hits: set[str]) -> dict[str, bytes]:
         """The records *chunk* holds after the fold, in order.
 

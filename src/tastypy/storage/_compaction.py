@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ._chunks import CHUNKS, Chunk, Fold, chunk_name, split_chunk, write_chunk
 from ._durable import fsync_dir, unlink_quietly, write_new_file
-from ._journal import is_delete, journal_keys
+from ._journal import Replay, is_delete, journal_keys
 
 __all__ = ["Generation", "discard", "journal_name", "plan", "write_generation"]
 
@@ -35,13 +35,14 @@ class Generation:
     obsolete: list[str] = field(default_factory=list)  # old files they replace
 
 
-def plan(chunks: list[Chunk], ops: list[bytes]) -> tuple[Fold, dict[int, set[str]]]:
-    """Reduce journal record lines to their net effect; find the chunks it changes.
+def plan(chunks: list[Chunk], replayed: Replay) -> tuple[Fold, dict[int, set[str]]]:
+    """Reduce a replayed journal to its net effect; find the chunks it changes.
 
     Returns the fold, and for the ``id()`` of every chunk that must be
     rewritten, the keys of that chunk the fold touches.
     """
-    keys = journal_keys(ops)
+    ops = replayed.ops
+    keys, deletes = journal_keys(replayed.texts, len(ops))
     touched = set(keys)
     affected: dict[int, set[str]] = {}
     in_chunks: set[str] = set()
@@ -51,7 +52,10 @@ def plan(chunks: list[Chunk], ops: list[bytes]) -> tuple[Fold, dict[int, set[str
             in_chunks |= hits
             affected[id(chunk)] = hits
     fold = Fold(in_chunks)
-    fold.apply(zip(keys, [None if is_delete(line) else line for line in ops], strict=True))
+    if deletes:
+        fold.apply(zip(keys, [None if is_delete(line) else line for line in ops], strict=True))
+    else:  # sets only: the last line of each key wins, in the place of its first
+        fold.take_sets(dict(zip(keys, ops, strict=True)), touched)
     if fold.appends and chunks:
         affected.setdefault(id(chunks[-1]), set())  # appends first fill up the last chunk
     return fold, affected

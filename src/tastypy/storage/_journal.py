@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 _GZIP_MAGIC = b"\x1f\x8b\x08"
 _RECORD_KEY = re.compile(rb'^\["((?:[^"\\\n]|\\.)*)"', re.MULTILINE)
 _DELETE = re.compile(rb'\["(?:[^"\\\n]|\\.)*"\]')
+_DELETE_LINE = re.compile(rb'^\["(?:[^"\\\n]|\\.)*"\]$', re.MULTILINE)
 _COMMIT_NUMBER = re.compile(rb'\{"commit":(\d{1,18}),"records":\d+,"crc32":\d+\}')
 
 
@@ -47,6 +48,7 @@ class Replay:
     """What a journal file holds: its valid commits and where they end."""
 
     ops: list[bytes] = field(default_factory=list)  # record lines of valid commits, in order
+    texts: list[bytes] = field(default_factory=list)  # the valid commits, whole
     commits: int = 0
     end: int = 0  # byte offset just past the last valid commit
     torn: int = 0  # bytes after it (a torn tail), 0 if none
@@ -80,6 +82,7 @@ def replay(path: Path, raw: bytes, gzipped: bool, *, strict: bool = True) -> Rep
             if problem is None:
                 assert text is not None
                 result.ops.extend(text.split(b"\n")[:-2])
+                result.texts.append(text)
                 result.commits += 1
                 result.end = end
                 continue
@@ -124,20 +127,26 @@ def apply_ops(path: Path, ops: list[bytes], data: dict[str, Any], hashes: dict[s
             raise CorruptStoreError(f"{path}: record {number} is not a record") from None
 
 
-def journal_keys(ops: list[bytes]) -> list[str]:
-    """The key of each record line, without decoding values.
+def journal_keys(texts: list[bytes], count: int) -> tuple[list[str], bool]:
+    """The key of each record in the commit *texts*, and whether any is a delete.
 
     Compaction needs only keys; decoding every value would allocate (and
-    make the GC walk) an object per record for nothing. One regular
-    expression pass over all lines does it at C speed.
+    make the GC walk) objects per record for nothing. Regular expressions
+    over whole commits do it at C speed.
     """
-    found = _RECORD_KEY.findall(b"\n".join(ops))
-    if len(found) != len(ops):  # cannot happen for lines that passed their checksum
+    found: list[bytes] = []
+    deletes = False
+    for text in texts:
+        found += _RECORD_KEY.findall(text)  # commit lines start with "{": no match
+        # A delete ends in '"]' like a set of a string: look closer only then.
+        deletes = deletes or (b'"]\n' in text and _DELETE_LINE.search(text) is not None)
+    if len(found) != count:  # cannot happen for commits that passed their checksum
         raise CorruptStoreError("journal records do not all start with a key")
-    keys = []
-    for key in found:
-        keys.append(key.decode() if b"\\" not in key else orjson.loads(b'"' + key + b'"'))
-    return keys
+    # JSON strings hold no raw newline, so one decode and split serves all keys.
+    keys = b"\n".join(found).decode().split("\n") if found else []
+    if "\\" in "".join(keys):
+        keys = [k if "\\" not in k else orjson.loads(f'"{k}"') for k in keys]
+    return keys, deletes
 
 
 def is_delete(line: bytes) -> bool:

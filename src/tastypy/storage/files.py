@@ -308,10 +308,10 @@ class FileStorage:
         self._check_writable()
         assert self._journal is not None
         raw = self._read(self._manifest.journal)[: self._journal.end]
-        ops = replay(self.path / self._manifest.journal, raw, self.gzipped).ops
-        if not ops:
+        replayed = replay(self.path / self._manifest.journal, raw, self.gzipped)
+        if not replayed.ops:
             return
-        fold, affected = plan(self._chunks, ops)
+        fold, affected = plan(self._chunks, replayed)
         new = write_generation(
             self.path,
             self._manifest.generation + 1,
