@@ -560,3 +560,18 @@ def test_subclass_instances(tmp_path: Path) -> None:
         with pytest.raises(tastypy.LockedError, match="Mine"):
             POD(tmp_path / "m")
     assert on_disk(tmp_path / "m") == [("a", 1)]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("-inf"), 2**70, {1, 2}])
+def test_bad_nested_values_are_caught_at_sync(make_pod: MakePod, bad: object) -> None:
+    pod = make_pod()
+    pod["k"] = {"ok": None}
+    pod.sync()
+    pod["k"]["x"] = bad
+    with pytest.raises(TypeError, match="'k'"):
+        pod.sync()
+    assert on_disk(pod.path) == [("k", {"ok": None})]
+    del pod["k"]["x"]
+    pod["k"]["non-str keys"] = {1: None}  # converted like json does, not refused
+    pod.sync()
+    assert on_disk(pod.path) == [("k", {"ok": None, "non-str keys": {"1": None}})]

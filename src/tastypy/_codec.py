@@ -24,7 +24,14 @@ from typing import Any
 
 import orjson
 
-__all__ = ["FAST_OPTIONS", "check_new_key", "decode_value", "encode_value", "normalize_key"]
+__all__ = [
+    "FAST_OPTIONS",
+    "check_new_key",
+    "decode_value",
+    "encode_value",
+    "has_non_finite",
+    "normalize_key",
+]
 
 _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 # For hot loops that call orjson themselves: output without "null" and no
@@ -95,7 +102,7 @@ def encode_value(value: object, *, keep: bool = True, key: str | None = None) ->
             raise TypeError(f"{_which(key)} is not JSON-serializable: too deep") from None
         except TypeError as exc:
             raise TypeError(f"{_which(key)} is not JSON-serializable: {exc}") from None
-    if b"null" in data and _has_non_finite(value):
+    if b"null" in data and has_non_finite(value):
         raise TypeError(f"{_which(key)} contains NaN or infinity, which JSON cannot represent")
     if keep and len(data) < _COMPACT_BELOW:
         # orjson returns small results in a 1 KiB heap block; kept around (as
@@ -123,7 +130,7 @@ def _with_str_keys(value: object) -> object:
     return value
 
 
-def _has_non_finite(value: object) -> bool:
+def has_non_finite(value: object) -> bool:
     """True if a NaN or infinite float hides anywhere in *value*."""
     stack = [value]
     while stack:

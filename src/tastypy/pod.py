@@ -14,7 +14,7 @@ from typing import Any, ClassVar, NoReturn
 import orjson
 
 from . import _lifecycle
-from ._codec import FAST_OPTIONS, check_new_key, encode_value, normalize_key
+from ._codec import FAST_OPTIONS, check_new_key, encode_value, has_non_finite, normalize_key
 from ._settings import CLOSED, IgnoreAll, check_settings
 from .errors import LockedError, ReadOnlyError, SettingsError, StoreClosedError
 from .storage import FileStorage, Storage
@@ -342,9 +342,9 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
                 value = data[key]
                 try:
                     blob = dumps(value, option=FAST_OPTIONS)
-                    if b"null" in blob:  # might hide a NaN: take the careful path
-                        blob = checked(value, keep=False)
-                except TypeError:
+                except TypeError:  # e.g. non-str dict keys: the careful path
+                    blob = b""
+                if not blob or (b"null" in blob and has_non_finite(value)):
                     try:
                         blob = checked(value, keep=False)
                     except TypeError as exc:
