@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "CorruptStoreError",
+    "DuplicateKeyError",
     "LockedError",
     "NotAStoreError",
     "ReadOnlyError",
@@ -24,6 +25,13 @@ class TastypyError(Exception):
 
 class CorruptStoreError(TastypyError, ValueError):
     """A store's files are damaged; the message names the file and line."""
+
+
+class DuplicateKeyError(TastypyError, KeyError):
+    """A task was added to a tracker that already holds it."""
+
+    def __str__(self) -> str:  # KeyError would show the message in quotes
+        return str(self.args[0]) if self.args else ""
 
 
 class LockedError(TastypyError, OSError):

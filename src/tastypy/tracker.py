@@ -1,0 +1,450 @@
+"""ProgressTracker: a POD of task records for jobs that must resume."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from . import _tries
+from ._codec import check_new_key, normalize_key
+from ._runner import RunSummary, run
+from .errors import DuplicateKeyError, SettingsError
+from .pod import PersistentOrderedDict
+
+__all__ = ["ProgressTracker", "Tracker"]
+
+# Status bits of a record, counted incrementally.
+DONE, TRIED, ABORTED, EXHAUSTED = 1, 2, 4, 8
+_BITS = (DONE, TRIED, ABORTED, EXHAUSTED)
+_NEW_RECORD = b'{"_done":false,"_tries":0}'
+
+
+class ProgressTracker(PersistentOrderedDict):
+    """A :class:`PersistentOrderedDict` whose values are task records.
+
+    Each value is a dict with ``_done`` (bool) and ``_tries`` (int); attach any
+    other fields (``tracker[key]["result"] = ...``) and they persist.
+
+    Parameters
+    ----------
+    path, gzipped, file_size, sync_at, readonly, timeout, durable
+        As for :class:`PersistentOrderedDict`.
+    max_tries
+        Give up on a task after this many tries; ``None`` or ``0``: no limit.
+        Stored with the data; an explicit value replaces the stored one.
+
+    Notes
+    -----
+    A try counted by :meth:`try_it` is written to ``tries.jsonl`` in the store
+    before ``try_it`` returns (one small ``write``, no ``fsync``), so it stays
+    counted even if the task kills the process — a task that crashes the
+    program cannot be retried forever. Counts (:meth:`num_done` and friends)
+    are kept incrementally and stay right when records are changed through
+    ``tracker[key][...]``. Not thread-safe, like the POD.
+    """
+
+    _KIND = "tracker"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        gzipped: bool | None = None,
+        file_size: int | None = None,
+        sync_at: int | None = None,
+        max_tries: int | None = None,
+        *,
+        readonly: bool = False,
+        timeout: float | None = 0.0,
+        durable: bool = True,
+    ) -> None:
+        if max_tries is not None and (type(max_tries) is not int or max_tries < 0):
+            raise ValueError(f"max_tries must be None or a whole number >= 0, not {max_tries!r}")
+        reopened = getattr(self, "_status", None) is not None
+        super().__init__(
+            path, gzipped, file_size, sync_at, readonly=readonly, timeout=timeout, durable=durable
+        )
+        if reopened:
+            if max_tries is not None:
+                self._set_max_tries(max_tries)
+            return
+        assert self._storage is not None
+        meta = self._storage.meta
+        if meta.get("kind") != self._KIND:
+            if self._data:
+                self.close()
+                raise SettingsError(f"{path} holds a plain POD, not a tracker; open it as a POD")
+            if not readonly:
+                self._storage.set_meta({**meta, "kind": self._KIND})
+        self._max_tries: int = meta.get("max_tries") or 0
+        self._status: dict[str, int] = {}  # key -> status bits; 0 (untried) left out
+        self._counts = dict.fromkeys(_BITS, 0)
+        self._unchecked: set[str] = set()  # keys touched since the counts were right
+        self._tries_log = _tries.TriesLog(self.path, readonly=readonly)
+        if max_tries is not None:
+            self._set_max_tries(max_tries)
+        self._repair_all()
+        self._replay_tries()
+
+    # -- keeping counts right -------------------------------------------------------
+
+    def __getitem__(self, key: Any) -> Any:
+        value = super().__getitem__(key)
+        self._unchecked.add(key if type(key) is str else normalize_key(key))
+        return value
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if not isinstance(value, dict):
+            raise TypeError(
+                f"a tracker's values are task records (dicts), not {type(value).__name__}"
+            )
+        value.setdefault("_done", False)
+        value.setdefault("_tries", 0)
+        super().__setitem__(key, value)
+        self._unchecked.add(key if type(key) is str else normalize_key(key))
+
+    def __delitem__(self, key: Any) -> None:
+        super().__delitem__(key)
+        self._unchecked.add(key if type(key) is str else normalize_key(key))
+
+    def mark_dirty(self, key: Any) -> None:
+        super().mark_dirty(key)
+        self._unchecked.add(key if type(key) is str else normalize_key(key))
+
+    def clear(self) -> None:
+        super().clear()
+        self._status.clear()
+        self._counts = dict.fromkeys(_BITS, 0)
+        self._unchecked.clear()
+
+    def revert(self) -> None:
+        super().revert()
+        self._repair_all()
+        self._replay_tries()
+
+    def _status_of(self, record: Any) -> int:
+        if not isinstance(record, dict):
+            return 0
+        tries = record.get("_tries")
+        tries = tries if type(tries) is int else 0
+        done = bool(record.get("_done"))
+        status = (DONE if done else 0) | (TRIED if tries > 0 else 0)
+        if record.get("_aborted"):
+            status |= ABORTED
+        if not done and self._max_tries and tries >= self._max_tries:
+            status |= EXHAUSTED
+        return status
+
+    def _refresh(self) -> None:
+        """Bring the counts up to date with every record touched since last time."""
+        if not self._unchecked:
+            return
+        data, status, counts = self._data, self._status, self._counts
+        for key in self._unchecked:
+            old = status.get(key, 0)
+            new = self._status_of(data.get(key))
+            if new != old:
+                for bit in _BITS:
+                    counts[bit] += bool(new & bit) - bool(old & bit)
+                if new:
+                    status[key] = new
+                else:
+                    del status[key]
+        self._unchecked.clear()
+
+    def _repair_all(self) -> None:
+        """Recount everything; give records missing ``_done``/``_tries`` defaults."""
+        data = self._data
+        self._status = {}
+        self._counts = dict.fromkeys(_BITS, 0)
+        self._unchecked = set()
+        for key, record in data.items():
+            if not isinstance(record, dict) or "_done" not in record or "_tries" not in record:
+                repaired = dict(record) if isinstance(record, dict) else {"value": record}
+                repaired.setdefault("_done", False)
+                repaired.setdefault("_tries", 0)
+                if self._readonly:
+                    data[key] = repaired
+                else:
+                    self[key] = repaired
+            bits = self._status_of(data[key])
+            if bits:
+                self._status[key] = bits
+                for bit in _BITS:
+                    self._counts[bit] += bool(bits & bit)
+        self._unchecked.clear()
+
+    def _set_max_tries(self, max_tries: int) -> None:
+        self._max_tries = max_tries
+        if not self._readonly and self._storage is not None:
+            meta = self._storage.meta
+            if meta.get("max_tries") != max_tries:
+                self._storage.set_meta({**meta, "max_tries": max_tries})
+        if getattr(self, "_status", None) is not None:
+            self._repair_all()
+
+    def _commit(self, keys: list[str] | None) -> None:
+        super()._commit(keys)
+        if keys is None:  # every try logged so far is now in the store
+            self._tries_log.clear()
+
+    def _replay_tries(self) -> None:
+        """Count the tries logged after the last sync (a crash cut them off)."""
+        for key, tries in self._tries_log.read():
+            record = self._data.get(key)
+            if record is None:
+                record = {"_done": False, "_tries": 0}
+            elif not isinstance(record.get("_tries"), int) or record["_tries"] >= tries:
+                continue
+            record["_tries"] = tries
+            if self._readonly:
+                self._data[key] = record
+            else:
+                self[key] = record
+        self._refresh()
+
+    def close(self) -> None:
+        super().close()
+        self._tries_log.close()
+
+    def copy(
+        self,
+        path: str | os.PathLike[str],
+        file_size: int | None = None,
+        gzipped: bool | None = None,
+    ) -> None:
+        super().copy(path, file_size, gzipped)
+        # Every try is in the new store now; the old store keeps its own log.
+        self._tries_log.close()
+        self._tries_log = _tries.TriesLog(self.path, readonly=False)
+
+    # -- the seed API ---------------------------------------------------------------
+
+    @property
+    def max_tries(self) -> int | None:
+        """The limit on tries per task (``None``: no limit)."""
+        return self._max_tries or None
+
+    def add(self, key: Any) -> None:
+        """Add a task: not done, never tried.
+
+        Raises
+        ------
+        DuplicateKeyError
+            If the task exists (a :class:`KeyError`).
+        """
+        if key in self:
+            raise DuplicateKeyError(f"task {key!r} is already in {self.path}")
+        self[key] = {"_done": False, "_tries": 0}
+
+    def add_if_absent(self, key: Any) -> None:
+        """Add the task unless it exists."""
+        if key not in self:
+            self[key] = {"_done": False, "_tries": 0}
+
+    def add_many(self, keys: Iterable[Any]) -> None:
+        """Add many tasks at once (fast); all or nothing.
+
+        Raises
+        ------
+        DuplicateKeyError
+            If any task exists already or appears twice; then none is added.
+        """
+        normalized = [k if type(k) is str else normalize_key(k) for k in keys]
+        fresh = dict.fromkeys(normalized)
+        clash = next((k for k in fresh if k in self._data), None)
+        if clash is not None or len(fresh) != len(normalized):
+            name = clash if clash is not None else _first_repeat(normalized)
+            raise DuplicateKeyError(f"task {name!r} is already in {self.path} or listed twice")
+        self._add_fresh(fresh)
+
+    def add_many_if_absent(self, keys: Iterable[Any]) -> None:
+        """Add the tasks that are not there yet, in order (fast)."""
+        data = self._data
+        fresh = dict.fromkeys(
+            k for k in (k if type(k) is str else normalize_key(k) for k in keys) if k not in data
+        )
+        self._add_fresh(fresh)
+
+    def _add_fresh(self, keys: dict[str, None]) -> None:
+        # Every new record encodes the same: skip the per-key encode and checks
+        # of __setitem__ (an untried task has no status bits to count).
+        self._check_writable()
+        data, dirty, encoded = self._data, self._dirty, self._encoded
+        for key in keys:
+            if not key.isascii():
+                check_new_key(key)
+            data[key] = {"_done": False, "_tries": 0}
+            dirty.pop(key, None)
+            dirty[key] = True
+            encoded[key] = _NEW_RECORD
+        if len(dirty) >= self._sync_at and not self._held:
+            self._auto_sync()
+
+    def check(self, key: Any) -> bool:
+        """True if the task is done (False if it does not exist)."""
+        record = self._data.get(key if type(key) is str else normalize_key(key))
+        return bool(record and record.get("_done"))
+
+    done = check
+
+    def check_or_add(self, key: Any) -> bool:
+        """Add the task if missing; return whether it is done."""
+        self.add_if_absent(key)
+        return self.check(key)
+
+    def tries(self, key: Any) -> int:
+        """How many times the task was tried."""
+        tries = self[key].get("_tries")
+        return tries if type(tries) is int else 0
+
+    def _set(self, key: Any, field: str, value: Any) -> None:
+        self[key][field] = value  # through __getitem__: marked dirty and recounted
+
+    def increment_tries(self, key: Any) -> None:
+        self._set(key, "_tries", self.tries(key) + 1)
+
+    def decrement_tries(self, key: Any) -> None:
+        """One try fewer, never below zero."""
+        self._set(key, "_tries", max(0, self.tries(key) - 1))
+
+    def reset_tries(self, key: Any) -> None:
+        self._set(key, "_tries", 0)
+
+    def mark_done(self, key: Any) -> None:
+        self._set(key, "_done", True)
+
+    def mark_not_done(self, key: Any) -> None:
+        self._set(key, "_done", False)
+
+    def try_it(self, key: Any) -> bool:
+        """Count a try and return True if the task should be tried now.
+
+        Adds the task if missing. Returns False, counting nothing, if it is
+        done, aborted, or already tried ``max_tries`` times. The try is logged
+        to disk before this returns (see the class notes).
+        """
+        self.add_if_absent(key)
+        record = self[key]
+        tries = record.get("_tries")
+        tries = tries if type(tries) is int else 0
+        if record.get("_done") or record.get("_aborted"):
+            return False
+        if self._max_tries and tries >= self._max_tries:
+            return False
+        record["_tries"] = tries + 1
+        self._tries_log.append(key if type(key) is str else normalize_key(key), tries + 1)
+        return True
+
+    # -- counts -------------------------------------------------------------------------
+
+    def _count(self, bit: int) -> int:
+        self._refresh()
+        return self._counts[bit]
+
+    def num_done(self) -> int:
+        return self._count(DONE)
+
+    def num_tried(self) -> int:
+        return self._count(TRIED)
+
+    def num_aborted(self) -> int:
+        return self._count(ABORTED)
+
+    def num_exhausted(self) -> int:
+        """Tasks not done that were tried ``max_tries`` times."""
+        return self._count(EXHAUSTED)
+
+    def _fraction(self, count: int) -> float:
+        return count / len(self._data) if self._data else 0.0
+
+    def fraction_done(self) -> float:
+        return self._fraction(self.num_done())
+
+    def fraction_tried(self) -> float:
+        return self._fraction(self.num_tried())
+
+    def fraction_aborted(self) -> float:
+        return self._fraction(self.num_aborted())
+
+    @staticmethod
+    def percent(fraction: float, decimals: int = 2) -> str:
+        """Format a fraction: ``percent(0.347) == '34.70 %'``."""
+        return f"{fraction * 100:.{decimals}f} %"
+
+    def percent_done(self, decimals: int = 2) -> str:
+        return self.percent(self.fraction_done(), decimals)
+
+    def percent_not_done(self, decimals: int = 2) -> str:
+        return self.percent(1.0 - self.fraction_done() if self else 0.0, decimals)
+
+    def percent_tried(self, decimals: int = 2) -> str:
+        return self.percent(self.fraction_tried(), decimals)
+
+    def percent_not_tried(self, decimals: int = 2) -> str:
+        return self.percent(1.0 - self.fraction_tried() if self else 0.0, decimals)
+
+    def percent_aborted(self, decimals: int = 2) -> str:
+        return self.percent(self.fraction_aborted(), decimals)
+
+    # -- names of tastypy 0.0.3 ----------------------------------------------------
+
+    def should_do(self, key: Any) -> bool:
+        """Whether :meth:`try_it` would try the task now (True for a new task)."""
+        key = key if type(key) is str else normalize_key(key)
+        record = self._data.get(key)
+        return record is None or not self._status_of(record) & (DONE | ABORTED | EXHAUSTED)
+
+    def should_try(self, key: Any) -> bool:
+        """Whether another try is allowed: not aborted, under ``max_tries``."""
+        key = key if type(key) is str else normalize_key(key)
+        record = self._data.get(key)
+        return record is None or not self._status_of(record) & (ABORTED | EXHAUSTED)
+
+    def abort(self, key: Any) -> None:
+        """Give up on the task for good (until :meth:`unabort`)."""
+        self._set(key, "_aborted", True)
+
+    def unabort(self, key: Any) -> None:
+        self[key].pop("_aborted", None)
+
+    def aborted(self, key: Any) -> bool:
+        return bool(self._data[key if type(key) is str else normalize_key(key)].get("_aborted"))
+
+    def todo_keys(self) -> Iterator[str]:
+        """Keys of tasks not done, not aborted and not exhausted, in order."""
+        self._refresh()
+        status = self._status
+        blocked = DONE | ABORTED | EXHAUSTED
+        return (k for k in self._data if not status.get(k, 0) & blocked)
+
+    def todo_items(self) -> Iterator[tuple[str, Any]]:
+        """``(key, record)`` of the tasks :meth:`todo_keys` lists."""
+        return ((k, self[k]) for k in self.todo_keys())
+
+    def errors(self, key: Any) -> list[dict[str, Any]]:
+        """The recorded failed attempts of a task, oldest first (see :meth:`run`)."""
+        return list(self[key].get("_errors", []))
+
+    def run(
+        self,
+        fn: Callable[[str], Any],
+        keys: Iterable[Any] | None = None,
+        *,
+        workers: int = 1,
+        progress: bool = True,
+    ) -> RunSummary:
+        """Run *fn* on every task that should be tried; see :func:`tastypy._runner.run`."""
+        return run(self, fn, keys, workers=workers, progress=progress)
+
+
+Tracker = ProgressTracker
+
+
+def _first_repeat(keys: list[str]) -> str:
+    seen: set[str] = set()
+    for key in keys:
+        if key in seen:
+            return key
+        seen.add(key)
+    return ""
