@@ -137,15 +137,15 @@ class ProgressTracker(PersistentOrderedDict):
 
     def _refresh(self) -> None:
         """Bring the counts up to date with every record touched since last time."""
-        if not self._unchecked:
-            return
-        data, status, counts = self._data, self._status, self._counts
+        data, status, counts, status_of = self._data, self._status, self._counts, self._status_of
         for key in self._unchecked:
             old = status.get(key, 0)
-            new = self._status_of(data.get(key))
+            new = status_of(data.get(key))
             if new != old:
+                changed = new ^ old
                 for bit in _BITS:
-                    counts[bit] += bool(new & bit) - bool(old & bit)
+                    if changed & bit:
+                        counts[bit] += 1 if new & bit else -1
                 if new:
                     status[key] = new
                 else:
@@ -373,7 +373,11 @@ class ProgressTracker(PersistentOrderedDict):
         return f"{fraction * 100:.{decimals}f} %"
 
     def percent_done(self, decimals: int = 2) -> str:
-        return self.percent(self.fraction_done(), decimals)
+        # Inlined: meant to be called on every iteration of a job's loop.
+        if self._unchecked:
+            self._refresh()
+        n = len(self._data)
+        return f"{(self._counts[DONE] / n if n else 0.0) * 100:.{decimals}f} %"
 
     def percent_not_done(self, decimals: int = 2) -> str:
         return self.percent(1.0 - self.fraction_done() if self else 0.0, decimals)
