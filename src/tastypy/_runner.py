@@ -158,11 +158,18 @@ class _Run:
                 if not running:
                     return
                 finished, _ = cf.wait(running, timeout=0.5, return_when=cf.FIRST_COMPLETED)
+                broken = False
                 for future in finished:
                     self.collect(running.pop(future), future)
-                    if isinstance(future.exception(), cf.process.BrokenProcessPool):
-                        pool.shutdown(wait=False, cancel_futures=True)
-                        pool = cf.ProcessPoolExecutor(workers, initializer=_ignore_signals)
+                    broken |= isinstance(future.exception(), cf.process.BrokenProcessPool)
+                if broken:
+                    # A worker died (os._exit, a crash): every task it had
+                    # running failed with it; carry on with a fresh pool.
+                    for future, key in list(running.items()):
+                        self.collect(key, future)
+                    running.clear()
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    pool = cf.ProcessPoolExecutor(workers, initializer=_ignore_signals)
         finally:
             # Let running tasks finish and record them; never start new ones.
             for future, key in list(running.items()):
