@@ -72,7 +72,7 @@ class ProgressTracker(PersistentOrderedDict):
         meta = self._storage.meta
         if meta.get("kind") != self._KIND:
             if self._data:
-                self.close()
+                PersistentOrderedDict.close(self)  # nothing tracker-specific is set up yet
                 raise SettingsError(f"{path} holds a plain POD, not a tracker; open it as a POD")
             if not readonly:
                 self._storage.set_meta({**meta, "kind": self._KIND})
@@ -81,10 +81,12 @@ class ProgressTracker(PersistentOrderedDict):
         self._counts = dict.fromkeys(_BITS, 0)
         self._unchecked: set[str] = set()  # keys touched since the counts were right
         self._tries_log = _tries.TriesLog(self.path, readonly=readonly)
+        # Read the logged tries before anything here can sync (and so empty the log).
+        logged = self._tries_log.read()
         if max_tries is not None:
             self._set_max_tries(max_tries)
         self._repair_all()
-        self._replay_tries()
+        self._replay_tries(logged)
 
     # -- keeping counts right -------------------------------------------------------
 
@@ -118,9 +120,10 @@ class ProgressTracker(PersistentOrderedDict):
         self._unchecked.clear()
 
     def revert(self) -> None:
+        logged = self._tries_log.read()
         super().revert()
         self._repair_all()
-        self._replay_tries()
+        self._replay_tries(logged)
 
     def _status_of(self, record: Any) -> int:
         if not isinstance(record, dict):
@@ -188,9 +191,9 @@ class ProgressTracker(PersistentOrderedDict):
         if keys is None:  # every try logged so far is now in the store
             self._tries_log.clear()
 
-    def _replay_tries(self) -> None:
+    def _replay_tries(self, logged: list[tuple[str, int]]) -> None:
         """Count the tries logged after the last sync (a crash cut them off)."""
-        for key, tries in self._tries_log.read():
+        for key, tries in logged:
             record = self._data.get(key)
             if record is None:
                 record = {"_done": False, "_tries": 0}
@@ -251,6 +254,9 @@ class ProgressTracker(PersistentOrderedDict):
             If any task exists already or appears twice; then none is added.
         """
         normalized = [k if type(k) is str else normalize_key(k) for k in keys]
+        for key in normalized:  # refuse bad keys before adding any
+            if not key.isascii():
+                check_new_key(key)
         fresh = dict.fromkeys(normalized)
         clash = next((k for k in fresh if k in self._data), None)
         if clash is not None or len(fresh) != len(normalized):
@@ -299,6 +305,7 @@ class ProgressTracker(PersistentOrderedDict):
         return tries if type(tries) is int else 0
 
     def _set(self, key: Any, field: str, value: Any) -> None:
+        self._check_writable()
         self[key][field] = value  # through __getitem__: marked dirty and recounted
 
     def increment_tries(self, key: Any) -> None:
@@ -324,6 +331,7 @@ class ProgressTracker(PersistentOrderedDict):
         done, aborted, or already tried ``max_tries`` times. The try is logged
         to disk before this returns (see the class notes).
         """
+        self._check_writable()
         self.add_if_absent(key)
         record = self[key]
         tries = record.get("_tries")
@@ -410,6 +418,7 @@ class ProgressTracker(PersistentOrderedDict):
         self._set(key, "_aborted", True)
 
     def unabort(self, key: Any) -> None:
+        self._check_writable()
         self[key].pop("_aborted", None)
 
     def aborted(self, key: Any) -> bool:
