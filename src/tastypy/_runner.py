@@ -253,11 +253,12 @@ class _Stop:
         self._previous: dict[signal.Signals, Any] = {}
 
     def _handler(self, signum: int, frame: FrameType | None) -> None:
-        if self.signum is not None and signum == signal.SIGINT:
+        first = self.signum is None
+        if not first and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: stop the running task too
-        if self.signum is None:
+        self.signum = signum  # before logging: a signal may arrive while we log
+        if first:
             log.warning("stopping after the running tasks finish (signal %d)", signum)
-        self.signum = signum
 
     @contextmanager
     def on_signals(self) -> Iterator[None]:
