@@ -149,10 +149,25 @@ class _Run:
     def in_pool(self, fn: Callable[[str], Any], tasks: Iterator[str], workers: int) -> None:
         pool = cf.ProcessPoolExecutor(workers, initializer=_ignore_signals)
         running: dict[cf.Future[tuple[Any, float]], str] = {}
+
+        def renew() -> cf.ProcessPoolExecutor:
+            # A worker died (os._exit, a crash): every task the pool had
+            # running failed with it; carry on with a fresh pool.
+            for future, key in list(running.items()):
+                self.collect(key, future)
+            running.clear()
+            pool.shutdown(wait=False, cancel_futures=True)
+            return cf.ProcessPoolExecutor(workers, initializer=_ignore_signals)
+
         try:
             while True:
                 for key in tasks:
-                    running[pool.submit(_call, fn, key)] = key
+                    try:
+                        future = pool.submit(_call, fn, key)
+                    except cf.process.BrokenProcessPool:  # it broke since we last looked
+                        pool = renew()
+                        future = pool.submit(_call, fn, key)
+                    running[future] = key
                     if len(running) >= 2 * workers:
                         break
                 if not running:
@@ -163,13 +178,7 @@ class _Run:
                     self.collect(running.pop(future), future)
                     broken |= isinstance(future.exception(), cf.process.BrokenProcessPool)
                 if broken:
-                    # A worker died (os._exit, a crash): every task it had
-                    # running failed with it; carry on with a fresh pool.
-                    for future, key in list(running.items()):
-                        self.collect(key, future)
-                    running.clear()
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    pool = cf.ProcessPoolExecutor(workers, initializer=_ignore_signals)
+                    pool = renew()
         finally:
             # Let running tasks finish and record them; never start new ones.
             for future, key in list(running.items()):
