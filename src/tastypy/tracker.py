@@ -8,15 +8,13 @@ from typing import Any
 
 from . import _tries
 from ._codec import check_new_key, normalize_key
+from ._counts import ABORTED, DONE, EXHAUSTED, TRIED, TaskCounts
 from ._runner import RunSummary, run
 from .errors import DuplicateKeyError, SettingsError
 from .pod import PersistentOrderedDict
 
 __all__ = ["ProgressTracker", "Tracker"]
 
-# Status bits of a record, counted incrementally.
-DONE, TRIED, ABORTED, EXHAUSTED = 1, 2, 4, 8
-_BITS = (DONE, TRIED, ABORTED, EXHAUSTED)
 _NEW_RECORD = b'{"_done":false,"_tries":0}'
 
 
@@ -60,7 +58,7 @@ class ProgressTracker(PersistentOrderedDict):
     ) -> None:
         if max_tries is not None and (type(max_tries) is not int or max_tries < 0):
             raise ValueError(f"max_tries must be None or a whole number >= 0, not {max_tries!r}")
-        reopened = getattr(self, "_status", None) is not None
+        reopened = getattr(self, "_tally", None) is not None
         super().__init__(
             path, gzipped, file_size, sync_at, readonly=readonly, timeout=timeout, durable=durable
         )
@@ -76,10 +74,7 @@ class ProgressTracker(PersistentOrderedDict):
                 raise SettingsError(f"{path} holds a plain POD, not a tracker; open it as a POD")
             if not readonly:
                 self._storage.set_meta({**meta, "kind": self._KIND})
-        self._max_tries: int = meta.get("max_tries") or 0
-        self._status: dict[str, int] = {}  # key -> status bits; 0 (untried) left out
-        self._counts = dict.fromkeys(_BITS, 0)
-        self._unchecked: set[str] = set()  # keys touched since the counts were right
+        self._tally = TaskCounts(meta.get("max_tries") or 0)
         self._tries_log = _tries.TriesLog(self.path, readonly=readonly)
         # Read the logged tries before anything here can sync (and so empty the log).
         logged = self._tries_log.read()
@@ -92,7 +87,7 @@ class ProgressTracker(PersistentOrderedDict):
 
     def __getitem__(self, key: Any) -> Any:
         value = super().__getitem__(key)
-        self._unchecked.add(key if type(key) is str else normalize_key(key))
+        self._tally.unchecked.add(key if type(key) is str else normalize_key(key))
         return value
 
     def __setitem__(self, key: Any, value: Any) -> None:
@@ -103,21 +98,19 @@ class ProgressTracker(PersistentOrderedDict):
         value.setdefault("_done", False)
         value.setdefault("_tries", 0)
         super().__setitem__(key, value)
-        self._unchecked.add(key if type(key) is str else normalize_key(key))
+        self._tally.unchecked.add(key if type(key) is str else normalize_key(key))
 
     def __delitem__(self, key: Any) -> None:
         super().__delitem__(key)
-        self._unchecked.add(key if type(key) is str else normalize_key(key))
+        self._tally.unchecked.add(key if type(key) is str else normalize_key(key))
 
     def mark_dirty(self, key: Any) -> None:
         super().mark_dirty(key)
-        self._unchecked.add(key if type(key) is str else normalize_key(key))
+        self._tally.unchecked.add(key if type(key) is str else normalize_key(key))
 
     def clear(self) -> None:
         super().clear()
-        self._status.clear()
-        self._counts = dict.fromkeys(_BITS, 0)
-        self._unchecked.clear()
+        self._tally.recount(self._data)
 
     def revert(self) -> None:
         logged = self._tries_log.read()
@@ -125,42 +118,9 @@ class ProgressTracker(PersistentOrderedDict):
         self._repair_all()
         self._replay_tries(logged)
 
-    def _status_of(self, record: Any) -> int:
-        if not isinstance(record, dict):
-            return 0
-        tries = record.get("_tries")
-        tries = tries if type(tries) is int else 0
-        done = bool(record.get("_done"))
-        status = (DONE if done else 0) | (TRIED if tries > 0 else 0)
-        if record.get("_aborted"):
-            status |= ABORTED
-        if not done and self._max_tries and tries >= self._max_tries:
-            status |= EXHAUSTED
-        return status
-
-    def _refresh(self) -> None:
-        """Bring the counts up to date with every record touched since last time."""
-        data, status, counts, status_of = self._data, self._status, self._counts, self._status_of
-        for key in self._unchecked:
-            old = status.get(key, 0)
-            new = status_of(data.get(key))
-            if new != old:
-                changed = new ^ old
-                for bit in _BITS:
-                    if changed & bit:
-                        counts[bit] += 1 if new & bit else -1
-                if new:
-                    status[key] = new
-                else:
-                    del status[key]
-        self._unchecked.clear()
-
     def _repair_all(self) -> None:
-        """Recount everything; give records missing ``_done``/``_tries`` defaults."""
+        """Give records missing ``_done``/``_tries`` defaults; recount everything."""
         data = self._data
-        self._status = {}
-        self._counts = dict.fromkeys(_BITS, 0)
-        self._unchecked = set()
         for key, record in data.items():
             if not isinstance(record, dict) or "_done" not in record or "_tries" not in record:
                 repaired = dict(record) if isinstance(record, dict) else {"value": record}
@@ -170,21 +130,15 @@ class ProgressTracker(PersistentOrderedDict):
                     data[key] = repaired
                 else:
                     self[key] = repaired
-            bits = self._status_of(data[key])
-            if bits:
-                self._status[key] = bits
-                for bit in _BITS:
-                    self._counts[bit] += bool(bits & bit)
-        self._unchecked.clear()
+        self._tally.recount(data)
 
     def _set_max_tries(self, max_tries: int) -> None:
-        self._max_tries = max_tries
+        self._tally.max_tries = max_tries
         if not self._readonly and self._storage is not None:
             meta = self._storage.meta
             if meta.get("max_tries") != max_tries:
                 self._storage.set_meta({**meta, "max_tries": max_tries})
-        if getattr(self, "_status", None) is not None:
-            self._repair_all()
+        self._tally.recount(self._data)
 
     def _commit(self, keys: list[str] | None) -> None:
         super()._commit(keys)
@@ -204,7 +158,7 @@ class ProgressTracker(PersistentOrderedDict):
                 self._data[key] = record
             else:
                 self[key] = record
-        self._refresh()
+        self._tally.refresh(self._data)
 
     def close(self) -> None:
         super().close()
@@ -226,7 +180,7 @@ class ProgressTracker(PersistentOrderedDict):
     @property
     def max_tries(self) -> int | None:
         """The limit on tries per task (``None``: no limit)."""
-        return self._max_tries or None
+        return self._tally.max_tries or None
 
     def add(self, key: Any) -> None:
         """Add a task: not done, never tried.
@@ -338,7 +292,8 @@ class ProgressTracker(PersistentOrderedDict):
         tries = tries if type(tries) is int else 0
         if record.get("_done") or record.get("_aborted"):
             return False
-        if self._max_tries and tries >= self._max_tries:
+        limit = self._tally.max_tries
+        if limit and tries >= limit:
             return False
         record["_tries"] = tries + 1
         self._tries_log.append(key if type(key) is str else normalize_key(key), tries + 1)
@@ -347,8 +302,7 @@ class ProgressTracker(PersistentOrderedDict):
     # -- counts -------------------------------------------------------------------------
 
     def _count(self, bit: int) -> int:
-        self._refresh()
-        return self._counts[bit]
+        return self._tally.count(bit, self._data)
 
     def num_done(self) -> int:
         return self._count(DONE)
@@ -381,11 +335,10 @@ class ProgressTracker(PersistentOrderedDict):
         return f"{fraction * 100:.{decimals}f} %"
 
     def percent_done(self, decimals: int = 2) -> str:
-        # Inlined: meant to be called on every iteration of a job's loop.
-        if self._unchecked:
-            self._refresh()
+        # Kept short: meant to be called on every iteration of a job's loop.
         n = len(self._data)
-        return f"{(self._counts[DONE] / n if n else 0.0) * 100:.{decimals}f} %"
+        done = self._tally.count(DONE, self._data)
+        return f"{(done / n if n else 0.0) * 100:.{decimals}f} %"
 
     def percent_not_done(self, decimals: int = 2) -> str:
         return self.percent(1.0 - self.fraction_done() if self else 0.0, decimals)
@@ -405,13 +358,13 @@ class ProgressTracker(PersistentOrderedDict):
         """Whether :meth:`try_it` would try the task now (True for a new task)."""
         key = key if type(key) is str else normalize_key(key)
         record = self._data.get(key)
-        return record is None or not self._status_of(record) & (DONE | ABORTED | EXHAUSTED)
+        return record is None or not self._tally.status_of(record) & (DONE | ABORTED | EXHAUSTED)
 
     def should_try(self, key: Any) -> bool:
         """Whether another try is allowed: not aborted, under ``max_tries``."""
         key = key if type(key) is str else normalize_key(key)
         record = self._data.get(key)
-        return record is None or not self._status_of(record) & (ABORTED | EXHAUSTED)
+        return record is None or not self._tally.status_of(record) & (ABORTED | EXHAUSTED)
 
     def abort(self, key: Any) -> None:
         """Give up on the task for good (until :meth:`unabort`)."""
@@ -426,8 +379,8 @@ class ProgressTracker(PersistentOrderedDict):
 
     def todo_keys(self) -> Iterator[str]:
         """Keys of tasks not done, not aborted and not exhausted, in order."""
-        self._refresh()
-        status = self._status
+        self._tally.refresh(self._data)
+        status = self._tally.status
         blocked = DONE | ABORTED | EXHAUSTED
         return (k for k in self._data if not status.get(k, 0) & blocked)
 
