@@ -47,10 +47,20 @@ class TaskCounts:
 
     def refresh(self, data: dict[str, Any]) -> None:
         """Bring the counts up to date with every key touched since last time."""
-        status, counts, status_of = self.status, self.counts, self.status_of
+        status, counts, limit = self.status, self.counts, self.max_tries
         for key in self.unchecked:
             old = status.get(key, 0)
-            new = status_of(data.get(key))
+            record = data.get(key)
+            if type(record) is dict:  # status_of(), inlined: this is the hot path
+                tries = record.get("_tries")
+                tries = tries if type(tries) is int else 0
+                new = (DONE if record.get("_done") else 0) | (TRIED if tries > 0 else 0)
+                if record.get("_aborted"):
+                    new |= ABORTED
+                if not new & DONE and limit and tries >= limit:
+                    new |= EXHAUSTED
+            else:
+                new = self.status_of(record)
             if new != old:
                 changed = new ^ old
                 for bit in _BITS:

@@ -336,9 +336,12 @@ class ProgressTracker(PersistentOrderedDict):
 
     def percent_done(self, decimals: int = 2) -> str:
         # Kept short: meant to be called on every iteration of a job's loop.
-        n = len(self._data)
-        done = self._tally.count(DONE, self._data)
-        return f"{(done / n if n else 0.0) * 100:.{decimals}f} %"
+        data, tally = self._data, self._tally
+        if tally.unchecked:
+            tally.refresh(data)
+        n = len(data)
+        fraction = tally.counts[DONE] / n if n else 0.0
+        return "%.*f %%" % (decimals, fraction * 100)  # noqa: UP031  # faster than f"{:.{}f}"
 
     def percent_not_done(self, decimals: int = 2) -> str:
         return self.percent(1.0 - self.fraction_done() if self else 0.0, decimals)
