@@ -418,6 +418,17 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             self._dirty.clear()
             self._encoded.clear()
 
+    def compact(self) -> None:
+        """Sync, then fold the journal into the data files now (atomic, like a sync).
+
+        The store does this by itself from time to time and when closed; call
+        it to leave the data files complete, e.g. before copying them.
+        """
+        self.sync()
+        assert self._storage is not None
+        with self._lock, _lifecycle.critical():
+            self._storage.compact()
+
     # -- life cycle ---------------------------------------------------------------
 
     def close(self) -> None:

@@ -56,6 +56,10 @@ class Storage(Protocol):
         """
         ...
 
+    def compact(self) -> None:
+        """Fold pending commits into the engine's main form now (may do nothing)."""
+        ...
+
     def close(self) -> None:
         """Release resources (the write lock). Idempotent."""
         ...
