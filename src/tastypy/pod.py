@@ -9,7 +9,7 @@ import threading
 import weakref
 from collections.abc import Iterable, Iterator, MutableMapping
 from pathlib import Path
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar, NoReturn, TypeVar
 
 import orjson
 
@@ -24,6 +24,8 @@ __all__ = ["POD", "PersistentOrderedDict"]
 log = logging.getLogger(__name__)
 
 DEFAULT_SYNC_AT = 1000
+
+_Self = TypeVar("_Self", bound="PersistentOrderedDict")
 
 
 class PersistentOrderedDict(MutableMapping[str, Any]):
@@ -449,7 +451,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             if PersistentOrderedDict._open.get(os.path.realpath(self._path)) is self:
                 del PersistentOrderedDict._open[os.path.realpath(self._path)]
 
-    def __enter__(self) -> PersistentOrderedDict:
+    def __enter__(self: _Self) -> _Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
