@@ -17,7 +17,6 @@ import time
 
 from .tracker import Tracker
 
-
 _FAILURES = ("connection reset by peer", "timed out after 30 s", "HTTP 503 from upstream")
 
 
