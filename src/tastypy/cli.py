@@ -296,6 +296,9 @@ def _status_command(args: argparse.Namespace) -> int:
             shot.writer = writer_pid(Path(args.path))
             history.append((time.monotonic(), shot.done))
             _rate(shot, history)
+            if shot.writer is not None and len(history) == 1 and not args.watch:
+                time.sleep(1.0)  # a job is running: look again to measure its rate
+                continue
             if args.json:
                 print(shot.to_json(), flush=True)
             else:
