@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import random
 import shlex
+import shutil
+import sys
 import time
 
 from .tracker import Tracker
@@ -27,6 +30,16 @@ def simulated_task(name: str) -> dict[str, str]:
     if rng.random() < 0.08:
         raise ConnectionError(rng.choice(_FAILURES))
     return {"digest": hashlib.sha256(name.encode()).hexdigest()[:16]}
+
+
+def _command() -> str:
+    """How to call the tastypy command the way this process was called."""
+    program = sys.argv[0] if sys.argv and sys.argv[0] else "tastypy"
+    if program.endswith("__main__.py"):
+        return f"{shlex.quote(sys.executable)} -m tastypy"
+    if os.sep in program and shutil.which(os.path.basename(program)) != program:
+        return shlex.quote(os.path.relpath(program))  # not on PATH, e.g. .venv/bin/tastypy
+    return os.path.basename(program)
 
 
 def run_demo(path: str, tasks: int, workers: int) -> int:
@@ -51,5 +64,5 @@ def run_demo(path: str, tasks: int, workers: int) -> int:
         )
         if tracker.num_done() < len(tracker):
             print("run it again to retry the failed tasks")
-    print(f"look at the result: tastypy status {shlex.quote(path)}")
+    print(f"look at the result: {_command()} status {shlex.quote(path)}")
     return 0
