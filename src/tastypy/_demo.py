@@ -46,7 +46,8 @@ def run_demo(path: str, tasks: int, workers: int) -> int:
     """The demo job; returns the exit status."""
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(message)s")
     names = [f"task-{i:05d}" for i in range(tasks)]
-    with Tracker(path, max_tries=3) as tracker:
+    # sync_at=100: `tastypy status --watch` sees progress every 100 tasks.
+    with Tracker(path, sync_at=100, max_tries=3) as tracker:
         print(f"{path}: {tracker.num_done():,} of {len(names):,} tasks already done")
         try:
             summary = tracker.run(simulated_task, names, workers=workers)

@@ -103,7 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     status.add_argument("path", metavar="PATH")
     status.add_argument(
-        "--watch", action="store_true", help="redraw about once a second until all is done"
+        "--watch",
+        action="store_true",
+        help="redraw about once a second while a job writes, until all is done",
     )
     status.add_argument("--json", action="store_true", help="print JSON for scripts")
     status.set_defaults(handler=_status_command)
@@ -306,10 +308,10 @@ def _status_command(args: argparse.Namespace) -> int:
                     print("\033[H\033[J", end="")
                 print(render(args.path, shot, colour=colour, width=width), flush=True)
             finished = shot.done + shot.exhausted + shot.aborted >= shot.total
-            if not args.watch or finished:
-                return 0
+            if not args.watch or finished or shot.writer is None:
+                return 0  # --watch follows a running job: done, or nobody is writing
             time.sleep(1.0)
-            if not colour:
+            if not colour and not args.json:
                 print()
     except KeyboardInterrupt:
         return 0
