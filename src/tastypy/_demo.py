@@ -63,7 +63,10 @@ def run_demo(path: str, tasks: int, workers: int) -> int:
         print(
             f"in all: {tracker.percent_done()} done ({tracker.num_done():,} of {len(tracker):,})"
         )
-        if tracker.num_done() < len(tracker):
-            print("run it again to retry the failed tasks")
+        retryable = sum(1 for name in names if tracker.should_do(name))
+        if retryable:
+            print(f"run it again to retry the {retryable:,} failed tasks")
+        elif tracker.num_done() < len(tracker):
+            print(f"{len(tracker) - tracker.num_done():,} tasks were given up after 3 tries")
     print(f"look at the result: {_command()} status {shlex.quote(path)}")
     return 0

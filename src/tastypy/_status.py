@@ -23,9 +23,9 @@ class Snapshot:
     total: int = 0
     done: int = 0
     tried: int = 0
-    failed: int = 0  # tried, not done
-    exhausted: int = 0
-    aborted: int = 0
+    failed: int = 0  # tried, not done (nor exhausted or aborted)
+    exhausted: int = 0  # tried max_tries times, not done (nor aborted)
+    aborted: int = 0  # given up on by abort(), not done
     untried: int = 0
     errors: list[tuple[str, int]] = field(default_factory=list)  # most frequent first
     rate: float | None = None  # tasks done per second, while a job runs
@@ -65,23 +65,21 @@ def snapshot(records: dict[str, Any], max_tries: int, top: int = 5) -> Snapshot:
     counts.recount(records)
     shot = Snapshot(total=len(records))
     errors: Counter[str] = Counter()
+    states: Counter[str] = Counter()
     for key, record in records.items():
         bits = counts.status.get(key, 0)
-        name = state_of(bits)
-        if name == "failed":
-            shot.failed += 1
-        elif name == "untried":
-            shot.untried += 1
+        states[state_of(bits)] += 1
         if not bits & DONE and isinstance(record, dict):
             recent = record.get("_errors")
             if isinstance(recent, list) and recent and isinstance(recent[-1], dict):
                 last = recent[-1]
                 message = str(last.get("message", ""))
                 errors[f"{last.get('type', 'Error')}: {message}"[:200]] += 1
-    shot.done = counts.counts[DONE]
+    # Each task in exactly one state (as `tastypy list` files them), so the
+    # states add up to the total; "tried" overlaps them all.
+    shot.done, shot.failed, shot.untried = states["done"], states["failed"], states["untried"]
+    shot.exhausted, shot.aborted = states["exhausted"], states["aborted"]
     shot.tried = counts.counts[TRIED]
-    shot.exhausted = counts.counts[EXHAUSTED]
-    shot.aborted = counts.counts[ABORTED]
     shot.errors = errors.most_common(top)
     return shot
 

@@ -44,10 +44,11 @@ def read_import(data: bytes, name: str) -> list[tuple[str, Any]]:
     if text.startswith(b"{"):
         try:
             document = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise BadImport(
-                f"{name}:{getattr(exc, 'lineno', 1)}: not valid JSON ({exc})"
-            ) from None
+        except json.JSONDecodeError as exc:
+            raise BadImport(f"{name}:{exc.lineno}: not valid JSON ({exc})") from None
+        except UnicodeDecodeError as exc:
+            line = data[: exc.start].count(b"\n") + 1
+            raise BadImport(f"{name}:{line}: not valid UTF-8 ({exc.reason})") from None
         if not isinstance(document, dict):
             raise BadImport(f"{name}:1: expected a JSON object")
         return list(document.items())

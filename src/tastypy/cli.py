@@ -307,7 +307,7 @@ def _status_command(args: argparse.Namespace) -> int:
                 if args.watch and colour:
                     print("\033[H\033[J", end="")
                 print(render(args.path, shot, colour=colour, width=width), flush=True)
-            finished = shot.done + shot.exhausted + shot.aborted >= shot.total
+            finished = shot.failed + shot.untried == 0  # nothing left that a job would try
             if not args.watch or finished or shot.writer is None:
                 return 0  # --watch follows a running job: done, or nobody is writing
             time.sleep(1.0)
@@ -323,7 +323,7 @@ def _rate(shot: Snapshot, history: deque[tuple[float, int]]) -> None:
     (t0, done0), (t1, done1) = history[0], history[-1]
     if t1 > t0:
         shot.rate = (done1 - done0) / (t1 - t0)
-        left = shot.total - shot.done - shot.exhausted - shot.aborted
+        left = shot.failed + shot.untried
         if shot.rate > 0:
             shot.eta_seconds = left / shot.rate
 
@@ -371,8 +371,11 @@ def _export(args: argparse.Namespace) -> int:
         write_export(items, sys.stdout.buffer, args.format)
         sys.stdout.flush()
     else:
-        with open(args.output, "wb") as out:
-            write_export(items, out, args.format)
+        try:
+            with open(args.output, "wb") as out:
+                write_export(items, out, args.format)
+        except OSError as exc:
+            raise _Fail(f"{args.output}: {exc.strerror}") from None
     return 0
 
 
@@ -386,6 +389,7 @@ def _import(args: argparse.Namespace) -> int:
     except BadImport as exc:
         raise _Fail(f"{exc}; nothing was imported") from None
     store = Path(args.path)
+    existed = store.exists()
     exists = (store / MANIFEST).is_file()
     is_tracker = exists and read_manifest(store).meta.get("kind") == "tracker"
     kind = ProgressTracker if is_tracker else PersistentOrderedDict
@@ -396,6 +400,9 @@ def _import(args: argparse.Namespace) -> int:
                 pod[key] = value
         except TypeError as exc:
             pod.revert()
+            pod.close()
+            if not existed:  # leave no empty store behind
+                shutil.rmtree(store, ignore_errors=True)
             raise _Fail(f"{args.file}: {exc}; nothing was imported") from None
         pod.sync()
     print(f"{args.path}: imported {len(items):,} keys")

@@ -124,13 +124,15 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         )
         try:
             meta = storage.meta
+            self._data: dict[str, Any] = storage.load()
+            # Settle the kind before writing anything (a tracker refuses a POD's data).
+            kind = self._adopt_kind(meta.get("kind") or self._KIND, path)
             self._sync_at: int = (
                 meta.get("sync_at", DEFAULT_SYNC_AT) if sync_at is None else sync_at
             )
-            wanted = {**meta, "kind": meta.get("kind", self._KIND), "sync_at": self._sync_at}
+            wanted = {**meta, "kind": kind, "sync_at": self._sync_at}
             if not readonly and wanted != meta:
                 storage.set_meta(wanted)
-            self._data: dict[str, Any] = storage.load()
         except BaseException:
             storage.close()
             raise
@@ -150,6 +152,10 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         if not readonly:
             PersistentOrderedDict._open[os.path.realpath(path)] = self
             _lifecycle.register(self)
+
+    def _adopt_kind(self, kind: str, path: object) -> str:
+        """The kind of store to record; any kind opens as a plain POD."""
+        return kind
 
     # -- the mapping ------------------------------------------------------------
 

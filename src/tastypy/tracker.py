@@ -68,12 +68,6 @@ class ProgressTracker(PersistentOrderedDict):
             return
         assert self._storage is not None
         meta = self._storage.meta
-        if meta.get("kind") != self._KIND:
-            if self._data:
-                PersistentOrderedDict.close(self)  # nothing tracker-specific is set up yet
-                raise SettingsError(f"{path} holds a plain POD, not a tracker; open it as a POD")
-            if not readonly:
-                self._storage.set_meta({**meta, "kind": self._KIND})
         self._tally = TaskCounts(meta.get("max_tries") or 0)
         self._tries_log = _tries.TriesLog(self.path, readonly=readonly)
         # Read the logged tries before anything here can sync (and so empty the log).
@@ -82,6 +76,11 @@ class ProgressTracker(PersistentOrderedDict):
             self._set_max_tries(max_tries)
         self._repair_all()
         self._replay_tries(logged)
+
+    def _adopt_kind(self, kind: str, path: object) -> str:
+        if kind != self._KIND and self._data:
+            raise SettingsError(f"{path} holds a plain POD, not a tracker; open it as a POD")
+        return self._KIND
 
     # -- keeping counts right -------------------------------------------------------
 

@@ -364,6 +364,8 @@ class FileStorage:
         if self.path.exists() and not self.path.is_dir():
             raise NotAStoreError(f"{self.path} is a file, not a store directory")
         created = not self.path.exists()
+        if not created and not (self.path / MANIFEST).exists():
+            self._refuse_strangers()  # before the lock file: leave other folders alone
         self.path.mkdir(parents=True, exist_ok=True)
         if created and self.durable:
             fsync_dir(self.path.parent)
@@ -379,6 +381,21 @@ class FileStorage:
             raise
 
     def _create(self, file_size: int | None, gzipped: bool | None) -> Manifest:
+        self._refuse_strangers()  # again, now under the lock
+        chunk_dir = self.path / CHUNKS
+        chunk_dir.mkdir(exist_ok=True)
+        manifest = Manifest(
+            file_size=DEFAULT_FILE_SIZE if file_size is None else file_size,
+            gzipped=bool(gzipped),
+        )
+        manifest.journal = journal_name(0, manifest.gzipped)
+        unlink_quietly(self.path / manifest.journal)
+        write_new_file(self.path / manifest.journal, b"", durable=self.durable)
+        manifest.write(self.path, durable=self.durable)
+        return manifest
+
+    def _refuse_strangers(self) -> None:
+        """Refuse a directory holding anything but debris of an interrupted creation."""
         strangers = sorted(
             name
             for name in set(os.listdir(self.path)) - _FRESH_DIR_ENTRIES
@@ -391,16 +408,6 @@ class FileStorage:
                 f"{self.path} is not empty and not a tastypy store (no {MANIFEST}; found "
                 f"{listed}); refusing to write into it. Choose a new or empty directory."
             )
-        chunk_dir.mkdir(exist_ok=True)
-        manifest = Manifest(
-            file_size=DEFAULT_FILE_SIZE if file_size is None else file_size,
-            gzipped=bool(gzipped),
-        )
-        manifest.journal = journal_name(0, manifest.gzipped)
-        unlink_quietly(self.path / manifest.journal)
-        write_new_file(self.path / manifest.journal, b"", durable=self.durable)
-        manifest.write(self.path, durable=self.durable)
-        return manifest
 
     def _remove_leftovers(self, manifest: Manifest) -> None:
         """Delete files no manifest names: debris of interrupted compactions."""
