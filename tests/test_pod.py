@@ -575,3 +575,16 @@ def test_bad_nested_values_are_caught_at_sync(make_pod: MakePod, bad: object) ->
     pod["k"]["non-str keys"] = {1: None}  # converted like json does, not refused
     pod.sync()
     assert on_disk(pod.path) == [("k", {"ok": None, "non-str keys": {"1": None}})]
+
+
+def test_dirty_lists_the_keys_the_next_sync_looks_at(make_pod: MakePod) -> None:
+    pod = make_pod()
+    pod.update({"a": 1, "b": 2})
+    assert pod.dirty() == {"a", "b"}
+    pod.sync()
+    assert pod.dirty() == set()
+    _ = pod["a"]
+    del pod["b"]
+    assert pod.dirty() == {"a", "b"}
+    pod.dirty().clear()  # a copy: clearing it changes nothing
+    assert pod.dirty() == {"a", "b"}

@@ -283,6 +283,10 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             if len(dirty) >= self._sync_at and not self._held:
                 self._auto_sync()
 
+    def dirty(self) -> set[str]:
+        """The keys that the next sync will look at (read or changed since the last one)."""
+        return set(self._dirty)
+
     def sync(self) -> None:
         """Write every dirty key to disk as one atomic, durable commit.
 
