@@ -30,6 +30,7 @@ __all__ = [
     "decode_value",
     "encode_value",
     "has_non_finite",
+    "is_record",
     "normalize_key",
 ]
 
@@ -114,6 +115,11 @@ def encode_value(value: object, *, keep: bool = True, key: str | None = None) ->
 
 def _which(key: str | None) -> str:
     return "value" if key is None else f"the value of key {key!r}"
+
+
+def is_record(value: object) -> bool:
+    """Whether a decoded line is a ``["key", value]`` record."""
+    return type(value) is list and len(value) == 2 and type(value[0]) is str
 
 
 def decode_value(data: bytes | str) -> Any:

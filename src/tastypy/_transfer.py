@@ -8,6 +8,8 @@ from typing import IO, Any
 
 import orjson
 
+from ._codec import is_record
+
 __all__ = ["BadImport", "read_import", "write_export"]
 
 
@@ -63,6 +65,6 @@ def _lines(data: bytes, name: str) -> Iterator[tuple[str, Any]]:
             record = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
             raise BadImport(f"{name}:{lineno}: not valid JSON ({exc})") from None
-        if type(record) is not list or len(record) != 2 or type(record[0]) is not str:
+        if not is_record(record):
             raise BadImport(f'{name}:{lineno}: expected ["key", value]')
         yield record[0], record[1]

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from .._codec import is_record
 from ..errors import CorruptStoreError
 from ._durable import write_new_file
 from ._manifest import MANIFEST, ChunkEntry
@@ -80,7 +81,7 @@ def _first_bad_line(data: bytes, gzipped: bool) -> str:
             record = orjson.loads(line)
         except orjson.JSONDecodeError:
             return f"; first unreadable line: {lineno}"
-        if type(record) is not list or len(record) != 2 or type(record[0]) is not str:
+        if not is_record(record):
             return f"; first unreadable line: {lineno}"
     return ""
 
@@ -104,7 +105,7 @@ def parse_records(where: Path, lines: list[bytes]) -> list[Any]:
             record = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
             raise CorruptStoreError(f"{where}:{lineno}: bad JSON ({exc})") from None
-        if type(record) is not list or len(record) != 2 or type(record[0]) is not str:
+        if not is_record(record):
             raise CorruptStoreError(f'{where}:{lineno}: not a ["key", value] pair')
     raise CorruptStoreError(f"{where}: lines do not split into records")
 

@@ -286,18 +286,6 @@ class FileStorage:
             self._lock.release()
             self._lock = None
 
-    # -- sizes --------------------------------------------------------------------
-
-    @property
-    def data_bytes(self) -> int:
-        """Bytes in the data files."""
-        return self._data_bytes
-
-    @property
-    def journal_bytes(self) -> int:
-        """Bytes in the journal (writers only; 0 for read-only opens)."""
-        return self._journal.end if self._journal is not None else 0
-
     def __repr__(self) -> str:
         return f"<FileStorage {str(self.path)!r}>"
 
