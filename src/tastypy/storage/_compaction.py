@@ -16,12 +16,9 @@ from pathlib import Path
 from ._chunks import CHUNKS, Chunk, Fold, chunk_name, split_chunk, write_chunk
 from ._durable import fsync_dir, unlink_quietly, write_new_file
 from ._journal import Replay, is_delete, journal_keys
+from ._layout import journal_name
 
-__all__ = ["Generation", "discard", "journal_name", "plan", "write_generation"]
-
-
-def journal_name(generation: int, gzipped: bool) -> str:
-    return f"journal-{generation:08d}.jsonl" + (".gz" if gzipped else "")
+__all__ = ["Generation", "discard", "plan", "write_generation"]
 
 
 @dataclass

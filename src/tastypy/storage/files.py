@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -34,14 +32,15 @@ import orjson
 
 from ..errors import CorruptStoreError, LockedError, NotAStoreError, ReadOnlyError, SettingsError
 from ._chunks import CHUNKS, Chunk, load_chunk
-from ._compaction import Generation, discard, journal_name, plan, write_generation
-from ._durable import DirSyncError, fsync_dir, unlink_quietly, write_new_file
+from ._compaction import Generation, discard, plan, write_generation
+from ._durable import DirSyncError, fsync_dir, unlink_quietly
 from ._journal import Journal, apply_ops, replay
+from ._layout import create_store, refuse_strangers, remove_leftovers, remove_new_store
 from ._lock import StoreLock
 from ._manifest import MANIFEST, Manifest, read_manifest
 from ._snapshot import read_snapshot
 
-__all__ = ["DEFAULT_FILE_SIZE", "JOURNAL_NAME", "FileStorage"]
+__all__ = ["DEFAULT_FILE_SIZE", "FileStorage"]
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +48,6 @@ DEFAULT_FILE_SIZE = 1000
 # Compact once the journal is larger than the data files, but not before it
 # holds this much: small stores would otherwise compact on every few syncs.
 COMPACT_MIN_BYTES = 4 << 20
-_FRESH_DIR_ENTRIES = {"lock", CHUNKS, MANIFEST + ".tmp"}
-JOURNAL_NAME = re.compile(r"journal-\d{8}\.jsonl(\.gz)?$")
 
 
 class FileStorage:
@@ -142,7 +139,7 @@ class FileStorage:
             new.commit(changes)
         except BaseException:
             new.close()
-            _remove_new_store(target, existed)
+            remove_new_store(target, existed)
             raise
         return new
 
@@ -353,7 +350,7 @@ class FileStorage:
             raise NotAStoreError(f"{self.path} is a file, not a store directory")
         created = not self.path.exists()
         if not created and not (self.path / MANIFEST).exists():
-            self._refuse_strangers()  # before the lock file: leave other folders alone
+            refuse_strangers(self.path)  # before the lock file: leave other folders alone
         self.path.mkdir(parents=True, exist_ok=True)
         if created and self.durable:
             fsync_dir(self.path.parent)
@@ -361,55 +358,17 @@ class FileStorage:
         try:
             if (self.path / MANIFEST).exists():
                 manifest = read_manifest(self.path)
-                self._remove_leftovers(manifest)
+                remove_leftovers(self.path, manifest)
                 return manifest
-            return self._create(file_size, gzipped)
+            return create_store(  # checks for strangers again, now under the lock
+                self.path,
+                DEFAULT_FILE_SIZE if file_size is None else file_size,
+                bool(gzipped),
+                durable=self.durable,
+            )
         except BaseException:
             self.close()
             raise
-
-    def _create(self, file_size: int | None, gzipped: bool | None) -> Manifest:
-        self._refuse_strangers()  # again, now under the lock
-        chunk_dir = self.path / CHUNKS
-        chunk_dir.mkdir(exist_ok=True)
-        manifest = Manifest(
-            file_size=DEFAULT_FILE_SIZE if file_size is None else file_size,
-            gzipped=bool(gzipped),
-        )
-        manifest.journal = journal_name(0, manifest.gzipped)
-        unlink_quietly(self.path / manifest.journal)
-        write_new_file(self.path / manifest.journal, b"", durable=self.durable)
-        manifest.write(self.path, durable=self.durable)
-        return manifest
-
-    def _refuse_strangers(self) -> None:
-        """Refuse a directory holding anything but debris of an interrupted creation."""
-        strangers = sorted(
-            name
-            for name in set(os.listdir(self.path)) - _FRESH_DIR_ENTRIES
-            if not JOURNAL_NAME.match(name)
-        )
-        chunk_dir = self.path / CHUNKS
-        if strangers or (chunk_dir.is_dir() and os.listdir(chunk_dir)):
-            listed = ", ".join(strangers[:3]) or f"{CHUNKS}/"
-            raise NotAStoreError(
-                f"{self.path} is not empty and not a tastypy store (no {MANIFEST}; found "
-                f"{listed}); refusing to write into it. Choose a new or empty directory."
-            )
-
-    def _remove_leftovers(self, manifest: Manifest) -> None:
-        """Delete files no manifest names: debris of interrupted compactions."""
-        keep = {c.file for c in manifest.chunks}
-        chunk_dir = self.path / CHUNKS
-        chunk_dir.mkdir(exist_ok=True)
-        for name in os.listdir(chunk_dir):
-            if name not in keep:
-                log.debug("removing leftover %s", chunk_dir / name)
-                os.unlink(chunk_dir / name)
-        for name in os.listdir(self.path):
-            if JOURNAL_NAME.match(name) and name != manifest.journal:
-                log.debug("removing leftover %s", self.path / name)
-                os.unlink(self.path / name)
 
     # -- reading --------------------------------------------------------------
 
@@ -442,17 +401,3 @@ def _check_setting(path: Path, name: str, asked: object, stored: object) -> None
             f"omit {name} to use the stored value, or use pod.copy(new_path, {name}=...) "
             "to rewrite the store with the new setting"
         )
-
-
-def _remove_new_store(target: Path, existed: bool) -> None:
-    """Undo a failed create_with(): remove what it created at *target*."""
-    if not existed:
-        shutil.rmtree(target, ignore_errors=True)
-        return
-    for name in os.listdir(target):
-        if name in _FRESH_DIR_ENTRIES or JOURNAL_NAME.match(name) or name == MANIFEST:
-            path = target / name
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)

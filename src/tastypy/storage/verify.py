@@ -10,9 +10,9 @@ from typing import Any
 from ..errors import CorruptStoreError, NotAStoreError
 from ._chunks import CHUNKS, load_chunk
 from ._journal import apply_ops, replay
+from ._layout import JOURNAL_NAME
 from ._manifest import MANIFEST
 from ._snapshot import read_snapshot
-from .files import JOURNAL_NAME
 
 __all__ = ["VerifyReport", "verify"]
 

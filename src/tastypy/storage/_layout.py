@@ -1,0 +1,93 @@
+"""Which files make up a store directory, and making or tidying one.
+
+A store directory holds ``manifest.json``, ``chunks/``, one journal named by
+the manifest, ``lock``, and for trackers ``tries.jsonl``. Anything else the
+manifest does not name is debris of an interrupted compaction or creation.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+
+from ..errors import NotAStoreError
+from ._chunks import CHUNKS
+from ._durable import unlink_quietly, write_new_file
+from ._manifest import MANIFEST, Manifest
+
+__all__ = [
+    "JOURNAL_NAME",
+    "create_store",
+    "journal_name",
+    "refuse_strangers",
+    "remove_leftovers",
+    "remove_new_store",
+]
+
+log = logging.getLogger(__name__)
+
+JOURNAL_NAME = re.compile(r"journal-\d{8}\.jsonl(\.gz)?$")
+# What a directory may hold before its manifest exists (an interrupted creation).
+_FRESH_DIR_ENTRIES = {"lock", CHUNKS, MANIFEST + ".tmp"}
+
+
+def journal_name(generation: int, gzipped: bool) -> str:
+    return f"journal-{generation:08d}.jsonl" + (".gz" if gzipped else "")
+
+
+def refuse_strangers(path: Path) -> None:
+    """Refuse a directory holding anything but debris of an interrupted creation."""
+    strangers = sorted(
+        name for name in set(os.listdir(path)) - _FRESH_DIR_ENTRIES if not JOURNAL_NAME.match(name)
+    )
+    chunk_dir = path / CHUNKS
+    if strangers or (chunk_dir.is_dir() and os.listdir(chunk_dir)):
+        listed = ", ".join(strangers[:3]) or f"{CHUNKS}/"
+        raise NotAStoreError(
+            f"{path} is not empty and not a tastypy store (no {MANIFEST}; found "
+            f"{listed}); refusing to write into it. Choose a new or empty directory."
+        )
+
+
+def create_store(path: Path, file_size: int, gzipped: bool, *, durable: bool) -> Manifest:
+    """Lay out an empty store in *path* (held locked by the caller)."""
+    refuse_strangers(path)
+    (path / CHUNKS).mkdir(exist_ok=True)
+    manifest = Manifest(file_size=file_size, gzipped=gzipped)
+    manifest.journal = journal_name(0, gzipped)
+    unlink_quietly(path / manifest.journal)
+    write_new_file(path / manifest.journal, b"", durable=durable)
+    manifest.write(path, durable=durable)
+    return manifest
+
+
+def remove_leftovers(path: Path, manifest: Manifest) -> None:
+    """Delete files no manifest names: debris of interrupted compactions."""
+    keep = {c.file for c in manifest.chunks}
+    chunk_dir = path / CHUNKS
+    chunk_dir.mkdir(exist_ok=True)
+    for name in os.listdir(chunk_dir):
+        if name not in keep:
+            log.debug("removing leftover %s", chunk_dir / name)
+            os.unlink(chunk_dir / name)
+    for name in os.listdir(path):
+        if JOURNAL_NAME.match(name) and name != manifest.journal:
+            log.debug("removing leftover %s", path / name)
+            os.unlink(path / name)
+
+
+def remove_new_store(target: Path, existed: bool) -> None:
+    """Undo the creation of a store at *target* (the directory too, if it is new)."""
+    if not existed:
+        shutil.rmtree(target, ignore_errors=True)
+        return
+    for name in os.listdir(target):
+        if name in _FRESH_DIR_ENTRIES or JOURNAL_NAME.match(name) or name == MANIFEST:
+            entry = target / name
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
