@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import operator
-import os
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,6 +18,7 @@ import orjson
 
 from .._codec import is_record
 from ..errors import CorruptStoreError
+from . import _fs
 from ._durable import write_new_file
 from ._manifest import MANIFEST, ChunkEntry
 
@@ -145,7 +145,7 @@ def write_chunk(
     try:
         write_new_file(path, data, durable=durable)
     except FileExistsError:  # debris of an earlier, failed compaction of this generation
-        os.unlink(path)
+        _fs.unlink(path)
         write_new_file(path, data, durable=durable)
     return ChunkEntry(name, len(lines), len(data), zlib.crc32(data))
 

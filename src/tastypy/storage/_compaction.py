@@ -13,6 +13,7 @@ import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import _fs
 from ._chunks import CHUNKS, Chunk, Fold, chunk_name, split_chunk, write_chunk
 from ._durable import fsync_dir, unlink_quietly, write_new_file
 from ._journal import Replay, is_delete, journal_keys
@@ -93,7 +94,7 @@ def write_generation(
                 continue
             new.obsolete.append(chunk.entry.file)
             where = chunk_dir / chunk.entry.file
-            lines = split_chunk(where, chunk.entry, where.read_bytes(), gzipped)
+            lines = split_chunk(where, chunk.entry, _fs.read_file(where), gzipped)
             records = fold.rewrite(chunk, lines, affected[id(chunk)])
             if index == last:
                 records.update(itertools.islice(appends, max(0, file_size - len(records))))

@@ -10,6 +10,8 @@ import contextlib
 import os
 from pathlib import Path
 
+from . import _fs
+
 __all__ = [
     "DirSyncError",
     "datasync",
@@ -34,19 +36,19 @@ def write_new_file(path: Path, data: bytes, *, durable: bool) -> None:
     ``O_EXCL`` guarantees we never overwrite a file some manifest may still
     reference. On failure the partial file is removed.
     """
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    fd = _fs.open_fd(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         view = memoryview(data)
         while view:
-            written = os.write(fd, view)
+            written = _fs.write(fd, view)
             view = view[written:]
         if durable:
-            os.fsync(fd)
+            _fs.fsync(fd)
     except BaseException:
-        os.close(fd)
+        _fs.close(fd)
         unlink_quietly(path)
         raise
-    os.close(fd)
+    _fs.close(fd)
 
 
 def replace_atomically(path: Path, data: bytes, *, durable: bool) -> None:
@@ -55,7 +57,7 @@ def replace_atomically(path: Path, data: bytes, *, durable: bool) -> None:
     unlink_quietly(tmp)
     write_new_file(tmp, data, durable=durable)
     try:
-        os.replace(tmp, path)
+        _fs.replace(tmp, path)
     except BaseException:
         unlink_quietly(tmp)
         raise
@@ -70,19 +72,18 @@ def replace_atomically(path: Path, data: bytes, *, durable: bool) -> None:
 
 def datasync(fd: int) -> None:
     """``fdatasync`` where the OS has it (data and size, not timestamps), else ``fsync``."""
-    sync = getattr(os, "fdatasync", None) or os.fsync
-    sync(fd)
+    _fs.fdatasync(fd)
 
 
 def fsync_dir(path: Path) -> None:
     """Make a directory's entries (creations, renames, deletions) durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    fd = _fs.open_fd(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        os.fsync(fd)
+        _fs.fsync(fd)
     finally:
-        os.close(fd)
+        _fs.close(fd)
 
 
 def unlink_quietly(path: Path) -> None:
     with contextlib.suppress(OSError):
-        os.unlink(path)
+        _fs.unlink(path)

@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 
 from ..errors import CorruptStoreError
+from . import _fs
 from ._durable import datasync
 
 __all__ = ["Journal", "Replay", "apply_ops", "commit_bytes", "is_delete", "journal_keys", "replay"]
@@ -239,8 +240,8 @@ class Journal:
         self.durable = durable
         self.end = end
         self.commits = commits
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        self._tail_dirty = os.fstat(self._fd).st_size != end
+        self._fd = _fs.open_fd(path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._tail_dirty = _fs.fstat_size(self._fd) != end
 
     def append(self, records: list[bytes]) -> None:
         """Durably append one commit; on failure the journal is as before."""
@@ -251,7 +252,7 @@ class Journal:
             view = memoryview(data)
             offset = self.end
             while view:
-                written = os.pwrite(self._fd, view, offset)
+                written = _fs.pwrite(self._fd, view, offset)
                 view = view[written:]
                 offset += written
             if self.durable:
@@ -268,12 +269,12 @@ class Journal:
 
     def cut(self) -> None:
         """Cut the file back to the end of the last good commit."""
-        os.ftruncate(self._fd, self.end)
+        _fs.ftruncate(self._fd, self.end)
         if self.durable:
             datasync(self._fd)
         self._tail_dirty = False
 
     def close(self) -> None:
         if self._fd >= 0:
-            os.close(self._fd)
+            _fs.close(self._fd)
             self._fd = -1

@@ -8,12 +8,11 @@ manifest does not name is debris of an interrupted compaction or creation.
 from __future__ import annotations
 
 import logging
-import os
 import re
-import shutil
 from pathlib import Path
 
 from ..errors import NotAStoreError
+from . import _fs
 from ._chunks import CHUNKS
 from ._durable import unlink_quietly, write_new_file
 from ._manifest import MANIFEST, Manifest
@@ -40,11 +39,10 @@ def journal_name(generation: int, gzipped: bool) -> str:
 
 def refuse_strangers(path: Path) -> None:
     """Refuse a directory holding anything but debris of an interrupted creation."""
-    strangers = sorted(
-        name for name in set(os.listdir(path)) - _FRESH_DIR_ENTRIES if not JOURNAL_NAME.match(name)
-    )
+    entries = set(_fs.listdir(path)) - _FRESH_DIR_ENTRIES
+    strangers = sorted(name for name in entries if not JOURNAL_NAME.match(name))
     chunk_dir = path / CHUNKS
-    if strangers or (chunk_dir.is_dir() and os.listdir(chunk_dir)):
+    if strangers or (chunk_dir.is_dir() and _fs.listdir(chunk_dir)):
         listed = ", ".join(strangers[:3]) or f"{CHUNKS}/"
         raise NotAStoreError(
             f"{path} is not empty and not a tastypy store (no {MANIFEST}; found "
@@ -55,7 +53,8 @@ def refuse_strangers(path: Path) -> None:
 def create_store(path: Path, file_size: int, gzipped: bool, *, durable: bool) -> Manifest:
     """Lay out an empty store in *path* (held locked by the caller)."""
     refuse_strangers(path)
-    (path / CHUNKS).mkdir(exist_ok=True)
+    if not (path / CHUNKS).is_dir():
+        _fs.mkdir(path / CHUNKS)
     manifest = Manifest(file_size=file_size, gzipped=gzipped)
     manifest.journal = journal_name(0, gzipped)
     unlink_quietly(path / manifest.journal)
@@ -68,26 +67,27 @@ def remove_leftovers(path: Path, manifest: Manifest) -> None:
     """Delete files no manifest names: debris of interrupted compactions."""
     keep = {c.file for c in manifest.chunks}
     chunk_dir = path / CHUNKS
-    chunk_dir.mkdir(exist_ok=True)
-    for name in os.listdir(chunk_dir):
+    if not chunk_dir.is_dir():
+        _fs.mkdir(chunk_dir)
+    for name in _fs.listdir(chunk_dir):
         if name not in keep:
             log.debug("removing leftover %s", chunk_dir / name)
-            os.unlink(chunk_dir / name)
-    for name in os.listdir(path):
+            _fs.unlink(chunk_dir / name)
+    for name in _fs.listdir(path):
         if JOURNAL_NAME.match(name) and name != manifest.journal:
             log.debug("removing leftover %s", path / name)
-            os.unlink(path / name)
+            _fs.unlink(path / name)
 
 
 def remove_new_store(target: Path, existed: bool) -> None:
     """Undo the creation of a store at *target* (the directory too, if it is new)."""
     if not existed:
-        shutil.rmtree(target, ignore_errors=True)
+        _fs.rmtree(target)
         return
-    for name in os.listdir(target):
+    for name in _fs.listdir(target):
         if name in _FRESH_DIR_ENTRIES or JOURNAL_NAME.match(name) or name == MANIFEST:
             entry = target / name
             if entry.is_dir():
-                shutil.rmtree(entry, ignore_errors=True)
+                _fs.rmtree(entry)
             else:
-                entry.unlink(missing_ok=True)
+                unlink_quietly(entry)

@@ -17,6 +17,7 @@ import weakref
 from pathlib import Path
 
 from ..errors import LockedError
+from . import _fs
 
 __all__ = ["StoreLock"]
 
@@ -45,17 +46,17 @@ class StoreLock:
 
     def __init__(self, directory: Path, timeout: float | None = 0.0) -> None:
         self.path = directory / "lock"
-        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._fd: int | None = _fs.open_fd(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _fs.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     holder = describe_holder(self.path)
-                    os.close(self._fd)
+                    _fs.close(self._fd)
                     self._fd = None
                     waited = f" after waiting {timeout:g}s" if timeout else ""
                     raise LockedError(
@@ -64,8 +65,8 @@ class StoreLock:
                     ) from None
                 time.sleep(_POLL_SECONDS if remaining is None else min(_POLL_SECONDS, remaining))
         info = {"pid": os.getpid(), "host": socket.gethostname(), "argv": sys.argv[:4]}
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, json.dumps(info).encode() + b"\n", 0)
+        _fs.ftruncate(self._fd, 0)
+        _fs.pwrite(self._fd, json.dumps(info).encode() + b"\n", 0)
         _held.add(self)
 
     def release(self) -> None:
@@ -75,9 +76,9 @@ class StoreLock:
             return
         _held.discard(self)
         try:
-            os.ftruncate(fd, 0)
+            _fs.ftruncate(fd, 0)
         finally:
-            os.close(fd)  # closing the last descriptor releases the flock
+            _fs.close(fd)  # closing the last descriptor releases the flock
 
     def __del__(self) -> None:
         # A lock object dropped without release() must not hold the store.
@@ -86,7 +87,7 @@ class StoreLock:
     def _forget_in_child(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:
-            os.close(fd)
+            _fs.close(fd)
 
 
 def describe_holder(lock_path: Path) -> str:

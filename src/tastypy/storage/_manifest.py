@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from ..errors import CorruptStoreError, NotAStoreError
+from . import _fs
 from ._durable import replace_atomically
 
 __all__ = ["FORMAT", "MANIFEST", "VERSION", "ChunkEntry", "Manifest", "read_manifest"]
@@ -94,7 +95,7 @@ def read_manifest(directory: Path) -> Manifest:
         If the manifest cannot be parsed or misses fields.
     """
     path = directory / MANIFEST
-    raw = path.read_bytes()
+    raw = _fs.read_file(path)
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from ..errors import CorruptStoreError
+from . import _fs
 from ._chunks import CHUNKS
 from ._manifest import MANIFEST, Manifest, read_manifest
 
@@ -30,11 +31,11 @@ def read_snapshot(
         missing: list[str] = []
         for entry in manifest.chunks:
             try:
-                files[entry.file] = (path / CHUNKS / entry.file).read_bytes()
+                files[entry.file] = _fs.read_file(path / CHUNKS / entry.file)
             except FileNotFoundError:
                 missing.append(f"{CHUNKS}/{entry.file}")
         try:
-            journal: bytes | None = (path / manifest.journal).read_bytes()
+            journal: bytes | None = _fs.read_file(path / manifest.journal)
         except FileNotFoundError:
             journal = None
             missing.append(manifest.journal)

@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 
 from ..errors import CorruptStoreError, LockedError, NotAStoreError, ReadOnlyError, SettingsError
+from . import _fs
 from ._chunks import CHUNKS, Chunk, load_chunk
 from ._compaction import Generation, discard, plan, write_generation
 from ._durable import DirSyncError, fsync_dir, unlink_quietly
@@ -351,9 +352,10 @@ class FileStorage:
         created = not self.path.exists()
         if not created and not (self.path / MANIFEST).exists():
             refuse_strangers(self.path)  # before the lock file: leave other folders alone
-        self.path.mkdir(parents=True, exist_ok=True)
-        if created and self.durable:
-            fsync_dir(self.path.parent)
+        # Each new directory's entry is durable only once its parent is fsynced.
+        for made in _fs.makedirs(self.path):
+            if self.durable:
+                fsync_dir(made.parent)
         self._lock = StoreLock(self.path, timeout)
         try:
             if (self.path / MANIFEST).exists():
@@ -374,7 +376,7 @@ class FileStorage:
 
     def _read(self, name: str) -> bytes:
         try:
-            return (self.path / name).read_bytes()
+            return _fs.read_file(self.path / name)
         except FileNotFoundError:
             raise CorruptStoreError(
                 f"{self.path / name} is missing but {self.path / MANIFEST} names it"

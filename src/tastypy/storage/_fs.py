@@ -1,0 +1,142 @@
+"""Every OS call by which the file engine changes the disk: the I/O seam.
+
+The engine never calls ``os`` directly to write, sync, rename, create or
+delete; it calls these functions. Tests replace them (``monkeypatch`` the
+attributes of this module) to record every write, ``fsync`` and directory
+operation — the power-loss simulation replays such a recording — or to make
+one of them fail. Each function looks up ``os`` at call time, so patching
+``os`` itself keeps working too.
+
+Reads go through :func:`read_file` and :func:`listdir`, so a recorder can
+also see what the engine looks at.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from pathlib import Path
+
+__all__ = [
+    "close",
+    "fdatasync",
+    "flock",
+    "fstat_size",
+    "fsync",
+    "ftruncate",
+    "listdir",
+    "makedirs",
+    "mkdir",
+    "open_fd",
+    "pwrite",
+    "read_file",
+    "replace",
+    "rmdir",
+    "rmtree",
+    "unlink",
+    "write",
+]
+
+
+def open_fd(path: Path, flags: int, mode: int = 0o644) -> int:
+    """``os.open``; with ``O_CREAT`` this may create a directory entry."""
+    return os.open(path, flags, mode)
+
+
+def close(fd: int) -> None:
+    os.close(fd)
+
+
+def write(fd: int, data: bytes | memoryview) -> int:
+    return os.write(fd, data)
+
+
+def pwrite(fd: int, data: bytes | memoryview, offset: int) -> int:
+    return os.pwrite(fd, data, offset)
+
+
+def ftruncate(fd: int, length: int) -> None:
+    os.ftruncate(fd, length)
+
+
+def fsync(fd: int) -> None:
+    """Make a file's data and size (or a directory's entries) durable."""
+    os.fsync(fd)
+
+
+def fdatasync(fd: int) -> None:
+    """``fdatasync`` where the OS has it (data and size, not timestamps), else ``fsync``."""
+    sync = getattr(os, "fdatasync", None) or os.fsync
+    sync(fd)
+
+
+def fstat_size(fd: int) -> int:
+    return os.fstat(fd).st_size
+
+
+def flock(fd: int, operation: int) -> None:
+    fcntl.flock(fd, operation)
+
+
+def replace(src: Path, dst: Path) -> None:
+    """Atomic rename; durable only once the directory is ``fsync``ed."""
+    os.replace(src, dst)
+
+
+def unlink(path: Path) -> None:
+    os.unlink(path)
+
+
+def mkdir(path: Path) -> None:
+    """Create one directory level (``FileExistsError`` if it exists)."""
+    os.mkdir(path)
+
+
+def makedirs(path: Path) -> list[Path]:
+    """Create *path* and its missing parents; return those created, outermost first."""
+    missing: list[Path] = []
+    at = path
+    while not at.exists():
+        missing.append(at)
+        if at.parent == at:
+            break
+        at = at.parent
+    created: list[Path] = []
+    for directory in reversed(missing):
+        try:
+            mkdir(directory)
+        except FileExistsError:
+            continue
+        created.append(directory)
+    return created
+
+
+def rmdir(path: Path) -> None:
+    os.rmdir(path)
+
+
+def rmtree(path: Path) -> None:
+    """Remove a directory tree through :func:`unlink` and :func:`rmdir` (best effort)."""
+    try:
+        names = listdir(path)
+    except OSError:
+        return
+    for name in names:
+        entry = path / name
+        if entry.is_dir() and not entry.is_symlink():
+            rmtree(entry)
+        else:
+            with contextlib.suppress(OSError):
+                unlink(entry)
+    with contextlib.suppress(OSError):
+        rmdir(path)
+
+
+def listdir(path: Path) -> list[str]:
+    return os.listdir(path)
+
+
+def read_file(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
