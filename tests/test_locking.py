@@ -184,19 +184,25 @@ def test_same_path_twice_in_one_process_is_the_same_object(tmp_path: Path) -> No
     (tmp_path / "link").symlink_to(store, target_is_directory=True)
     first = tastypy.POD(store)
     try:
-        assert tastypy.POD(store) is first
-        assert tastypy.POD(str(store)) is first
-        assert tastypy.POD(tmp_path / "sub" / ".." / "store") is first
-        assert tastypy.POD(tmp_path / "link") is first
-        assert tastypy.POD(store, timeout=5) is first
+        again = [
+            tastypy.POD(store),
+            tastypy.POD(str(store)),
+            tastypy.POD(tmp_path / "sub" / ".." / "store"),
+            tastypy.POD(tmp_path / "link"),
+            tastypy.POD(store, timeout=5),
+        ]
+        assert all(pod is first for pod in again)
         first["k"] = "v"
-        assert tastypy.POD(store)["k"] == "v"
+        assert again[0]["k"] == "v"
         reader = tastypy.POD(store, readonly=True)
         assert reader is not first
         reader.close()
-        assert not first.closed
+        for pod in again:  # each open needs its own close
+            pod.close()
+            assert not first.closed
     finally:
         first.close()
+    assert first.closed
     again = tastypy.POD(store)
     try:
         assert again is not first
@@ -209,7 +215,8 @@ def test_conflicting_file_size_on_second_open_raises_settings_error(tmp_path: Pa
     store = tmp_path / "store"
     first = tastypy.POD(store, file_size=7)
     try:
-        assert tastypy.POD(store, file_size=7) is first
+        with tastypy.POD(store, file_size=7) as same:
+            assert same is first
         with pytest.raises(tastypy.SettingsError, match="file_size"):
             tastypy.POD(store, file_size=8)
         with pytest.raises(tastypy.SettingsError, match="gzipped"):
@@ -219,7 +226,9 @@ def test_conflicting_file_size_on_second_open_raises_settings_error(tmp_path: Pa
         assert first.file_size == 7
         first["k"] = 1
         first.sync()
-        assert tastypy.POD(store) is first
+        with tastypy.POD(store) as again:
+            assert again is first
+        assert not first.closed
     finally:
         first.close()
     # closed: a conflicting open now goes to disk, is refused, and leaves no lock

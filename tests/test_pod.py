@@ -244,7 +244,8 @@ def test_update_with_missing_key_name_raises_key_error(make_pod: MakePod) -> Non
     pod = make_pod()
     with pytest.raises(KeyError):
         pod.update("nope")
-    with pytest.raises(KeyError):
+    pod["7"] = 1
+    with pytest.raises(TypeError):  # as dict.update(7): an int is not the seed's key name
         pod.update(7)
 
 
@@ -297,10 +298,13 @@ def test_nested_bad_value_makes_sync_raise_and_keeps_disk(make_pod: MakePod) -> 
     pod["bad"].append({1, 2})  # smuggled in past the assignment check
     with pytest.raises(TypeError, match="'bad'"):
         pod.sync()
-    assert on_disk(pod.path) == [("good", 1), ("bad", [])]
-    pod["bad"].pop()
-    pod.sync()
+    # The good key was written all the same; the bad one keeps its last good value.
     assert on_disk(pod.path) == [("good", 2), ("bad", [])]
+    assert "bad" in pod.dirty()
+    pod["bad"].pop()
+    pod["bad"].append(3)
+    pod.sync()
+    assert on_disk(pod.path) == [("good", 2), ("bad", [3])]
 
 
 def test_sync_key_keeps_order_of_new_keys(make_pod: MakePod) -> None:
@@ -533,7 +537,12 @@ def test_same_path_twice_in_one_process_is_one_object(make_pod: MakePod, tmp_pat
     assert POD(str(tmp_path / "." / "store")) is pod
     pod["a"] = 1
     assert again["a"] == 1
+    again.close()  # each open is closed on its own; the last one releases the store
+    assert not pod.closed
     pod.close()
+    assert not pod.closed
+    pod.close()
+    assert pod.closed
     fresh = POD(tmp_path / "store")
     assert fresh is not pod and fresh["a"] == 1
     fresh.close()

@@ -15,9 +15,11 @@ when it ends, so a sync is never torn in memory by our own exit path.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import signal
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -25,7 +27,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any, Protocol
 
-__all__ = ["critical", "install_signal_handler", "register", "sync_all"]
+__all__ = ["critical", "install_signal_handler", "register", "report", "sync_all"]
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,7 @@ _Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
 
 class ExitSyncable(Protocol):
-    def _exit_sync(self) -> None: ...
+    def _exit_sync(self, how: str = ...) -> None: ...
 
 
 # id -> weak reference; stores are mappings, hence unhashable, so no WeakSet.
@@ -42,6 +44,7 @@ _previous_sigterm: _Handler = signal.SIG_DFL
 _state = threading.local()  # .depth: nesting of critical() in this thread
 _pending: list[int] = []
 _handling_sigterm = False
+exiting = False  # the at-exit sync ran: the interpreter is shutting down
 
 
 def register(store: ExitSyncable) -> None:
@@ -55,16 +58,34 @@ def unregister(store: ExitSyncable) -> None:
     _live.pop(id(store), None)
 
 
-def sync_all() -> None:
-    """Sync every live store; errors are logged, never raised."""
+def sync_all(how: str = "at exit") -> None:
+    """Sync every live store; failures are reported on stderr, never raised."""
+    global exiting
+    if how == "at exit":
+        exiting = True
     for ref in list(_live.values()):
         store = ref()
         if store is None:
             continue
         try:
-            store._exit_sync()
-        except Exception:
-            log.exception("tastypy: could not sync %r at exit", store)
+            store._exit_sync(how)
+        except Exception as exc:  # _exit_sync reports its own failures; this is a bug
+            report(f"tastypy: could not sync {store!r} {how}: {exc!r}")
+
+
+def report(line: str) -> None:
+    """Tell the user, at exit, about data that could not be saved.
+
+    Written straight to stderr, whatever the program's logging setup (the
+    one place tastypy prints): at exit nobody may be left to read a log, and
+    losing data silently is worse than one line of noise.
+    """
+    stream = sys.stderr
+    if stream is None:
+        return
+    with contextlib.suppress(OSError, ValueError):  # stderr closed: nothing more to do
+        stream.write(line + "\n")
+        stream.flush()
 
 
 def install_signal_handler() -> None:
@@ -94,7 +115,7 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
         return
     _handling_sigterm = True
     try:
-        sync_all()
+        sync_all("on SIGTERM")
         previous = _previous_sigterm
         if callable(previous):
             previous(signum, frame)

@@ -4,15 +4,24 @@
 returns — one ``write``, no ``fsync``: it survives the process being killed,
 which is what matters (a task that crashes its program must not be retried
 forever). A full sync puts every try in the store proper and empties the
-file; opening a tracker takes the highest count of each key from it. Applying
-a line twice changes nothing, so a crash between sync and emptying is harmless.
+file; opening a tracker applies, for each key, the *last* line about it.
+
+Before any sync, each key the log speaks of whose record now says otherwise
+(its tries were reset, or the task was deleted) gets a line that says so —
+``["key", tries]`` or ``["key", null]`` for a deleted task. So the log never
+contradicts what the sync then commits: a sync of a few keys (``sync_key``)
+leaves the rest of the log in force without undoing a reset or bringing a
+deleted task back, and a crash between a sync and the emptying of the log
+is harmless.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -31,31 +40,56 @@ class TriesLog:
         self._readonly = readonly
         self._fd = -1
         self._dirty = self.path.exists() and self.path.stat().st_size > 0
+        # key -> what the log says of it now (tries, or None: deleted), for
+        # the keys logged by this process since the log was last emptied.
+        self._said: dict[str, int | None] = {}
 
-    def append(self, key: str, tries: int) -> None:
+    def append(self, key: str, tries: int | None) -> None:
         if self._readonly:
             return
         if self._fd < 0:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         os.write(self._fd, orjson.dumps([key, tries]) + b"\n")
+        self._said[key] = tries
         self._dirty = True
 
     def read(self) -> list[tuple[str, int]]:
-        """The logged ``(key, tries)``; a torn last line (a crash mid-write) is skipped."""
+        """What the log says, key by key: ``(key, tries)`` in first-mention order.
+
+        The last line about a key wins; a key whose last line says deleted is
+        left out. A torn last line (a crash mid-write) is skipped.
+        """
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
             return []
-        entries = []
+        said: dict[str, int | None] = {}
         for lineno, line in enumerate(raw.split(b"\n")[:-1], 1):
             try:
                 key, tries = orjson.loads(line)
             except (orjson.JSONDecodeError, ValueError, TypeError):
                 log.warning("%s:%d: unreadable line ignored", self.path, lineno)
                 continue
-            if type(key) is str and type(tries) is int:
-                entries.append((key, tries))
-        return entries
+            if type(key) is str and (tries is None or type(tries) is int):
+                said[key] = tries
+        self._said = dict(said)
+        return [(key, tries) for key, tries in said.items() if tries is not None]
+
+    def settle(self, data: dict[str, Any], keys: Iterable[str] | None) -> None:
+        """Log the current tries of *keys* (all logged keys if None) where the log differs.
+
+        Called before a sync commits those keys, so that the log agrees
+        with the commit.
+        """
+        if self._readonly or not self._said:
+            return
+        said = self._said
+        for key in list(said) if keys is None else [k for k in keys if k in said]:
+            record = data.get(key)
+            tries = record.get("_tries") if isinstance(record, dict) else None
+            now = tries if type(tries) is int else (0 if record is not None else None)
+            if said[key] != now:
+                self.append(key, now)
 
     def clear(self) -> None:
         """Empty the log: the tries in it are now in the store."""
@@ -67,6 +101,7 @@ class TriesLog:
             with open(self.path, "r+b") as f:
                 f.truncate(0)
         self._dirty = False
+        self._said.clear()
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -7,15 +7,14 @@ import os
 import reprlib
 import threading
 import weakref
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any, ClassVar, NoReturn, TypeVar
 
-import orjson
-
 from . import _lifecycle
-from ._codec import FAST_OPTIONS, check_new_key, encode_value, has_non_finite, normalize_key
-from ._settings import CLOSED, IgnoreAll, check_settings
+from ._codec import check_new_key, encode_value, normalize_key
+from ._pending import Pending
+from ._settings import CLOSED, check_settings
 from .errors import LockedError, ReadOnlyError, SettingsError, StoreClosedError
 from .storage import FileStorage, Storage
 
@@ -71,13 +70,25 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
     converted as JSON object keys are. Values must be JSON-encodable.
 
     Any access to a key through the mapping, read or write, marks it dirty,
-    so ``pod[k]["x"] = 1`` is caught. A sync writes one atomic, durable batch.
-    The store also syncs at interpreter exit (also after an exception or
-    ``KeyboardInterrupt``), on SIGTERM, and when it is garbage-collected.
+    so ``pod[k]["x"] = 1`` is caught by the next sync. A value handed out
+    (or assigned) and changed in place after that sync is written, at the
+    latest, by the sync at close or exit, which checks every key the session
+    touched and writes those that changed. A sync writes one atomic, durable
+    batch. The store also syncs at interpreter exit (also after an exception
+    or ``KeyboardInterrupt``), on SIGTERM, and when it is garbage-collected.
+
+    A value that can no longer be encoded (changed by nested mutation to hold
+    a NaN, say) never costs the other keys: a sync writes them and leaves
+    that key out, the store keeping its last synced value. An explicit
+    :meth:`sync` or :meth:`close` then raises ``TypeError`` naming the key;
+    an automatic sync logs a warning; at exit one line goes to stderr.
 
     Opening a path that this process already has open for writing returns
-    the same object. Not thread-safe: share a POD between threads only behind
-    a lock. One writing process per store; read-only opens from any number.
+    the same object; each such open needs its own :meth:`close` (or ``with``
+    block), and only the last one releases the store. Thread-safe: every
+    operation is atomic with respect to syncs (iterating while another
+    thread adds keys raises ``RuntimeError``, as for a dict). One writing
+    process per store; read-only opens from any number.
     """
 
     _open: ClassVar[weakref.WeakValueDictionary[str, PersistentOrderedDict]] = (
@@ -86,6 +97,11 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
     _KIND: ClassVar[str] = "pod"
     _storage: Storage | None = None
     _closed = True
+    _lock: threading.RLock
+    _opens: int
+    # A set that collects every key touched through the mapping, or None;
+    # the tracker's counts re-check the keys in it.
+    _touched: set[str] | None = None
 
     def __new__(cls, path: str | os.PathLike[str], *args: Any, **kwargs: Any) -> Any:
         if not kwargs.get("readonly"):
@@ -112,8 +128,11 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
     ) -> None:
         check_settings(gzipped, file_size, sync_at, timeout)
         if self._storage is not None:  # __new__ handed back the live object
-            self._check_same_settings(gzipped, file_size, sync_at)
+            with self._lock:
+                self._check_same_settings(gzipped, file_size, sync_at)
+                self._opens += 1
             return
+        self._lock = threading.RLock()
         storage = FileStorage(
             path,
             file_size=file_size,
@@ -139,15 +158,17 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         self._storage = storage
         self._path = Path(path)
         self._readonly = readonly
+        self._pending = Pending(readonly=readonly)
+        # Aliases of the pending sets for the hot paths (never rebound).
         # key -> True if the key must go (again) to the end of the store on
         # disk (new, or deleted since the last sync), False if it is changed
         # in place. Insertion order of appended keys matches self._data.
-        self._dirty: dict[str, bool] = IgnoreAll() if readonly else {}
+        self._dirty = self._pending.dirty
         # Encoded values from assignment, valid until the key is read again.
-        self._encoded: dict[str, bytes] = {}
+        self._encoded = self._pending.encoded
         self._held = False
         self._pid = os.getpid()
-        self._lock = threading.RLock()
+        self._opens = 1  # opens of this path in this process not yet closed
         self._closed = False
         if not readonly:
             PersistentOrderedDict._open[os.path.realpath(path)] = self
@@ -162,52 +183,64 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
     def __getitem__(self, key: Any) -> Any:
         if type(key) is not str:
             key = normalize_key(key)
-        value = self._data[key]
-        dirty = self._dirty
-        if key not in dirty:
-            # The caller may mutate the value after we return, so this key must
-            # stay dirty: if it is the one that reaches sync_at, sync the
-            # others first, then mark it.
-            if len(dirty) + 1 >= self._sync_at and dirty and not self._held:
-                self._auto_sync()
-            dirty[key] = False
-        self._encoded.pop(key, None)  # the caller may now mutate the value
-        return value
+        with self._lock:
+            value = self._data[key]
+            if self._touched is not None:
+                self._touched.add(key)
+            dirty = self._dirty
+            if key not in dirty:
+                # The caller may mutate the value after we return, so this key must
+                # stay dirty: if it is the one that reaches sync_at, sync the
+                # others first, then mark it.
+                if len(dirty) + 1 >= self._sync_at and dirty and not self._held:
+                    self._auto_sync()
+                dirty[key] = False
+            self._encoded.pop(key, None)  # the caller may now mutate the value
+            return value
 
     def __setitem__(self, key: Any, value: Any) -> None:
         if type(key) is not str:
             key = normalize_key(key)
-        data = self._data
-        present = key in data
         if self._readonly:
             self._refuse()
         encoded = encode_value(value)
-        dirty = self._dirty
-        if present:
-            if key not in dirty:
-                dirty[key] = False
-        else:
-            if not key.isascii():
-                check_new_key(key)
-            dirty.pop(key, None)
-            dirty[key] = True
-        self._encoded[key] = encoded
-        data[key] = value
-        if len(dirty) >= self._sync_at and not self._held:
-            self._auto_sync()
+        with self._lock:
+            data = self._data
+            dirty = self._dirty
+            if key in data:
+                # Order matters if a signal handler syncs mid-way: every state
+                # in between is one a sync may write.
+                self._encoded[key] = encoded
+                data[key] = value
+                if key not in dirty:
+                    dirty[key] = False
+            else:
+                if not key.isascii():
+                    check_new_key(key)
+                self._encoded[key] = encoded
+                data[key] = value
+                dirty.pop(key, None)
+                dirty[key] = True
+            if self._touched is not None:
+                self._touched.add(key)
+            if len(dirty) >= self._sync_at and not self._held:
+                self._auto_sync()
 
     def __delitem__(self, key: Any) -> None:
         if type(key) is not str:
             key = normalize_key(key)
         if self._readonly:
             self._refuse()
-        del self._data[key]
-        dirty = self._dirty
-        dirty.pop(key, None)
-        dirty[key] = True
-        self._encoded.pop(key, None)
-        if len(dirty) >= self._sync_at and not self._held:
-            self._auto_sync()
+        with self._lock:
+            del self._data[key]
+            self._encoded.pop(key, None)
+            if self._touched is not None:
+                self._touched.add(key)
+            dirty = self._dirty
+            dirty.pop(key, None)
+            dirty[key] = True
+            if len(dirty) >= self._sync_at and not self._held:
+                self._auto_sync()
 
     def __contains__(self, key: object) -> bool:
         if type(key) is not str:
@@ -233,33 +266,36 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
 
     def popitem(self) -> tuple[str, Any]:
         """Remove and return the last ``(key, value)``, like ``dict.popitem``."""
-        try:
-            key = next(reversed(self._data))
-        except StopIteration:
-            raise KeyError("popitem(): store is empty") from None
-        value = self._data[key]
-        del self[key]
-        return key, value
+        with self._lock:
+            try:
+                key = next(reversed(self._data))
+            except StopIteration:
+                raise KeyError("popitem(): store is empty") from None
+            value = self._data[key]
+            del self[key]
+            return key, value
 
     def clear(self) -> None:
         """Delete every key (on disk at the next sync)."""
-        data = self._data
         if self._readonly:
             self._refuse()
-        self._dirty.update(dict.fromkeys(data, True))
-        data.clear()
-        self._encoded.clear()
-        if len(self._dirty) >= self._sync_at and not self._held:
-            self._auto_sync()
+        with self._lock:
+            data = self._data
+            self._dirty.update(dict.fromkeys(data, True))
+            data.clear()
+            self._encoded.clear()
+            if len(self._dirty) >= self._sync_at and not self._held:
+                self._auto_sync()
 
     def update(self, *args: Any, **kwargs: Any) -> None:
-        """``dict.update``; or, with one ``str``/``int`` naming a key, :meth:`sync_key`.
+        """``dict.update``; or, with one ``str`` naming a key, :meth:`sync_key`.
 
         ``pod.update("k")`` is the seed API's way to sync one key now. A lone
-        ``str`` or ``int`` can never be a valid ``dict.update`` argument, so
-        the two meanings cannot collide.
+        ``str`` is never a useful ``dict.update`` argument, so the two meanings
+        cannot collide; anything else (``pod.update(42)`` included) behaves
+        exactly as ``dict.update`` does.
         """
-        if len(args) == 1 and not kwargs and isinstance(args[0], (str, int)):
+        if len(args) == 1 and not kwargs and isinstance(args[0], str):
             self.sync_key(args[0])
             return
         super().update(*args, **kwargs)
@@ -274,43 +310,59 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         """Note that *key*'s value changed through a reference held outside."""
         if type(key) is not str:
             key = normalize_key(key)
-        if key not in self._data:
-            raise KeyError(key)
-        self._encoded.pop(key, None)
-        dirty = self._dirty
-        if key not in dirty:
-            dirty[key] = False
-            if len(dirty) >= self._sync_at and not self._held:
-                self._auto_sync()
+        with self._lock:
+            if key not in self._data:
+                raise KeyError(key)
+            self._encoded.pop(key, None)
+            if self._touched is not None:
+                self._touched.add(key)
+            dirty = self._dirty
+            if key not in dirty:
+                dirty[key] = False
+                if len(dirty) >= self._sync_at and not self._held:
+                    self._auto_sync()
 
     def dirty(self) -> set[str]:
         """The keys that the next sync will look at (read or changed since the last one)."""
-        return set(self._dirty)
+        with self._lock:
+            return set(self._dirty)
 
     def sync(self) -> None:
-        """Write every dirty key to disk as one atomic, durable commit.
+        """Write every key read or changed since the last sync, as one atomic, durable commit.
+
+        A value that was handed out and is changed after this sync is
+        written by a later sync that sees it read again, or at the latest by
+        the sync at :meth:`close` or exit.
 
         Raises
         ------
         TypeError
-            If a value can no longer be encoded (changed by nested mutation);
-            the store on disk is left as it was and every key stays dirty.
+            If a value can no longer be encoded (changed by nested mutation to
+            hold a NaN, say). Every other key was written; that key is not,
+            the store keeps its last synced value, and it stays pending until
+            its value is fixed. The message names the key.
         OSError
-            If writing fails; the store on disk is left as it was.
+            If writing fails: nothing was committed, every change stays
+            pending, and a later ``sync()`` retries. (A commit that reached
+            the disk is never reported as failed: if only the compaction that
+            may follow it fails, that is logged and retried later.)
         """
         self._check_writable()
         with self._lock, _lifecycle.critical():
-            if self._dirty:
-                self._commit(None)
+            left = self._commit(None) if self._dirty else []
+        self._raise_bad(left)
 
     def sync_key(self, key: Any) -> None:
-        """Write *key* to disk now (with any keys added before it, to keep order)."""
+        """Write *key* to disk now (with any keys added before it, to keep order).
+
+        Raises ``TypeError`` as :meth:`sync` does if the value cannot be encoded.
+        """
         if type(key) is not str:
             key = normalize_key(key)
         self._check_writable()
-        if key not in self._data and key not in self._dirty:
-            raise KeyError(key)
         with self._lock, _lifecycle.critical():
+            if key not in self._data and key not in self._dirty:
+                raise KeyError(key)
             if self._dirty.get(key):
                 keys = []
                 for other, appended in self._dirty.items():
@@ -320,55 +372,61 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
                         break
             else:
                 keys = [key]
-            self._commit(keys)
+            left = self._commit(keys)
+        self._raise_bad(left)
 
-    def _commit(self, keys: list[str] | None) -> None:
-        """Commit *keys* (every dirty key if None); they stay dirty on failure."""
-        dirty, encoded = self._dirty, self._encoded
-        pending = dirty.items() if keys is None else [(k, dirty.get(k, False)) for k in keys]
-        assert self._storage is not None
-        self._storage.commit(self._changes(pending))
-        if keys is None:
-            dirty.clear()
-            encoded.clear()
-        else:
-            for key in keys:
-                dirty.pop(key, None)
-                encoded.pop(key, None)
+    def _commit(self, keys: list[str] | None, *, full: bool = False) -> list[str]:
+        """Commit *keys* (every dirty key if None; with *full*, every session key too).
 
-    def _changes(self, pending: Iterable[tuple[str, bool]]) -> Iterator[tuple[str, bytes | None]]:
-        """The storage changes for dirty keys, made lazily.
-
-        A generator, so each change tuple is freed before the next is made:
-        a list of them would trigger the cyclic GC over all the data.
+        Returns the keys left out because their values cannot be encoded; on
+        failure nothing is committed and every key stays dirty.
         """
-        data, encoded = self._data, self._encoded
-        dumps, checked = orjson.dumps, encode_value
-        for key, appended in pending:
-            if appended:
-                yield key, None  # (re)goes to the end: drop its old place
-            blob = encoded.get(key)
-            if blob is None:
-                if key not in data:
-                    continue  # deleted
-                value = data[key]
-                try:
-                    blob = dumps(value, option=FAST_OPTIONS)
-                except TypeError:  # e.g. non-str dict keys: the careful path
-                    blob = b""
-                if not blob or (b"null" in blob and has_non_finite(value)):
-                    try:
-                        blob = checked(value, keep=False)
-                    except TypeError as exc:
-                        raise TypeError(f"cannot sync key {key!r}: {exc}") from None
-            yield key, blob
+        pending = self._pending
+        chosen = pending.selection(keys, full=full)
+        left: list[str] = []
+        assert self._storage is not None
+        self._storage.commit(pending.changes(self._data, chosen, left))
+        pending.settle(chosen, left, whole=keys is None)
+        return left
+
+    def _raise_bad(self, left: list[str]) -> None:
+        if left:
+            raise TypeError(self._pending.bad_message(self._path, left))
 
     def _auto_sync(self) -> None:
-        self.sync()
+        """A sync that the POD decided on: a bad value elsewhere never raises here."""
+        with self._lock, _lifecycle.critical():
+            left = self._commit(None)
+        pending = self._pending
+        new = [k for k in left if k not in pending.warned]
+        if new:
+            pending.warned.update(new)
+            log.warning("%s", pending.bad_message(self._path, new))
 
-    def _exit_sync(self) -> None:
-        if not self._closed and os.getpid() == self._pid:
-            self.sync()
+    def _exit_sync(self, how: str = "at exit", *, full: bool = True) -> None:
+        """The last sync of a program that is ending (or may be): never raises.
+
+        It checks every key the session touched (only the dirty ones if not
+        *full*); anything that could not be saved is reported in one line on
+        stderr, whatever the logging setup, once for each bad key.
+        """
+        if self._closed or self._readonly or os.getpid() != self._pid:
+            return
+        try:
+            with self._lock, _lifecycle.critical():
+                left = self._commit(None, full=full)
+        except Exception as exc:
+            unsaved = len(self._dirty)
+            _lifecycle.report(
+                f"tastypy: could not sync {self._path} {how}: {exc}; "
+                f"{unsaved} changed keys were not saved"
+            )
+            return
+        pending = self._pending
+        new = [k for k in left if k not in pending.reported]
+        if new:
+            pending.reported.update(new)
+            _lifecycle.report(f"tastypy: {how}, {pending.bad_message(self._path, new)}")
 
     def hold(self) -> None:
         """Suspend automatic syncing (explicit :meth:`sync` still works)."""
@@ -386,8 +444,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         assert self._storage is not None
         with self._lock:
             self._data = self._storage.load()
-            self._dirty.clear()
-            self._encoded.clear()
+            self._pending.forget()
 
     def copy(
         self,
@@ -427,14 +484,16 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             PersistentOrderedDict._open.pop(os.path.realpath(self._path), None)
             self._path = Path(path)
             PersistentOrderedDict._open[os.path.realpath(path)] = self
+            pending = self._pending
+            pending.session.update(self._dirty)
             self._dirty.clear()
             self._encoded.clear()
 
     def compact(self) -> None:
         """Sync, then fold the journal into the data files now (atomic, like a sync).
 
-        The store does this by itself from time to time and when closed; call
-        it to leave the data files complete, e.g. before copying them.
+        The store does this by itself from time to time; call it to leave the
+        data files complete, e.g. before copying them.
         """
         self.sync()
         assert self._storage is not None
@@ -446,20 +505,37 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
     def close(self) -> None:
         """Sync (unless read-only) and release the store. Idempotent.
 
-        If the final sync fails, the error propagates and the store stays open.
+        The final sync also checks every value the session handed out or was
+        given, and writes those changed in place since they were last synced.
+        If this path was opened more than once in this process (``POD(path)``
+        returns the same object), only the last ``close()`` releases it; each
+        one syncs.
+
+        Raises ``TypeError`` (see :meth:`sync`) or ``OSError`` if the final
+        sync fails; the store then stays open.
         """
         if self._closed:
             return
-        if not self._readonly:
-            self.sync()
         with self._lock:
-            self._closed = True
-            self._data = CLOSED
-            assert self._storage is not None
-            self._storage.close()
-            _lifecycle.unregister(self)
-            if PersistentOrderedDict._open.get(os.path.realpath(self._path)) is self:
-                del PersistentOrderedDict._open[os.path.realpath(self._path)]
+            if not self._readonly:
+                self._check_open()
+                with _lifecycle.critical():
+                    left = self._commit(None, full=True)
+                self._raise_bad(left)
+            self._opens -= 1
+            if self._opens > 0:
+                return
+            self._release()
+
+    def _release(self) -> None:
+        """Close for good: let go of the engine, the exit hook and the registry."""
+        self._closed = True
+        self._data = CLOSED
+        assert self._storage is not None
+        self._storage.close()
+        _lifecycle.unregister(self)
+        if PersistentOrderedDict._open.get(os.path.realpath(self._path)) is self:
+            del PersistentOrderedDict._open[os.path.realpath(self._path)]
 
     def __enter__(self: _Self) -> _Self:
         return self
@@ -468,11 +544,14 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         self.close()
 
     def __del__(self) -> None:
+        if self._closed or os.getpid() != getattr(self, "_pid", None):
+            return
+        # At interpreter shutdown the at-exit sync has checked everything already.
+        self._exit_sync("when it was garbage-collected", full=not _lifecycle.exiting)
         try:
-            if not self._closed and os.getpid() == self._pid:
-                self.close()
+            self._release()
         except Exception:
-            log.exception("tastypy: could not sync %s when it was garbage-collected", self._path)
+            log.exception("tastypy: could not close %s when it was garbage-collected", self._path)
 
     # -- properties -----------------------------------------------------------------
 
@@ -540,3 +619,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
 
 
 POD = PersistentOrderedDict
+
+# A forked child starts with no open stores: POD(path) there opens anew (and
+# meets the parent's lock) instead of returning the parent's object.
+os.register_at_fork(after_in_child=PersistentOrderedDict._open.clear)

@@ -69,6 +69,7 @@ class ProgressTracker(PersistentOrderedDict):
         assert self._storage is not None
         meta = self._storage.meta
         self._tally = TaskCounts(meta.get("max_tries") or 0)
+        self._touched = self._tally.unchecked  # every key touched is re-checked before a count
         self._tries_log = _tries.TriesLog(self.path, readonly=readonly)
         # Read the logged tries before anything here can sync (and so empty the log).
         logged = self._tries_log.read()
@@ -84,11 +85,6 @@ class ProgressTracker(PersistentOrderedDict):
 
     # -- keeping counts right -------------------------------------------------------
 
-    def __getitem__(self, key: Any) -> Any:
-        value = super().__getitem__(key)
-        self._tally.unchecked.add(key if type(key) is str else normalize_key(key))
-        return value
-
     def __setitem__(self, key: Any, value: Any) -> None:
         if not isinstance(value, dict):
             raise TypeError(
@@ -96,26 +92,19 @@ class ProgressTracker(PersistentOrderedDict):
             )
         value.setdefault("_done", False)
         value.setdefault("_tries", 0)
-        super().__setitem__(key, value)
-        self._tally.unchecked.add(key if type(key) is str else normalize_key(key))
-
-    def __delitem__(self, key: Any) -> None:
-        super().__delitem__(key)
-        self._tally.unchecked.add(key if type(key) is str else normalize_key(key))
-
-    def mark_dirty(self, key: Any) -> None:
-        super().mark_dirty(key)
-        self._tally.unchecked.add(key if type(key) is str else normalize_key(key))
+        super().__setitem__(key, value)  # notes the key in _touched, i.e. the tally
 
     def clear(self) -> None:
-        super().clear()
-        self._tally.recount(self._data)
+        with self._lock:
+            super().clear()
+            self._tally.recount(self._data)
 
     def revert(self) -> None:
-        logged = self._tries_log.read()
-        super().revert()
-        self._repair_all()
-        self._replay_tries(logged)
+        with self._lock:
+            logged = self._tries_log.read()
+            super().revert()
+            self._repair_all()
+            self._replay_tries(logged)
 
     def _repair_all(self) -> None:
         """Give records missing ``_done``/``_tries`` defaults; recount everything."""
@@ -139,10 +128,14 @@ class ProgressTracker(PersistentOrderedDict):
                 self._storage.set_meta({**meta, "max_tries": max_tries})
         self._tally.recount(self._data)
 
-    def _commit(self, keys: list[str] | None) -> None:
-        super()._commit(keys)
-        if keys is None:  # every try logged so far is now in the store
+    def _commit(self, keys: list[str] | None, *, full: bool = False) -> list[str]:
+        # First make the log agree with what this commit writes (a reset, a
+        # deleted task), so no later reopen undoes it.
+        self._tries_log.settle(self._data, keys)
+        left = super()._commit(keys, full=full)
+        if keys is None and not left:  # every try logged so far is now in the store
             self._tries_log.clear()
+        return left
 
     def _replay_tries(self, logged: list[tuple[str, int]]) -> None:
         """Count the tries logged after the last sync (a crash cut them off)."""
@@ -155,6 +148,7 @@ class ProgressTracker(PersistentOrderedDict):
             record["_tries"] = tries
             if self._readonly:
                 self._data[key] = record
+                self._tally.unchecked.add(key)
             else:
                 self[key] = record
         self._tally.refresh(self._data)

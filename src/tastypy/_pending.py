@@ -1,0 +1,135 @@
+"""What a POD's next sync must write, and what its session handed out.
+
+Three sets of keys, kept apart so that an automatic sync costs what changed:
+
+* ``dirty``: keys assigned, deleted or read since the last sync (a value that
+  was read may be changed in place by the caller). The flag says whether the
+  key goes (again) to the end of the store: new, or deleted since the sync.
+* ``encoded``: the encoding made at assignment, valid until the key is read.
+* ``session``: keys that an earlier sync of this session wrote or checked.
+  Their values may still be held by the caller and changed later, so the
+  sync at close (or exit) encodes them once more; the engine writes only
+  those whose bytes differ from what it holds.
+
+A value that can no longer be encoded (a NaN smuggled in by nested mutation)
+is left out of a sync and stays dirty; every other key is written. ``bad``
+names such keys and why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import orjson
+
+from ._codec import FAST_OPTIONS, encode_value, has_non_finite
+from ._settings import IgnoreAll
+
+__all__ = ["Pending"]
+
+
+class Pending:
+    """The dirty set, pending encodings and session keys of one POD.
+
+    Not thread-safe by itself: the POD holds its lock around every use.
+    """
+
+    __slots__ = ("bad", "dirty", "encoded", "reported", "session", "warned")
+
+    def __init__(self, *, readonly: bool) -> None:
+        self.dirty: dict[str, bool] = IgnoreAll() if readonly else {}
+        self.encoded: dict[str, bytes] = {}
+        self.session: set[str] = set()
+        self.bad: dict[str, str] = {}  # key -> why its value cannot be written
+        self.warned: set[str] = set()  # bad keys already logged by an automatic sync
+        self.reported: set[str] = set()  # bad keys already reported on stderr at exit
+
+    def selection(self, keys: list[str] | None, *, full: bool) -> list[tuple[str, bool]]:
+        """The ``(key, appended)`` pairs a sync looks at.
+
+        *keys* None: every dirty key, and with *full* every session key too.
+        """
+        dirty = self.dirty
+        if keys is not None:
+            return [(k, dirty.get(k, False)) for k in keys]
+        chosen = list(dirty.items())
+        if full:
+            chosen += [(k, False) for k in self.session if k not in dirty]
+        return chosen
+
+    def changes(
+        self, data: dict[str, Any], chosen: Iterable[tuple[str, bool]], left: list[str]
+    ) -> Iterator[tuple[str, bytes | None]]:
+        """The engine changes for *chosen*, made lazily; keys that cannot be encoded go to *left*.
+
+        A generator, so each change tuple is freed before the next is made:
+        a list of them would trigger the cyclic GC over all the data.
+        """
+        encoded, bad = self.encoded, self.bad
+        dumps = orjson.dumps
+        for key, appended in chosen:
+            blob = encoded.get(key)
+            if blob is None:
+                if key not in data:
+                    if appended:
+                        yield key, None  # deleted
+                    continue
+                value = data[key]
+                try:
+                    blob = dumps(value, option=FAST_OPTIONS)
+                except TypeError:  # e.g. non-str dict keys: the careful path
+                    blob = b""
+                if not blob or (b"null" in blob and has_non_finite(value)):
+                    try:
+                        blob = encode_value(value, keep=False)
+                    except TypeError as exc:
+                        bad[key] = str(exc)
+                        left.append(key)
+                        continue  # the store keeps its last good value
+            if appended:
+                yield key, None  # (re)goes to the end: drop its old place
+            yield key, blob
+
+    def settle(self, chosen: list[tuple[str, bool]], left: list[str], *, whole: bool) -> None:
+        """A commit of *chosen* is durable: they are clean now, but for *left*.
+
+        *whole*: *chosen* covered every dirty key.
+        """
+        dirty, encoded, bad = self.dirty, self.encoded, self.bad
+        kept = {k: dirty.get(k, False) for k in left}
+        if whole:
+            self.session.update(dirty)
+            dirty.clear()
+            encoded.clear()
+        else:
+            for key, _appended in chosen:
+                dirty.pop(key, None)
+                encoded.pop(key, None)
+                self.session.add(key)
+        if bad:
+            for key, _appended in chosen:
+                if key not in kept and bad.pop(key, None) is not None:
+                    self.warned.discard(key)
+                    self.reported.discard(key)
+        # Keys left out stay dirty, in their order (their flag says where they go).
+        dirty.update(kept)
+
+    def forget(self) -> None:
+        """Drop everything (the data was reloaded from the store)."""
+        self.dirty.clear()
+        self.encoded.clear()
+        self.session.clear()
+        self.bad.clear()
+        self.warned.clear()
+        self.reported.clear()
+
+    def bad_message(self, path: object, keys: list[str]) -> str:
+        """One line naming the first key that could not be written and why."""
+        first = keys[0]
+        others = f" (and {len(keys) - 1} more keys)" if len(keys) > 1 else ""
+        return (
+            f"{path}: key {first!r}{others} not saved: {self.bad.get(first, 'cannot be encoded')}"
+            "; the store keeps its last synced value. Every other change was saved. "
+            f"Fix the value (pod[{first!r}] = ...) and sync again"
+        )
