@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tastypy
 from tastypy import POD
+from tastypy.storage import FileStorage
 
 from _helpers import on_disk
 
@@ -115,3 +118,115 @@ def test_durable_false_still_commits_atomically(tmp_path: Path) -> None:
     with POD(tmp_path / "s", durable=False) as pod:
         pod["a"] = 1
     assert on_disk(tmp_path / "s") == [("a", 1)]
+
+
+# -- the commit contract: any batch of sets and deletes, as a dict would apply it --
+
+Batch = list[tuple[str, object]]
+_DELETE = object()
+
+
+def _apply(model: dict[str, object], batch: Batch) -> None:
+    for key, value in batch:
+        if value is _DELETE:
+            model.pop(key, None)
+        else:
+            model[key] = value  # in place if present, else at the end
+
+
+def _commit(storage: FileStorage, batch: Batch) -> None:
+    storage.commit(
+        (key, None if value is _DELETE else json.dumps(value).encode()) for key, value in batch
+    )
+
+
+def _reopened(path: Path) -> list[tuple[str, object]]:
+    storage = FileStorage(path)
+    try:
+        return list(storage.load().items())
+    finally:
+        storage.close()
+
+
+def _check_batches(path: Path, start: dict[str, object], batches: list[Batch]) -> None:
+    """Commit *batches* on a store holding *start*; the store must match a dict throughout."""
+    model = dict(start)
+    storage = FileStorage(path, file_size=2)
+    storage.load()
+    _commit(storage, list(start.items()))
+    storage.compact()  # the start is in data files; the batches go to the journal
+    for batch in batches:
+        _apply(model, batch)
+        _commit(storage, batch)
+        # The engine's memory of what is on disk must follow too: committing the
+        # expected state again writes nothing.
+        end = storage._journal.end  # type: ignore[union-attr]
+        _commit(storage, list(model.items()))
+        assert storage._journal.end == end, "a commit of the current state wrote records"  # type: ignore[union-attr]
+    storage.close()
+    assert _reopened(path) == list(model.items())  # replayed from the journal
+    storage = FileStorage(path)
+    storage.load()
+    storage.compact()
+    storage.close()
+    assert _reopened(path) == list(model.items())  # folded into the data files
+    assert on_disk(path) == list(model.items())
+
+
+START = {"a": 1, "b": 2, "c": 3}
+
+
+@pytest.mark.parametrize(
+    "batch",
+    [
+        pytest.param([("n", 1), ("n", _DELETE)], id="new key set then deleted"),
+        pytest.param([("a", 9), ("a", _DELETE)], id="old key set then deleted"),
+        pytest.param([("a", _DELETE), ("a", 5), ("a", _DELETE)], id="delete-set-delete"),
+        pytest.param([("n", 1), ("n", _DELETE), ("n", 2)], id="new key set-delete-set"),
+        pytest.param([("a", 1), ("a", _DELETE), ("a", 1)], id="same value set-delete-set"),
+        pytest.param([("zzz", _DELETE)], id="delete of a missing key"),
+        pytest.param([("a", _DELETE), ("a", 1)], id="re-added key moves to the end"),
+        pytest.param([("b", _DELETE), ("b", _DELETE)], id="deleted twice"),
+        pytest.param([], id="empty batch"),
+    ],
+)
+def test_a_batch_commits_like_a_dict_applies_it(tmp_path: Path, batch: Batch) -> None:
+    _check_batches(tmp_path / "s", START, [batch, [("a", "after")]])
+
+
+def test_a_batch_set_then_deleted_stays_deleted_on_the_next_commit(tmp_path: Path) -> None:
+    # The key set then deleted in one batch must not be remembered as present:
+    # setting it again to the same value must be written.
+    _check_batches(tmp_path / "s", START, [[("a", 9), ("a", _DELETE)], [("a", 9)]])
+    _check_batches(tmp_path / "t", START, [[("n", 1), ("n", _DELETE)], [("n", 1)]])
+
+
+def test_a_generator_that_raises_midway_commits_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "s"
+    storage = FileStorage(path)
+    storage.load()
+    storage.commit([("a", b"1")])
+
+    def changes() -> Iterator[tuple[str, bytes | None]]:
+        yield "a", None
+        yield "b", b"2"
+        raise RuntimeError("the caller failed")
+
+    with pytest.raises(RuntimeError):
+        storage.commit(changes())
+    storage.commit([("a", b"1")])  # still known as on disk: nothing to write
+    storage.close()
+    assert _reopened(path) == [("a", 1)]
+
+
+keys = st.sampled_from(["a", "b", "c", "d", "e"])
+values = st.one_of(st.just(_DELETE), st.integers(0, 2))
+batches = st.lists(st.lists(st.tuples(keys, values), max_size=6), max_size=5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(start=st.dictionaries(keys, st.integers(0, 2)), batches=batches)
+def test_any_batches_commit_like_a_dict(
+    tmp_path_factory: pytest.TempPathFactory, start: dict[str, object], batches: list[Batch]
+) -> None:
+    _check_batches(tmp_path_factory.mktemp("s") / "s", start, batches)

@@ -235,33 +235,35 @@ class FileStorage:
         hashes = self._hash
         dumps = orjson.dumps
         records: list[bytes] = []
-        # New line hashes, applied once durable; two lists, not a list of
-        # tuples, so that a big commit does not set off the cyclic GC.
-        set_keys: list[str] = []
-        set_hashes: list[int] = []
-        gone: set[str] = set()  # keys deleted by this commit (and not set again)
+        # Each key this batch changes -> the hash of its line once the batch
+        # is applied, None if it ends deleted. Applied to self._hash only once
+        # the commit is durable. Hashes are ints, so this dict stays out of
+        # the cyclic GC's way even for a big commit.
+        batch: dict[str, int | None] = {}
         for key, value in changes:
+            # The key's line as of the changes seen so far (None: absent).
+            now = batch[key] if key in batch else hashes.get(key)
             if value is None:
-                if key in hashes and key not in gone:
+                if now is not None:
                     records.append(b"[" + dumps(key) + b"]")
-                    gone.add(key)
+                    batch[key] = None
                 continue
             line = b"".join((b"[", dumps(key), b",", value, b"]"))
             digest = hash(line)
-            if key in gone or digest != hashes.get(key):
+            if digest != now:
                 records.append(line)
-                set_keys.append(key)
-                set_hashes.append(digest)
-                gone.discard(key)
+                batch[key] = digest
         if self._dir_sync_owed:
             fsync_dir(self.path)
             self._dir_sync_owed = False
         if not records:
             return
         self._journal.append(records)
-        for key in gone:
-            del hashes[key]
-        hashes.update(zip(set_keys, set_hashes, strict=True))
+        for key, digest in batch.items():
+            if digest is None:
+                hashes.pop(key, None)  # a new key set, then deleted again
+            else:
+                hashes[key] = digest
         if self._journal.end > max(COMPACT_MIN_BYTES, self._data_bytes):
             self.compact()
 
