@@ -95,6 +95,9 @@ class FileStorage:
         self._data_bytes = 0  # total size of self._chunks' files
         self._hash: dict[str, int] = {}  # key -> hash of its current line
         self._dir_sync_owed = False  # a rename whose directory fsync failed
+        # After a failed compaction, the next is tried only once the journal
+        # has grown past this size (0: no failure pending).
+        self._compact_retry_at = 0
         if readonly:
             if not (self.path / MANIFEST).exists():
                 what = "does not exist" if not self.path.exists() else "is not a tastypy store"
@@ -226,7 +229,22 @@ class FileStorage:
 
         ``(key, encoded_value)`` sets a key (in place if it exists, else at the
         end); ``(key, None)`` deletes it (a missing key is ignored). Setting a
-        key to the bytes it already has writes nothing.
+        key to the bytes it already has writes nothing. Changes apply in order,
+        exactly as a ``dict`` would apply them.
+
+        When the journal has outgrown the data files, a compaction follows the
+        commit. Its failure is not the commit's: it is logged (a warning naming
+        the store and the error) and retried once the journal has doubled.
+
+        Raises
+        ------
+        OSError
+            If the commit could not be made durable; the store on disk is as
+            before (a half-written commit is cut off again).
+        CorruptStoreError
+            If the journal file was deleted or replaced under the writer.
+        Exception
+            Whatever *changes* raises; nothing is committed then.
         """
         self._check_writable()
         if self._journal is None:  # never loaded (a brand-new store being filled)
@@ -264,8 +282,29 @@ class FileStorage:
                 hashes.pop(key, None)  # a new key set, then deleted again
             else:
                 hashes[key] = digest
-        if self._journal.end > max(COMPACT_MIN_BYTES, self._data_bytes):
+        if self._journal.end > max(COMPACT_MIN_BYTES, self._data_bytes, self._compact_retry_at):
+            self._compact_after_commit()
+
+    def _compact_after_commit(self) -> None:
+        """Compact; a failure is logged, not raised: the commit is already durable."""
+        assert self._journal is not None
+        try:
             self.compact()
+        except Exception as exc:
+            # Back off: a disk that stays full must not cost a failed
+            # compaction on every sync. Doubling the journal first bounds the
+            # failed attempts to a logarithm of what is written meanwhile.
+            self._compact_retry_at = 2 * self._journal.end
+            log.warning(
+                "%s: compaction failed (%s: %s); the sync is durable in the journal, "
+                "compaction is retried once the journal exceeds %d bytes",
+                self.path,
+                type(exc).__name__,
+                exc,
+                self._compact_retry_at,
+            )
+        else:
+            self._compact_retry_at = 0
 
     def close(self) -> None:
         """Fold the journal into the data files (if writable), release the lock.
