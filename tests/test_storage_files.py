@@ -230,3 +230,79 @@ def test_any_batches_commit_like_a_dict(
     tmp_path_factory: pytest.TempPathFactory, start: dict[str, object], batches: list[Batch]
 ) -> None:
     _check_batches(tmp_path_factory.mktemp("s") / "s", start, batches)
+
+
+# -- every manifest field is checked on read --------------------------------------
+
+
+def _chunk0(doc: dict[str, object], field: str, value: object) -> None:
+    doc["chunks"][0][field] = value  # type: ignore[index]
+
+
+BAD_MANIFESTS = [
+    ("file_size", lambda d: d.update(file_size=0)),
+    ("file_size", lambda d: d.update(file_size=-3)),
+    ("file_size", lambda d: d.update(file_size="3")),
+    ("file_size", lambda d: d.update(file_size=3.0)),
+    ("file_size", lambda d: d.update(file_size=True)),
+    ("gzipped", lambda d: d.update(gzipped=0)),
+    ("gzipped", lambda d: d.update(gzipped="false")),
+    ("generation", lambda d: d.update(generation=-1)),
+    ("generation", lambda d: d.update(generation="1")),
+    ("generation", lambda d: d.update(generation=1.5)),
+    ("journal", lambda d: d.update(journal="../journal-00000001.jsonl")),
+    ("journal", lambda d: d.update(journal="journal-1.jsonl")),
+    ("journal", lambda d: d.update(journal="journal-00000001.jsonl.gz")),  # not gzipped
+    ("journal", lambda d: d.update(journal="manifest.json")),
+    ("journal", lambda d: d.update(journal=7)),
+    ("chunks", lambda d: d.update(chunks={"file": "x"})),
+    ("chunks", lambda d: d["chunks"].append("00000001-000009.jsonl")),
+    ("file", lambda d: _chunk0(d, "file", "../../outside.jsonl")),
+    ("file", lambda d: _chunk0(d, "file", "00000001-000000.jsonl.gz")),
+    ("file", lambda d: _chunk0(d, "file", "1-0.jsonl")),
+    ("file", lambda d: _chunk0(d, "file", "sub/00000001-000000.jsonl")),
+    ("file", lambda d: _chunk0(d, "file", None)),
+    ("file", lambda d: d["chunks"].append(dict(d["chunks"][0]))),  # named twice
+    ("records", lambda d: _chunk0(d, "records", -1)),
+    ("records", lambda d: _chunk0(d, "records", "3")),
+    ("records", lambda d: _chunk0(d, "records", 4)),  # more than file_size
+    ("bytes", lambda d: _chunk0(d, "bytes", -1)),
+    ("bytes", lambda d: _chunk0(d, "bytes", 2**70)),
+    ("crc32", lambda d: _chunk0(d, "crc32", 2**32)),
+    ("crc32", lambda d: _chunk0(d, "crc32", -5)),
+    ("crc32", lambda d: _chunk0(d, "crc32", 1.0)),
+    ("records", lambda d: d.update(records=6)),
+    ("records", lambda d: d.update(records="7")),
+    ("meta", lambda d: d.update(meta=["kind", "pod"])),
+    ("meta", lambda d: d.update(meta="pod")),
+    ("synced_at", lambda d: d.update(synced_at=5)),
+]
+
+
+@pytest.mark.parametrize(
+    ("field", "damage"), BAD_MANIFESTS, ids=[f"{f}-{i}" for i, (f, _) in enumerate(BAD_MANIFESTS)]
+)
+def test_a_manifest_field_out_of_range_is_refused_by_name(
+    tmp_path: Path, field: str, damage: Callable[[dict[str, object]], None]
+) -> None:
+    path = _store(tmp_path)
+    manifest = path / "manifest.json"
+    doc = json.loads(manifest.read_text())
+    damage(doc)
+    manifest.write_text(json.dumps(doc))
+    before = sorted(p.name for p in path.rglob("*"))
+    expected = rf"manifest\.json.*\b{field}\b"
+    with pytest.raises(tastypy.CorruptStoreError, match=expected):
+        POD(path)
+    with pytest.raises(tastypy.CorruptStoreError, match=expected):
+        POD(path, readonly=True)
+    report = tastypy.verify(path)
+    assert not report.ok and re.search(expected, report.problems[0]), report
+    assert sorted(p.name for p in path.rglob("*")) == before  # nothing removed or added
+
+
+def test_a_valid_manifest_still_opens(tmp_path: Path) -> None:
+    path = _store(tmp_path, gzipped=True)
+    with POD(path) as pod:
+        assert len(pod) == 7
+    assert tastypy.verify(path).ok
