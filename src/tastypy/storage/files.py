@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -210,7 +211,10 @@ class FileStorage:
         path = self.path / self._manifest.journal
         rep = replay(path, raw, self.gzipped)
         apply_ops(path, rep.ops, data, self._hash)
-        if rep.torn:
+        if rep.torn and self.readonly:
+            # Maybe a writer's append in progress, not a crash: nothing is discarded.
+            log.info("%s: ignoring an incomplete last commit (%d bytes)", path, rep.torn)
+        elif rep.torn:
             log.warning(
                 "%s: discarding a torn last commit (%d bytes): the program writing it "
                 "stopped mid-sync; the store is as of the sync before",
@@ -314,7 +318,15 @@ class FileStorage:
         """
         if self._journal is not None:
             try:
-                if self._journal.end and self._lock is not None and os.getpid() == self._pid:
+                # Not while the interpreter shuts down (a POD collected then):
+                # builtins such as open() may be gone, and the journal keeps
+                # everything anyway.
+                if (
+                    self._journal.end
+                    and self._lock is not None
+                    and os.getpid() == self._pid
+                    and not sys.is_finalizing()
+                ):
                     self.compact()
             except Exception:
                 log.exception("%s: compaction at close failed; the journal keeps the data", self)
