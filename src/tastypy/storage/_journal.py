@@ -19,7 +19,6 @@ last or not) is damage, raised as :class:`CorruptStoreError`.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
@@ -186,37 +185,60 @@ def _gzip_members(raw: bytes) -> Iterator[tuple[int, int, bytes | None, int, boo
     A member that ends before its gzip trailer is cut short; one that does
     not decompress yields ``None`` and ends the scan.
     """
-    view = memoryview(raw)
     pos = 0
     lineno = 1
     while pos < len(raw):
-        inflater = zlib.decompressobj(31)
-        try:
-            text = inflater.decompress(view[pos:])
-        except zlib.error:
+        text, end, state = _inflate_member(raw, pos)
+        if state == _BAD:
             yield pos, len(raw), None, lineno, False
             return
-        if not inflater.eof:  # every byte read, and the member is not complete
+        if state == _SHORT:  # every byte read, and the member is not complete
             # Cut short by a crash, unless an intact member follows: then a
             # damaged byte made this member swallow the ones after it.
             yield pos, len(raw), None, lineno, not _intact_member_after(raw, pos + 1)
             return
-        end = len(raw) - len(inflater.unused_data)
+        assert text is not None
         yield pos, end, text, lineno, False
         lineno += text.count(b"\n")
         pos = end
 
 
+_WHOLE, _SHORT, _BAD = "whole", "short", "bad"
+_FIRST_READ = 512
+_MAX_READ = 1 << 20
+
+
+def _inflate_member(raw: bytes, pos: int) -> tuple[bytes | None, int, str]:
+    """Decompress the gzip member at *pos*: (text, end, _WHOLE / _SHORT / _BAD).
+
+    The inflater is fed in blocks that double in size. Fed the whole rest of
+    the file at once, it would copy everything after the member's end into
+    ``unused_data``, for every member: replay would be quadratic. This way
+    each member costs at most about twice its size plus one small block.
+    """
+    view = memoryview(raw)
+    inflater = zlib.decompressobj(31)
+    parts: list[bytes] = []
+    at, step = pos, _FIRST_READ
+    while at < len(raw):
+        piece = view[at : at + step]
+        try:
+            parts.append(inflater.decompress(piece))
+        except zlib.error:
+            return None, len(raw), _BAD
+        at += len(piece)
+        if inflater.eof:
+            return b"".join(parts), at - len(inflater.unused_data), _WHOLE
+        step = min(2 * step, _MAX_READ)
+    return None, len(raw), _SHORT
+
+
 def _intact_member_after(raw: bytes, start: int) -> bool:
     """Whether a complete gzip member starts anywhere in *raw* from *start* on."""
-    view = memoryview(raw)
     at = raw.find(_GZIP_MAGIC, start)
     while at >= 0:
-        inflater = zlib.decompressobj(31)
-        with contextlib.suppress(zlib.error):
-            inflater.decompress(view[at:])
-            if inflater.eof:
-                return True
+        if _inflate_member(raw, at)[2] == _WHOLE:
+            return True
         at = raw.find(_GZIP_MAGIC, at + 1)
     return False
 
