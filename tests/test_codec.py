@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 import tastypy
-
 from tastypy._codec import check_new_key, decode_value, encode_value, normalize_key
 
 

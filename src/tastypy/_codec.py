@@ -153,15 +153,20 @@ def _plain(value: object) -> object:
         return plain
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
-    if kind in (str, int, float, bool) or isinstance(value, enum.Enum):
-        return value
-    if isinstance(value, str):
-        return str.__str__(value)
-    if isinstance(value, int):
-        return int.__int__(value)
-    if isinstance(value, float):
-        return float.__float__(value)
+    if kind not in _EXACT and not isinstance(value, enum.Enum):
+        for base, convert in _BASE_VALUE:
+            if isinstance(value, base):
+                return convert(value)  # what orjson would write for the subclass
     return value
+
+
+_EXACT = (str, int, float, bool)
+# The base type's own conversion, ignoring a subclass's __str__ or __int__.
+_BASE_VALUE: tuple[tuple[type, Any], ...] = (
+    (str, str.__str__),
+    (int, int.__int__),
+    (float, float.__float__),
+)
 
 
 def _plain_key(key: object) -> str:

@@ -281,11 +281,11 @@ class FileStorage:
         if not records:
             return
         self._journal.append(records)
-        for key, digest in batch.items():
-            if digest is None:
+        for key, final in batch.items():
+            if final is None:
                 hashes.pop(key, None)  # a new key set, then deleted again
             else:
-                hashes[key] = digest
+                hashes[key] = final
         if self._journal.end > max(COMPACT_MIN_BYTES, self._data_bytes, self._compact_retry_at):
             self._compact_after_commit()
 
