@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -306,3 +307,48 @@ def test_a_valid_manifest_still_opens(tmp_path: Path) -> None:
     with POD(path) as pod:
         assert len(pod) == 7
     assert tastypy.verify(path).ok
+
+
+# -- files going missing ------------------------------------------------------------
+
+
+def _uncompacted(tmp_path: Path) -> Path:
+    """A store whose data is all in its journal (its writer never compacted)."""
+    live = tmp_path / "live"
+    pod = POD(live)
+    pod["a"] = 1
+    pod["b"] = [2]
+    pod.sync()
+    frozen = tmp_path / "frozen"
+    shutil.copytree(live, frozen)  # as a crash would leave it
+    pod.close()
+    return frozen
+
+
+@pytest.mark.parametrize("compacted", [False, True])
+def test_a_store_whose_manifest_is_gone_is_refused_not_wiped(
+    tmp_path: Path, compacted: bool
+) -> None:
+    path = _store(tmp_path) if compacted else _uncompacted(tmp_path)
+    (path / "manifest.json").unlink()
+    before = {p: p.read_bytes() for p in path.rglob("*") if p.is_file() and p.name != "lock"}
+    what = "chunks" if compacted else "journal-00000000.jsonl"
+    for open_it in (lambda: POD(path), lambda: POD(path, readonly=True)):
+        with pytest.raises(tastypy.TastypyError, match="manifest.json") as info:
+            open_it()
+        message = str(info.value)
+        assert str(path) in message and what in message and "missing" in message
+    with pytest.raises(tastypy.TastypyError, match="manifest.json.*missing"):
+        tastypy.verify(path)
+    after = {p: p.read_bytes() for p in path.rglob("*") if p.is_file() and p.name != "lock"}
+    assert after == before  # nothing deleted or truncated
+
+
+def test_an_interrupted_creation_is_still_reused(tmp_path: Path) -> None:
+    path = tmp_path / "s"
+    (path / "chunks").mkdir(parents=True)
+    (path / "journal-00000000.jsonl").write_bytes(b"")  # created, manifest not yet
+    (path / "lock").write_text("")
+    with POD(path) as pod:
+        pod["a"] = 1
+    assert on_disk(path) == [("a", 1)]

@@ -37,7 +37,13 @@ from ._chunks import CHUNKS, Chunk, load_chunk
 from ._compaction import Generation, discard, plan, write_generation
 from ._durable import DirSyncError, fsync_dir, unlink_quietly
 from ._journal import Journal, apply_ops, replay
-from ._layout import create_store, refuse_strangers, remove_leftovers, remove_new_store
+from ._layout import (
+    create_store,
+    lost_manifest,
+    refuse_strangers,
+    remove_leftovers,
+    remove_new_store,
+)
 from ._lock import StoreLock
 from ._manifest import MANIFEST, Manifest, read_manifest
 from ._snapshot import read_snapshot
@@ -101,8 +107,12 @@ class FileStorage:
         self._compact_retry_at = 0
         if readonly:
             if not (self.path / MANIFEST).exists():
-                what = "does not exist" if not self.path.exists() else "is not a tastypy store"
-                raise NotAStoreError(f"{self.path} {what} (no {MANIFEST})")
+                if not self.path.exists():
+                    raise NotAStoreError(f"{self.path} does not exist (no {MANIFEST})")
+                lost = lost_manifest(self.path) if self.path.is_dir() else None
+                if lost is not None:
+                    raise lost
+                raise NotAStoreError(f"{self.path} is not a tastypy store (no {MANIFEST})")
             self._manifest = read_manifest(self.path)
         else:
             self._manifest = self._open_for_writing(file_size, gzipped, timeout)
