@@ -334,11 +334,11 @@ def test_a_store_whose_manifest_is_gone_is_refused_not_wiped(
     before = {p: p.read_bytes() for p in path.rglob("*") if p.is_file() and p.name != "lock"}
     what = "chunks" if compacted else "journal-00000000.jsonl"
     for open_it in (lambda: POD(path), lambda: POD(path, readonly=True)):
-        with pytest.raises(tastypy.TastypyError, match="manifest.json") as info:
+        with pytest.raises(tastypy.TastypyError, match=r"manifest\.json") as info:
             open_it()
         message = str(info.value)
         assert str(path) in message and what in message and "missing" in message
-    with pytest.raises(tastypy.TastypyError, match="manifest.json.*missing"):
+    with pytest.raises(tastypy.TastypyError, match=r"manifest\.json.*missing"):
         tastypy.verify(path)
     after = {p: p.read_bytes() for p in path.rglob("*") if p.is_file() and p.name != "lock"}
     assert after == before  # nothing deleted or truncated
@@ -352,3 +352,28 @@ def test_an_interrupted_creation_is_still_reused(tmp_path: Path) -> None:
     with POD(path) as pod:
         pod["a"] = 1
     assert on_disk(path) == [("a", 1)]
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_journal_deleted_under_the_writer_fails_the_sync_and_keeps_the_changes(
+    tmp_path: Path, how: str
+) -> None:
+    path = tmp_path / "s"
+    pod = POD(path)
+    pod["a"] = 1
+    pod.sync()
+    journal = next(path.glob("journal-*"))
+    journal.unlink()
+    if how == "replaced":
+        journal.write_bytes(b"")
+    pod["b"] = 2
+    with pytest.raises(tastypy.CorruptStoreError, match=re.escape(str(journal))):
+        pod.sync()
+    assert pod.dirty() == {"b"}  # nothing lost: the change is still pending
+    with pytest.raises(tastypy.CorruptStoreError):
+        pod.sync()  # and it stays refused
+    pod.copy(tmp_path / "rescued")  # what the message recommends
+    assert on_disk(tmp_path / "rescued") == [("a", 1), ("b", 2)]
+    pod["c"] = 3
+    pod.close()
+    assert on_disk(tmp_path / "rescued") == [("a", 1), ("b", 2), ("c", 3)]
