@@ -377,3 +377,67 @@ def test_a_journal_deleted_under_the_writer_fails_the_sync_and_keeps_the_changes
     pod["c"] = 3
     pod.close()
     assert on_disk(tmp_path / "rescued") == [("a", 1), ("b", 2), ("c", 3)]
+
+
+# -- what a close costs ---------------------------------------------------------------
+
+
+@pytest.fixture
+def written(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Bytes written through the I/O seam, one entry per call."""
+    from tastypy.storage import _fs
+
+    calls: list[int] = []
+    real_write, real_pwrite = _fs.write, _fs.pwrite
+
+    def write(fd: int, data: bytes | memoryview) -> int:
+        calls.append(len(data))
+        return real_write(fd, data)
+
+    def pwrite(fd: int, data: bytes | memoryview, offset: int) -> int:
+        calls.append(len(data))
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(_fs, "write", write)
+    monkeypatch.setattr(_fs, "pwrite", pwrite)
+    return calls
+
+
+def _store_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def test_closing_after_a_few_changes_writes_only_the_changes(
+    tmp_path: Path, written: list[int]
+) -> None:
+    path = tmp_path / "s"
+    with POD(path, file_size=500) as pod:
+        pod.update({f"key{i}": {"i": i, "text": "x" * 50} for i in range(20_000)})
+    size = _store_bytes(path)
+    for round_ in range(3):  # closes do not pile up work for each other either
+        pod = POD(path)
+        for i in range(0, 20_000, 1000):
+            pod[f"key{i}"]["i"] = -round_
+        written.clear()
+        pod.close()
+        assert 0 < sum(written) < 0.01 * size, (sum(written), size)  # the commit, no rewrite
+    with POD(path, readonly=True) as again:
+        assert again["key1000"]["i"] == -2 and again["key1"]["i"] == 1
+        assert len(again) == 20_000
+
+
+def test_closing_compacts_once_the_journal_is_large(tmp_path: Path, written: list[int]) -> None:
+    path = tmp_path / "s"
+    with POD(path, file_size=500) as pod:
+        pod.update({f"key{i}": i for i in range(2000)})
+    # A new store's data is all in its journal: the close folds it in.
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert len(manifest["chunks"]) == 4
+    assert (path / manifest["journal"]).stat().st_size == 0
+    with POD(path) as pod:
+        for i in range(0, 2000, 2):
+            pod[f"key{i}"] = -i  # half the store changes: the journal is large
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert (path / manifest["journal"]).stat().st_size == 0
+    assert on_disk(path)[:2] == [("key0", 0), ("key1", 1)]
+    assert on_disk(path)[2] == ("key2", -2)

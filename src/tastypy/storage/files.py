@@ -12,8 +12,9 @@ A sync appends one commit to the journal: one ``write``, one ``fdatasync``.
 Opening replays the data files, then every complete journal commit; a torn
 last commit (a crash mid-append) is cut away.
 
-Compaction (when the journal outgrows the data files, and at close) folds the
-journal into the data files copy-on-write: changed data files are written
+Compaction (when the journal outgrows the data files, and at close once it
+holds a quarter of their size) folds the journal into the data files
+copy-on-write: changed data files are written
 anew under fresh names, with a new empty journal, and a new manifest naming
 them atomically replaces the old one. Only then are the old files deleted. A
 crash at any instant leaves one consistent generation; files that no
@@ -56,6 +57,11 @@ DEFAULT_FILE_SIZE = 1000
 # Compact once the journal is larger than the data files, but not before it
 # holds this much: small stores would otherwise compact on every few syncs.
 COMPACT_MIN_BYTES = 4 << 20
+# At close, compact once the journal is a quarter of the size of the data files:
+# what the close then writes is at most about five times what the syncs since
+# the last compaction wrote, and a smaller journal is cheap to replay on the
+# next open. A close after a few changes to a big store writes nothing more.
+CLOSE_COMPACT_FRACTION = 4
 
 
 class FileStorage:
@@ -321,10 +327,13 @@ class FileStorage:
             self._compact_retry_at = 0
 
     def close(self) -> None:
-        """Fold the journal into the data files (if writable), release the lock.
+        """Release the lock; first compact, if the journal is large.
 
-        Idempotent. A failing compaction is logged, not raised: the journal
-        still holds every commit.
+        The journal is folded into the data files only once it holds at least
+        a quarter of their size (``CLOSE_COMPACT_FRACTION``), so that what a
+        close writes follows what changed; otherwise it stays, and the next
+        open replays it. Idempotent. A failing compaction is logged, not
+        raised: the journal still holds every commit.
         """
         if self._journal is not None:
             try:
@@ -332,14 +341,19 @@ class FileStorage:
                 # builtins such as open() may be gone, and the journal keeps
                 # everything anyway.
                 if (
-                    self._journal.end
+                    self._journal.end * CLOSE_COMPACT_FRACTION > self._data_bytes
                     and self._lock is not None
                     and os.getpid() == self._pid
                     and not sys.is_finalizing()
                 ):
                     self.compact()
-            except Exception:
-                log.exception("%s: compaction at close failed; the journal keeps the data", self)
+            except Exception as exc:
+                log.warning(
+                    "%s: compaction at close failed (%s: %s); the journal is left as it is",
+                    self.path,
+                    type(exc).__name__,
+                    exc,
+                )
             finally:
                 self._journal.close()
                 self._journal = None
