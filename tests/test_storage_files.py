@@ -441,3 +441,48 @@ def test_closing_compacts_once_the_journal_is_large(tmp_path: Path, written: lis
     assert (path / manifest["journal"]).stat().st_size == 0
     assert on_disk(path)[:2] == [("key0", 0), ("key1", 1)]
     assert on_disk(path)[2] == ("key2", -2)
+
+
+def _big_store(tmp_path: Path) -> Path:
+    """A store in which a change of one key is not worth a compaction at close."""
+    path = tmp_path / "store"
+    with POD(path, file_size=100) as pod:
+        pod.update({f"k{i}": {"i": i} for i in range(300)})
+    return path
+
+
+def test_a_missing_journal_is_fine_only_where_the_manifest_says_it_was_empty(
+    tmp_path: Path,
+) -> None:
+    path = _big_store(tmp_path)  # its first close folded the journal in
+    manifest = json.loads((path / "manifest.json").read_text())
+    journal = path / manifest["journal"]
+    assert journal.stat().st_size == 0
+    journal.unlink()  # an empty file someone tidied away: nothing was lost
+    assert tastypy.verify(path).ok
+    with POD(path, readonly=True) as reader:
+        assert len(reader) == 300
+    with POD(path) as pod:
+        assert list(pod.items()) == [(f"k{i}", {"i": i}) for i in range(300)]
+        pod["k0"] = "changed"
+    journal = path / json.loads((path / "manifest.json").read_text())["journal"]
+    assert journal.stat().st_size > 0  # the change is in the journal, not folded in
+    journal.unlink()  # this one held data: refused, not hidden
+    for open_it in (lambda: POD(path), lambda: POD(path, readonly=True)):
+        with pytest.raises(tastypy.CorruptStoreError, match=re.escape(journal.name)):
+            open_it()
+    assert not tastypy.verify(path).ok
+
+
+def test_a_journal_emptied_by_a_cut_is_not_trusted_as_never_written(tmp_path: Path) -> None:
+    path = _big_store(tmp_path)
+    with POD(path) as pod:
+        pod["k0"] = "changed"
+    journal = path / json.loads((path / "manifest.json").read_text())["journal"]
+    journal.write_bytes(journal.read_bytes()[:5])  # a torn commit, cut off at the next open
+    with POD(path) as pod:
+        assert pod["k0"] == {"i": 0}
+    assert journal.stat().st_size == 0
+    journal.unlink()  # the manifest cannot tell this from a journal that held commits
+    with pytest.raises(tastypy.CorruptStoreError, match=re.escape(journal.name)):
+        POD(path)

@@ -98,6 +98,7 @@ def create_store(path: Path, file_size: int, gzipped: bool, *, durable: bool) ->
         _fs.mkdir(path / CHUNKS)
     manifest = Manifest(file_size=file_size, gzipped=gzipped)
     manifest.journal = journal_name(0, gzipped)
+    manifest.journal_empty = True
     unlink_quietly(path / manifest.journal)
     write_new_file(path / manifest.journal, b"", durable=durable)
     manifest.write(path, durable=durable)

@@ -55,6 +55,10 @@ class Manifest:
     gzipped: bool
     generation: int = 0
     journal: str = ""
+    # True only while no commit has been appended to the journal since this
+    # manifest was written (with a new, empty journal): then, and only then,
+    # a missing journal provably lost nothing.
+    journal_empty: bool = False
     synced_at: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     chunks: list[ChunkEntry] = field(default_factory=list)
@@ -67,6 +71,7 @@ class Manifest:
             "gzipped": self.gzipped,
             "generation": self.generation,
             "journal": self.journal,
+            "journal_empty": self.journal_empty,
             "synced_at": self.synced_at,
             "records": sum(c.records for c in self.chunks),
             "meta": self.meta,
@@ -167,6 +172,7 @@ def _validated(path: Path, doc: dict[str, Any]) -> Manifest:
     gzipped = top.boolean("gzipped")
     generation = top.integer("generation", 0, _MAX_GENERATION)
     journal = top.name("journal", _JOURNAL, gzipped, "journal-<8 digits>.jsonl")
+    journal_empty = top.boolean("journal_empty", default=False)
     synced_at = doc.get("synced_at")
     if synced_at is not None and type(synced_at) is not str:
         raise top.fail("synced_at", "a time as text, or null")
@@ -202,6 +208,7 @@ def _validated(path: Path, doc: dict[str, Any]) -> Manifest:
         gzipped=gzipped,
         generation=generation,
         journal=journal,
+        journal_empty=journal_empty,
         synced_at=synced_at,
         meta=dict(meta),
         chunks=chunks,

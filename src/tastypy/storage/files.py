@@ -209,7 +209,7 @@ class FileStorage:
         else:
             self._manifest = read_manifest(self.path)
             files = {}
-            journal_raw = self._read(self._manifest.journal)
+            journal_raw = self._read_journal()
         data: dict[str, Any] = {}
         chunks: list[Chunk] = []
         self._hash = {}
@@ -296,6 +296,8 @@ class FileStorage:
             self._dir_sync_owed = False
         if not records:
             return
+        if self._manifest.journal_empty:
+            self._mark_journal_used()
         self._journal.append(records)
         for key, final in batch.items():
             if final is None:
@@ -304,6 +306,23 @@ class FileStorage:
                 hashes[key] = final
         if self._journal.end > max(COMPACT_MIN_BYTES, self._data_bytes, self._compact_retry_at):
             self._compact_after_commit()
+
+    def _mark_journal_used(self) -> None:
+        """Durably drop the manifest's "journal is empty" before the first append.
+
+        Once a commit is in the journal, losing the journal loses data; the
+        manifest must no longer vouch for a missing journal. One manifest
+        write per compaction, at the first commit after it.
+        """
+        self._manifest.journal_empty = False
+        try:
+            self._manifest.write(self.path, durable=self.durable)
+        except DirSyncError:
+            self._dir_sync_owed = True  # renamed: retried before the next append
+            raise
+        except BaseException:
+            self._manifest.journal_empty = True
+            raise
 
     def _compact_after_commit(self) -> None:
         """Compact; a failure is logged, not raised: the commit is already durable."""
@@ -370,7 +389,7 @@ class FileStorage:
         """Fold the journal into the data files now (atomic, like a commit)."""
         self._check_writable()
         assert self._journal is not None
-        raw = self._read(self._manifest.journal)[: self._journal.end]
+        raw = self._read_journal()[: self._journal.end]
         replayed = replay(self.path / self._manifest.journal, raw, self.gzipped)
         if not replayed.ops:
             return
@@ -386,9 +405,10 @@ class FileStorage:
             durable=self.durable,
         )
         manifest = self._manifest
-        old = manifest.chunks, manifest.generation, manifest.journal
+        old = manifest.chunks, manifest.generation, manifest.journal, manifest.journal_empty
         manifest.chunks = [c.entry for c in new.chunks]
         manifest.generation, manifest.journal = new.number, new.journal
+        manifest.journal_empty = True
         try:
             manifest.write(self.path, durable=self.durable)
         except DirSyncError:
@@ -397,7 +417,7 @@ class FileStorage:
             self._adopt(new)
             raise
         except BaseException:
-            manifest.chunks, manifest.generation, manifest.journal = old
+            manifest.chunks, manifest.generation, manifest.journal, manifest.journal_empty = old
             discard(self.path, new)
             raise
         self._adopt(new)
@@ -450,6 +470,13 @@ class FileStorage:
             raise
 
     # -- reading --------------------------------------------------------------
+
+    def _read_journal(self) -> bytes:
+        """The journal's bytes; a missing journal the manifest records as empty is empty."""
+        if self._manifest.journal_empty and not (self.path / self._manifest.journal).exists():
+            log.info("%s: journal missing, recorded as empty: recreating it", self.path)
+            return b""
+        return self._read(self._manifest.journal)
 
     def _read(self, name: str) -> bytes:
         try:

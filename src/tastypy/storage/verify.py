@@ -91,6 +91,11 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
         except CorruptStoreError as exc:
             report.problems.append(str(exc))
     journal = store / manifest.journal
+    if journal_raw == b"" and manifest.journal_empty and not journal.exists():
+        report.notes.append(
+            f"{journal} is missing; {MANIFEST} records it as empty, so nothing is lost "
+            "(a writable open recreates it)"
+        )
     if journal_raw is None:
         report.problems.append(f"{journal} is missing but {MANIFEST} names it")
     else:
