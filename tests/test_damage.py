@@ -188,3 +188,98 @@ def test_leftovers_are_noted_and_removed(tmp_path: Path) -> None:
     with POD(path) as pod:
         assert list(pod.items()) == states[-1]
     assert tastypy.verify(path).notes == []
+
+
+def _last_commit(path: Path, gzipped: bool) -> tuple[Path, bytes, int]:
+    journal = _journal(path)
+    data = journal.read_bytes()
+    return journal, data, _commit_ends(data, gzipped)[1]
+
+
+def _assert_damage(path: Path, journal: Path, line: int | None = None) -> None:
+    before = _files(path)
+    where = re.escape(journal.name) + (f":{line}:" if line else "")
+    with pytest.raises(tastypy.CorruptStoreError, match=where):
+        POD(path)
+    with pytest.raises(tastypy.CorruptStoreError, match=where):
+        POD(path, readonly=True)
+    report = tastypy.verify(path)
+    assert not report.ok
+    assert any(re.search(where, p) for p in report.problems), report
+    assert not any("torn" in n for n in report.notes), report
+    assert _files(path) == before  # the good records of the last commit are kept on disk
+
+
+@pytest.mark.parametrize("where", [0.0, 0.3, 0.8])
+def test_a_damaged_last_commit_with_an_intact_commit_line_is_damage(
+    tmp_path: Path, where: float
+) -> None:
+    path, _ = _build(tmp_path, False)
+    journal, data, last = _last_commit(path, False)
+    body_end = data.rindex(b"\n{") + 1
+    at = last + int((body_end - last) * where)
+    damaged = bytearray(data)
+    damaged[at] = ord("#") if damaged[at] != ord("#") else ord("%")
+    journal.write_bytes(bytes(damaged))
+    first_line = data[:last].count(b"\n") + 1
+    _assert_damage(path, journal, first_line)
+
+
+def test_a_last_commit_with_a_wrong_record_count_is_damage(tmp_path: Path) -> None:
+    path, _ = _build(tmp_path, False)
+    journal, data, _ = _last_commit(path, False)
+    head, _, trailer = data[:-1].rpartition(b"\n")
+    count = re.search(rb'"records":(\d+)', trailer)
+    assert count
+    trailer = trailer.replace(count[0], b'"records":' + str(int(count[1]) + 1).encode())
+    journal.write_bytes(head + b"\n" + trailer + b"\n")
+    _assert_damage(path, journal)
+
+
+def test_a_hand_edited_last_commit_is_damage(tmp_path: Path) -> None:
+    path, _ = _build(tmp_path, False)
+    journal, data, _ = _last_commit(path, False)
+    journal.write_bytes(data.replace(b"[2,2,2,2,2]", b"[2,2,2,2,3]"))
+    _assert_damage(path, journal)
+
+
+@pytest.mark.parametrize("how", ["flip", "edit"])
+def test_a_damaged_last_gzip_member_is_damage(tmp_path: Path, how: str) -> None:
+    import gzip
+
+    path, _ = _build(tmp_path, True)
+    journal, data, last = _last_commit(path, True)
+    if how == "flip":  # a bad sector inside the member's compressed data
+        damaged = bytearray(data)
+        damaged[last + 12] ^= 0x10
+        journal.write_bytes(bytes(damaged))
+    else:  # a complete, valid gzip member whose commit fails its checksum
+        text = gzip.decompress(data[last:]).replace(b"[2,2,2,2,2]", b"[2,2,2,2,3]")
+        journal.write_bytes(data[:last] + gzip.compress(text))
+    _assert_damage(path, journal)
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_the_torn_tail_warning_reaches_stderr_without_logging_config(
+    tmp_path: Path, gzipped: bool
+) -> None:
+    import subprocess
+    import sys
+
+    path, states = _build(tmp_path, gzipped)
+    journal, data, last = _last_commit(path, gzipped)
+    journal.write_bytes(data[: last + (len(data) - last) // 2])
+    code = "import sys, tastypy; p = tastypy.POD(sys.argv[1]); print(len(p)); p.close()"
+    child = subprocess.run(
+        [sys.executable, "-c", code, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.strip() == str(len(states[1]))
+    lines = child.stderr.splitlines()
+    assert len(lines) == 1, child.stderr
+    assert str(journal) in lines[0]
+    assert "torn" in lines[0] and f"({(len(data) - last) // 2} bytes)" in lines[0]

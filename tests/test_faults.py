@@ -4,12 +4,16 @@ Each test makes the n-th call of one OS function fail (ENOSPC or EIO) during a
 sync or a compaction, for every n that the operation reaches, and checks:
 ``sync()`` raised the OSError, the files on disk still hold the previous
 state, the changes are still pending in memory, and once the fault clears a
-plain ``sync()`` (or ``compact()``) succeeds with nothing lost.
+plain ``sync()`` (or ``compact()``) succeeds with nothing lost. A sync whose
+commit is durable does not raise if only the compaction after it fails: that
+is logged and retried later.
 """
 
 from __future__ import annotations
 
+import copy
 import errno
+import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -149,3 +153,107 @@ def test_failed_compaction_leaves_the_store_whole(
         assert not any(n.endswith(".tmp") for n in names)
     if name in ("write", "fsync", "replace"):
         assert reached >= 1, f"a compaction never called os.{name}"
+
+
+def _change_a_lot(pod: POD) -> None:
+    """A change whose commit is larger than the data files: the sync compacts."""
+    _change(pod)
+    pod["big"] = "x" * 2000
+
+
+@pytest.fixture
+def compact_early(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compact as soon as the journal outgrows the data files (no 4 MiB floor)."""
+    import tastypy.storage.files
+
+    monkeypatch.setattr(tastypy.storage.files, "COMPACT_MIN_BYTES", 0)
+
+
+@pytest.mark.usefixtures("compact_early")
+@pytest.mark.parametrize("gzipped", [False, True])
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_a_sync_whose_compaction_fails_is_still_done(
+    tmp_path: Path, name: str, gzipped: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fault in the commit raises; a fault in the compaction after it does not."""
+    compaction_faults = 0
+    for fail_at in range(1, 40):
+        path = tmp_path / f"{name}-{fail_at}"
+        before = _fresh_store(path, gzipped)
+        pod = POD(path)
+        _change_a_lot(pod)
+        model = copy.deepcopy(dict(before))
+        _change_a_lot(model)  # type: ignore[arg-type]
+        after = list(model.items())
+        caplog.clear()
+        with failing(name, fail_at) as injector:
+            try:
+                pod.sync()
+                raised = None
+            except OSError as exc:
+                raised = exc
+        if injector.calls < fail_at:
+            assert raised is None
+            assert on_disk(path) == after
+            pod.close()
+            break
+        if raised is not None:  # the commit itself failed: nothing changed
+            assert "injected" in str(raised)
+            assert on_disk(path) == before
+            assert pod.dirty()
+        else:  # the commit is durable; only the compaction after it failed
+            compaction_faults += 1
+            assert on_disk(path) == after
+            assert pod.dirty() == set()
+            warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+            assert len(warnings) == 1
+            assert str(path) in warnings[0].getMessage()
+            assert "injected" in warnings[0].getMessage()
+        pod.sync()
+        pod.compact()  # the fault cleared
+        pod.close()
+        assert on_disk(path) == after
+        with POD(path) as again:
+            assert list(again.items()) == after
+    if name in ("write", "fsync", "replace"):
+        assert compaction_faults >= 1, f"no compaction during a sync called os.{name}"
+
+
+@pytest.mark.usefixtures("compact_early")
+def test_a_failing_compaction_is_retried_with_back_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "s"
+    _fresh_store(path, gzipped=False)
+    attempts = []
+
+    def broken_replace(src: object, dst: object) -> None:
+        attempts.append(dst)
+        raise OSError(errno.EIO, "I/O error (injected)")
+
+    real_replace = os.replace
+    pod = POD(path)
+    pod["first"] = 0
+    pod.sync()  # the first commit after a compaction rewrites the manifest (journal_empty)
+    monkeypatch.setattr(os, "replace", broken_replace)
+    pod["big"] = "x" * 2000
+    pod.sync()  # past the threshold: compacts, which fails
+    assert attempts and pod.dirty() == set()
+    failed = len(attempts)
+    for i in range(5):  # small syncs: the journal has not doubled, no new attempt
+        pod[f"small{i}"] = i
+        pod.sync()
+    assert len(attempts) == failed
+    pod["bigger"] = "y" * 3000  # the journal has more than doubled: try again
+    pod.sync()
+    assert len(attempts) == 2 * failed
+    assert sum("compaction" in r.getMessage() for r in caplog.records) == 2
+    monkeypatch.setattr(os, "replace", real_replace)
+    pod["biggest"] = "z" * 9000
+    pod.sync()  # the fault cleared: this compaction succeeds
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["generation"] == 2
+    assert (path / manifest["journal"]).stat().st_size == 0
+    expected = list(pod.items())
+    pod.close()
+    assert on_disk(path) == expected

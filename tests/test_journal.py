@@ -84,3 +84,50 @@ def test_compaction_reads_keys_and_deletes_without_decoding(key: str) -> None:
     sets_only = [commit_bytes(lines[:-1], 1, False)]
     assert journal_keys(sets_only, len(lines) - 1) == ([key] * (len(lines) - 1), False)
     assert [is_delete(line) for line in lines] == [False] * (len(lines) - 1) + [True]
+
+
+class _CountingInflater:
+    """A zlib decompressor that counts the bytes it is fed."""
+
+    fed = 0
+
+    def __init__(self, wbits: int) -> None:
+        import zlib
+
+        self._inflater = zlib.decompressobj(wbits)
+
+    def decompress(self, data: bytes | memoryview) -> bytes:
+        _CountingInflater.fed += len(data)
+        return self._inflater.decompress(data)
+
+    @property
+    def eof(self) -> bool:
+        return self._inflater.eof
+
+    @property
+    def unused_data(self) -> bytes:
+        return self._inflater.unused_data
+
+
+@pytest.mark.parametrize("commits", [500, 2000])
+def test_replaying_a_gzipped_journal_reads_each_byte_a_bounded_number_of_times(
+    monkeypatch: pytest.MonkeyPatch, commits: int
+) -> None:
+    import types
+    import zlib
+
+    from tastypy.storage import _journal
+
+    raw = _encode([[b'["k%d",%d]' % (n, n)] for n in range(commits)], True)
+    raw += commit_bytes([b'["torn",1]'], commits + 1, True)[:-3]
+    shim = types.SimpleNamespace(**{**vars(zlib), "decompressobj": _CountingInflater})
+    monkeypatch.setattr(_journal, "zlib", shim)
+    _CountingInflater.fed = 0
+    result = replay(PATH, raw, True)
+    monkeypatch.undo()
+    assert result.commits == commits and result.torn > 0
+    # Linear: a member is fed at most about twice its size plus one first
+    # block (512 bytes), never the rest of the file after it, which made
+    # replay quadratic (for 2,000 commits: 1,000 times the journal's size).
+    bound = 3 * len(raw) + 512 * (commits + 1)
+    assert _CountingInflater.fed <= bound, (_CountingInflater.fed, len(raw))

@@ -40,6 +40,9 @@ __all__ = [
 
 __version__ = "0.1.0.dev0"
 
-# A library configures no logging: without the program's own configuration,
-# tastypy's warnings (failed tasks, torn tails) are not printed.
-logging.getLogger(__name__).addHandler(logging.NullHandler())
+# No handler on "tastypy" itself: a warning that data was discarded or could
+# not be written (a torn tail cut off, a failed compaction or exit sync) must
+# reach the user, and Python's last-resort handler prints WARNING and above to
+# stderr when the program configured no logging. The tracker's reports of
+# failed tasks are routine and stay quiet unless logging is configured.
+logging.getLogger("tastypy.tracker").addHandler(logging.NullHandler())

@@ -15,10 +15,18 @@ lose data silently and keep the ``json`` module's conversions otherwise:
 * ``datetime``/``date``/``time`` and dataclass instances are refused, as the
   ``json`` module refuses them. (orjson does write ``uuid.UUID`` and ``enum``
   members as their values; we accept those.)
+* dict keys that become the same JSON key (``1`` and ``"1"``) are refused,
+  rather than one of them silently dropped;
+* subclasses of ``dict``, ``list``, ``str``, ``int`` and ``float`` are written
+  as the plain value they iterate or convert to: orjson would write an
+  ``OrderedDict`` in the order of its underlying dict, not the order that
+  ``move_to_end`` gave it. orjson hands subclasses back to us
+  (``OPT_PASSTHROUGH_SUBCLASS``), so plain values pay nothing for this.
 """
 
 from __future__ import annotations
 
+import enum
 import math
 from typing import Any
 
@@ -34,7 +42,11 @@ __all__ = [
     "normalize_key",
 ]
 
-_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+_OPTIONS = (
+    orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
 # For hot loops that call orjson themselves: output without "null" and no
 # TypeError is exactly what encode_value(value, keep=False) returns.
 FAST_OPTIONS = _OPTIONS
@@ -95,10 +107,10 @@ def encode_value(value: object, *, keep: bool = True, key: str | None = None) ->
     try:
         data = orjson.dumps(value, option=_OPTIONS)
     except TypeError:
-        # Non-str dict keys are the common, legitimate reason: convert them
-        # the way the json module would and try once more.
+        # Non-str dict keys and subclasses of builtins are the legitimate
+        # reasons: convert them the way the json module would and try again.
         try:
-            data = orjson.dumps(_with_str_keys(value), option=_OPTIONS)
+            data = orjson.dumps(_plain(value), option=_OPTIONS)
         except RecursionError:
             raise TypeError(f"{_which(key)} is not JSON-serializable: too deep") from None
         except TypeError as exc:
@@ -127,13 +139,52 @@ def decode_value(data: bytes | str) -> Any:
     return orjson.loads(data)
 
 
-def _with_str_keys(value: object) -> object:
-    """Copy of *value* with every dict key normalized (only dicts/lists copied)."""
+def _plain(value: object) -> object:
+    """Copy of *value* as plain JSON types: dict keys normalized, subclasses converted.
+
+    Only containers are copied. Raises ``TypeError`` if two keys of one dict
+    become the same JSON key.
+    """
+    kind = type(value)
     if isinstance(value, dict):
-        return {normalize_key(k): _with_str_keys(v) for k, v in value.items()}
+        plain = {_plain_key(k): _plain(v) for k, v in value.items()}  # iteration order
+        if len(plain) != len(value):
+            raise TypeError(_clash(value))
+        return plain
     if isinstance(value, (list, tuple)):
-        return [_with_str_keys(v) for v in value]
+        return [_plain(v) for v in value]
+    if kind not in _EXACT and not isinstance(value, enum.Enum):
+        for base, convert in _BASE_VALUE:
+            if isinstance(value, base):
+                return convert(value)  # what orjson would write for the subclass
     return value
+
+
+_EXACT = (str, int, float, bool)
+# The base type's own conversion, ignoring a subclass's __str__ or __int__.
+_BASE_VALUE: tuple[tuple[type, Any], ...] = (
+    (str, str.__str__),
+    (int, int.__int__),
+    (float, float.__float__),
+)
+
+
+def _plain_key(key: object) -> str:
+    name = normalize_key(key)
+    return name if type(name) is str else str.__str__(name)
+
+
+def _clash(value: dict[Any, Any]) -> str:
+    seen: dict[str, object] = {}
+    for key in value:
+        name = _plain_key(key)
+        if name in seen:
+            return (
+                f"dict keys {seen[name]!r} and {key!r} both become the JSON key {name!r}; "
+                "tastypy refuses rather than drop one"
+            )
+        seen[name] = key
+    return "dict keys collide"  # not reached: some key repeats
 
 
 def has_non_finite(value: object) -> bool:

@@ -22,6 +22,7 @@ __all__ = [
     "close",
     "fdatasync",
     "flock",
+    "fstat",
     "fstat_size",
     "fsync",
     "ftruncate",
@@ -34,6 +35,7 @@ __all__ = [
     "replace",
     "rmdir",
     "rmtree",
+    "stat",
     "unlink",
     "write",
 ]
@@ -73,6 +75,14 @@ def fdatasync(fd: int) -> None:
 
 def fstat_size(fd: int) -> int:
     return os.fstat(fd).st_size
+
+
+def fstat(fd: int) -> os.stat_result:
+    return os.fstat(fd)
+
+
+def stat(path: Path) -> os.stat_result:
+    return os.stat(path)
 
 
 def flock(fd: int, operation: int) -> None:

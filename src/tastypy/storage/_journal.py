@@ -10,10 +10,11 @@ A commit is its record lines followed by a commit line::
 numbers run on from 1 in each journal file. With ``gzipped=True`` each commit
 is one gzip member, and concatenated members are a valid gzip file.
 
-Replaying stops at the last complete, valid commit. Anything after it is a
-*torn tail* (a commit whose write a crash interrupted): it is reported so the
-writer can cut it away. A bad commit followed by a good one cannot be a torn
-write: that is damage, raised as :class:`CorruptStoreError`.
+Replaying stops at the last complete, valid commit. If what follows is an
+incomplete append (no complete commit line; a gzip member cut short), that is
+a *torn tail* left by a crash: it is reported so the writer can cut it away.
+Anything else (a complete commit that fails its count, checksum or number,
+last or not) is damage, raised as :class:`CorruptStoreError`.
 """
 
 from __future__ import annotations
@@ -38,10 +39,10 @@ __all__ = ["Journal", "Replay", "apply_ops", "commit_bytes", "is_delete", "journ
 log = logging.getLogger(__name__)
 
 _GZIP_MAGIC = b"\x1f\x8b\x08"
+
 _RECORD_KEY = re.compile(rb'^\["((?:[^"\\\n]|\\.)*)"', re.MULTILINE)
 _DELETE = re.compile(rb'\["(?:[^"\\\n]|\\.)*"\]')
 _DELETE_LINE = re.compile(rb'^\["(?:[^"\\\n]|\\.)*"\]$', re.MULTILINE)
-_COMMIT_NUMBER = re.compile(rb'\{"commit":(\d{1,18}),"records":\d+,"crc32":\d+\}')
 
 
 @dataclass
@@ -71,40 +72,37 @@ def commit_bytes(records: list[bytes], number: int, gzipped: bool) -> bytes:
 def replay(path: Path, raw: bytes, gzipped: bool, *, strict: bool = True) -> Replay:
     """Check and split the journal bytes *raw* into commits.
 
-    With *strict*, damage raises :class:`CorruptStoreError`; otherwise it is
-    listed in ``Replay.problems`` and replay stops there.
+    Only an incomplete final append is a torn tail: trailing bytes holding
+    no complete commit line (plain), or a gzip member cut short. Anything
+    else that fails its checks (a complete commit line whose count, CRC-32 or
+    number is wrong, a gzip member that does not decompress) is damage, last
+    commit or not: with *strict* it raises :class:`CorruptStoreError` naming
+    the file and line; otherwise it is listed in ``Replay.problems`` and
+    replay stops there.
     """
     result = Replay()
     pieces = _gzip_members(raw) if gzipped else _plain_commits(raw)
-    first_bad: str | None = None
-    for _start, end, text, lineno in pieces:
-        if first_bad is None:
-            problem = _check_commit(text, result.commits + 1)
-            if problem is None:
-                assert text is not None
-                result.ops.extend(text.split(b"\n")[:-2])
-                result.texts.append(text)
-                result.commits += 1
-                result.end = end
-                continue
-            first_bad = f"{path}:{lineno}: commit {result.commits + 1} {problem}"
-        # After the last good commit. A crash leaves only a prefix of one
-        # commit; an intact later commit, or an intact commit line numbered
-        # beyond the next commit, means the bytes in between were damaged.
-        if _check_commit(text, None) is None or _highest_commit(text) > result.commits + 1:
-            message = f"{first_bad} (a later commit is intact, so this is damage)"
-            if strict:
-                raise CorruptStoreError(message)
-            result.problems.append(message)
+    for _start, end, text, lineno, cut_short in pieces:
+        problem = _check_commit(text, result.commits + 1)
+        if problem is None:
+            assert text is not None
+            result.ops.extend(text.split(b"\n")[:-2])
+            result.texts.append(text)
+            result.commits += 1
+            result.end = end
+            continue
+        if cut_short:  # an append a crash interrupted: always the last piece
+            result.torn = len(raw) - result.end
             break
-    result.torn = len(raw) - result.end if not result.problems else 0
+        message = (
+            f"{path}:{lineno}: commit {result.commits + 1} {problem} (not an incomplete "
+            "last append, so no crash can have left it like this: the file is damaged)"
+        )
+        if strict:
+            raise CorruptStoreError(message)
+        result.problems.append(message)
+        break
     return result
-
-
-def _highest_commit(text: bytes | None) -> int:
-    """The highest commit number that still reads as one in *text* (0 if none)."""
-    numbers = [int(m) for m in _COMMIT_NUMBER.findall(text or b"")]
-    return max(numbers, default=0)
 
 
 def apply_ops(path: Path, ops: list[bytes], data: dict[str, Any], hashes: dict[str, int]) -> None:
@@ -155,11 +153,13 @@ def is_delete(line: bytes) -> bool:
     return line.endswith(b'"]') and _DELETE.fullmatch(line) is not None
 
 
-def _plain_commits(raw: bytes) -> Iterator[tuple[int, int, bytes | None, int]]:
-    """(start, end, text, first line number) of each commit in a plain journal.
+def _plain_commits(raw: bytes) -> Iterator[tuple[int, int, bytes | None, int, bool]]:
+    """(start, end, text, first line number, cut short) of each commit in a plain journal.
 
     Record lines start with ``[`` and commit lines with ``{``, so we can jump
-    from commit line to commit line without looking at every record.
+    from commit line to commit line without looking at every record. Bytes
+    after the last complete (newline-terminated) commit line are a commit cut
+    short.
     """
     start = 0
     first = 1
@@ -171,40 +171,76 @@ def _plain_commits(raw: bytes) -> Iterator[tuple[int, int, bytes | None, int]]:
             at = found + 1 if found >= 0 else -1
         end = raw.find(b"\n", at) + 1 if at >= 0 else 0
         if end <= 0:  # no (terminated) commit line follows: cannot be complete
-            yield start, len(raw), None, first
+            yield start, len(raw), None, first, True
             return
         text = raw[start:end]
-        yield start, end, text, first
+        yield start, end, text, first, False
         first += text.count(b"\n")
         start = end
 
 
-def _gzip_members(raw: bytes) -> Iterator[tuple[int, int, bytes | None, int]]:
-    """(start, end, text, first line number) of each gzip member.
+def _gzip_members(raw: bytes) -> Iterator[tuple[int, int, bytes | None, int, bool]]:
+    """(start, end, text, first line number, cut short) of each gzip member.
 
-    An unreadable member yields ``None``; scanning resumes at the next member
-    header, so damage in the middle cannot pass for a torn tail.
+    A member that ends before its gzip trailer is cut short; one that does
+    not decompress yields ``None`` and ends the scan.
     """
-    view = memoryview(raw)
     pos = 0
     lineno = 1
     while pos < len(raw):
-        inflater = zlib.decompressobj(31)
-        try:
-            text = inflater.decompress(view[pos:])
-            complete = inflater.eof
-        except zlib.error:
-            complete = False
-        if not complete:
-            following = raw.find(_GZIP_MAGIC, pos + 1)
-            end = len(raw) if following < 0 else following
-            yield pos, end, None, lineno
-            pos = end
-            continue
-        end = len(raw) - len(inflater.unused_data)
-        yield pos, end, text, lineno
+        text, end, state = _inflate_member(raw, pos)
+        if state == _BAD:
+            yield pos, len(raw), None, lineno, False
+            return
+        if state == _SHORT:  # every byte read, and the member is not complete
+            # Cut short by a crash, unless an intact member follows: then a
+            # damaged byte made this member swallow the ones after it.
+            yield pos, len(raw), None, lineno, not _intact_member_after(raw, pos + 1)
+            return
+        assert text is not None
+        yield pos, end, text, lineno, False
         lineno += text.count(b"\n")
         pos = end
+
+
+_WHOLE, _SHORT, _BAD = "whole", "short", "bad"
+_FIRST_READ = 512
+_MAX_READ = 1 << 20
+
+
+def _inflate_member(raw: bytes, pos: int) -> tuple[bytes | None, int, str]:
+    """Decompress the gzip member at *pos*: (text, end, _WHOLE / _SHORT / _BAD).
+
+    The inflater is fed in blocks that double in size. Fed the whole rest of
+    the file at once, it would copy everything after the member's end into
+    ``unused_data``, for every member: replay would be quadratic. This way
+    each member costs at most about twice its size plus one small block.
+    """
+    view = memoryview(raw)
+    inflater = zlib.decompressobj(31)
+    parts: list[bytes] = []
+    at, step = pos, _FIRST_READ
+    while at < len(raw):
+        piece = view[at : at + step]
+        try:
+            parts.append(inflater.decompress(piece))
+        except zlib.error:
+            return None, len(raw), _BAD
+        at += len(piece)
+        if inflater.eof:
+            return b"".join(parts), at - len(inflater.unused_data), _WHOLE
+        step = min(2 * step, _MAX_READ)
+    return None, len(raw), _SHORT
+
+
+def _intact_member_after(raw: bytes, start: int) -> bool:
+    """Whether a complete gzip member starts anywhere in *raw* from *start* on."""
+    at = raw.find(_GZIP_MAGIC, start)
+    while at >= 0:
+        if _inflate_member(raw, at)[2] == _WHOLE:
+            return True
+        at = raw.find(_GZIP_MAGIC, at + 1)
+    return False
 
 
 def _check_commit(text: bytes | None, number: int | None) -> str | None:
@@ -245,6 +281,7 @@ class Journal:
 
     def append(self, records: list[bytes]) -> None:
         """Durably append one commit; on failure the journal is as before."""
+        self._check_still_named()
         data = commit_bytes(records, self.commits + 1, self.gzipped)
         if self._tail_dirty:
             self.cut()
@@ -266,6 +303,26 @@ class Journal:
             raise
         self.end += len(data)
         self.commits += 1
+
+    def _check_still_named(self) -> None:
+        """Refuse to append to a journal that its path no longer names.
+
+        Deleted (or replaced) under us, the file we hold open is no longer
+        the one the manifest names: commits to it would vanish at the next
+        open. One ``fstat`` and one ``stat``, about a microsecond each.
+        """
+        held = _fs.fstat(self._fd)
+        try:
+            named = _fs.stat(self.path)
+        except FileNotFoundError:
+            named = None
+        if named is None or (named.st_ino, named.st_dev) != (held.st_ino, held.st_dev):
+            what = "deleted" if named is None else "replaced by another file"
+            raise CorruptStoreError(
+                f"{self.path} was {what} while this store was open for writing; nothing "
+                "was written, since a commit to it would be lost. The changes are still "
+                "in memory: pod.copy(new_path) saves everything to a new store."
+            )
 
     def cut(self) -> None:
         """Cut the file back to the end of the last good commit."""

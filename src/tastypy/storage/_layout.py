@@ -11,7 +11,7 @@ import logging
 import re
 from pathlib import Path
 
-from ..errors import NotAStoreError
+from ..errors import CorruptStoreError, NotAStoreError
 from . import _fs
 from ._chunks import CHUNKS
 from ._durable import unlink_quietly, write_new_file
@@ -21,6 +21,7 @@ __all__ = [
     "JOURNAL_NAME",
     "create_store",
     "journal_name",
+    "lost_manifest",
     "refuse_strangers",
     "remove_leftovers",
     "remove_new_store",
@@ -29,6 +30,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 JOURNAL_NAME = re.compile(r"journal-\d{8}\.jsonl(\.gz)?$")
+_CHUNK_NAME = re.compile(r"\d{8}-\d{6}\.jsonl(\.gz)?$")
 # What a directory may hold before its manifest exists (an interrupted creation).
 _FRESH_DIR_ENTRIES = {"lock", CHUNKS, MANIFEST + ".tmp"}
 
@@ -37,8 +39,47 @@ def journal_name(generation: int, gzipped: bool) -> str:
     return f"journal-{generation:08d}.jsonl" + (".gz" if gzipped else "")
 
 
+def lost_manifest(path: Path) -> CorruptStoreError | None:
+    """The error for a directory holding a store's data but no manifest, if it does.
+
+    An empty journal is what an interrupted creation leaves: it holds no data
+    and may be reused. A journal with bytes in it, or data files, may be all
+    that is left of a store: never delete or overwrite them.
+    """
+    found = []
+    for name in sorted(_fs.listdir(path)):
+        if JOURNAL_NAME.match(name):
+            size = (path / name).stat().st_size
+            if size:
+                found.append(f"{name} ({size:,} bytes)")
+    chunk_dir = path / CHUNKS
+    if chunk_dir.is_dir():
+        count = sum(1 for name in _fs.listdir(chunk_dir) if _CHUNK_NAME.match(name))
+        if count:
+            found.append(f"{count} data file{'s' if count > 1 else ''} in {CHUNKS}/")
+    if not found:
+        return None
+    return CorruptStoreError(
+        f"{path}: {MANIFEST} is missing, but the directory holds a store's data "
+        f"({', '.join(found)}); refusing to open it, so as not to lose that data. "
+        f"Restore {MANIFEST} (e.g. from a backup), or move the directory away to "
+        "start a new store there."
+    )
+
+
 def refuse_strangers(path: Path) -> None:
-    """Refuse a directory holding anything but debris of an interrupted creation."""
+    """Refuse a directory holding anything but debris of an interrupted creation.
+
+    Raises
+    ------
+    CorruptStoreError
+        If it holds a store's data but no manifest (see :func:`lost_manifest`).
+    NotAStoreError
+        If it holds anything else.
+    """
+    lost = lost_manifest(path)
+    if lost is not None:
+        raise lost
     entries = set(_fs.listdir(path)) - _FRESH_DIR_ENTRIES
     strangers = sorted(name for name in entries if not JOURNAL_NAME.match(name))
     chunk_dir = path / CHUNKS
@@ -57,6 +98,7 @@ def create_store(path: Path, file_size: int, gzipped: bool, *, durable: bool) ->
         _fs.mkdir(path / CHUNKS)
     manifest = Manifest(file_size=file_size, gzipped=gzipped)
     manifest.journal = journal_name(0, gzipped)
+    manifest.journal_empty = True
     unlink_quietly(path / manifest.journal)
     write_new_file(path / manifest.journal, b"", durable=durable)
     manifest.write(path, durable=durable)

@@ -7,6 +7,8 @@ them part of the store.
 
 from __future__ import annotations
 
+import re
+import reprlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +55,10 @@ class Manifest:
     gzipped: bool
     generation: int = 0
     journal: str = ""
+    # True only while no commit has been appended to the journal since this
+    # manifest was written (with a new, empty journal): then, and only then,
+    # a missing journal provably lost nothing.
+    journal_empty: bool = False
     synced_at: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     chunks: list[ChunkEntry] = field(default_factory=list)
@@ -65,6 +71,7 @@ class Manifest:
             "gzipped": self.gzipped,
             "generation": self.generation,
             "journal": self.journal,
+            "journal_empty": self.journal_empty,
             "synced_at": self.synced_at,
             "records": sum(c.records for c in self.chunks),
             "meta": self.meta,
@@ -85,6 +92,9 @@ class Manifest:
 def read_manifest(directory: Path) -> Manifest:
     """Read and validate ``directory/manifest.json``.
 
+    Every field is checked for type and range, and every file name for its
+    exact form (plain names, no separators): a store is untrusted input.
+
     Raises
     ------
     FileNotFoundError
@@ -92,7 +102,8 @@ def read_manifest(directory: Path) -> Manifest:
     NotAStoreError
         If the manifest is of another format or a newer version.
     CorruptStoreError
-        If the manifest cannot be parsed or misses fields.
+        If the manifest cannot be parsed, or a field is missing or out of
+        range; the message names the file and the field.
     """
     path = directory / MANIFEST
     raw = _fs.read_file(path)
@@ -107,24 +118,98 @@ def read_manifest(directory: Path) -> Manifest:
             f"{path} has format version {doc.get('version')!r}; this tastypy reads "
             f"version {VERSION} (upgrade tastypy?)"
         )
-    try:
-        chunks = [
-            ChunkEntry(str(c["file"]), int(c["records"]), int(c["bytes"]), int(c["crc32"]))
-            for c in doc["chunks"]
-        ]
-        if sum(c.records for c in chunks) != doc["records"]:
-            raise CorruptStoreError(
-                f"{path}: its data files hold {sum(c.records for c in chunks)} records "
-                f"but it says {doc['records']}"
-            )
-        return Manifest(
-            file_size=int(doc["file_size"]),
-            gzipped=bool(doc["gzipped"]),
-            generation=int(doc["generation"]),
-            journal=str(doc["journal"]),
-            synced_at=doc.get("synced_at"),
-            meta=dict(doc.get("meta") or {}),
-            chunks=chunks,
+    return _validated(path, doc)
+
+
+# Bounds that no real store reaches but that keep arithmetic and memory sane.
+_MAX_FILE_SIZE = 1 << 40
+_MAX_BYTES = 1 << 50
+_MAX_GENERATION = 99_999_999  # the 8 digits of the file names
+_JOURNAL = re.compile(r"journal-\d{8}\.jsonl(\.gz)?")
+_CHUNK = re.compile(r"\d{8}-\d{6}\.jsonl(\.gz)?")
+
+
+class _Fields:
+    """Typed access to one JSON object of the manifest; errors name the field."""
+
+    def __init__(self, path: Path, doc: dict[str, Any], where: str = "") -> None:
+        self.path, self.doc, self.where = path, doc, where
+
+    def fail(self, name: str, expected: str) -> CorruptStoreError:
+        if name not in self.doc:
+            return CorruptStoreError(f"{self.path}: field {self.where}{name!r} is missing")
+        value = reprlib.repr(self.doc[name])
+        return CorruptStoreError(
+            f"{self.path}: field {self.where}{name!r} is {value}; expected {expected}"
         )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CorruptStoreError(f"{path}: missing or malformed field ({exc!r})") from None
+
+    def integer(self, name: str, low: int, high: int) -> int:
+        value = self.doc.get(name)
+        if type(value) is not int or not low <= value <= high:
+            raise self.fail(name, f"an integer from {low} to {high}")
+        return value
+
+    def boolean(self, name: str, default: bool | None = None) -> bool:
+        value = self.doc.get(name, default)
+        if type(value) is not bool:
+            raise self.fail(name, "true or false")
+        return value
+
+    def name(self, name: str, form: re.Pattern[str], gzipped: bool, shown: str) -> str:
+        value = self.doc.get(name)
+        if (
+            type(value) is not str
+            or form.fullmatch(value) is None
+            or value.endswith(".gz") != gzipped
+        ):
+            raise self.fail(name, f"a file name {shown}{'.gz' if gzipped else ''}")
+        return value
+
+
+def _validated(path: Path, doc: dict[str, Any]) -> Manifest:
+    top = _Fields(path, doc)
+    file_size = top.integer("file_size", 1, _MAX_FILE_SIZE)
+    gzipped = top.boolean("gzipped")
+    generation = top.integer("generation", 0, _MAX_GENERATION)
+    journal = top.name("journal", _JOURNAL, gzipped, "journal-<8 digits>.jsonl")
+    journal_empty = top.boolean("journal_empty", default=False)
+    synced_at = doc.get("synced_at")
+    if synced_at is not None and type(synced_at) is not str:
+        raise top.fail("synced_at", "a time as text, or null")
+    meta = doc.get("meta", {})
+    if type(meta) is not dict:
+        raise top.fail("meta", "a JSON object")
+    listed = doc.get("chunks")
+    if type(listed) is not list:
+        raise top.fail("chunks", "a list of data files")
+    chunks: list[ChunkEntry] = []
+    seen: set[str] = set()
+    for index, item in enumerate(listed):
+        if type(item) is not dict:
+            raise _Fields(path, {"chunks": item}, "").fail("chunks", "a list of JSON objects")
+        entry = _Fields(path, item, f"chunks[{index}].")
+        name = entry.name("file", _CHUNK, gzipped, "<8 digits>-<6 digits>.jsonl")
+        if name in seen:
+            raise entry.fail("file", "a data file not already listed")
+        seen.add(name)
+        chunks.append(
+            ChunkEntry(
+                name,
+                entry.integer("records", 0, file_size),
+                entry.integer("bytes", 0, _MAX_BYTES),
+                entry.integer("crc32", 0, 0xFFFFFFFF),
+            )
+        )
+    total = sum(c.records for c in chunks)
+    if doc.get("records") != total or type(doc.get("records")) is not int:
+        raise top.fail("records", f"{total}, the sum of the data files' records")
+    return Manifest(
+        file_size=file_size,
+        gzipped=gzipped,
+        generation=generation,
+        journal=journal,
+        journal_empty=journal_empty,
+        synced_at=synced_at,
+        meta=dict(meta),
+        chunks=chunks,
+    )

@@ -21,7 +21,8 @@ def read_snapshot(
     """The manifest and the bytes of every file it names, read without a lock.
 
     If a file is missing because a writer compacted meanwhile, start over with
-    the new manifest. A file that stays missing raises
+    the new manifest. A missing journal that the manifest records as empty
+    reads as empty: the state as of that manifest. A file that stays missing raises
     :class:`CorruptStoreError`, or with *missing_ok* is left out (the journal
     as ``None``).
     """
@@ -38,7 +39,10 @@ def read_snapshot(
             journal: bytes | None = _fs.read_file(path / manifest.journal)
         except FileNotFoundError:
             journal = None
-            missing.append(manifest.journal)
+            if manifest.journal_empty:
+                journal = b""  # it held nothing when this manifest was written
+            else:
+                missing.append(manifest.journal)
         if not missing:
             return manifest, files, journal
         if attempt >= 2 and read_manifest(path).generation == manifest.generation:

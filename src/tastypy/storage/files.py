@@ -12,8 +12,9 @@ A sync appends one commit to the journal: one ``write``, one ``fdatasync``.
 Opening replays the data files, then every complete journal commit; a torn
 last commit (a crash mid-append) is cut away.
 
-Compaction (when the journal outgrows the data files, and at close) folds the
-journal into the data files copy-on-write: changed data files are written
+Compaction (when the journal outgrows the data files, and at close once it
+holds a quarter of their size) folds the journal into the data files
+copy-on-write: changed data files are written
 anew under fresh names, with a new empty journal, and a new manifest naming
 them atomically replaces the old one. Only then are the old files deleted. A
 crash at any instant leaves one consistent generation; files that no
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -36,7 +38,13 @@ from ._chunks import CHUNKS, Chunk, load_chunk
 from ._compaction import Generation, discard, plan, write_generation
 from ._durable import DirSyncError, fsync_dir, unlink_quietly
 from ._journal import Journal, apply_ops, replay
-from ._layout import create_store, refuse_strangers, remove_leftovers, remove_new_store
+from ._layout import (
+    create_store,
+    lost_manifest,
+    refuse_strangers,
+    remove_leftovers,
+    remove_new_store,
+)
 from ._lock import StoreLock
 from ._manifest import MANIFEST, Manifest, read_manifest
 from ._snapshot import read_snapshot
@@ -49,6 +57,11 @@ DEFAULT_FILE_SIZE = 1000
 # Compact once the journal is larger than the data files, but not before it
 # holds this much: small stores would otherwise compact on every few syncs.
 COMPACT_MIN_BYTES = 4 << 20
+# At close, compact once the journal is a quarter of the size of the data files:
+# what the close then writes is at most about five times what the syncs since
+# the last compaction wrote, and a smaller journal is cheap to replay on the
+# next open. A close after a few changes to a big store writes nothing more.
+CLOSE_COMPACT_FRACTION = 4
 
 
 class FileStorage:
@@ -95,10 +108,17 @@ class FileStorage:
         self._data_bytes = 0  # total size of self._chunks' files
         self._hash: dict[str, int] = {}  # key -> hash of its current line
         self._dir_sync_owed = False  # a rename whose directory fsync failed
+        # After a failed compaction, the next is tried only once the journal
+        # has grown past this size (0: no failure pending).
+        self._compact_retry_at = 0
         if readonly:
             if not (self.path / MANIFEST).exists():
-                what = "does not exist" if not self.path.exists() else "is not a tastypy store"
-                raise NotAStoreError(f"{self.path} {what} (no {MANIFEST})")
+                if not self.path.exists():
+                    raise NotAStoreError(f"{self.path} does not exist (no {MANIFEST})")
+                lost = lost_manifest(self.path) if self.path.is_dir() else None
+                if lost is not None:
+                    raise lost
+                raise NotAStoreError(f"{self.path} is not a tastypy store (no {MANIFEST})")
             self._manifest = read_manifest(self.path)
         else:
             self._manifest = self._open_for_writing(file_size, gzipped, timeout)
@@ -189,7 +209,7 @@ class FileStorage:
         else:
             self._manifest = read_manifest(self.path)
             files = {}
-            journal_raw = self._read(self._manifest.journal)
+            journal_raw = self._read_journal()
         data: dict[str, Any] = {}
         chunks: list[Chunk] = []
         self._hash = {}
@@ -207,7 +227,10 @@ class FileStorage:
         path = self.path / self._manifest.journal
         rep = replay(path, raw, self.gzipped)
         apply_ops(path, rep.ops, data, self._hash)
-        if rep.torn:
+        if rep.torn and self.readonly:
+            # Maybe a writer's append in progress, not a crash: nothing is discarded.
+            log.info("%s: ignoring an incomplete last commit (%d bytes)", path, rep.torn)
+        elif rep.torn:
             log.warning(
                 "%s: discarding a torn last commit (%d bytes): the program writing it "
                 "stopped mid-sync; the store is as of the sync before",
@@ -226,7 +249,22 @@ class FileStorage:
 
         ``(key, encoded_value)`` sets a key (in place if it exists, else at the
         end); ``(key, None)`` deletes it (a missing key is ignored). Setting a
-        key to the bytes it already has writes nothing.
+        key to the bytes it already has writes nothing. Changes apply in order,
+        exactly as a ``dict`` would apply them.
+
+        When the journal has outgrown the data files, a compaction follows the
+        commit. Its failure is not the commit's: it is logged (a warning naming
+        the store and the error) and retried once the journal has doubled.
+
+        Raises
+        ------
+        OSError
+            If the commit could not be made durable; the store on disk is as
+            before (a half-written commit is cut off again).
+        CorruptStoreError
+            If the journal file was deleted or replaced under the writer.
+        Exception
+            Whatever *changes* raises; nothing is committed then.
         """
         self._check_writable()
         if self._journal is None:  # never loaded (a brand-new store being filled)
@@ -235,48 +273,106 @@ class FileStorage:
         hashes = self._hash
         dumps = orjson.dumps
         records: list[bytes] = []
-        # New line hashes, applied once durable; two lists, not a list of
-        # tuples, so that a big commit does not set off the cyclic GC.
-        set_keys: list[str] = []
-        set_hashes: list[int] = []
-        gone: set[str] = set()  # keys deleted by this commit (and not set again)
+        # Each key this batch changes -> the hash of its line once the batch
+        # is applied, None if it ends deleted. Applied to self._hash only once
+        # the commit is durable. Hashes are ints, so this dict stays out of
+        # the cyclic GC's way even for a big commit.
+        batch: dict[str, int | None] = {}
         for key, value in changes:
+            # The key's line as of the changes seen so far (None: absent).
+            now = batch[key] if key in batch else hashes.get(key)
             if value is None:
-                if key in hashes and key not in gone:
+                if now is not None:
                     records.append(b"[" + dumps(key) + b"]")
-                    gone.add(key)
+                    batch[key] = None
                 continue
             line = b"".join((b"[", dumps(key), b",", value, b"]"))
             digest = hash(line)
-            if key in gone or digest != hashes.get(key):
+            if digest != now:
                 records.append(line)
-                set_keys.append(key)
-                set_hashes.append(digest)
-                gone.discard(key)
+                batch[key] = digest
         if self._dir_sync_owed:
             fsync_dir(self.path)
             self._dir_sync_owed = False
         if not records:
             return
+        if self._manifest.journal_empty:
+            self._mark_journal_used()
         self._journal.append(records)
-        for key in gone:
-            del hashes[key]
-        hashes.update(zip(set_keys, set_hashes, strict=True))
-        if self._journal.end > max(COMPACT_MIN_BYTES, self._data_bytes):
+        for key, final in batch.items():
+            if final is None:
+                hashes.pop(key, None)  # a new key set, then deleted again
+            else:
+                hashes[key] = final
+        if self._journal.end > max(COMPACT_MIN_BYTES, self._data_bytes, self._compact_retry_at):
+            self._compact_after_commit()
+
+    def _mark_journal_used(self) -> None:
+        """Durably drop the manifest's "journal is empty" before the first append.
+
+        Once a commit is in the journal, losing the journal loses data; the
+        manifest must no longer vouch for a missing journal. One manifest
+        write per compaction, at the first commit after it.
+        """
+        self._manifest.journal_empty = False
+        try:
+            self._manifest.write(self.path, durable=self.durable)
+        except DirSyncError:
+            self._dir_sync_owed = True  # renamed: retried before the next append
+            raise
+        except BaseException:
+            self._manifest.journal_empty = True
+            raise
+
+    def _compact_after_commit(self) -> None:
+        """Compact; a failure is logged, not raised: the commit is already durable."""
+        assert self._journal is not None
+        try:
             self.compact()
+        except Exception as exc:
+            # Back off: a disk that stays full must not cost a failed
+            # compaction on every sync. Doubling the journal first bounds the
+            # failed attempts to a logarithm of what is written meanwhile.
+            self._compact_retry_at = 2 * self._journal.end
+            log.warning(
+                "%s: compaction failed (%s: %s); the sync is durable in the journal, "
+                "compaction is retried once the journal exceeds %d bytes",
+                self.path,
+                type(exc).__name__,
+                exc,
+                self._compact_retry_at,
+            )
+        else:
+            self._compact_retry_at = 0
 
     def close(self) -> None:
-        """Fold the journal into the data files (if writable), release the lock.
+        """Release the lock; first compact, if the journal is large.
 
-        Idempotent. A failing compaction is logged, not raised: the journal
-        still holds every commit.
+        The journal is folded into the data files only once it holds at least
+        a quarter of their size (``CLOSE_COMPACT_FRACTION``), so that what a
+        close writes follows what changed; otherwise it stays, and the next
+        open replays it. Idempotent. A failing compaction is logged, not
+        raised: the journal still holds every commit.
         """
         if self._journal is not None:
             try:
-                if self._journal.end and self._lock is not None and os.getpid() == self._pid:
+                # Not while the interpreter shuts down (a POD collected then):
+                # builtins such as open() may be gone, and the journal keeps
+                # everything anyway.
+                if (
+                    self._journal.end * CLOSE_COMPACT_FRACTION > self._data_bytes
+                    and self._lock is not None
+                    and os.getpid() == self._pid
+                    and not sys.is_finalizing()
+                ):
                     self.compact()
-            except Exception:
-                log.exception("%s: compaction at close failed; the journal keeps the data", self)
+            except Exception as exc:
+                log.warning(
+                    "%s: compaction at close failed (%s: %s); the journal is left as it is",
+                    self.path,
+                    type(exc).__name__,
+                    exc,
+                )
             finally:
                 self._journal.close()
                 self._journal = None
@@ -293,7 +389,7 @@ class FileStorage:
         """Fold the journal into the data files now (atomic, like a commit)."""
         self._check_writable()
         assert self._journal is not None
-        raw = self._read(self._manifest.journal)[: self._journal.end]
+        raw = self._read_journal()[: self._journal.end]
         replayed = replay(self.path / self._manifest.journal, raw, self.gzipped)
         if not replayed.ops:
             return
@@ -309,9 +405,10 @@ class FileStorage:
             durable=self.durable,
         )
         manifest = self._manifest
-        old = manifest.chunks, manifest.generation, manifest.journal
+        old = manifest.chunks, manifest.generation, manifest.journal, manifest.journal_empty
         manifest.chunks = [c.entry for c in new.chunks]
         manifest.generation, manifest.journal = new.number, new.journal
+        manifest.journal_empty = True
         try:
             manifest.write(self.path, durable=self.durable)
         except DirSyncError:
@@ -320,7 +417,7 @@ class FileStorage:
             self._adopt(new)
             raise
         except BaseException:
-            manifest.chunks, manifest.generation, manifest.journal = old
+            manifest.chunks, manifest.generation, manifest.journal, manifest.journal_empty = old
             discard(self.path, new)
             raise
         self._adopt(new)
@@ -373,6 +470,13 @@ class FileStorage:
             raise
 
     # -- reading --------------------------------------------------------------
+
+    def _read_journal(self) -> bytes:
+        """The journal's bytes; a missing journal the manifest records as empty is empty."""
+        if self._manifest.journal_empty and not (self.path / self._manifest.journal).exists():
+            log.info("%s: journal missing, recorded as empty: recreating it", self.path)
+            return b""
+        return self._read(self._manifest.journal)
 
     def _read(self, name: str) -> bytes:
         try:

@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import CorruptStoreError, NotAStoreError
 from ._chunks import CHUNKS, load_chunk
 from ._journal import apply_ops, replay
-from ._layout import JOURNAL_NAME
+from ._layout import JOURNAL_NAME, lost_manifest
 from ._manifest import MANIFEST
 from ._snapshot import read_snapshot
 
@@ -62,9 +62,14 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
     ------
     NotAStoreError
         If *path* does not exist or holds no tastypy store.
+    CorruptStoreError
+        If *path* holds a store's data files or journal but no manifest.
     """
     store = Path(path)
     if not (store / MANIFEST).is_file():
+        lost = lost_manifest(store) if store.is_dir() else None
+        if lost is not None:
+            raise lost
         what = "does not exist" if not store.exists() else "is not a tastypy store"
         raise NotAStoreError(f"{store} {what} (no {MANIFEST})")
     report = VerifyReport(store)
@@ -86,6 +91,11 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
         except CorruptStoreError as exc:
             report.problems.append(str(exc))
     journal = store / manifest.journal
+    if journal_raw == b"" and manifest.journal_empty and not journal.exists():
+        report.notes.append(
+            f"{journal} is missing; {MANIFEST} records it as empty, so nothing is lost "
+            "(a writable open recreates it)"
+        )
     if journal_raw is None:
         report.problems.append(f"{journal} is missing but {MANIFEST} names it")
     else:
