@@ -169,28 +169,34 @@ def describe_holder(directory: Path) -> str:
     the OS keeps no such list, the line is taken as it is.
     """
     info = _holder_line(directory / LOCK_FILE)
-    owners = _lock_owners(directory)
-    if owners is None or not owners:
-        # No list of holders (not Linux), or an older version holding only the file.
-        if info is not None:
-            return _describe(info.get("pid"), info.get("host"), info.get("argv"))
-        return "another process"
-    if info is not None and info.get("pid") in owners:
+    owners = _owners(directory)
+    if info is not None and (owners is None or info["pid"] in owners):
         return _describe(info["pid"], info.get("host"), info.get("argv"))
+    if not owners:
+        return "another process"
     pid = min(owners)
     return _describe(pid, socket.gethostname(), _cmdline(pid))
 
 
 def holder_pid(directory: Path) -> int | None:
-    """The pid of the process holding *directory*'s lock, if one can be named."""
-    owners = _lock_owners(directory)
-    if owners:
-        return min(owners)
+    """The pid of the process holding *directory*'s lock, or None if not held.
+
+    Where the OS keeps no list of lock holders, this is the pid the lock file
+    names (which may be stale: check that it lives).
+    """
+    owners = _owners(directory)
     if owners is None:
         info = _holder_line(directory / LOCK_FILE)
-        pid = None if info is None else info.get("pid")
-        return pid if type(pid) is int else None
-    return None
+        return None if info is None else int(info["pid"])
+    return min(owners) if owners else None
+
+
+def _owners(directory: Path) -> set[int] | None:
+    """Pids holding the directory's lock or, failing that, the lock file's (older versions)."""
+    owners = _lock_owners(directory)
+    if owners is None or owners:
+        return owners
+    return _lock_owners(directory / LOCK_FILE) or set()
 
 
 def _describe(pid: Any, host: Any, argv: Any) -> str:
