@@ -433,3 +433,24 @@ def test_holder_info_that_cannot_be_written_does_not_fail_the_open(
     finally:
         pod.close()
     assert read_store(store) == [("k", "v")]
+
+
+def test_a_lock_file_that_is_a_symlink_never_touches_its_target(tmp_path: Path) -> None:
+    """A store is untrusted input: its ``lock`` must not reach a file outside it."""
+    store = tmp_path / "store"
+    with tastypy.POD(store) as pod:
+        pod["k"] = 1
+    outside = tmp_path / "precious.txt"
+    outside.write_text('{"pid": 1, "host": "h", "argv": ["secret"]}\n')
+    (store / "lock").unlink()
+    (store / "lock").symlink_to(outside)
+    with pytest.raises(tastypy.CorruptStoreError) as caught:
+        tastypy.POD(store)
+    assert str(store / "lock") in str(caught.value)
+    assert outside.read_text() == '{"pid": 1, "host": "h", "argv": ["secret"]}\n'
+    assert read_store(store) == [("k", 1)]
+    (store / "lock").unlink()  # the fix the message asks for
+    with tastypy.POD(store) as pod:
+        pod["k"] = 2
+    assert read_store(store) == [("k", 2)]
+    assert outside.read_text() == '{"pid": 1, "host": "h", "argv": ["secret"]}\n'
