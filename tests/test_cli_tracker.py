@@ -326,6 +326,78 @@ def test_colour_only_on_a_terminal_without_no_color(tracker_store: Path) -> None
     assert piped.stdout == plain
 
 
+KILLED = """
+import os, signal, sys
+import tastypy
+
+tracker = tastypy.Tracker(sys.argv[1])
+assert tracker.try_it("task-04")  # tried once before: its second and last try
+assert tracker.try_it("task-09")  # untried until now
+assert tracker.try_it("task-new")  # not in the store: the try adds it
+os.kill(os.getpid(), signal.SIGKILL)  # no sync: only tries.jsonl knows these tries
+"""
+
+
+def test_read_commands_show_the_tries_of_a_killed_writer(tracker_store: Path) -> None:
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED, str(tracker_store)],
+        capture_output=True,
+        encoding="utf-8",
+        timeout=WAIT,
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert (tracker_store / "tries.jsonl").stat().st_size > 0
+    before = _files(tracker_store)
+    tries = {"task-04": 2, "task-09": 1, "task-new": 1}
+
+    for key, count in tries.items():
+        pretty = tastypy_cmd("show", str(tracker_store), key)
+        assert pretty.returncode == 0, pretty.stderr
+        assert json.loads(pretty.stdout)["_tries"] == count, (key, pretty.stdout)
+        compact = tastypy_cmd("show", str(tracker_store), key, "--json")
+        assert json.loads(compact.stdout) == json.loads(pretty.stdout)
+    assert json.loads(tastypy_cmd("show", str(tracker_store), "task-new").stdout) == {
+        "_done": False,
+        "_tries": 1,
+    }
+    summary = json.loads(tastypy_cmd("show", str(tracker_store), "--json").stdout)
+    assert summary["kind"] == "tracker"
+    assert summary["keys"] == len(KEYS) + 1  # task-new too
+
+    exported = tastypy_cmd("export", str(tracker_store))
+    assert exported.returncode == 0, exported.stderr
+    records = json.loads(exported.stdout)
+    assert list(records) == [*KEYS, "task-new"]
+    assert {key: records[key]["_tries"] for key in tries} == tries
+    assert records == _records(tracker_store)  # what the tracker itself sees
+    lines = tastypy_cmd("export", str(tracker_store), "--format", "jsonl").stdout.splitlines()
+    assert [json.loads(line) for line in lines] == [[k, v] for k, v in records.items()]
+
+    failed = tastypy_cmd("list", str(tracker_store), "--state", "failed")
+    assert failed.stdout.split() == ["task-05", "task-06", "task-09", "task-new"]
+    exhausted = tastypy_cmd("list", str(tracker_store), "--state", "exhausted")
+    assert exhausted.stdout.split() == ["task-04", "task-07"]
+    assert _files(tracker_store) == before  # read commands changed nothing
+
+
+def test_status_and_refusals_name_a_writer_whose_lock_file_was_deleted(
+    tracker_store: Path,
+) -> None:
+    with Child(HOLD, str(tracker_store)) as writer:
+        writer.expect("ready")
+        (tracker_store / "lock").unlink()
+        frame = json.loads(tastypy_cmd("status", str(tracker_store), "--json").stdout)
+        assert frame["writer"] == writer.pid
+        refused = tastypy_cmd("reset", str(tracker_store), "--all")
+        _assert_one_line_error(refused, str(tracker_store), f"process {writer.pid} ")
+        writer.send()
+        writer.expect("closed")
+        assert writer.finish() == 0, writer.stderr
+    frame = json.loads(tastypy_cmd("status", str(tracker_store), "--json").stdout)
+    assert frame["writer"] is None
+
+
 def test_read_commands_work_while_a_writer_holds_the_store(tracker_store: Path) -> None:
     with Child(HOLD, str(tracker_store), "busy") as writer:
         writer.expect("ready")

@@ -42,12 +42,22 @@ def _check_store(path: str) -> Path:
 
 
 def _open(path: str) -> PersistentOrderedDict:
-    """Open *path* read-only, or fail with a one-line reason."""
+    """Open *path* read-only, or fail with a one-line reason.
+
+    A tracker store opens as a read-only tracker, so its records are shown as
+    the tracker sees them: with the tries logged in ``tries.jsonl`` since the
+    last sync (by a writer still running, or one that was killed).
+    """
     store = _check_store(path)
+    kind = ProgressTracker if _is_tracker(store) else PersistentOrderedDict
     try:
-        return PersistentOrderedDict(store, readonly=True)
+        return kind(store, readonly=True)
     except NotAStoreError as exc:
         raise Fail(str(exc)) from None
+
+
+def _is_tracker(store: Path) -> bool:
+    return read_manifest(store).meta.get("kind") == "tracker"
 
 
 def show(args: argparse.Namespace) -> int:
@@ -132,7 +142,7 @@ def compact(args: argparse.Namespace) -> int:
 def _records(path: str) -> tuple[dict[str, Any], int]:
     """A tracker's records (as last synced, tries logged since included) and max_tries."""
     store = _check_store(path)
-    if read_manifest(store).meta.get("kind") != "tracker":
+    if not _is_tracker(store):
         raise Fail(f"{path}: a plain POD, not a tracker")
     with ProgressTracker(store, readonly=True) as tracker:
         return dict(tracker.items()), tracker.max_tries or 0
@@ -242,7 +252,7 @@ def import_file(args: argparse.Namespace) -> int:
     store = Path(args.path)
     existed = store.exists()
     exists = (store / MANIFEST).is_file()
-    is_tracker = exists and read_manifest(store).meta.get("kind") == "tracker"
+    is_tracker = exists and _is_tracker(store)
     kind = ProgressTracker if is_tracker else PersistentOrderedDict
     with kind(store) as pod:
         pod.hold()

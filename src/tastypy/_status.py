@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ._counts import ABORTED, DONE, EXHAUSTED, TRIED, TaskCounts
+from .storage._lock import holder_pid
 
 __all__ = ["STATES", "Snapshot", "in_state", "render", "snapshot", "writer_pid"]
 
@@ -85,13 +86,16 @@ def snapshot(records: dict[str, Any], max_tries: int, top: int = 5) -> Snapshot:
 
 
 def writer_pid(store: Path) -> int | None:
-    """The pid named in the store's lock file, if that process is alive."""
-    try:
-        info = json.loads((store / "lock").read_text() or "{}")
-        pid = int(info["pid"])
-        os.kill(pid, 0)
-    except (OSError, ValueError, KeyError, TypeError):
+    """The pid of the process holding the store for writing, if it is alive."""
+    pid = holder_pid(store)
+    if pid is None:
         return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except OSError:
+        pass  # it lives, as another user's process
     return pid
 
 
