@@ -17,7 +17,7 @@ references the tracker handed out earlier (``rec = t[k]`` kept across steps
 and syncs, then ``rec["_done"] = True``), also inside a loop over ``items()``
 that asks for ``percent_done()`` on every iteration.
 
-Set ``TASTYPY_HYPOTHESIS_EXAMPLES`` to run more examples (default 50).
+Set ``TASTYPY_HYPOTHESIS_EXAMPLES`` to run more examples (default 100).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from tastypy import DuplicateKeyError, ProgressTracker
 
 from _subproc import run
 
-EXAMPLES = int(os.environ.get("TASTYPY_HYPOTHESIS_EXAMPLES", "50"))
+EXAMPLES = int(os.environ.get("TASTYPY_HYPOTHESIS_EXAMPLES", "100"))
 
 KEYS = st.sampled_from(["a", "b", "c", "d", "e", "f"])
 MAX_TRIES = st.sampled_from([None, 1, 2, 3])
@@ -311,6 +311,8 @@ TrackerMachine.TestCase.settings = settings(
     stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
+    # One bug at a time: shrinking several at once takes longer than the run.
+    report_multiple_bugs=False,
     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
 )
 TestTrackerCounts = TrackerMachine.TestCase
