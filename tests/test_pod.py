@@ -70,16 +70,18 @@ def test_seed_nested_mutation_through_the_pod_is_synced(make_pod: MakePod) -> No
     my_pod.close()
 
 
-def test_seed_outside_reference_is_not_seen_until_mark_dirty(make_pod: MakePod) -> None:
+def test_seed_outside_reference_is_seen_by_sync(make_pod: MakePod) -> None:
+    # The seed needed mark_dirty here; an explicit sync now finds the change itself.
     my_pod = make_pod()
     value: dict[str, object] = {}
     my_pod["key"] = value
-    value["subkey2"] = "baz"  # not seen: the POD's name is not on this line
-    my_pod.sync()
-    assert on_disk(my_pod.path) == [("key", {})]
-    my_pod.mark_dirty("key")
+    value["subkey2"] = "baz"  # the POD's name is not on this line
     my_pod.sync()
     assert on_disk(my_pod.path) == [("key", {"subkey2": "baz"})]
+    value["subkey3"] = 1
+    my_pod.mark_dirty("key")  # still works, and is what an automatic sync needs
+    my_pod.sync()
+    assert on_disk(my_pod.path) == [("key", {"subkey2": "baz", "subkey3": 1})]
 
 
 def test_seed_update_with_a_key_syncs_that_key(make_pod: MakePod) -> None:

@@ -7,9 +7,11 @@ The rules tested here (each one also has a plain example below the machine):
    given (``pod[k] = v``) and that is changed in place later -- after any
    number of automatic syncs and explicit ``sync()`` calls -- is on disk after
    ``sync()`` and after ``close()``. Keys only read write nothing.
-2. SIGTERM with a handler of the program's own that returns (installed after
-   the POD was opened): the disk holds everything changed so far, and values
-   handed out before the signal stay tracked afterwards.
+2. SIGTERM with a handler of the program's own that returns (installed before
+   the POD was opened, so tastypy's handler syncs and then calls it; one
+   installed after replaces tastypy's, as documented): the disk holds
+   everything changed so far, and values handed out before the signal stay
+   tracked afterwards.
 3. Several threads at once (distinct keys, small ``sync_at``): memory and,
    after ``sync()``, the disk equal the model.
 5. A NaN smuggled into one key by nested mutation: reads of other keys never
@@ -217,10 +219,10 @@ class HandedOutMachine(RuleBasedStateMachine):
     ) -> None:
         tastypy.storage.files.COMPACT_MIN_BYTES = compact_min_bytes  # restored by teardown
         self.sync_at, self.durable = sync_at, durable
+        self.install_own_handler()  # before the POD opens: tastypy's handler chains to it
         self.pod = POD(
             self.path, gzipped=gzipped, file_size=file_size, sync_at=sync_at, durable=durable
         )
-        self.install_own_handler()  # after tastypy is imported and the POD open
 
     def teardown(self) -> None:
         try:
@@ -350,9 +352,9 @@ class HandedOutMachine(RuleBasedStateMachine):
     def close_and_reopen(self, reinstall_own_handler: bool) -> None:
         self.store.close()
         assert_on_disk(self.path, self.memory, "after close()")
-        self._reopen()
-        if reinstall_own_handler:  # a program that installs its handler after opening
+        if reinstall_own_handler:  # a program that installs its handler anew, then reopens
             self.install_own_handler()
+        self._reopen()
 
     @rule()
     def read_only_pass_writes_nothing(self) -> None:
@@ -622,11 +624,11 @@ def test_sigterm_with_a_handler_that_returns_keeps_reads_tracked(tmp_path: Path)
     """``rec = pod["a"]; <SIGTERM>; rec["x"] = 1; pod.close()`` keeps ``x``."""
     seen: list[int] = []
     with sigterm_restored():
+        signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
         pod = POD(tmp_path / "store", sync_at=1000)
         try:
             pod["a"] = {}
             pod.sync()
-            signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
             rec = pod["a"]
             rec["before"] = 0
             pod["b"] = [1]
@@ -643,11 +645,11 @@ def test_sigterm_with_a_handler_that_returns_in_a_program(tmp_path: Path) -> Non
     code = """
         import os, signal, sys
         import tastypy
+        stop = []
+        signal.signal(signal.SIGTERM, lambda signum, frame: stop.append(signum))
         pod = tastypy.POD(sys.argv[1], sync_at=1000)
         pod["a"] = {}
         pod.sync()
-        stop = []
-        signal.signal(signal.SIGTERM, lambda signum, frame: stop.append(signum))
         rec = pod["a"]
         rec["before"] = 0
         os.kill(os.getpid(), signal.SIGTERM)

@@ -20,6 +20,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from ._references import count_refs
+
 __all__ = ["ABORTED", "DONE", "EXHAUSTED", "TRIED", "TaskCounts"]
 
 DONE, TRIED, ABORTED, EXHAUSTED = 1, 2, 4, 8
@@ -33,8 +35,8 @@ def _references_when_unheld() -> int:
     return sys.getrefcount(record)
 
 
-_getrefcount = getattr(sys, "getrefcount", None)
-# Seen as held for good where there is no reference count to ask.
+_getrefcount = count_refs
+# Seen as held for good where reference counts cannot be trusted.
 _UNHELD = _references_when_unheld() if _getrefcount is not None else -1
 
 

@@ -6,10 +6,13 @@ Three sets of keys, kept apart so that an automatic sync costs what changed:
   was read may be changed in place by the caller). The flag says whether the
   key goes (again) to the end of the store: new, or deleted since the sync.
 * ``encoded``: the encoding made at assignment, valid until the key is read.
-* ``session``: keys that an earlier sync of this session wrote or checked.
-  Their values may still be held by the caller and changed later, so the
-  sync at close (or exit) encodes them once more; the engine writes only
-  those whose bytes differ from what it holds.
+* ``session``: keys that an earlier sync of this session wrote or checked,
+  whose values the program may still reach (it kept a reference, to the
+  value or to something inside it) and so change later. An explicit sync,
+  and the sync at close or exit, encode them once more; the engine writes
+  only those whose bytes differ from what it holds. Automatic syncs leave
+  them alone, so that their cost follows what was touched since the last
+  sync.
 
 A value that can no longer be encoded (a NaN smuggled in by nested mutation)
 is left out of a sync and stays dirty; every other key is written. ``bad``
@@ -24,6 +27,7 @@ from typing import Any
 import orjson
 
 from ._codec import FAST_OPTIONS, encode_value, has_non_finite
+from ._references import reachable_among
 from ._settings import IgnoreAll
 
 __all__ = ["Pending"]
@@ -45,31 +49,47 @@ class Pending:
         self.warned: set[str] = set()  # bad keys already logged by an automatic sync
         self.reported: set[str] = set()  # bad keys already reported on stderr at exit
 
-    def selection(self, keys: list[str] | None, *, full: bool) -> list[tuple[str, bool]]:
-        """The ``(key, appended)`` pairs a sync looks at.
+    def selection(
+        self, data: dict[str, Any], keys: list[str] | None, *, full: bool
+    ) -> tuple[list[tuple[str, bool]], set[str]]:
+        """The ``(key, appended)`` pairs a sync looks at, and which of them the program can reach.
 
         *keys* None: every dirty key, and with *full* every session key too.
+        Reachability is settled before anything is encoded: a change made
+        through a reference that exists now may land after its key was
+        encoded, so such a key must stay in the session; and no new
+        reference can be handed out while the caller holds the POD's lock.
         """
         dirty = self.dirty
         if keys is not None:
-            return [(k, dirty.get(k, False)) for k in keys]
-        chosen = list(dirty.items())
-        if full:
-            chosen += [(k, False) for k in self.session if k not in dirty]
-        return chosen
+            chosen = [(k, dirty.get(k, False)) for k in keys]
+        else:
+            chosen = list(dirty.items())
+            if full:
+                chosen += [(k, False) for k in self.session if k not in dirty]
+        return chosen, set(reachable_among(data, [k for k, _appended in chosen]))
 
     def changes(
-        self, data: dict[str, Any], chosen: Iterable[tuple[str, bool]], left: list[str]
+        self,
+        data: dict[str, Any],
+        chosen: Iterable[tuple[str, bool]],
+        left: list[str],
+        *,
+        distrust: set[str],
     ) -> Iterator[tuple[str, bytes | None]]:
         """The engine changes for *chosen*, made lazily; keys that cannot be encoded go to *left*.
 
         A generator, so each change tuple is freed before the next is made:
-        a list of them would trigger the cyclic GC over all the data.
+        a list of them would trigger the cyclic GC over all the data. The
+        encoding made at assignment is not used for keys in *distrust*
+        (values the program may have changed since).
         """
         encoded, bad = self.encoded, self.bad
         dumps = orjson.dumps
         for key, appended in chosen:
             blob = encoded.get(key)
+            if blob is not None and key in distrust:
+                blob = None  # changed since assigned, maybe: encode it again
             if blob is None:
                 if key not in data:
                     if appended:
@@ -91,22 +111,31 @@ class Pending:
                 yield key, None  # (re)goes to the end: drop its old place
             yield key, blob
 
-    def settle(self, chosen: list[tuple[str, bool]], left: list[str], *, whole: bool) -> None:
+    def settle(
+        self,
+        chosen: list[tuple[str, bool]],
+        reach: set[str],
+        left: list[str],
+        *,
+        whole: bool,
+    ) -> None:
         """A commit of *chosen* is durable: they are clean now, but for *left*.
 
-        *whole*: *chosen* covered every dirty key.
+        *whole*: *chosen* covered every dirty key. Of the keys written or
+        checked, those in *reach* (values the program may still change, see
+        :meth:`selection`) stay in the session.
         """
-        dirty, encoded, bad = self.dirty, self.encoded, self.bad
+        dirty, encoded, bad, session = self.dirty, self.encoded, self.bad, self.session
         kept = {k: dirty.get(k, False) for k in left}
+        session.difference_update(key for key, _appended in chosen)
+        session.update(reach)
         if whole:
-            self.session.update(dirty)
             dirty.clear()
             encoded.clear()
         else:
             for key, _appended in chosen:
                 dirty.pop(key, None)
                 encoded.pop(key, None)
-                self.session.add(key)
         if bad:
             for key, _appended in chosen:
                 if key not in kept and bad.pop(key, None) is not None:

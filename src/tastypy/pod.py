@@ -184,19 +184,26 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         if type(key) is not str:
             key = normalize_key(key)
         with self._lock:
-            value = self._data[key]
-            if self._touched is not None:
-                self._touched.add(key)
-            dirty = self._dirty
-            if key not in dirty:
-                # The caller may mutate the value after we return, so this key must
-                # stay dirty: if it is the one that reaches sync_at, sync the
-                # others first, then mark it.
-                if len(dirty) + 1 >= self._sync_at and dirty and not self._held:
-                    self._auto_sync()
-                dirty[key] = False
-            self._encoded.pop(key, None)  # the caller may now mutate the value
-            return value
+            return self._hand_out(key)
+
+    def _hand_out(self, key: str) -> Any:
+        """The value of *key*, which the caller may now change: it stays dirty.
+
+        The caller holds the lock and has normalized *key*.
+        """
+        value = self._data[key]
+        if self._touched is not None:
+            self._touched.add(key)
+        dirty = self._dirty
+        if key not in dirty:
+            # The caller may mutate the value after we return, so this key must
+            # stay dirty: if it is the one that reaches sync_at, sync the
+            # others first, then mark it.
+            if len(dirty) + 1 >= self._sync_at and dirty and not self._held:
+                self._auto_sync()
+            dirty[key] = False
+        self._encoded.pop(key, None)  # the caller may now mutate the value
+        return value
 
     def __setitem__(self, key: Any, value: Any) -> None:
         if type(key) is not str:
@@ -328,11 +335,13 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             return set(self._dirty)
 
     def sync(self) -> None:
-        """Write every key read or changed since the last sync, as one atomic, durable commit.
+        """Write every change, as one atomic, durable commit.
 
-        A value that was handed out and is changed after this sync is
-        written by a later sync that sees it read again, or at the latest by
-        the sync at :meth:`close` or exit.
+        That is every key assigned, deleted or read since the last sync, and
+        every value handed out earlier that the program can still reach and
+        has changed in place since. (Automatic syncs write only the first
+        kind, so that their cost follows what was touched; the sync at
+        :meth:`close` or exit, like this one, writes both.)
 
         Raises
         ------
@@ -349,7 +358,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         """
         self._check_writable()
         with self._lock, _lifecycle.critical():
-            left = self._commit(None) if self._dirty else []
+            left = self._commit(None, full=True)
         self._raise_bad(left)
 
     def sync_key(self, key: Any) -> None:
@@ -382,11 +391,12 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         failure nothing is committed and every key stays dirty.
         """
         pending = self._pending
-        chosen = pending.selection(keys, full=full)
+        chosen, reach = pending.selection(self._data, keys, full=full)
         left: list[str] = []
         assert self._storage is not None
-        self._storage.commit(pending.changes(self._data, chosen, left))
-        pending.settle(chosen, left, whole=keys is None)
+        changes = pending.changes(self._data, chosen, left, distrust=reach if full else set())
+        self._storage.commit(changes)
+        pending.settle(chosen, reach, left, whole=keys is None)
         return left
 
     def _raise_bad(self, left: list[str]) -> None:
@@ -467,6 +477,9 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         check_settings(gzipped, file_size, None, 0)
         assert self._storage is not None
         with self._lock, _lifecycle.critical():
+            # Who can reach what is settled before any value is encoded (see
+            # Pending.selection): every value goes to the new store.
+            chosen, reach = self._pending.selection(self._data, list(self._data), full=False)
             encoded = (
                 (key, encode_value(value, keep=False, key=key))
                 for key, value in self._data.items()
@@ -484,10 +497,10 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             PersistentOrderedDict._open.pop(os.path.realpath(self._path), None)
             self._path = Path(path)
             PersistentOrderedDict._open[os.path.realpath(path)] = self
-            pending = self._pending
-            pending.session.update(self._dirty)
+            # Everything is in the new store: as after a sync of every key.
             self._dirty.clear()
             self._encoded.clear()
+            self._pending.settle(chosen, reach, [], whole=True)
 
     def compact(self) -> None:
         """Sync, then fold the journal into the data files now (atomic, like a sync).

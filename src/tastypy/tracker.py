@@ -183,14 +183,16 @@ class ProgressTracker(PersistentOrderedDict):
         DuplicateKeyError
             If the task exists (a :class:`KeyError`).
         """
-        if key in self:
-            raise DuplicateKeyError(f"task {key!r} is already in {self.path}")
-        self[key] = {"_done": False, "_tries": 0}
+        with self._lock:
+            if key in self:
+                raise DuplicateKeyError(f"task {key!r} is already in {self.path}")
+            self[key] = {"_done": False, "_tries": 0}
 
     def add_if_absent(self, key: Any) -> None:
         """Add the task unless it exists."""
-        if key not in self:
-            self[key] = {"_done": False, "_tries": 0}
+        with self._lock:
+            if key not in self:
+                self[key] = {"_done": False, "_tries": 0}
 
     def add_many(self, keys: Iterable[Any]) -> None:
         """Add many tasks at once (fast); all or nothing.
@@ -205,23 +207,24 @@ class ProgressTracker(PersistentOrderedDict):
             if not key.isascii():
                 check_new_key(key)
         fresh = dict.fromkeys(normalized)
-        clash = next((k for k in fresh if k in self._data), None)
-        if clash is not None or len(fresh) != len(normalized):
-            name = clash if clash is not None else _first_repeat(normalized)
-            raise DuplicateKeyError(f"task {name!r} is already in {self.path} or listed twice")
-        self._add_fresh(fresh)
+        with self._lock:
+            clash = next((k for k in fresh if k in self._data), None)
+            if clash is not None or len(fresh) != len(normalized):
+                name = clash if clash is not None else _first_repeat(normalized)
+                raise DuplicateKeyError(f"task {name!r} is already in {self.path} or listed twice")
+            self._add_fresh(fresh)
 
     def add_many_if_absent(self, keys: Iterable[Any]) -> None:
         """Add the tasks that are not there yet, in order (fast)."""
-        data = self._data
-        fresh = dict.fromkeys(
-            k for k in (k if type(k) is str else normalize_key(k) for k in keys) if k not in data
-        )
-        self._add_fresh(fresh)
+        normalized = [k if type(k) is str else normalize_key(k) for k in keys]
+        with self._lock:
+            data = self._data
+            self._add_fresh(dict.fromkeys(k for k in normalized if k not in data))
 
     def _add_fresh(self, keys: dict[str, None]) -> None:
         # Every new record encodes the same: skip the per-key encode and checks
-        # of __setitem__ (an untried task has no status bits to count).
+        # of __setitem__ (an untried task has no status bits to count). The
+        # caller holds the lock.
         self._check_writable()
         data, dirty, encoded = self._data, self._dirty, self._encoded
         for key in keys:
@@ -243,8 +246,9 @@ class ProgressTracker(PersistentOrderedDict):
 
     def check_or_add(self, key: Any) -> bool:
         """Add the task if missing; return whether it is done."""
-        self.add_if_absent(key)
-        return self.check(key)
+        with self._lock:
+            self.add_if_absent(key)
+            return self.check(key)
 
     def tries(self, key: Any) -> int:
         """How many times the task was tried."""
@@ -252,15 +256,20 @@ class ProgressTracker(PersistentOrderedDict):
         return tries if type(tries) is int else 0
 
     def _set(self, key: Any, field: str, value: Any) -> None:
+        if type(key) is not str:
+            key = normalize_key(key)
         self._check_writable()
-        self[key][field] = value  # through __getitem__: marked dirty and recounted
+        with self._lock:  # read and change as one step: no sync in between
+            self._hand_out(key)[field] = value  # marked dirty and recounted
 
     def increment_tries(self, key: Any) -> None:
-        self._set(key, "_tries", self.tries(key) + 1)
+        with self._lock:
+            self._set(key, "_tries", self.tries(key) + 1)
 
     def decrement_tries(self, key: Any) -> None:
         """One try fewer, never below zero."""
-        self._set(key, "_tries", max(0, self.tries(key) - 1))
+        with self._lock:
+            self._set(key, "_tries", max(0, self.tries(key) - 1))
 
     def reset_tries(self, key: Any) -> None:
         self._set(key, "_tries", 0)
@@ -278,24 +287,29 @@ class ProgressTracker(PersistentOrderedDict):
         done, aborted, or already tried ``max_tries`` times. The try is logged
         to disk before this returns (see the class notes).
         """
+        if type(key) is not str:
+            key = normalize_key(key)
         self._check_writable()
-        self.add_if_absent(key)
-        record = self[key]
-        tries = record.get("_tries")
-        tries = tries if type(tries) is int else 0
-        if record.get("_done") or record.get("_aborted"):
-            return False
-        limit = self._tally.max_tries
-        if limit and tries >= limit:
-            return False
-        record["_tries"] = tries + 1
-        self._tries_log.append(key if type(key) is str else normalize_key(key), tries + 1)
-        return True
+        with self._lock:  # one claim at a time: two threads never both get True
+            if key not in self._data:
+                self._add_fresh({key: None})
+            record = self._hand_out(key)
+            tries = record.get("_tries")
+            tries = tries if type(tries) is int else 0
+            if record.get("_done") or record.get("_aborted"):
+                return False
+            limit = self._tally.max_tries
+            if limit and tries >= limit:
+                return False
+            record["_tries"] = tries + 1
+            self._tries_log.append(key, tries + 1)
+            return True
 
     # -- counts -------------------------------------------------------------------------
 
     def _count(self, bit: int) -> int:
-        return self._tally.count(bit, self._data)
+        with self._lock:
+            return self._tally.count(bit, self._data)
 
     def num_done(self) -> int:
         return self._count(DONE)
@@ -329,11 +343,12 @@ class ProgressTracker(PersistentOrderedDict):
 
     def percent_done(self, decimals: int = 2) -> str:
         # Kept short: meant to be called on every iteration of a job's loop.
-        data, tally = self._data, self._tally
-        if tally.unchecked:
-            tally.refresh(data)
-        n = len(data)
-        fraction = tally.counts[DONE] / n if n else 0.0
+        with self._lock:
+            data, tally = self._data, self._tally
+            if tally.unchecked:
+                tally.refresh(data)
+            n = len(data)
+            fraction = tally.counts[DONE] / n if n else 0.0
         return "%.*f %%" % (decimals, fraction * 100)  # noqa: UP031  # faster than f"{:.{}f}"
 
     def percent_not_done(self, decimals: int = 2) -> str:
@@ -368,14 +383,16 @@ class ProgressTracker(PersistentOrderedDict):
 
     def unabort(self, key: Any) -> None:
         self._check_writable()
-        self[key].pop("_aborted", None)
+        with self._lock:
+            self[key].pop("_aborted", None)
 
     def aborted(self, key: Any) -> bool:
         return bool(self._data[key if type(key) is str else normalize_key(key)].get("_aborted"))
 
     def todo_keys(self) -> Iterator[str]:
         """Keys of tasks not done, not aborted and not exhausted, in order."""
-        self._tally.refresh(self._data)
+        with self._lock:
+            self._tally.refresh(self._data)
         status = self._tally.status
         blocked = DONE | ABORTED | EXHAUSTED
         return (k for k in self._data if not status.get(k, 0) & blocked)
