@@ -11,10 +11,14 @@ numbers run on from 1 in each journal file. With ``gzipped=True`` each commit
 is one gzip member, and concatenated members are a valid gzip file.
 
 Replaying stops at the last complete, valid commit. If what follows is an
-incomplete append (no complete commit line; a gzip member cut short), that is
-a *torn tail* left by a crash: it is reported so the writer can cut it away.
-Anything else (a complete commit that fails its count, checksum or number,
-last or not) is damage, raised as :class:`CorruptStoreError`.
+incomplete append (no complete commit line; a gzip member cut short or that
+does not decompress, with no intact member after it; a last commit holding
+zeros or bytes that are not UTF-8, which is what a power cut leaves of
+sectors that never reached the disk), that is a *torn tail* left by a crash:
+it is reported so the writer can cut it away. Anything else (a complete
+commit of readable text that fails its count, checksum or number, last or
+not; any bad commit followed by an intact one) is damage, raised as
+:class:`CorruptStoreError`.
 """
 
 from __future__ import annotations
@@ -91,7 +95,9 @@ def replay(path: Path, raw: bytes, gzipped: bool, *, strict: bool = True) -> Rep
             result.commits += 1
             result.end = end
             continue
-        if cut_short:  # an append a crash interrupted: always the last piece
+        if cut_short or (not gzipped and _torn_in_place(raw, result.end, pieces)):
+            # An append a crash interrupted: cut short, or (power loss) with
+            # sectors that never reached the disk read back as zeros or garbage.
             result.torn = len(raw) - result.end
             break
         message = (
@@ -182,15 +188,18 @@ def _plain_commits(raw: bytes) -> Iterator[tuple[int, int, bytes | None, int, bo
 def _gzip_members(raw: bytes) -> Iterator[tuple[int, int, bytes | None, int, bool]]:
     """(start, end, text, first line number, cut short) of each gzip member.
 
-    A member that ends before its gzip trailer is cut short; one that does
-    not decompress yields ``None`` and ends the scan.
+    A member that ends before its gzip trailer, or that does not decompress,
+    yields ``None`` and ends the scan; it counts as cut short (a torn append)
+    unless an intact member follows it.
     """
     pos = 0
     lineno = 1
     while pos < len(raw):
         text, end, state = _inflate_member(raw, pos)
         if state == _BAD:
-            yield pos, len(raw), None, lineno, False
+            # Garbled by a power cut mid-append (zeroed or garbage sectors),
+            # unless an intact member follows: then it is damage.
+            yield pos, len(raw), None, lineno, not _intact_member_after(raw, pos + 1)
             return
         if state == _SHORT:  # every byte read, and the member is not complete
             # Cut short by a crash, unless an intact member follows: then a
@@ -241,6 +250,29 @@ def _intact_member_after(raw: bytes, start: int) -> bool:
             return True
         at = raw.find(_GZIP_MAGIC, at + 1)
     return False
+
+
+def _torn_in_place(
+    raw: bytes, good_end: int, later: Iterator[tuple[int, int, bytes | None, int, bool]]
+) -> bool:
+    """Whether the bad bytes after *good_end* are an append torn by a power loss.
+
+    A power cut can keep some sectors of an append that was never synced and
+    not others, which then read back as zeros or garbage; the commit line
+    may have survived. tastypy only ever writes UTF-8 text without NUL
+    bytes, so zeros or bytes that are not UTF-8 are that tear's mark, while
+    a hand edit (or any change that keeps the text readable) is damage. So is
+    anything followed by an intact commit: only the last append can be torn.
+    """
+    rest = raw[good_end:]
+    if b"\0" not in rest:
+        try:
+            rest.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            return False
+    return all(_check_commit(text, None) is not None for _s, _e, text, _l, _c in later)
 
 
 def _check_commit(text: bytes | None, number: int | None) -> str | None:
