@@ -63,11 +63,15 @@ class Pending:
         dirty = self.dirty
         if keys is not None:
             chosen = [(k, dirty.get(k, False)) for k in keys]
+            looked_at = list(keys)
         else:
             chosen = list(dirty.items())
+            looked_at = list(dirty)
             if full:
-                chosen += [(k, False) for k in self.session if k not in dirty]
-        return chosen, set(reachable_among(data, [k for k, _appended in chosen]))
+                others = [k for k in self.session if k not in dirty]
+                chosen += [(k, False) for k in others]
+                looked_at += others
+        return chosen, set(reachable_among(data, looked_at))
 
     def changes(
         self,
@@ -127,7 +131,8 @@ class Pending:
         """
         dirty, encoded, bad, session = self.dirty, self.encoded, self.bad, self.session
         kept = {k: dirty.get(k, False) for k in left}
-        session.difference_update(key for key, _appended in chosen)
+        if session:
+            session.difference_update([key for key, _appended in chosen])
         session.update(reach)
         if whole:
             dirty.clear()

@@ -58,19 +58,19 @@ def reachable_among(data: dict[str, Any], keys: Iterable[str]) -> list[str]:
     count = count_refs
     if count is None or _TOP < 0:
         return [k for k in keys if isinstance(data.get(k), _CONTAINERS)]
-    keys = list(keys)
+    keys = keys if type(keys) is list else list(keys)
     values = list(map(data.get, keys))
     counts = list(map(count, values))  # before any loop variable holds one
     found = []
-    scalars = _SCALARS
-    for key, value, seen in zip(keys, values, counts, strict=True):
-        if not isinstance(value, _CONTAINERS):
-            continue
-        if seen > _TOP:
-            found.append(key)
-        elif type(value) is dict and scalars.issuperset(map(type, value.values())):
-            continue  # the common flat record: nothing inside to hold (C speed)
-        elif _inside_reachable(value, count):
+    top, scalars, containers = _TOP, _SCALARS, _CONTAINERS
+    for key, value, seen in zip(keys, values, counts):  # noqa: B905  # equal by construction
+        if type(value) is dict:  # the common case first
+            if seen > top or (
+                not scalars.issuperset(map(type, value.values()))  # C speed: a flat record?
+                and _inside_reachable(value, count)
+            ):
+                found.append(key)
+        elif isinstance(value, containers) and (seen > top or _inside_reachable(value, count)):
             found.append(key)
     return found
 
