@@ -16,6 +16,8 @@ from pathlib import Path
 
 import orjson
 
+from .storage import _fs
+
 __all__ = ["NAME", "TriesLog"]
 
 log = logging.getLogger(__name__)
@@ -36,14 +38,14 @@ class TriesLog:
         if self._readonly:
             return
         if self._fd < 0:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        os.write(self._fd, orjson.dumps([key, tries]) + b"\n")
+            self._fd = _fs.open_fd(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        _fs.write(self._fd, orjson.dumps([key, tries]) + b"\n")
         self._dirty = True
 
     def read(self) -> list[tuple[str, int]]:
         """The logged ``(key, tries)``; a torn last line (a crash mid-write) is skipped."""
         try:
-            raw = self.path.read_bytes()
+            raw = _fs.read_file(self.path)
         except FileNotFoundError:
             return []
         entries = []
@@ -62,13 +64,16 @@ class TriesLog:
         if self._readonly or not self._dirty:
             return
         if self._fd >= 0:
-            os.ftruncate(self._fd, 0)
+            _fs.ftruncate(self._fd, 0)
         else:
-            with open(self.path, "r+b") as f:
-                f.truncate(0)
+            fd = _fs.open_fd(self.path, os.O_WRONLY)
+            try:
+                _fs.ftruncate(fd, 0)
+            finally:
+                _fs.close(fd)
         self._dirty = False
 
     def close(self) -> None:
         if self._fd >= 0:
-            os.close(self._fd)
+            _fs.close(self._fd)
             self._fd = -1
