@@ -9,7 +9,7 @@ writes lost, torn, zero-filled or reordered; directory operations lost until
 their directory is fsynced), written to a directory, verified, opened for
 writing, and compared with the syncs the workload made.
 
-``TASTYPY_POWERLOSS_SAMPLES`` (default 6) is the number of random disks per
+``TASTYPY_POWERLOSS_SAMPLES`` (default 10) is the number of random disks per
 crash point, on top of the corner cases.
 """
 
@@ -19,12 +19,14 @@ import os
 from pathlib import Path
 
 import pytest
-from _check import Checker, Tally, simulate
+from _check import STORE, Checker, Tally, simulate
 from _model import KEEP, Choice, Timeline
-from _powerloss_workload import record_workload
+from _powerloss_workload import NO_AUTO_SYNC, record_workload
 from _recorder import Recorder, snapshot
 
-SAMPLES = int(os.environ.get("TASTYPY_POWERLOSS_SAMPLES", "6"))
+import tastypy
+
+SAMPLES = int(os.environ.get("TASTYPY_POWERLOSS_SAMPLES", "10"))
 
 
 def assert_recording_complete(recorder: Recorder, root: Path) -> None:
@@ -129,3 +131,21 @@ def test_power_loss_without_fsync_never_mixes_syncs(
     report(tally)
     assert tally.checked > 1000
     assert tally.bad == []
+
+
+def test_a_sync_stays_one_write_and_one_fdatasync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fixes above belong to creation and compaction: a sync pays one fsync."""
+    recorder = Recorder(tmp_path)
+    with monkeypatch.context() as patch:
+        recorder.install(patch)
+        pod = tastypy.POD(tmp_path / STORE, sync_at=NO_AUTO_SYNC)
+        pod["a"] = 1
+        pod.sync()
+        before = len(recorder.ops)
+        pod["b"] = 2
+        pod.sync()
+        after = len(recorder.ops)
+        pod.close()
+    assert [op.kind for op in recorder.ops[before:after]] == ["write", "fsync"]
