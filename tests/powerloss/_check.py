@@ -33,7 +33,7 @@ from _recorder import Recorder
 import tastypy
 
 EMPTY = orjson.dumps([])
-STORE = "store"  # the store's path under the recording's root
+STORE = "parent/store"  # the store's path under the recording's root (two new levels)
 
 
 @dataclass
@@ -120,9 +120,18 @@ class Checker:
                     return "error", f"verify: {report.problems}".encode()
             pod = tastypy.POD(store, durable=False)
             try:
-                return kind, orjson.dumps(list(pod.items()))
+                state = orjson.dumps(list(pod.items()))
             finally:
-                pod.close()
+                pod.close()  # which also compacts
+            # What the writable open repaired (a torn tail cut, leftovers removed)
+            # and the close compacted must still be that state.
+            report = tastypy.verify(store)
+            reader = tastypy.POD(store, readonly=True)
+            again = orjson.dumps(list(reader.items()))
+            reader.close()
+            if not report.ok or again != state:
+                return "error", f"after a writable open: {report}, {again[:200]!r}".encode()
+            return kind, state
         except Exception as exc:  # any failure to open is what we are looking for
             return "error", f"{type(exc).__name__}: {exc}".encode()
         finally:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from _check import STORE, History
-from _recorder import Recorder
+from _model import Disk, materialize
+from _recorder import Recorder, snapshot
 
 import tastypy
 from tastypy.storage import files
@@ -38,22 +42,39 @@ def change(m: Any, n: int) -> None:
 
 
 def record_workload(
-    root: Path, monkeypatch: pytest.MonkeyPatch, *, gzipped: bool, durable: bool, batches: int
+    root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    gzipped: bool,
+    durable: bool,
+    batches: int,
+    from_crash: bool = False,
 ) -> tuple[Recorder, History]:
-    """Run the workload under *root* with every OS call recorded."""
+    """Run the workload under *root* with every OS call recorded.
+
+    *from_crash*: start from a store a crash left behind (a torn last commit,
+    the files of a compaction that never got its manifest), so the workload
+    begins by recovering it.
+    """
+    root.mkdir()
+    model: dict[str, Any] = {}
+    first = 0
+    if from_crash:
+        model, first = leave_crashed_store(root, monkeypatch, gzipped=gzipped)
     # Compact often (by itself, too): the journal outgrows these data files fast.
     monkeypatch.setattr(files, "COMPACT_MIN_BYTES", 700)
-    root.mkdir()
     recorder = Recorder(root)
     history = History(recorder)
-    model: dict[str, Any] = {}
+    if from_crash:
+        with history.sync(model):
+            pass  # the last sync before the crash
     with monkeypatch.context() as patch:
         recorder.install(patch)
         settings = {"file_size": 3, "sync_at": NO_AUTO_SYNC, "durable": durable}
         with history.sync(model):
             pod = tastypy.POD(root / STORE, gzipped=gzipped, **settings)
-        for n in range(batches):
-            if n == batches // 2:
+        for n in range(first, first + batches):
+            if n == first + batches // 2:
                 with history.sync(model):
                     pod.close()
                 # Reopening with another sync_at also rewrites the manifest.
@@ -71,3 +92,40 @@ def record_workload(
     assert list(reader.items()) == list(model.items())
     reader.close()
     return recorder, history
+
+
+def leave_crashed_store(
+    root: Path, monkeypatch: pytest.MonkeyPatch, *, gzipped: bool
+) -> tuple[dict[str, Any], int]:
+    """Leave under *root* the store a writer killed mid-sync (and mid-compaction) leaves.
+
+    Returns the state of its last complete sync, and the next batch number.
+    """
+    monkeypatch.setattr(files, "COMPACT_MIN_BYTES", 1 << 30)  # no compaction by itself
+    model: dict[str, Any] = {}
+    pod = tastypy.POD(root / STORE, gzipped=gzipped, file_size=3, sync_at=NO_AUTO_SYNC)
+    for n in range(6):
+        change(pod, n)
+        change(model, n)
+        pod.sync()
+    crashed, state = snapshot(root), copy.deepcopy(model)
+    change(pod, 6)
+    pod.sync()
+    synced = snapshot(root)
+    pod.compact()
+    compacted = snapshot(root)
+    pod.close()
+    journal = f"{STORE}/{pod_journal(crashed)}"
+    next_commit = synced[journal][len(crashed[journal] or b"") :]
+    # The crash: half the next commit got written, and all of a compaction but
+    # its manifest.
+    crashed[journal] = (crashed[journal] or b"") + next_commit[: len(next_commit) // 2]
+    crashed.update({p: c for p, c in compacted.items() if p not in synced})
+    shutil.rmtree(root)
+    materialize(crashed, root)
+    return state, 7
+
+
+def pod_journal(disk: Disk) -> str:
+    manifest: dict[str, Any] = orjson.loads(disk[f"{STORE}/manifest.json"] or b"")
+    return str(manifest["journal"])
