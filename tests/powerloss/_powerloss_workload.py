@@ -29,7 +29,8 @@ def change(m: Any, n: int) -> None:
         if len(keys) > 24:
             op = 0.6 + op * 0.4  # keep the store small: no inserts
         if op < 0.35 or not keys:
-            m[f"k{n}-{j}"] = {"n": n, "items": [j], "text": "x" * rng.randint(0, 90)}
+            size = rng.choice([0, 20, 90, 1300])  # some commits and chunks span sectors
+            m[f"k{n}-{j}"] = {"n": n, "items": [j], "text": "x" * size}
         elif op < 0.55:
             m[rng.choice(keys)] = {"n": n, "items": [], "text": "updated"}
         elif op < 0.75:

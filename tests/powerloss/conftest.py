@@ -16,8 +16,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.section("power-loss simulation")
     for tally in TALLIES:
         terminalreporter.write_line(f"  {tally}")
+    unopenable = sum(t.unopenable or 0 for t in TALLIES)
+    allowed = ""
+    if unopenable:
+        allowed = f" ({unopenable:,} durable=False disks did not open, as allowed)"
     terminalreporter.write_line(
-        f"power-loss simulation: {checked:,} crash states checked, {bad:,} inconsistent"
+        f"power-loss simulation: {checked:,} crash states checked, {bad:,} inconsistent{allowed}"
     )
 
 
