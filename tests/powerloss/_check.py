@@ -63,9 +63,9 @@ class History:
         if not durable:  # any sync that began (or none at all), never a mix
             return {EMPTY} | {s.state for s in begun}, True
         returned = [s for s in self.syncs if s.end <= point]
-        if not returned:  # the store's creation had not returned
-            return {EMPTY}, True
         running = [s.state for s in begun if s.end > point]
+        if not returned:  # the store's creation had not returned
+            return {EMPTY, *running}, True
         return {returned[-1].state, *running}, False
 
 
@@ -76,13 +76,14 @@ class Tally:
     mode: str
     crash_points: int = 0
     checked: int = 0  # distinct disks per crash point, summed
+    opened: int = 0  # distinct disks over all crash points (each opened once)
     bad: list[str] = field(default_factory=list)  # every inconsistent disk
     unopenable: int | None = None  # disks that did not open, where that is allowed
 
     def __str__(self) -> str:
         text = (
             f"{self.mode}: {self.checked:,} crash states at {self.crash_points:,} "
-            f"crash points, {len(self.bad):,} inconsistent"
+            f"crash points ({self.opened:,} distinct disks), {len(self.bad):,} inconsistent"
         )
         if self.unopenable is not None:
             text += f" ({self.unopenable:,} did not open, which is allowed here)"
@@ -192,6 +193,7 @@ def simulate(
                     f"({_describe(recorder, crash.point)}), {choice}: "
                     f"{outcome[0]} {outcome[1][:300]!r}"
                 )
+    tally.opened = checker.opened
     if count:
         TALLIES.append(tally)
     return tally

@@ -49,14 +49,17 @@ def record_workload(
     gzipped: bool,
     durable: bool,
     batches: int,
-    from_crash: bool = False,
+    start: str = "new",
 ) -> tuple[Recorder, History]:
     """Run the workload under *root* with every OS call recorded.
 
-    *from_crash*: start from a store a crash left behind (a torn last commit,
-    the files of a compaction that never got its manifest), so the workload
-    begins by recovering it.
+    *start*: ``"new"`` creates the store; ``"crashed"`` starts from a store a
+    crash left behind (a torn last commit, the files of a compaction that
+    never got its manifest), so the workload begins by recovering it;
+    ``"copy"`` fills another store (other settings) and ``copy()``s it,
+    unsynced changes included, to the store's place.
     """
+    from_crash = start == "crashed"
     root.mkdir()
     model: dict[str, Any] = {}
     first = 0
@@ -72,8 +75,20 @@ def record_workload(
     with monkeypatch.context() as patch:
         recorder.install(patch)
         settings = {"file_size": 3, "sync_at": NO_AUTO_SYNC, "durable": durable}
-        with history.sync(model):
-            pod = tastypy.POD(root / STORE, gzipped=gzipped, **settings)
+        if start == "copy":  # the other store's syncs are not the store's
+            other = {**settings, "file_size": 5, "gzipped": not gzipped}
+            pod = tastypy.POD(root / "other", **other)
+            for first in range(4):
+                change(pod, first)
+                change(model, first)
+                if first < 3:
+                    pod.sync()
+            first += 1
+            with history.sync(model):
+                pod.copy(root / STORE, file_size=3, gzipped=gzipped)
+        else:
+            with history.sync(model):
+                pod = tastypy.POD(root / STORE, gzipped=gzipped, **settings)
         for n in range(first, first + batches):
             if n == first + batches // 2:
                 with history.sync(model):

@@ -52,24 +52,25 @@ CASES = [
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("gzipped", "from_crash", "batches"),
+    ("gzipped", "start", "batches"),
     [
-        pytest.param(False, False, 24, id="plain"),
-        pytest.param(True, False, 24, id="gzipped"),
-        pytest.param(False, True, 12, id="plain-recovering"),
+        pytest.param(False, "new", 24, id="plain"),
+        pytest.param(True, "new", 24, id="gzipped"),
+        pytest.param(False, "crashed", 12, id="plain-recovering"),
+        pytest.param(True, "copy", 10, id="gzipped-copied"),
     ],
 )
 def test_power_loss_at_every_call(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     gzipped: bool,
-    from_crash: bool,
+    start: str,
     batches: int,
 ) -> None:
     """Every simulated disk opens, verifies and holds the last returned sync (or a running one)."""
     root = tmp_path / "live"
     recorder, history = record_workload(
-        root, monkeypatch, gzipped=gzipped, durable=True, batches=batches, from_crash=from_crash
+        root, monkeypatch, gzipped=gzipped, durable=True, batches=batches, start=start
     )
     assert_recording_complete(recorder, root)
     assert any(op.kind == "fsync" for op in recorder.ops)
@@ -77,7 +78,7 @@ def test_power_loss_at_every_call(
     checks.mkdir()
     checker = Checker(checks)
     mode = f"strict, {'gzipped' if gzipped else 'plain'}, durable=True"
-    mode += ", recovering a crashed store" if from_crash else ""
+    mode += {"new": "", "crashed": ", recovering a crashed store", "copy": ", by copy()"}[start]
     tally = simulate(recorder, history, checker, mode=mode, durable=True, samples=SAMPLES, seed=1)
     report(tally)
     assert tally.checked > 1500
