@@ -42,14 +42,6 @@ def report(tally: Tally) -> None:
         print("  ", line)
 
 
-CASES = [
-    pytest.param(False, True, id="plain-durable"),
-    pytest.param(True, True, id="gzipped-durable"),
-    pytest.param(False, False, id="plain-not-durable"),
-    pytest.param(True, False, id="gzipped-not-durable"),
-]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("gzipped", "start", "batches"),
@@ -85,24 +77,27 @@ def test_power_loss_at_every_call(
     assert tally.bad == []
 
 
-@pytest.mark.parametrize(("gzipped", "durable"), CASES)
+@pytest.mark.parametrize("gzipped", [False, True], ids=["plain", "gzipped"])
 def test_lost_unsynced_tail(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gzipped: bool, durable: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gzipped: bool
 ) -> None:
-    """LevelDB's model: each file cut to its last synced size, unsynced directory ops forgotten."""
+    """LevelDB's model: each file cut to its last synced size, unsynced directory ops forgotten.
+
+    (Without fsyncs, durable=False, this model leaves nothing at all.)
+    """
     root = tmp_path / "live"
     recorder, history = record_workload(
-        root, monkeypatch, gzipped=gzipped, durable=durable, batches=24
+        root, monkeypatch, gzipped=gzipped, durable=True, batches=24
     )
     checks = tmp_path / "checks"
     checks.mkdir()
-    mode = f"synced tail, {'gzipped' if gzipped else 'plain'}, durable={durable}"
+    mode = f"synced tail, {'gzipped' if gzipped else 'plain'}, durable=True"
     tally = simulate(
         recorder,
         history,
         Checker(checks),
         mode=mode,
-        durable=durable,
+        durable=True,
         samples=0,
         seed=1,
         strict=False,
@@ -135,7 +130,7 @@ def test_power_loss_without_fsync_never_mixes_syncs(
         Checker(checks),
         mode=mode,
         durable=False,
-        samples=2,
+        samples=max(2, SAMPLES // 5),  # many more pending calls per crash point
         seed=1,
         unopenable_ok=True,
     )
