@@ -78,12 +78,12 @@ def record_workload(
         if start == "copy":  # the other store's syncs are not the store's
             other = {**settings, "file_size": 5, "gzipped": not gzipped}
             pod = tastypy.POD(root / "other", **other)
-            for first in range(4):
-                change(pod, first)
-                change(model, first)
-                if first < 3:
-                    pod.sync()
-            first += 1
+            for n in range(4):
+                change(pod, n)
+                change(model, n)
+                if n < 3:
+                    pod.sync()  # batch 3 stays unsynced: copy() takes it along
+            first = 4
             with history.sync(model):
                 pod.copy(root / STORE, file_size=3, gzipped=gzipped)
         else:
