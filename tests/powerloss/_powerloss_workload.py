@@ -5,7 +5,9 @@ from __future__ import annotations
 import copy
 import random
 import shutil
+import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -15,7 +17,7 @@ from _model import Disk, materialize
 from _recorder import Recorder, snapshot
 
 import tastypy
-from tastypy.storage import files
+from tastypy.storage import _manifest, files
 
 NO_AUTO_SYNC = 10**6  # syncs happen where the workload says, so it knows what each committed
 
@@ -59,6 +61,9 @@ def record_workload(
     ``"copy"`` fills another store (other settings) and ``copy()``s it,
     unsynced changes included, to the store's place.
     """
+    # A fixed "synced_at" in manifests: the same seed then gives the same disks.
+    frozen = SimpleNamespace(strftime=time.strftime, gmtime=lambda: time.gmtime(1_800_000_000))
+    monkeypatch.setattr(_manifest, "time", frozen)
     from_crash = start == "crashed"
     root.mkdir()
     model: dict[str, Any] = {}
