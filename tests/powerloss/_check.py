@@ -102,8 +102,7 @@ class Checker:
 
     def outcome(self, disk: Disk) -> tuple[str, bytes]:
         """("ok" | "nostore", the items as JSON) if it opens, else ("error", why)."""
-        # The lock file's content is informational only: it cannot change the outcome.
-        key = disk_key({p: b"" if p == f"{STORE}/lock" else c for p, c in disk.items()})
+        key = store_key(disk)
         found = self.cache.get(key)
         if found is None:
             found = self.cache[key] = self._open(disk)
@@ -143,6 +142,16 @@ class Checker:
         return len(self.cache)
 
 
+def store_key(disk: Disk) -> tuple[tuple[str, bytes | None], ...]:
+    """What identifies a disk for the store: all but the lock file's content.
+
+    That content (pid, host, argv) is informational only and cannot change
+    what opening the store gives; leaving it out also makes the figures the
+    same whatever process runs the tests.
+    """
+    return disk_key({p: b"" if p == f"{STORE}/lock" else c for p, c in disk.items()})
+
+
 def judge(outcome: tuple[str, bytes], allowed: set[bytes], nostore_ok: bool) -> bool:
     kind, state = outcome
     if kind == "nostore":
@@ -178,7 +187,7 @@ def simulate(
         allowed, nostore_ok = history.allowed(crash.point, durable)
         seen: set[tuple[tuple[str, bytes | None], ...]] = set()
         for choice, disk in _disks(crash, strict, samples, seed):
-            key = disk_key(disk)
+            key = store_key(disk)
             if key in seen:
                 continue
             seen.add(key)

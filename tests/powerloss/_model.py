@@ -88,12 +88,13 @@ class Crash:
         for index, op in enumerate(self.pending_ns):
             if index in choice.namespace:
                 apply_namespace(names, op)
-        rng = random.Random(choice.seed)
         disk: Disk = {}
         for path, ino in names.items():
             if ino == DIR:
                 disk[path] = None
                 continue
+            # One stream per file: what one file's tearing draws never shifts another's.
+            rng = random.Random(f"{choice.seed}/{ino}")
             content = self.data.get(ino, b"")
             for index, op in enumerate(self.pending_data.get(ino, ())):
                 fate = choice.data.get((ino, index), choice.default)
