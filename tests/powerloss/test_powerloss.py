@@ -1,8 +1,9 @@
 """Power loss at every OS call of a real workload, in the strictest model.
 
 ``kill -9`` leaves the page cache intact, so no SIGKILL test can catch a
-missing or misplaced ``fsync``. Here a workload (store creation, syncs,
-explicit and automatic compactions, close, reopen) runs with every call
+missing or misplaced ``fsync``. Here a workload (store creation or
+``copy()`` or recovery of a crashed store, syncs, explicit and automatic
+compactions, close, reopen; plain and gzipped) runs with every call
 through ``tastypy.storage._fs`` recorded; then, for the moment after each
 call, the disks a power cut could leave are built (``_model.py``: unsynced
 writes lost, torn, zero-filled or reordered; directory operations lost until
