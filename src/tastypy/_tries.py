@@ -25,6 +25,8 @@ from typing import Any
 
 import orjson
 
+from .storage import _fs
+
 __all__ = ["NAME", "TriesLog"]
 
 log = logging.getLogger(__name__)
@@ -48,8 +50,8 @@ class TriesLog:
         if self._readonly:
             return
         if self._fd < 0:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        os.write(self._fd, orjson.dumps([key, tries]) + b"\n")
+            self._fd = _fs.open_fd(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        _fs.write(self._fd, orjson.dumps([key, tries]) + b"\n")
         self._said[key] = tries
         self._dirty = True
 
@@ -60,7 +62,7 @@ class TriesLog:
         left out. A torn last line (a crash mid-write) is skipped.
         """
         try:
-            raw = self.path.read_bytes()
+            raw = _fs.read_file(self.path)
         except FileNotFoundError:
             return []
         said: dict[str, int | None] = {}
@@ -96,14 +98,17 @@ class TriesLog:
         if self._readonly or not self._dirty:
             return
         if self._fd >= 0:
-            os.ftruncate(self._fd, 0)
+            _fs.ftruncate(self._fd, 0)
         else:
-            with open(self.path, "r+b") as f:
-                f.truncate(0)
+            fd = _fs.open_fd(self.path, os.O_WRONLY)
+            try:
+                _fs.ftruncate(fd, 0)
+            finally:
+                _fs.close(fd)
         self._dirty = False
         self._said.clear()
 
     def close(self) -> None:
         if self._fd >= 0:
-            os.close(self._fd)
+            _fs.close(self._fd)
             self._fd = -1

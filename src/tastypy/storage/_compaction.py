@@ -108,6 +108,8 @@ def write_generation(
         write_new_file(directory / new.journal, b"", durable=durable)
         if new.written and durable:
             fsync_dir(chunk_dir)
+        if durable:  # the new journal's entry, before the manifest names it
+            fsync_dir(directory)
     except BaseException:
         discard(directory, new)
         raise

@@ -14,7 +14,7 @@ from pathlib import Path
 from ..errors import CorruptStoreError, NotAStoreError
 from . import _fs
 from ._chunks import CHUNKS
-from ._durable import unlink_quietly, write_new_file
+from ._durable import fsync_dir, unlink_quietly, write_new_file
 from ._manifest import MANIFEST, Manifest
 
 __all__ = [
@@ -101,6 +101,8 @@ def create_store(path: Path, file_size: int, gzipped: bool, *, durable: bool) ->
     manifest.journal_empty = True
     unlink_quietly(path / manifest.journal)
     write_new_file(path / manifest.journal, b"", durable=durable)
+    if durable:  # the journal's and chunks/' entries, before a manifest names them
+        fsync_dir(path)
     manifest.write(path, durable=durable)
     return manifest
 
