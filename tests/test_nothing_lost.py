@@ -492,3 +492,70 @@ def test_value_held_across_a_handled_sigterm_in_a_running_program(tmp_path: Path
         child.send()
         assert child.finish() == 0, child.stderr
     assert on_disk(tmp_path / "s") == [("a", {"n": 1})]
+
+
+# -- found by review: assigned values, writes from a signal handler mid-sync -------
+
+
+def test_assigned_value_changed_then_dropped_before_the_sync_is_written(
+    make_pod: MakePod,
+) -> None:
+    pod = make_pod(sync_at=1000)
+    for name in ("a", "b", "c"):
+        rec = {"url": name}
+        pod[name] = rec
+        rec["_done"] = True  # then rec is rebound: nothing holds a at the sync
+    items = [1]
+    pod["list"] = items
+    items.append(2)
+    del items, rec
+    pod.sync()
+    assert dict(on_disk(pod.path)) == {
+        "a": {"url": "a", "_done": True},
+        "b": {"url": "b", "_done": True},
+        "c": {"url": "c", "_done": True},
+        "list": [1, 2],
+    }
+
+
+def test_tracker_records_assigned_then_marked_done_through_the_reference(
+    tmp_path: Path,
+) -> None:
+    tracker = tastypy.Tracker(tmp_path / "t")
+    for url in ("a", "b", "c"):
+        rec = {"url": url}
+        tracker[url] = rec
+        rec["_done"] = True
+    assert tracker.num_done() == 3
+    tracker.close()
+    with tastypy.Tracker(tmp_path / "t", readonly=True) as again:
+        assert again.num_done() == 3
+
+
+def test_keys_written_by_a_signal_handler_while_a_sync_runs_are_kept(tmp_path: Path) -> None:
+    code = """
+        import signal, sys
+        import tastypy
+        pod = tastypy.POD(sys.argv[1], sync_at=50)
+        beats = []
+
+        def heartbeat(*args):
+            beats.append(1)
+            pod[f"hb{len(beats)}"] = len(beats)  # lands inside whatever runs now
+
+        signal.signal(signal.SIGALRM, heartbeat)
+        signal.setitimer(signal.ITIMER_REAL, 0.001, 0.001)
+        for i in range(20_000):
+            pod[f"k{i % 500}"] = {"i": i}
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        model = dict(pod)
+        pod.close()
+        with tastypy.POD(sys.argv[1], readonly=True) as again:
+            missing = [k for k in model if again.get(k) != model[k]]
+        print(len(beats), len(missing), missing[:5], flush=True)
+    """
+    done = run(code, str(tmp_path / "s"), timeout=120)
+    assert done.returncode == 0, done.stderr
+    beats, missing = done.stdout.split()[:2]
+    assert int(beats) >= 10, "too few heartbeats landed"
+    assert missing == "0", done.stdout

@@ -5,7 +5,10 @@ Three sets of keys, kept apart so that an automatic sync costs what changed:
 * ``dirty``: keys assigned, deleted or read since the last sync (a value that
   was read may be changed in place by the caller). The flag says whether the
   key goes (again) to the end of the store: new, or deleted since the sync.
-* ``encoded``: the encoding made at assignment, valid until the key is read.
+* ``encoded``: an encoding made at assignment, valid until the key is read.
+  Only for values the program cannot change in place (strings, numbers) and
+  records the tracker makes itself: a dict or list the caller assigned may
+  be changed through the caller's reference at any time before the sync.
 * ``session``: keys that an earlier sync of this session wrote or checked,
   whose values the program may still reach (it kept a reference, to the
   value or to something inside it) and so change later. An explicit sync,
@@ -49,21 +52,27 @@ class Pending:
         self.warned: set[str] = set()  # bad keys already logged by an automatic sync
         self.reported: set[str] = set()  # bad keys already reported on stderr at exit
 
-    def selection(
+    def take(
         self, data: dict[str, Any], keys: list[str] | None, *, full: bool
     ) -> tuple[list[tuple[str, bool]], set[str]]:
-        """The ``(key, appended)`` pairs a sync looks at, and which of them the program can reach.
+        """Take the ``(key, appended)`` pairs a sync writes out of the dirty set.
 
-        *keys* None: every dirty key, and with *full* every session key too.
+        Returns them, and which of them the program can reach. *keys* None:
+        every dirty key, and with *full* every session key too. They leave the
+        dirty set now, so that a key marked dirty again while the commit runs
+        (by a signal handler, say, in this very thread) stays dirty after it;
+        :meth:`restore` puts them back if the commit fails.
+
         Reachability is settled before anything is encoded: a change made
         through a reference that exists now may land after its key was
-        encoded, so such a key must stay in the session; and no new
-        reference can be handed out while the caller holds the POD's lock.
+        encoded, so such a key must stay in the session.
         """
         dirty = self.dirty
         if keys is not None:
             chosen = [(k, dirty.get(k, False)) for k in keys]
             looked_at = list(keys)
+            for key in keys:
+                dirty.pop(key, None)
         else:
             chosen = list(dirty.items())
             looked_at = list(dirty)
@@ -71,29 +80,39 @@ class Pending:
                 others = [k for k in self.session if k not in dirty]
                 chosen += [(k, False) for k in others]
                 looked_at += others
+            dirty.clear()
         return chosen, set(reachable_among(data, looked_at))
+
+    def restore(self, chosen: list[tuple[str, bool]]) -> None:
+        """The commit of *chosen* failed: they are dirty again, ahead of newer marks."""
+        self._put_back(chosen)
+
+    def _put_back(self, pairs: Iterable[tuple[str, bool]]) -> None:
+        # Order matters: appended keys go to the end of the store in dirty
+        # order, which must stay the order of the data. Keys taken come
+        # before any marked since (re-adding them would move them last).
+        dirty = self.dirty
+        merged = dict(pairs)
+        for key, appended in dirty.items():
+            merged[key] = merged.get(key, False) or appended
+        dirty.clear()
+        dirty.update(merged)
 
     def changes(
         self,
         data: dict[str, Any],
         chosen: Iterable[tuple[str, bool]],
         left: list[str],
-        *,
-        distrust: set[str],
     ) -> Iterator[tuple[str, bytes | None]]:
         """The engine changes for *chosen*, made lazily; keys that cannot be encoded go to *left*.
 
         A generator, so each change tuple is freed before the next is made:
-        a list of them would trigger the cyclic GC over all the data. The
-        encoding made at assignment is not used for keys in *distrust*
-        (values the program may have changed since).
+        a list of them would trigger the cyclic GC over all the data.
         """
         encoded, bad = self.encoded, self.bad
         dumps = orjson.dumps
         for key, appended in chosen:
             blob = encoded.get(key)
-            if blob is not None and key in distrust:
-                blob = None  # changed since assigned, maybe: encode it again
             if blob is None:
                 if key not in data:
                     if appended:
@@ -115,39 +134,29 @@ class Pending:
                 yield key, None  # (re)goes to the end: drop its old place
             yield key, blob
 
-    def settle(
-        self,
-        chosen: list[tuple[str, bool]],
-        reach: set[str],
-        left: list[str],
-        *,
-        whole: bool,
-    ) -> None:
+    def settle(self, chosen: list[tuple[str, bool]], reach: set[str], left: list[str]) -> None:
         """A commit of *chosen* is durable: they are clean now, but for *left*.
 
-        *whole*: *chosen* covered every dirty key. Of the keys written or
-        checked, those in *reach* (values the program may still change, see
-        :meth:`selection`) stay in the session.
+        Of the keys written or checked, those in *reach* (values the program
+        may still change, see :meth:`take`) stay in the session.
         """
-        dirty, encoded, bad, session = self.dirty, self.encoded, self.bad, self.session
-        kept = {k: dirty.get(k, False) for k in left}
+        encoded, bad, session = self.encoded, self.bad, self.session
         if session:
             session.difference_update([key for key, _appended in chosen])
         session.update(reach)
-        if whole:
-            dirty.clear()
-            encoded.clear()
-        else:
-            for key, _appended in chosen:
-                dirty.pop(key, None)
+        dirty = self.dirty
+        for key, _appended in chosen:
+            if key not in dirty:  # not marked again meanwhile: its encoding is spent
                 encoded.pop(key, None)
         if bad:
+            gone = set(left)
             for key, _appended in chosen:
-                if key not in kept and bad.pop(key, None) is not None:
+                if key not in gone and bad.pop(key, None) is not None:
                     self.warned.discard(key)
                     self.reported.discard(key)
-        # Keys left out stay dirty, in their order (their flag says where they go).
-        dirty.update(kept)
+        if left:  # keys left out stay dirty, in their order (their flag says where they go)
+            flags = dict(chosen)
+            self._put_back((k, flags[k]) for k in left)
 
     def forget(self) -> None:
         """Drop everything (the data was reloaded from the store)."""

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, NoReturn, TypeVar
 from . import _lifecycle
 from ._codec import check_new_key, encode_value, normalize_key
 from ._pending import Pending
+from ._references import reachable_among
 from ._settings import CLOSED, check_settings
 from .errors import LockedError, ReadOnlyError, SettingsError, StoreClosedError
 from .storage import FileStorage, Storage
@@ -210,21 +211,29 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             key = normalize_key(key)
         if self._readonly:
             self._refuse()
-        encoded = encode_value(value)
+        # Checked now, so a bad value never gets in. The encoding is kept for
+        # the sync only if nothing can change the value in place meanwhile: a
+        # dict or list the caller assigned may be changed through the
+        # caller's own reference before then (and the reference dropped).
+        mutable = isinstance(value, (dict, list, tuple))
+        encoded = encode_value(value, keep=not mutable)
         with self._lock:
             data = self._data
             dirty = self._dirty
+            encodings = self._encoded
+            # Order matters if a signal handler syncs mid-way: every state in
+            # between is one a sync may write.
+            if mutable:
+                encodings.pop(key, None)
+            else:
+                encodings[key] = encoded
             if key in data:
-                # Order matters if a signal handler syncs mid-way: every state
-                # in between is one a sync may write.
-                self._encoded[key] = encoded
                 data[key] = value
                 if key not in dirty:
                     dirty[key] = False
             else:
                 if not key.isascii():
                     check_new_key(key)
-                self._encoded[key] = encoded
                 data[key] = value
                 dirty.pop(key, None)
                 dirty[key] = True
@@ -391,12 +400,15 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         failure nothing is committed and every key stays dirty.
         """
         pending = self._pending
-        chosen, reach = pending.selection(self._data, keys, full=full)
+        chosen, reach = pending.take(self._data, keys, full=full)
         left: list[str] = []
         assert self._storage is not None
-        changes = pending.changes(self._data, chosen, left, distrust=reach if full else set())
-        self._storage.commit(changes)
-        pending.settle(chosen, reach, left, whole=keys is None)
+        try:
+            self._storage.commit(pending.changes(self._data, chosen, left))
+        except BaseException:
+            pending.restore(chosen)
+            raise
+        pending.settle(chosen, reach, left)
         return left
 
     def _raise_bad(self, left: list[str]) -> None:
@@ -478,29 +490,32 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         assert self._storage is not None
         with self._lock, _lifecycle.critical():
             # Who can reach what is settled before any value is encoded (see
-            # Pending.selection): every value goes to the new store.
-            chosen, reach = self._pending.selection(self._data, list(self._data), full=False)
+            # Pending.take): every value goes to the new store.
+            pending, data = self._pending, self._data
+            reach = set(reachable_among(data, list(data)))
+            taken, _reach = pending.take(data, None, full=False)
             encoded = (
-                (key, encode_value(value, keep=False, key=key))
-                for key, value in self._data.items()
+                (key, encode_value(value, keep=False, key=key)) for key, value in data.items()
             )
-            new = FileStorage.create_with(
-                path,
-                encoded,
-                file_size=self._storage.file_size if file_size is None else file_size,
-                gzipped=self._storage.gzipped if gzipped is None else gzipped,
-                durable=self._storage.durable,
-                meta=self._storage.meta,
-            )
+            try:
+                new = FileStorage.create_with(
+                    path,
+                    encoded,
+                    file_size=self._storage.file_size if file_size is None else file_size,
+                    gzipped=self._storage.gzipped if gzipped is None else gzipped,
+                    durable=self._storage.durable,
+                    meta=self._storage.meta,
+                )
+            except BaseException:
+                pending.restore(taken)
+                raise
             old, self._storage = self._storage, new
             old.close()
             PersistentOrderedDict._open.pop(os.path.realpath(self._path), None)
             self._path = Path(path)
             PersistentOrderedDict._open[os.path.realpath(path)] = self
             # Everything is in the new store: as after a sync of every key.
-            self._dirty.clear()
-            self._encoded.clear()
-            self._pending.settle(chosen, reach, [], whole=True)
+            pending.settle([(key, False) for key in data], reach, [])
 
     def compact(self) -> None:
         """Sync, then fold the journal into the data files now (atomic, like a sync).
