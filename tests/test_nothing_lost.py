@@ -559,3 +559,88 @@ def test_keys_written_by_a_signal_handler_while_a_sync_runs_are_kept(tmp_path: P
     beats, missing = done.stdout.split()[:2]
     assert int(beats) >= 10, "too few heartbeats landed"
     assert missing == "0", done.stdout
+
+
+def test_sigterm_while_another_thread_holds_the_pod_never_hangs(tmp_path: Path) -> None:
+    # As when a worker thread holding the POD waits for a lock the main thread
+    # holds at the signal (logging's, say): the exit sync gives up, and says so.
+    code = """
+        import os, signal, sys, threading, time
+        import tastypy
+        import tastypy.pod
+        tastypy.pod.EXIT_LOCK_SECONDS = 0.5
+        pod = tastypy.POD(sys.argv[1])
+        pod["a"] = 1
+        held = threading.Event()
+
+        def stuck():
+            with pod._lock:
+                held.set()
+                time.sleep(60)
+
+        threading.Thread(target=stuck, daemon=True).start()
+        held.wait()
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(60)
+    """
+    done = run(code, str(tmp_path / "s"), timeout=30)
+    assert done.returncode == -signal.SIGTERM
+    assert "another thread held it" in done.stderr and str(tmp_path / "s") in done.stderr
+
+
+def test_a_forked_child_cannot_count_tries_in_the_parents_tracker(tmp_path: Path) -> None:
+    code = """
+        import os, sys
+        import tastypy
+        t = tastypy.Tracker(sys.argv[1])
+        t.add_many(["a", "b"])
+        t.sync()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                t.try_it("a")
+            except tastypy.LockedError as exc:
+                print("refused:", exc, flush=True)
+                os._exit(0)
+            os._exit(1)
+        _, status = os.waitpid(pid, 0)
+        print("child", os.waitstatus_to_exitcode(status), flush=True)
+    """
+    done = run(code, str(tmp_path / "t"))
+    assert done.returncode == 0, done.stderr
+    assert "refused:" in done.stdout and "forked child" in done.stdout
+    assert done.stdout.splitlines()[-1] == "child 0"
+    tries_log = tmp_path / "t" / "tries.jsonl"
+    assert not tries_log.exists() or tries_log.read_bytes() == b""
+
+
+def test_the_lines_undoing_logged_tries_are_durable_before_the_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from tastypy.storage import _fs
+
+    tracker = tastypy.Tracker(tmp_path / "t")
+    tracker.add_many(["a", "b"])
+    tracker.sync()
+    assert tracker.try_it("a")
+    del tracker["a"]  # the log says a was tried; the commit will say a is gone
+    events: list[str] = []
+    real_sync, real_pwrite = _fs.fdatasync, _fs.pwrite
+
+    def fdatasync(fd: int) -> None:
+        events.append("fdatasync " + os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
+        real_sync(fd)
+
+    def pwrite(fd: int, data: Any, offset: int) -> int:
+        events.append("pwrite " + os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(_fs, "fdatasync", fdatasync)
+    monkeypatch.setattr(_fs, "pwrite", pwrite)
+    tracker.sync()
+    monkeypatch.undo()
+    tracker.close()
+    journal = next(i for i, e in enumerate(events) if e.startswith("pwrite journal"))
+    assert "fdatasync tries.jsonl" in events[:journal], events

@@ -37,6 +37,8 @@ _Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 class ExitSyncable(Protocol):
     def _exit_sync(self, how: str = ...) -> None: ...
 
+    def _forked(self) -> None: ...
+
 
 # id -> weak reference; stores are mappings, hence unhashable, so no WeakSet.
 _live: dict[int, weakref.ref[Any]] = {}
@@ -166,7 +168,12 @@ def _deliver_pending(sigint_handler: _Handler) -> None:
 
 
 def _forget_in_child() -> None:
-    # A forked child must never write its parent's stores at its own exit.
+    # A forked child must never write its parent's stores, at its exit or
+    # before: each refuses changes from now on (they could never be synced).
+    for ref in list(_live.values()):
+        store = ref()
+        if store is not None:
+            store._forked()
     _live.clear()
     _pending.clear()
 

@@ -37,9 +37,10 @@ NAME = "tries.jsonl"
 class TriesLog:
     """The writer's handle on ``<store>/tries.jsonl`` (read-only: never writes)."""
 
-    def __init__(self, directory: Path, *, readonly: bool) -> None:
+    def __init__(self, directory: Path, *, readonly: bool, durable: bool = True) -> None:
         self.path = directory / NAME
         self._readonly = readonly
+        self._durable = durable
         self._fd = -1
         self._dirty = self.path.exists() and self.path.stat().st_size > 0
         # key -> what the log says of it now (tries, or None: deleted), for
@@ -86,12 +87,18 @@ class TriesLog:
         if self._readonly or not self._said:
             return
         said = self._said
+        corrected = False
         for key in list(said) if keys is None else [k for k in keys if k in said]:
             record = data.get(key)
             tries = record.get("_tries") if isinstance(record, dict) else None
             now = tries if type(tries) is int else (0 if record is not None else None)
             if said[key] != now:
                 self.append(key, now)
+                corrected = True
+        if corrected and self._durable:
+            # The commit that follows is durable: so must be what undoes the
+            # older lines, or a power cut could bring back a deleted task.
+            _fs.fdatasync(self._fd)
 
     def clear(self) -> None:
         """Empty the log: the tries in it are now in the store."""

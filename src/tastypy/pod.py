@@ -24,6 +24,8 @@ __all__ = ["POD", "PersistentOrderedDict"]
 log = logging.getLogger(__name__)
 
 DEFAULT_SYNC_AT = 1000
+# How long the sync at exit or on SIGTERM waits for another thread's operation.
+EXIT_LOCK_SECONDS = 10.0
 
 _Self = TypeVar("_Self", bound="PersistentOrderedDict")
 
@@ -434,8 +436,16 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         """
         if self._closed or self._readonly or os.getpid() != self._pid:
             return
+        # Never hang the exit: another thread may hold the lock while it waits
+        # for something this thread holds (a logging lock, at a signal).
+        if not self._lock.acquire(timeout=EXIT_LOCK_SECONDS):
+            _lifecycle.report(
+                f"tastypy: could not sync {self._path} {how}: another thread held it for "
+                f"{EXIT_LOCK_SECONDS:g} s; {len(self._dirty)} changed keys were not saved"
+            )
+            return
         try:
-            with self._lock, _lifecycle.critical():
+            with _lifecycle.critical():
                 left = self._commit(None, full=full)
         except Exception as exc:
             unsaved = len(self._dirty)
@@ -444,6 +454,8 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
                 f"{unsaved} changed keys were not saved"
             )
             return
+        finally:
+            self._lock.release()
         pending = self._pending
         new = [k for k in left if k not in pending.reported]
         if new:
@@ -630,7 +642,17 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             self._refuse()
 
     def _refuse(self) -> NoReturn:
+        if os.getpid() != self._pid:
+            raise LockedError(
+                f"{self._path} was opened by process {self._pid}; this forked child may "
+                "not change it (its changes could never be synced). Open the store in "
+                "the child instead, once the parent has closed it."
+            )
         raise ReadOnlyError(f"{self._path} is open read-only; open it without readonly=True")
+
+    def _forked(self) -> None:
+        """In a forked child: this POD is the parent's, so it takes no changes."""
+        self._readonly = True
 
     def _check_same_settings(
         self, gzipped: bool | None, file_size: int | None, sync_at: int | None

@@ -70,7 +70,7 @@ class ProgressTracker(PersistentOrderedDict):
         meta = self._storage.meta
         self._tally = TaskCounts(meta.get("max_tries") or 0)
         self._touched = self._tally.unchecked  # every key touched is re-checked before a count
-        self._tries_log = _tries.TriesLog(self.path, readonly=readonly)
+        self._tries_log = _tries.TriesLog(self.path, readonly=readonly, durable=durable)
         # Read the logged tries before anything here can sync (and so empty the log).
         logged = self._tries_log.read()
         if max_tries is not None:
@@ -166,7 +166,9 @@ class ProgressTracker(PersistentOrderedDict):
         super().copy(path, file_size, gzipped)
         # Every try is in the new store now; the old store keeps its own log.
         self._tries_log.close()
-        self._tries_log = _tries.TriesLog(self.path, readonly=False)
+        assert self._storage is not None
+        durable = self._storage.durable
+        self._tries_log = _tries.TriesLog(self.path, readonly=False, durable=durable)
 
     # -- the seed API ---------------------------------------------------------------
 
