@@ -346,13 +346,13 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             return set(self._dirty)
 
     def sync(self) -> None:
-        """Write every change, as one atomic, durable commit.
+        """Write every key assigned, deleted or read since the last sync, atomically and durably.
 
-        That is every key assigned, deleted or read since the last sync, and
-        every value handed out earlier that the program can still reach and
-        has changed in place since. (Automatic syncs write only the first
-        kind, so that their cost follows what was touched; the sync at
-        :meth:`close` or exit, like this one, writes both.)
+        Its cost follows what was touched since the last sync. A value handed
+        out (or assigned) before that sync and changed in place since, through
+        a reference the program kept, is written by the sync at :meth:`close`
+        or exit, which checks every value the program can still reach; call
+        :meth:`mark_dirty` to have the next ``sync()`` write it.
 
         Raises
         ------
@@ -369,7 +369,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         """
         self._check_writable()
         with self._lock, _lifecycle.critical():
-            left = self._commit(None, full=True)
+            left = self._commit(None)
         self._raise_bad(left)
 
     def sync_key(self, key: Any) -> None:

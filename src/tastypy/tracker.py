@@ -38,8 +38,11 @@ class ProgressTracker(PersistentOrderedDict):
     before ``try_it`` returns (one small ``write``, no ``fsync``), so it stays
     counted even if the task kills the process — a task that crashes the
     program cannot be retried forever. Counts (:meth:`num_done` and friends)
-    are kept incrementally and stay right when records are changed through
-    ``tracker[key][...]``. Not thread-safe, like the POD.
+    are kept incrementally and always equal a recount: records changed
+    through ``tracker[key][...]``, or through records the program still
+    holds, are re-checked before the next count. Thread-safe like the POD:
+    each :meth:`try_it` is atomic, so two threads never both take the last
+    try a task has left.
     """
 
     _KIND = "tracker"
