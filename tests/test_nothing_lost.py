@@ -8,6 +8,7 @@ of one path, forked children, and threads.
 
 from __future__ import annotations
 
+import functools
 import signal
 import sys
 import threading
@@ -307,6 +308,20 @@ def test_forked_child_opening_the_parents_path_gets_locked_error_until_parent_cl
 # -- threads ----------------------------------------------------------------------
 
 
+def run_in_threads(targets: list[Callable[[], None]]) -> None:
+    """Run each target in its own thread, switching between them as often as possible."""
+    threads = [threading.Thread(target=target) for target in targets]
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(switch)
+
+
 def test_four_threads_writing_distinct_keys_lose_nothing(tmp_path: Path) -> None:
     pod = POD(tmp_path / "s", sync_at=50)
     errors: list[BaseException] = []
@@ -320,16 +335,7 @@ def test_four_threads_writing_distinct_keys_lose_nothing(tmp_path: Path) -> None
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
-    switch = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # switch threads as often as possible
-    try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        sys.setswitchinterval(switch)
+    run_in_threads([functools.partial(work, t) for t in range(4)])
     assert not errors, errors
     pod.close()
     stored = dict(on_disk(tmp_path / "s"))
@@ -354,16 +360,7 @@ def test_threads_sharing_a_tracker_claim_each_task_once(tmp_path: Path) -> None:
                 tracker.mark_done(key)
                 tracker.percent_done()
 
-    switch = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        threads = [threading.Thread(target=work) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        sys.setswitchinterval(switch)
+    run_in_threads([work] * 4)
     assert sorted(claimed) == sorted(f"task{i}" for i in range(500))
     assert tracker.num_done() == 500 and tracker.num_tried() == 500
     tracker.close()

@@ -167,7 +167,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         # disk (new, or deleted since the last sync), False if it is changed
         # in place. Insertion order of appended keys matches self._data.
         self._dirty = self._pending.dirty
-        # Encoded values from assignment, valid until the key is read again.
+        # Encodings made at assignment, of values that cannot change in place.
         self._encoded = self._pending.encoded
         self._held = False
         self._pid = os.getpid()
@@ -369,7 +369,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         """
         self._check_writable()
         with self._lock, _lifecycle.critical():
-            left = self._commit(None)
+            left = self._commit(None) if self._dirty else []
         self._raise_bad(left)
 
     def sync_key(self, key: Any) -> None:
