@@ -330,3 +330,29 @@ def test_the_torn_tail_warning_reaches_stderr_without_logging_config(
     assert len(lines) == 1, child.stderr
     assert str(journal) in lines[0]
     assert "torn" in lines[0] and f"({(len(data) - last) // 2} bytes)" in lines[0]
+
+
+def test_damage_over_a_commit_line_before_an_intact_commit_is_damage(tmp_path: Path) -> None:
+    # Zeros over commit 2's commit line merge it with commit 3 into one bad
+    # piece; commit 3 is intact inside it, so no crash can have left this.
+    path, _ = _build(tmp_path, False)
+    journal, data, last = _last_commit(path, False)
+    line_start = data.rindex(b"\n{", 0, last - 1) + 1
+    damaged = data[:line_start] + bytes(last - line_start) + data[last:]
+    journal.write_bytes(damaged)
+    with pytest.raises(tastypy.CorruptStoreError, match=re.escape(journal.name)):
+        POD(path)
+    assert not tastypy.verify(path).ok
+
+
+def test_compaction_refuses_a_journal_that_no_longer_reads_back_whole(tmp_path: Path) -> None:
+    pod = POD(tmp_path / "s")
+    for i in range(3):
+        pod[f"k{i}"] = i
+        pod.sync()
+    journal = next((tmp_path / "s").glob("journal-*"))
+    data = journal.read_bytes()
+    journal.write_bytes(data[: len(data) - 30] + bytes(30))  # the last commit overwritten
+    with pytest.raises(tastypy.CorruptStoreError, match="not compacting"):
+        pod.compact()
+    assert journal.read_bytes()[: len(data) - 30] == data[: len(data) - 30]

@@ -641,3 +641,90 @@ def test_the_lines_undoing_logged_tries_are_durable_before_the_commit(
     tracker.close()
     journal = next(i for i, e in enumerate(events) if e.startswith("pwrite journal"))
     assert "fdatasync tries.jsonl" in events[:journal], events
+
+
+# -- found by the second review -----------------------------------------------------
+
+
+def test_a_signal_handler_whose_writes_reach_sync_at_inside_a_sync_nests_no_commit(
+    tmp_path: Path,
+) -> None:
+    code = """
+        import random, signal, sys
+        import tastypy
+        pod = tastypy.POD(sys.argv[1], sync_at=6)
+        ticks = [0]
+
+        def tick(*args):
+            ticks[0] += 1
+            pod["ticks"] = ticks[0]
+            for _ in range(5):  # enough to reach sync_at inside a running sync
+                pod[f"h{random.randrange(1000)}"] = ticks[0]
+
+        signal.signal(signal.SIGALRM, tick)
+        signal.setitimer(signal.ITIMER_REAL, 0.002, 0.002)
+        for r in range(300):
+            for i in range(20):
+                pod[f"k{i}"] = r
+            pod.sync()
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        model = dict(pod)
+        pod.close()
+        assert tastypy.verify(sys.argv[1]).ok
+        with tastypy.POD(sys.argv[1], readonly=True) as again:
+            wrong = [k for k in model if again.get(k) != model[k]]
+        print(ticks[0], len(wrong), flush=True)
+    """
+    done = run(code, str(tmp_path / "s"), timeout=120)
+    assert done.returncode == 0, done.stderr
+    ticks, wrong = done.stdout.split()
+    assert int(ticks) >= 10 and wrong == "0", done.stdout
+
+
+def test_a_forked_child_may_read_the_parents_pod_past_sync_at(tmp_path: Path) -> None:
+    code = """
+        import os, sys
+        import tastypy
+        pod = tastypy.POD(sys.argv[1], sync_at=3)
+        for i in range(10):
+            pod[f"k{i}"] = {"i": i}
+        pod.sync()
+        pid = os.fork()
+        if pid == 0:
+            values = [pod[f"k{i}"]["i"] for i in range(10)]  # reads never sync here
+            os._exit(0 if values == list(range(10)) else 1)
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status), flush=True)
+    """
+    done = run(code, str(tmp_path / "s"))
+    assert done.returncode == 0 and done.stdout.strip() == "0", done.stdout + done.stderr
+
+
+def test_a_sync_that_fails_before_its_commit_keeps_every_change(
+    make_pod: MakePod, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tastypy import _pending
+
+    pod = make_pod()
+    pod["a"] = {"x": 1}
+    pod["b"] = 2
+
+    def broken(*args: Any) -> list[str]:
+        raise MemoryError("injected")
+
+    monkeypatch.setattr(_pending, "reachable_among", broken)
+    with pytest.raises(MemoryError):
+        pod.sync()
+    monkeypatch.undo()
+    assert pod.dirty() == {"a", "b"}
+    pod.sync()
+    assert on_disk(pod.path) == [("a", {"x": 1}), ("b", 2)]
+
+
+def test_a_refused_tracker_record_leaves_the_callers_dict_alone(tmp_path: Path) -> None:
+    tracker = tastypy.Tracker(tmp_path / "t")
+    record = {"url": "u", "bad": float("nan")}
+    with pytest.raises(TypeError):
+        tracker["u"] = record
+    assert record.keys() == {"url", "bad"}
+    tracker.close()

@@ -65,6 +65,7 @@ def sync_all(how: str = "at exit") -> None:
     global exiting
     if how == "at exit":
         exiting = True
+    interrupted: BaseException | None = None
     for ref in list(_live.values()):
         store = ref()
         if store is None:
@@ -73,6 +74,12 @@ def sync_all(how: str = "at exit") -> None:
             store._exit_sync(how)
         except Exception as exc:  # _exit_sync reports its own failures; this is a bug
             report(f"tastypy: could not sync {store!r} {how}: {exc!r}")
+        except KeyboardInterrupt as exc:
+            # A Ctrl-C held back during one store's sync: that sync is done;
+            # sync the others too, then let the interrupt go on.
+            interrupted = exc
+    if interrupted is not None:
+        raise interrupted
 
 
 def report(line: str) -> None:

@@ -71,8 +71,6 @@ class Pending:
         if keys is not None:
             chosen = [(k, dirty.get(k, False)) for k in keys]
             looked_at = list(keys)
-            for key in keys:
-                dirty.pop(key, None)
         else:
             chosen = list(dirty.items())
             looked_at = list(dirty)
@@ -80,8 +78,15 @@ class Pending:
                 others = [k for k in self.session if k not in dirty]
                 chosen += [(k, False) for k in others]
                 looked_at += others
-            dirty.clear()
-        return chosen, set(reachable_among(data, looked_at))
+        reach = set(reachable_among(data, looked_at))
+        # Only now, when nothing above can fail any more, do the keys leave;
+        # each only if its mark is still the one taken. A signal handler may
+        # have run in between (in this thread: the lock is re-entrant) and
+        # marked it anew, or marked other keys: those marks stay.
+        for key, appended in chosen:
+            if dirty.get(key, None) is appended:
+                del dirty[key]
+        return chosen, reach
 
     def restore(self, chosen: list[tuple[str, bool]]) -> None:
         """The commit of *chosen* failed: they are dirty again, ahead of newer marks."""

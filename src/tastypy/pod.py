@@ -15,7 +15,7 @@ from . import _lifecycle
 from ._codec import check_new_key, encode_value, normalize_key
 from ._pending import Pending
 from ._references import reachable_among
-from ._settings import CLOSED, check_settings
+from ._settings import CLOSED, IgnoreAll, check_settings
 from .errors import LockedError, ReadOnlyError, SettingsError, StoreClosedError
 from .storage import FileStorage, Storage
 
@@ -102,6 +102,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
     _closed = True
     _lock: threading.RLock
     _opens: int
+    _committing = False  # a commit runs (in the thread holding the lock)
     # A set that collects every key touched through the mapping, or None;
     # the tracker's counts re-check the keys in it.
     _touched: set[str] | None = None
@@ -225,20 +226,27 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             encodings = self._encoded
             # Order matters if a signal handler syncs mid-way: every state in
             # between is one a sync may write.
+            # Marked dirty before the value changes (a KeyboardInterrupt in
+            # between leaves a dirty key, never a changed clean one) and again
+            # after (a signal handler's sync in between took the first mark).
             if mutable:
                 encodings.pop(key, None)
             else:
                 encodings[key] = encoded
             if key in data:
+                if key not in dirty:
+                    dirty[key] = False
                 data[key] = value
                 if key not in dirty:
                     dirty[key] = False
             else:
                 if not key.isascii():
                     check_new_key(key)
-                data[key] = value
                 dirty.pop(key, None)
                 dirty[key] = True
+                data[key] = value
+                if key not in dirty:
+                    dirty[key] = True
             if self._touched is not None:
                 self._touched.add(key)
             if len(dirty) >= self._sync_at and not self._held:
@@ -401,15 +409,26 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         Returns the keys left out because their values cannot be encoded; on
         failure nothing is committed and every key stays dirty.
         """
+        if self._committing:
+            # A signal handler or a finalizer, in this very thread, wrote to
+            # the POD while its commit runs (the lock is re-entrant): a
+            # nested commit would interleave with it in the journal.
+            raise RuntimeError(
+                f"{self._path}: cannot sync from inside its own sync (a signal handler or "
+                "finalizer that writes to the POD?); its changes stay pending"
+            )
         pending = self._pending
         chosen, reach = pending.take(self._data, keys, full=full)
         left: list[str] = []
         assert self._storage is not None
+        self._committing = True
         try:
             self._storage.commit(pending.changes(self._data, chosen, left))
         except BaseException:
             pending.restore(chosen)
             raise
+        finally:
+            self._committing = False
         pending.settle(chosen, reach, left)
         return left
 
@@ -419,6 +438,8 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
 
     def _auto_sync(self) -> None:
         """A sync that the POD decided on: a bad value elsewhere never raises here."""
+        if self._committing:
+            return  # a write from inside our own commit: it stays dirty for the next sync
         with self._lock, _lifecycle.critical():
             left = self._commit(None)
         pending = self._pending
@@ -434,8 +455,8 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         *full*); anything that could not be saved is reported in one line on
         stderr, whatever the logging setup, once for each bad key.
         """
-        if self._closed or self._readonly or os.getpid() != self._pid:
-            return
+        if self._closed or self._readonly or os.getpid() != self._pid or self._committing:
+            return  # (a signal landing inside our own commit: it syncs the rest when done)
         # Never hang the exit: another thread may hold the lock while it waits
         # for something this thread holds (a logging lock, at a signal).
         if not self._lock.acquire(timeout=EXIT_LOCK_SECONDS):
@@ -651,8 +672,12 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         raise ReadOnlyError(f"{self._path} is open read-only; open it without readonly=True")
 
     def _forked(self) -> None:
-        """In a forked child: this POD is the parent's, so it takes no changes."""
+        """In a forked child: this POD is the parent's, so it takes no changes.
+
+        Reads work as in a read-only POD: they mark nothing, so never sync.
+        """
         self._readonly = True
+        self._pending.dirty = self._dirty = IgnoreAll()
 
     def _check_same_settings(
         self, gzipped: bool | None, file_size: int | None, sync_at: int | None

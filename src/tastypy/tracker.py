@@ -93,14 +93,22 @@ class ProgressTracker(PersistentOrderedDict):
             raise TypeError(
                 f"a tracker's values are task records (dicts), not {type(value).__name__}"
             )
+        added = [f for f in ("_done", "_tries") if f not in value]
         value.setdefault("_done", False)
         value.setdefault("_tries", 0)
-        super().__setitem__(key, value)  # notes the key in _touched, i.e. the tally
+        try:
+            super().__setitem__(key, value)  # notes the key in _touched, i.e. the tally
+        except BaseException:
+            for name in added:  # refused: the caller's dict is as it was
+                value.pop(name, None)
+            raise
 
     def clear(self) -> None:
         with self._lock:
-            super().clear()
-            self._tally.recount(self._data)
+            try:
+                super().clear()
+            finally:  # even if the automatic sync it set off failed
+                self._tally.recount(self._data)
 
     def revert(self) -> None:
         with self._lock:

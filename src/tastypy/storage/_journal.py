@@ -43,6 +43,7 @@ __all__ = ["Journal", "Replay", "apply_ops", "commit_bytes", "is_delete", "journ
 log = logging.getLogger(__name__)
 
 _GZIP_MAGIC = b"\x1f\x8b\x08"
+_COMMIT_LINE = re.compile(rb'\{"commit":(\d{1,18}),"records":(\d{1,18}),"crc32":(\d{1,10})\}\n')
 
 _RECORD_KEY = re.compile(rb'^\["((?:[^"\\\n]|\\.)*)"', re.MULTILINE)
 _DELETE = re.compile(rb'\["(?:[^"\\\n]|\\.)*"\]')
@@ -272,7 +273,38 @@ def _torn_in_place(
             pass
         else:
             return False
-    return all(_check_commit(text, None) is not None for _s, _e, text, _l, _c in later)
+    if any(_check_commit(text, None) is None for _s, _e, text, _l, _c in later):
+        return False
+    return not _intact_commit_inside(rest)
+
+
+def _intact_commit_inside(rest: bytes) -> bool:
+    """Whether a whole, valid commit ends somewhere in *rest* (after garbage, say).
+
+    Damage over a commit line merges its commit with the next into one bad
+    piece; the later commit, intact, shows that this was no torn append.
+    """
+    for match in _COMMIT_LINE.finditer(rest):
+        records, crc = int(match[2]), int(match[3])
+        before = rest[: match.start()]
+        if records == 0 or not before.endswith(b"\n"):
+            continue
+        # The body is the last `records` lines; the first may have lost its
+        # start to the damage, so try each place a record line can begin.
+        first_end = len(before) - 1
+        for _ in range(records - 1):
+            first_end = before.rfind(b"\n", 0, first_end)
+            if first_end < 0:
+                break
+        if first_end < 0:
+            continue
+        line_start = before.rfind(b"\n", 0, first_end) + 1
+        at = before.find(b'["', line_start, first_end)
+        while at >= 0:
+            if zlib.crc32(before[at:]) == crc:
+                return True
+            at = before.find(b'["', at + 1, first_end)
+    return False
 
 
 def _check_commit(text: bytes | None, number: int | None) -> str | None:

@@ -391,6 +391,13 @@ class FileStorage:
         assert self._journal is not None
         raw = self._read_journal()[: self._journal.end]
         replayed = replay(self.path / self._manifest.journal, raw, self.gzipped)
+        if replayed.torn or replayed.commits != self._journal.commits:
+            # Every byte up to end was written by this writer and synced: a
+            # journal that no longer reads back whole must not be folded in.
+            raise CorruptStoreError(
+                f"{self.path / self._manifest.journal}: holds {replayed.commits} valid "
+                f"commits of the {self._journal.commits} written; not compacting it"
+            )
         if not replayed.ops:
             return
         fold, affected = plan(self._chunks, replayed)
