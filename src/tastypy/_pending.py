@@ -85,7 +85,7 @@ class Pending:
         # marked it anew, or marked other keys: those marks stay.
         for key, appended in chosen:
             if dirty.get(key, None) is appended:
-                del dirty[key]
+                dirty.pop(key, None)
         return chosen, reach
 
     def restore(self, chosen: list[tuple[str, bool]]) -> None:

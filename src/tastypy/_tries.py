@@ -52,7 +52,9 @@ class TriesLog:
             return
         if self._fd < 0:
             self._fd = _fs.open_fd(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        _fs.write(self._fd, orjson.dumps([key, tries]) + b"\n")
+        line = memoryview(orjson.dumps([key, tries]) + b"\n")
+        while line:  # a short write (a disk filling up) must not glue two lines together
+            line = line[_fs.write(self._fd, line) :]
         self._said[key] = tries
         self._dirty = True
 

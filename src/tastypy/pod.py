@@ -418,18 +418,19 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
                 "finalizer that writes to the POD?); its changes stay pending"
             )
         pending = self._pending
-        chosen, reach = pending.take(self._data, keys, full=full)
-        left: list[str] = []
         assert self._storage is not None
         self._committing = True
         try:
-            self._storage.commit(pending.changes(self._data, chosen, left))
-        except BaseException:
-            pending.restore(chosen)
-            raise
+            chosen, reach = pending.take(self._data, keys, full=full)
+            left: list[str] = []
+            try:
+                self._storage.commit(pending.changes(self._data, chosen, left))
+            except BaseException:
+                pending.restore(chosen)
+                raise
+            pending.settle(chosen, reach, left)
         finally:
             self._committing = False
-        pending.settle(chosen, reach, left)
         return left
 
     def _raise_bad(self, left: list[str]) -> None:
@@ -522,33 +523,44 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         check_settings(gzipped, file_size, None, 0)
         assert self._storage is not None
         with self._lock, _lifecycle.critical():
-            # Who can reach what is settled before any value is encoded (see
-            # Pending.take): every value goes to the new store.
-            pending, data = self._pending, self._data
-            reach = set(reachable_among(data, list(data)))
-            taken, _reach = pending.take(data, None, full=False)
-            encoded = (
-                (key, encode_value(value, keep=False, key=key)) for key, value in data.items()
-            )
+            if self._committing:
+                raise RuntimeError(f"{self._path}: cannot copy from inside its own sync")
+            self._committing = True  # a handler's write meanwhile waits (see _commit)
             try:
-                new = FileStorage.create_with(
-                    path,
-                    encoded,
-                    file_size=self._storage.file_size if file_size is None else file_size,
-                    gzipped=self._storage.gzipped if gzipped is None else gzipped,
-                    durable=self._storage.durable,
-                    meta=self._storage.meta,
-                )
-            except BaseException:
-                pending.restore(taken)
-                raise
-            old, self._storage = self._storage, new
-            old.close()
-            PersistentOrderedDict._open.pop(os.path.realpath(self._path), None)
-            self._path = Path(path)
-            PersistentOrderedDict._open[os.path.realpath(path)] = self
-            # Everything is in the new store: as after a sync of every key.
-            pending.settle([(key, False) for key in data], reach, [])
+                self._copy_to(path, file_size, gzipped)
+            finally:
+                self._committing = False
+
+    def _copy_to(
+        self, path: str | os.PathLike[str], file_size: int | None, gzipped: bool | None
+    ) -> None:
+        """:meth:`copy`, with the lock held and signals held back."""
+        assert self._storage is not None
+        # Who can reach what is settled before any value is encoded (see
+        # Pending.take): every value goes to the new store.
+        pending, data = self._pending, self._data
+        reach = set(reachable_among(data, list(data)))
+        taken, _reach = pending.take(data, None, full=False)
+        encoded = ((key, encode_value(value, keep=False, key=key)) for key, value in data.items())
+        try:
+            new = FileStorage.create_with(
+                path,
+                encoded,
+                file_size=self._storage.file_size if file_size is None else file_size,
+                gzipped=self._storage.gzipped if gzipped is None else gzipped,
+                durable=self._storage.durable,
+                meta=self._storage.meta,
+            )
+        except BaseException:
+            pending.restore(taken)
+            raise
+        old, self._storage = self._storage, new
+        old.close()
+        PersistentOrderedDict._open.pop(os.path.realpath(self._path), None)
+        self._path = Path(path)
+        PersistentOrderedDict._open[os.path.realpath(path)] = self
+        # Everything is in the new store: as after a sync of every key.
+        pending.settle([(key, False) for key in data], reach, [])
 
     def compact(self) -> None:
         """Sync, then fold the journal into the data files now (atomic, like a sync).
@@ -559,7 +571,11 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         self.sync()
         assert self._storage is not None
         with self._lock, _lifecycle.critical():
-            self._storage.compact()
+            self._committing = True  # a handler's write meanwhile waits (see _commit)
+            try:
+                self._storage.compact()
+            finally:
+                self._committing = False
 
     # -- life cycle ---------------------------------------------------------------
 

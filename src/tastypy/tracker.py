@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -14,6 +15,8 @@ from .errors import DuplicateKeyError, SettingsError
 from .pod import PersistentOrderedDict
 
 __all__ = ["ProgressTracker", "Tracker"]
+
+log = logging.getLogger(__name__)
 
 _NEW_RECORD = b'{"_done":false,"_tries":0}'
 
@@ -145,7 +148,12 @@ class ProgressTracker(PersistentOrderedDict):
         self._tries_log.settle(self._data, keys)
         left = super()._commit(keys, full=full)
         if keys is None and not left:  # every try logged so far is now in the store
-            self._tries_log.clear()
+            try:
+                self._tries_log.clear()
+            except OSError as exc:
+                # The commit is durable; a log left full only repeats what it
+                # holds (settle() made the two agree), so this costs nothing.
+                log.warning("%s: could not empty %s: %s", self.path, self._tries_log.path, exc)
         return left
 
     def _replay_tries(self, logged: list[tuple[str, int]]) -> None:
