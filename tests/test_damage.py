@@ -356,3 +356,16 @@ def test_compaction_refuses_a_journal_that_no_longer_reads_back_whole(tmp_path: 
     with pytest.raises(tastypy.CorruptStoreError, match="not compacting"):
         pod.compact()
     assert journal.read_bytes()[: len(data) - 30] == data[: len(data) - 30]
+
+
+def test_damage_from_an_earlier_commit_into_the_last_one_is_damage(tmp_path: Path) -> None:
+    # Zeros from inside commit 2's commit line into commit 3: commit 2 had been
+    # synced, so no crash during commit 3's append can have done this.
+    path, _ = _build(tmp_path, False)
+    journal, data, last = _last_commit(path, False)
+    line_start = data.rindex(b"\n{", 0, last - 1) + 1
+    damaged = bytearray(data)
+    damaged[line_start + 5 : last + 20] = bytes(last + 15 - line_start)
+    journal.write_bytes(bytes(damaged))
+    with pytest.raises(tastypy.CorruptStoreError, match=re.escape(journal.name)):
+        POD(path)

@@ -728,3 +728,46 @@ def test_a_refused_tracker_record_leaves_the_callers_dict_alone(tmp_path: Path) 
         tracker["u"] = record
     assert record.keys() == {"url", "bad"}
     tracker.close()
+
+
+# -- found by the third review ------------------------------------------------------
+
+
+def test_a_signal_handler_that_raises_during_syncs_costs_nothing(tmp_path: Path) -> None:
+    # A SIGALRM timeout, the usual idiom around a slow fetch, that goes off
+    # while the POD is in the middle of a sync: held back until it ends.
+    code = """
+        import signal, sys
+        import tastypy
+        pod = tastypy.POD(sys.argv[1], sync_at=7)
+        armed, timeouts = [False], 0
+
+        def timeout(*args):
+            if armed[0]:  # only around the POD's operations: the test's own code goes on
+                raise TimeoutError("fetch took too long")
+
+        signal.signal(signal.SIGALRM, timeout)
+        signal.setitimer(signal.ITIMER_REAL, 0.0007, 0.0007)
+        for i in range(6000):
+            key = f"k{i % 900}"
+            try:
+                armed[0] = True
+                if i % 5 == 4:
+                    pod.pop(key, None)
+                else:
+                    pod[key] = {"i": i}
+                armed[0] = False
+            except TimeoutError:
+                armed[0] = False
+                timeouts += 1
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        model = dict(pod)
+        pod.close()
+        with tastypy.POD(sys.argv[1], readonly=True) as again:
+            same = dict(again) == model and list(again) == list(model)
+        print(timeouts, same, flush=True)
+    """
+    done = run(code, str(tmp_path / "s"), timeout=120)
+    assert done.returncode == 0, done.stderr
+    timeouts, same = done.stdout.split()
+    assert int(timeouts) >= 5 and same == "True", done.stdout

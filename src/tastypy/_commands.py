@@ -154,9 +154,12 @@ def status(args: argparse.Namespace) -> int:
     history: deque[tuple[float, int]] = deque(maxlen=30)
     try:
         while True:
+            # Who writes is asked first: a frame that finds no writer then
+            # shows what the last writer left, not the state just before it.
+            writer = writer_pid(Path(args.path))
             records, max_tries = _records(args.path)
             shot = snapshot(records, max_tries)
-            shot.writer = writer_pid(Path(args.path))
+            shot.writer = writer
             history.append((time.monotonic(), shot.done))
             _rate(shot, history)
             if shot.writer is not None and len(history) == 1 and not args.watch:

@@ -11,11 +11,10 @@ Three sets of keys, kept apart so that an automatic sync costs what changed:
   be changed through the caller's reference at any time before the sync.
 * ``session``: keys that an earlier sync of this session wrote or checked,
   whose values the program may still reach (it kept a reference, to the
-  value or to something inside it) and so change later. An explicit sync,
-  and the sync at close or exit, encode them once more; the engine writes
-  only those whose bytes differ from what it holds. Automatic syncs leave
-  them alone, so that their cost follows what was touched since the last
-  sync.
+  value or to something inside it) and so change later. The sync at close
+  or exit (or on SIGTERM) encodes them once more; the engine writes only
+  those whose bytes differ from what it holds. Other syncs leave them alone,
+  so that their cost follows what was touched since the last sync.
 
 A value that can no longer be encoded (a NaN smuggled in by nested mutation)
 is left out of a sync and stays dirty; every other key is written. ``bad``

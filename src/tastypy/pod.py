@@ -103,6 +103,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
     _lock: threading.RLock
     _opens: int
     _committing = False  # a commit runs (in the thread holding the lock)
+    _committer = 0  # that thread's ident
     # A set that collects every key touched through the mapping, or None;
     # the tracker's counts re-check the keys in it.
     _touched: set[str] | None = None
@@ -419,7 +420,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             )
         pending = self._pending
         assert self._storage is not None
-        self._committing = True
+        self._committing, self._committer = True, threading.get_ident()
         try:
             chosen, reach = pending.take(self._data, keys, full=full)
             left: list[str] = []
@@ -456,8 +457,10 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         *full*); anything that could not be saved is reported in one line on
         stderr, whatever the logging setup, once for each bad key.
         """
-        if self._closed or self._readonly or os.getpid() != self._pid or self._committing:
-            return  # (a signal landing inside our own commit: it syncs the rest when done)
+        if self._closed or self._readonly or os.getpid() != self._pid:
+            return
+        if self._committing and self._committer == threading.get_ident():
+            return  # called inside our own commit (a handler): that commit is under way
         # Never hang the exit: another thread may hold the lock while it waits
         # for something this thread holds (a logging lock, at a signal).
         if not self._lock.acquire(timeout=EXIT_LOCK_SECONDS):
@@ -525,8 +528,8 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         with self._lock, _lifecycle.critical():
             if self._committing:
                 raise RuntimeError(f"{self._path}: cannot copy from inside its own sync")
-            self._committing = True  # a handler's write meanwhile waits (see _commit)
-            try:
+            self._committing, self._committer = True, threading.get_ident()
+            try:  # a handler's write meanwhile waits (see _commit)
                 self._copy_to(path, file_size, gzipped)
             finally:
                 self._committing = False
@@ -571,8 +574,8 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         self.sync()
         assert self._storage is not None
         with self._lock, _lifecycle.critical():
-            self._committing = True  # a handler's write meanwhile waits (see _commit)
-            try:
+            self._committing, self._committer = True, threading.get_ident()
+            try:  # a handler's write meanwhile waits (see _commit)
                 self._storage.compact()
             finally:
                 self._committing = False

@@ -96,7 +96,9 @@ def replay(path: Path, raw: bytes, gzipped: bool, *, strict: bool = True) -> Rep
             result.commits += 1
             result.end = end
             continue
-        if cut_short or (not gzipped and _torn_in_place(raw, result.end, pieces)):
+        if cut_short or (
+            not gzipped and _torn_in_place(raw, result.end, pieces, result.commits + 1)
+        ):
             # An append a crash interrupted: cut short, or (power loss) with
             # sectors that never reached the disk read back as zeros or garbage.
             result.torn = len(raw) - result.end
@@ -254,7 +256,10 @@ def _intact_member_after(raw: bytes, start: int) -> bool:
 
 
 def _torn_in_place(
-    raw: bytes, good_end: int, later: Iterator[tuple[int, int, bytes | None, int, bool]]
+    raw: bytes,
+    good_end: int,
+    later: Iterator[tuple[int, int, bytes | None, int, bool]],
+    expected: int,
 ) -> bool:
     """Whether the bad bytes after *good_end* are an append torn by a power loss.
 
@@ -263,7 +268,8 @@ def _torn_in_place(
     may have survived. tastypy only ever writes UTF-8 text without NUL
     bytes, so zeros or bytes that are not UTF-8 are that tear's mark, while
     a hand edit (or any change that keeps the text readable) is damage. So is
-    anything followed by an intact commit: only the last append can be torn.
+    anything followed by an intact commit, or reaching past the commit line
+    of commit *expected*: only the last append can be torn.
     """
     rest = raw[good_end:]
     if b"\0" not in rest:
@@ -273,6 +279,8 @@ def _torn_in_place(
             pass
         else:
             return False
+    if any(int(m[1]) > expected for m in _COMMIT_LINE.finditer(rest)):
+        return False  # it spans a later commit's line: more than the last append
     if any(_check_commit(text, None) is None for _s, _e, text, _l, _c in later):
         return False
     return not _intact_commit_inside(rest)
