@@ -51,7 +51,7 @@ class TriesLog:
         if self._readonly:
             return
         if self._fd < 0:
-            self._fd = _fs.open_fd(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._fd = _fs.open_inside(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         line = memoryview(orjson.dumps([key, tries]) + b"\n")
         while line:  # a short write (a disk filling up) must not glue two lines together
             line = line[_fs.write(self._fd, line) :]
@@ -109,7 +109,7 @@ class TriesLog:
         if self._fd >= 0:
             _fs.ftruncate(self._fd, 0)
         else:
-            fd = _fs.open_fd(self.path, os.O_WRONLY)
+            fd = _fs.open_inside(self.path, os.O_WRONLY)
             try:
                 _fs.ftruncate(fd, 0)
             finally:

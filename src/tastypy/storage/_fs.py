@@ -14,9 +14,12 @@ also see what the engine looks at.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 from pathlib import Path
+
+from ..errors import CorruptStoreError
 
 __all__ = [
     "close",
@@ -30,6 +33,7 @@ __all__ = [
     "makedirs",
     "mkdir",
     "open_fd",
+    "open_inside",
     "pwrite",
     "read_file",
     "replace",
@@ -147,6 +151,33 @@ def listdir(path: Path) -> list[str]:
     return os.listdir(path)
 
 
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def open_inside(path: Path, flags: int, mode: int = 0o644) -> int:
+    """:func:`open_fd` for a file of the store itself: never through a symbolic link.
+
+    A store is untrusted input: a link planted as its journal or a data file
+    would make us read, write or truncate a file outside it.
+
+    Raises
+    ------
+    CorruptStoreError
+        If *path* is a symbolic link.
+    """
+    try:
+        return open_fd(path, flags | _O_NOFOLLOW, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise CorruptStoreError(
+                f"{path} is a symbolic link; a store's own files never are, and tastypy "
+                "does not follow one out of the store"
+            ) from None
+        raise
+
+
 def read_file(path: Path) -> bytes:
-    with open(path, "rb") as f:
+    """The bytes of one of the store's files, never read through a symbolic link."""
+    fd = open_inside(path, os.O_RDONLY)
+    with os.fdopen(fd, "rb") as f:
         return f.read()

@@ -348,7 +348,7 @@ class Journal:
         self.durable = durable
         self.end = end
         self.commits = commits
-        self._fd = _fs.open_fd(path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._fd = _fs.open_inside(path, os.O_RDWR | os.O_CREAT, 0o644)
         self._tail_dirty = _fs.fstat_size(self._fd) != end
 
     def append(self, records: list[bytes]) -> None:

@@ -106,6 +106,11 @@ def read_manifest(directory: Path) -> Manifest:
         range; the message names the file and the field.
     """
     path = directory / MANIFEST
+    if (directory / "chunks").is_symlink():  # its leftovers would be deleted out there
+        raise CorruptStoreError(
+            f"{directory / 'chunks'} is a symbolic link; a store's own directories never "
+            "are, and tastypy does not follow one out of the store"
+        )
     raw = _fs.read_file(path)
     try:
         doc = orjson.loads(raw)
