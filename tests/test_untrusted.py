@@ -6,13 +6,21 @@ store received from someone else.)
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import tastypy
 from tastypy import POD
+from tastypy.storage import _fs
 
 
 def _store(tmp_path: Path) -> Path:
@@ -71,3 +79,160 @@ def test_a_chunks_directory_that_is_a_symlink_is_refused_and_nothing_outside_del
     with pytest.raises(tastypy.TastypyError, match="symbolic link"):
         POD(path)
     assert (elsewhere / "keep-me.txt").read_text() == "mine"
+
+
+# -- a fuzzed store never makes tastypy write outside it -----------------------------
+
+
+HOSTILE_NAMES = [
+    "../outside.jsonl",
+    "/tmp/tastypy-fuzz-outside.jsonl",
+    "chunks/../../outside.jsonl",
+    "journal-00000000.jsonl/../../x",
+    "",
+    "a/b",
+    ".",
+    "..",
+    "journal-00000001.jsonl\x00",
+    "x" * 5000,
+]
+HOSTILE_VALUES: list[object] = [
+    *HOSTILE_NAMES,
+    -1,
+    0,
+    2**63,
+    10**30,
+    1.5,
+    None,
+    True,
+    [],
+    {},
+    "1",
+]
+FIELDS = ["journal", "file_size", "generation", "gzipped", "meta", "records", "version"]
+CHUNK_FIELDS = ["file", "records", "bytes", "crc32"]
+
+
+class WriteGuard:
+    """Forward the seam's writing calls, noting every path they change."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self._fds: dict[int, str] = {}
+        self._real = {n: getattr(_fs, n) for n in ("open_fd", "replace", "unlink", "mkdir")}
+        self._real.update({n: getattr(_fs, n) for n in ("rmdir", "write", "pwrite", "ftruncate")})
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for name in self._real:
+            monkeypatch.setattr(_fs, name, getattr(self, name))
+
+    def _note(self, path: object) -> None:
+        self.paths.append(os.path.realpath(os.fspath(path)))  # type: ignore[arg-type]
+
+    def open_fd(self, path: Path, flags: int, mode: int = 0o644) -> int:
+        fd = self._real["open_fd"](path, flags, mode)
+        self._fds[fd] = os.fspath(path)
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC):
+            self._note(path)
+        return fd
+
+    def replace(self, src: Path, dst: Path) -> None:
+        self._note(src)
+        self._note(dst)
+        self._real["replace"](src, dst)
+
+    def unlink(self, path: Path) -> None:
+        self._note(path)
+        self._real["unlink"](path)
+
+    def mkdir(self, path: Path) -> None:
+        self._note(path)
+        self._real["mkdir"](path)
+
+    def rmdir(self, path: Path) -> None:
+        self._note(path)
+        self._real["rmdir"](path)
+
+    def write(self, fd: int, data: bytes) -> int:
+        self._note(self._fds.get(fd, "?"))
+        return self._real["write"](fd, data)  # type: ignore[no-any-return]
+
+    def pwrite(self, fd: int, data: bytes, offset: int) -> int:
+        self._note(self._fds.get(fd, "?"))
+        return self._real["pwrite"](fd, data, offset)  # type: ignore[no-any-return]
+
+    def ftruncate(self, fd: int, length: int) -> None:
+        self._note(self._fds.get(fd, "?"))
+        self._real["ftruncate"](fd, length)
+
+
+@pytest.fixture(scope="module")
+def template() -> Iterator[Path]:
+    root = Path(tempfile.mkdtemp(prefix="tastypy-untrusted-"))
+    path = root / "store"
+    with POD(path, file_size=2) as pod:
+        for i in range(5):
+            pod[f"k{i}"] = {"i": i}
+        pod.compact()
+        pod["later"] = 1
+        pod.sync()
+    yield path
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@settings(
+    max_examples=int(os.environ.get("TASTYPY_HYPOTHESIS_EXAMPLES", "120")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    field=st.sampled_from(FIELDS + [f"chunks.{f}" for f in CHUNK_FIELDS]),
+    value=st.sampled_from(HOSTILE_VALUES),
+    flip=st.none() | st.tuples(st.sampled_from(["journal", "chunk"]), st.integers(0, 10**6)),
+)
+def test_a_mangled_store_never_makes_tastypy_write_outside_it(
+    template: Path, monkeypatch: pytest.MonkeyPatch, field: str, value: object, flip: object
+) -> None:
+    root = Path(tempfile.mkdtemp(prefix="tastypy-fuzz-"))
+    try:
+        path = root / "store"
+        shutil.copytree(template, path)
+        manifest = json.loads((path / "manifest.json").read_text())
+        if field.startswith("chunks."):
+            manifest["chunks"][0][field.split(".", 1)[1]] = value
+        else:
+            manifest[field] = value
+        (path / "manifest.json").write_text(json.dumps(manifest))
+        if flip is not None:
+            which, at = flip  # type: ignore[misc]
+            target = (
+                next(path.glob("journal-*"))
+                if which == "journal"
+                else next((path / "chunks").iterdir())
+            )
+            data = bytearray(target.read_bytes())
+            if data:
+                data[at % len(data)] ^= 0x21
+                target.write_bytes(bytes(data))
+        guard = WriteGuard()
+        with monkeypatch.context() as patch:
+            guard.install(patch)
+            for attempt in (
+                lambda: POD(path, readonly=True).close(),
+                lambda: tastypy.verify(path),
+                lambda: _open_write_compact(path),
+            ):
+                # Refused is fine, as long as nothing outside was touched.
+                with contextlib.suppress(tastypy.TastypyError):
+                    attempt()
+        inside = os.path.realpath(path)
+        escaped = [p for p in guard.paths if p != inside and not p.startswith(inside + os.sep)]
+        assert not escaped, f"{field}={value!r} made tastypy write {escaped[:3]}"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _open_write_compact(path: Path) -> None:
+    with POD(path) as pod:
+        pod["new"] = 1
+        pod.compact()
