@@ -116,12 +116,12 @@ def test_replaying_a_gzipped_journal_reads_each_byte_a_bounded_number_of_times(
     import types
     import zlib
 
-    from tastypy.storage import _journal
+    from tastypy.storage import _commits
 
     raw = _encode([[b'["k%d",%d]' % (n, n)] for n in range(commits)], True)
     raw += commit_bytes([b'["torn",1]'], commits + 1, True)[:-3]
     shim = types.SimpleNamespace(**{**vars(zlib), "decompressobj": _CountingInflater})
-    monkeypatch.setattr(_journal, "zlib", shim)
+    monkeypatch.setattr(_commits, "zlib", shim)
     _CountingInflater.fed = 0
     result = replay(PATH, raw, True)
     monkeypatch.undo()
