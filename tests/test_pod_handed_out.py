@@ -59,6 +59,7 @@ import tastypy._lifecycle
 import tastypy.storage.files
 from tastypy import POD, verify
 
+from _helpers import on_disk as load_from_disk
 from _subproc import run
 from strategies import json_text, json_values
 
@@ -80,15 +81,6 @@ VALUES = st.one_of(CONTAINERS, CONTAINERS, json_values(max_leaves=6))
 def typed(value: Any) -> str:
     """A rendering that tells ``True`` from ``1`` from ``1.0`` and keeps dict order."""
     return repr(value)
-
-
-def load_from_disk(path: Path) -> list[tuple[str, Any]]:
-    """Every item of the store at *path*, as a fresh read-only open loads it."""
-    reader = POD(path, readonly=True)
-    try:
-        return list(reader.items())
-    finally:
-        reader.close()
 
 
 def describe_difference(actual: list[tuple[str, Any]], expected: list[tuple[str, Any]]) -> str:

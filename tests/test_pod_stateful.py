@@ -47,6 +47,7 @@ from hypothesis.stateful import (
 import tastypy.storage.files
 from tastypy import POD, StoreClosedError, verify
 
+from _helpers import on_disk as load_from_disk
 from strategies import colliding_keys, json_text, json_values, normalize_json_key
 
 SYNC_ATS = st.sampled_from([1, 2, 3, 1000])
@@ -72,15 +73,6 @@ def same(actual: Any, expected: Any) -> bool:
 def assert_same(actual: Any, expected: Any) -> None:
     assert actual == expected
     assert typed(actual) == typed(expected)
-
-
-def load_from_disk(path: Path) -> list[tuple[str, Any]]:
-    """Every item of the store at *path*, as a fresh read-only open loads it."""
-    reader = POD(path, readonly=True)
-    try:
-        return list(reader.items())
-    finally:
-        reader.close()
 
 
 @dataclass
