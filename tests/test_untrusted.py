@@ -236,3 +236,51 @@ def _open_write_compact(path: Path) -> None:
     with POD(path) as pod:
         pod["new"] = 1
         pod.compact()
+
+
+# -- found by a new user's trial ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("sync_at", "abc"), ("sync_at", -1), ("max_tries", 2.5)]
+)
+def test_a_hand_edited_setting_in_the_manifest_is_refused_by_name(
+    tmp_path: Path, name: str, value: object
+) -> None:
+    path = tmp_path / "t"
+    with tastypy.Tracker(path) as tracker:
+        tracker.add("a")
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["meta"][name] = value
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    for opener in (lambda: tastypy.Tracker(path), lambda: tastypy.Tracker(path, readonly=True)):
+        with pytest.raises(tastypy.CorruptStoreError, match=f"meta.{name}"):
+            opener()
+    report = tastypy.verify(path)
+    assert not report.ok and any(f"meta.{name}" in p for p in report.problems)
+    with tastypy.Tracker(path, **{name: 5}):  # an explicit setting replaces it
+        pass  # (and the refused opens released the lock)
+    assert tastypy.verify(path).ok
+
+
+def test_the_command_calls_a_store_without_its_manifest_damaged_not_a_stranger(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    path = _store(tmp_path)
+    (path / "manifest.json").unlink()
+
+    def tastypy_cmd(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tastypy", *args], capture_output=True, text=True, check=False
+        )
+
+    checked = tastypy_cmd("verify", str(path))
+    assert checked.returncode == 1, checked
+    shown = tastypy_cmd("show", str(path))
+    assert shown.returncode == 2, shown
+    for done in (checked, shown):
+        assert len(done.stderr.splitlines()) == 1 and "manifest" in done.stderr
+        assert "not a tastypy store" not in done.stderr

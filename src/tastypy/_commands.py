@@ -20,6 +20,7 @@ from ._status import Snapshot, in_state, render, snapshot, writer_pid
 from ._transfer import BadImport, read_import, write_export
 from .errors import NotAStoreError
 from .pod import PersistentOrderedDict
+from .storage._layout import lost_manifest
 from .storage._manifest import MANIFEST, read_manifest
 from .storage.verify import verify
 from .tracker import ProgressTracker
@@ -28,15 +29,26 @@ EXIT_PROBLEMS = 1  # verify found damage
 
 
 class Fail(Exception):
-    """A user-facing error: printed on one line, exit status 2."""
+    """A user-facing error: printed on one line, exit status 2 (or *status*)."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
-def _check_store(path: str) -> Path:
-    """*path* as a store directory, or fail with a one-line reason."""
+def _check_store(path: str, *, damage_status: bool = False) -> Path:
+    """*path* as a store directory, or fail with a one-line reason.
+
+    With *damage_status*, a store that lost its manifest fails with the
+    status ``verify`` gives damage (1) rather than that of bad input (2).
+    """
     store = Path(path)
     if not store.exists():
         raise Fail(f"{path}: no such file or directory")
     if not (store / MANIFEST).is_file():
+        lost = lost_manifest(store) if store.is_dir() else None
+        if lost is not None:  # a store's data without its manifest: damage, not a stranger
+            raise Fail(str(lost), status=EXIT_PROBLEMS if damage_status else None)
         raise Fail(f"{path}: not a tastypy store (no {MANIFEST})")
     return store
 
@@ -124,7 +136,7 @@ def keys(args: argparse.Namespace) -> int:
 
 
 def check(args: argparse.Namespace) -> int:
-    report = verify(_check_store(args.path))
+    report = verify(_check_store(args.path, damage_status=True))
     print(report)
     return EXIT_PROBLEMS if report.problems else 0
 

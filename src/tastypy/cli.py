@@ -30,7 +30,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         status: int = args.handler(args)
     except (handlers.Fail, TastypyError) as exc:  # e.g. LockedError names the holder
         print(f"tastypy: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        failed = exc.status if isinstance(exc, handlers.Fail) else None
+        return EXIT_USAGE if failed is None else failed
     except BrokenPipeError:  # e.g. `tastypy keys big.pod | head`
         return 0
     return status

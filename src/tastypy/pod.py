@@ -16,7 +16,13 @@ from ._codec import check_new_key, encode_value, normalize_key
 from ._pending import Pending
 from ._references import reachable_among
 from ._settings import CLOSED, IgnoreAll, check_settings
-from .errors import LockedError, ReadOnlyError, SettingsError, StoreClosedError
+from .errors import (
+    CorruptStoreError,
+    LockedError,
+    ReadOnlyError,
+    SettingsError,
+    StoreClosedError,
+)
 from .storage import FileStorage, Storage
 
 __all__ = ["POD", "PersistentOrderedDict"]
@@ -151,9 +157,13 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             self._data: dict[str, Any] = storage.load()
             # Settle the kind before writing anything (a tracker refuses a POD's data).
             kind = self._adopt_kind(meta.get("kind") or self._KIND, path)
-            self._sync_at: int = (
-                meta.get("sync_at", DEFAULT_SYNC_AT) if sync_at is None else sync_at
-            )
+            stored = meta.get("sync_at", DEFAULT_SYNC_AT)
+            if sync_at is None and (type(stored) is not int or stored < 1):
+                raise CorruptStoreError(
+                    f"{Path(path) / 'manifest.json'}: field meta.sync_at must be a whole "
+                    f"number >= 1, not {stored!r}; open with sync_at=N to replace it"
+                )
+            self._sync_at: int = stored if sync_at is None else sync_at
             wanted = {**meta, "kind": kind, "sync_at": self._sync_at}
             if not readonly and wanted != meta:
                 storage.set_meta(wanted)

@@ -11,7 +11,7 @@ from . import _tries
 from ._codec import check_new_key, normalize_key
 from ._counts import ABORTED, DONE, EXHAUSTED, TRIED, TaskCounts
 from ._runner import RunSummary, run
-from .errors import DuplicateKeyError, SettingsError
+from .errors import CorruptStoreError, DuplicateKeyError, SettingsError
 from .pod import PersistentOrderedDict
 
 __all__ = ["ProgressTracker", "Tracker"]
@@ -74,9 +74,17 @@ class ProgressTracker(PersistentOrderedDict):
             return
         assert self._storage is not None
         meta = self._storage.meta
-        self._tally = TaskCounts(meta.get("max_tries") or 0)
+        stored = meta.get("max_tries") or 0
+        valid = type(stored) is int and stored >= 0
+        self._tally = TaskCounts(stored if valid else 0)
         self._touched = self._tally.unchecked  # every key touched is re-checked before a count
         self._tries_log = _tries.TriesLog(self.path, readonly=readonly, durable=durable)
+        if max_tries is None and not valid:
+            self.close()  # nothing was changed yet: this writes nothing
+            raise CorruptStoreError(
+                f"{self.path / 'manifest.json'}: field meta.max_tries must be a whole number "
+                f">= 0 or null, not {stored!r}"
+            )
         # Read the logged tries before anything here can sync (and so empty the log).
         logged = self._tries_log.read()
         if max_tries is not None:

@@ -78,6 +78,7 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
     except CorruptStoreError as exc:
         report.problems.append(str(exc))
         return report
+    report.problems.extend(_bad_settings(store, manifest.meta))
     data: dict[str, Any] = {}
     hashes: dict[str, int] = {}
     for entry in manifest.chunks:
@@ -133,3 +134,16 @@ def _leftovers(store: Path, chunks: set[str], journal: str) -> list[str]:
         if JOURNAL_NAME.match(n) and n != journal
     ]
     return notes
+
+
+def _bad_settings(store: Path, meta: dict[str, Any]) -> list[str]:
+    """Problems with the settings the POD and the tracker keep in the manifest's meta."""
+    problems = []
+    for name, low in (("sync_at", 1), ("max_tries", 0)):
+        value = meta.get(name)
+        if value is not None and (type(value) is not int or value < low):
+            problems.append(
+                f"{store / MANIFEST}: field meta.{name} must be a whole number >= {low}, "
+                f"not {value!r}"
+            )
+    return problems
