@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import enum
 import math
+import sys
 from typing import Any
 
 import orjson
 
 __all__ = [
     "FAST_OPTIONS",
+    "MAX_DEPTH",
     "check_new_key",
     "decode_value",
     "encode_value",
@@ -51,6 +53,8 @@ _OPTIONS = (
 # TypeError is exactly what encode_value(value, keep=False) returns.
 FAST_OPTIONS = _OPTIONS
 _KEY_TYPES = "str, int, float, bool or None"
+# Lists and dicts inside each other that orjson writes; deeper is refused.
+MAX_DEPTH = 254
 _COMPACT_BELOW = 1024
 
 
@@ -71,7 +75,13 @@ def normalize_key(key: object) -> str:  # noqa: PLR0911  # one return per JSON k
     if key is None:
         return "null"
     if isinstance(key, int):
-        return int.__repr__(key)
+        try:
+            return int.__repr__(key)
+        except ValueError:  # more digits than sys.get_int_max_str_digits() allows
+            raise TypeError(
+                f"an int key with more than {sys.get_int_max_str_digits()} digits cannot "
+                "become a JSON key; use a str key"
+            ) from None
     if isinstance(key, float):
         if math.isnan(key):
             return "NaN"
@@ -106,14 +116,18 @@ def encode_value(value: object, *, keep: bool = True, key: str | None = None) ->
     """
     try:
         data = orjson.dumps(value, option=_OPTIONS)
-    except TypeError:
+    except TypeError as first:
+        if _TOO_DEEP in str(first):
+            raise TypeError(_too_deep(key)) from None
         # Non-str dict keys and subclasses of builtins are the legitimate
         # reasons: convert them the way the json module would and try again.
         try:
             data = orjson.dumps(_plain(value), option=_OPTIONS)
-        except RecursionError:
-            raise TypeError(f"{_which(key)} is not JSON-serializable: too deep") from None
+        except RecursionError:  # deeper than Python's recursion limit, so than ours
+            raise TypeError(_too_deep(key)) from None
         except TypeError as exc:
+            if _TOO_DEEP in str(exc):
+                raise TypeError(_too_deep(key)) from None
             raise TypeError(f"{_which(key)} is not JSON-serializable: {exc}") from None
     if b"null" in data and has_non_finite(value):
         raise TypeError(f"{_which(key)} contains NaN or infinity, which JSON cannot represent")
@@ -123,6 +137,16 @@ def encode_value(value: object, *, keep: bool = True, key: str | None = None) ->
         # makes the heap grow ~1 KiB per value. A right-sized copy is cheaper.
         return bytes(memoryview(data))
     return data
+
+
+_TOO_DEEP = "Recursion limit reached"  # orjson's message for a value nested too deep
+
+
+def _too_deep(key: str | None) -> str:
+    return (
+        f"{_which(key)} is not JSON-serializable: it nests lists and dicts deeper than "
+        f"{MAX_DEPTH} levels, the most the encoder allows"
+    )
 
 
 def _which(key: str | None) -> str:

@@ -42,21 +42,49 @@ class TriesLog:
         self._readonly = readonly
         self._durable = durable
         self._fd = -1
+        self._end = -1  # the log's size as this process wrote it (-1: ask the OS)
+        self._torn = False  # a line was cut short and could not be cut off
         self._dirty = self.path.exists() and self.path.stat().st_size > 0
         # key -> what the log says of it now (tries, or None: deleted), for
         # the keys logged by this process since the log was last emptied.
         self._said: dict[str, int | None] = {}
 
     def append(self, key: str, tries: int | None) -> None:
+        """Log that *key* has *tries* now (None: deleted), or raise having logged nothing.
+
+        If the write fails (a full disk), the bytes written of the line are
+        cut off again, so the log says nothing new; should that fail too,
+        the next line starts with a mark that makes the torn one unreadable.
+        """
         if self._readonly:
             return
         if self._fd < 0:
             self._fd = _fs.open_inside(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        line = memoryview(orjson.dumps([key, tries]) + b"\n")
-        while line:  # a short write (a disk filling up) must not glue two lines together
-            line = line[_fs.write(self._fd, line) :]
+            self._end = -1
+        if self._end < 0:
+            self._end = _fs.fstat_size(self._fd)
+        line = orjson.dumps([key, tries]) + b"\n"
+        if self._torn:
+            line = b"!\n" + line  # ends a torn line with what no JSON text may end with
+        written = 0
+        try:
+            while written < len(line):  # a short write must not glue two lines together
+                written += _fs.write(self._fd, memoryview(line)[written:])
+        except BaseException:
+            self._cut_back()  # even if nothing was said to be written: cheap, and sure
+            raise
+        self._end += written
+        self._torn = False
         self._said[key] = tries
         self._dirty = True
+
+    def _cut_back(self) -> None:
+        """Undo a partly written line (truncating needs no free space)."""
+        try:
+            _fs.ftruncate(self._fd, self._end)
+        except OSError:
+            self._torn = True
+            self._end = -1
 
     def read(self) -> list[tuple[str, int]]:
         """What the log says, key by key: ``(key, tries)`` in first-mention order.
@@ -108,6 +136,7 @@ class TriesLog:
             return
         if self._fd >= 0:
             _fs.ftruncate(self._fd, 0)
+            self._end, self._torn = 0, False
         else:
             fd = _fs.open_inside(self.path, os.O_WRONLY)
             try:

@@ -24,6 +24,7 @@ from .errors import (
     StoreClosedError,
 )
 from .storage import FileStorage, Storage
+from .storage._store_path import store_path
 
 __all__ = ["POD", "PersistentOrderedDict"]
 
@@ -116,7 +117,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
 
     def __new__(cls, path: str | os.PathLike[str], *args: Any, **kwargs: Any) -> Any:
         if not kwargs.get("readonly"):
-            existing = PersistentOrderedDict._open.get(os.path.realpath(path))
+            existing = PersistentOrderedDict._open.get(os.path.realpath(store_path(path)))
             if existing is not None and not existing._closed:
                 if type(existing) is not cls:
                     raise LockedError(
@@ -230,7 +231,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         # dict or list the caller assigned may be changed through the
         # caller's own reference before then (and the reference dropped).
         mutable = isinstance(value, (dict, list, tuple))
-        encoded = encode_value(value, keep=not mutable)
+        encoded = encode_value(value, keep=not mutable, key=key)
         with self._lock:
             data = self._data
             dirty = self._dirty

@@ -330,8 +330,15 @@ class ProgressTracker(PersistentOrderedDict):
             limit = self._tally.max_tries
             if limit and tries >= limit:
                 return False
+            try:
+                self._tries_log.append(key, tries + 1)
+            except OSError as exc:  # e.g. a full disk: no try is counted that is not logged
+                raise type(exc)(
+                    exc.errno,
+                    f"{self._tries_log.path}: {exc.strerror}; the try of task {key!r} was "
+                    "not counted (do not try it now)",
+                ) from exc
             record["_tries"] = tries + 1
-            self._tries_log.append(key, tries + 1)
             return True
 
     # -- counts -------------------------------------------------------------------------

@@ -48,6 +48,7 @@ from ._layout import (
 from ._lock import StoreLock
 from ._manifest import MANIFEST, Manifest, read_manifest
 from ._snapshot import read_snapshot
+from ._store_path import store_path
 
 __all__ = ["DEFAULT_FILE_SIZE", "FileStorage"]
 
@@ -98,7 +99,7 @@ class FileStorage:
         durable: bool = True,
         timeout: float | None = 0.0,
     ) -> None:
-        self.path = Path(path)
+        self.path = store_path(path)
         self.readonly = readonly
         self.durable = durable
         self._pid = os.getpid()
