@@ -1,0 +1,158 @@
+"""The memory engine: a complete :class:`~tastypy.storage.Storage` that keeps everything in RAM.
+
+For tests, and for a POD that needs no disk. A :class:`MemoryStore` holds
+the data; each :class:`MemoryStorage` is one open of it, as a
+:class:`~tastypy.storage.FileStorage` is one open of a directory. So a test
+can close a POD and open the same store again, read-only beside a writer,
+or see a second writer refused, just as with files.
+
+Values are kept as the encoded JSON bytes the POD commits and decoded anew
+by each :meth:`MemoryStorage.load`, so a loaded dict shares nothing with
+the store (as with files).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from ..errors import CorruptStoreError, LockedError, ReadOnlyError, StoreClosedError
+
+__all__ = ["MemoryStorage", "MemoryStore"]
+
+
+class MemoryStore:
+    """The data of one in-memory store: keys in order, encoded values, meta.
+
+    Thread-safe. Lives as long as a reference to it (or to an open
+    :class:`MemoryStorage` of it) does; nothing survives the process.
+    """
+
+    def __init__(self, name: str = "memory") -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self._values: dict[str, bytes] = {}
+        self._meta: dict[str, Any] = {}
+        self._writer: MemoryStorage | None = None
+        self.commits = 0  # non-empty batches committed
+
+    def __repr__(self) -> str:
+        return f"<MemoryStore {self.name!r}: {len(self._values)} keys>"
+
+
+class MemoryStorage:
+    """One open of a :class:`MemoryStore` (a new, empty one if *store* is None).
+
+    One writable open per store at a time, like the file engine's lock:
+    another raises :class:`~tastypy.errors.LockedError` until the first is
+    closed. Read-only opens are unlimited and see each commit whole.
+
+    Notes
+    -----
+    Commits are atomic: a batch applies entirely or not at all (if *changes*
+    raises midway, nothing is applied). "Durable" means only that a commit
+    is visible to every later open in this process.
+    """
+
+    def __init__(
+        self,
+        store: MemoryStore | None = None,
+        *,
+        readonly: bool = False,
+        durable: bool = True,
+    ) -> None:
+        self.store = MemoryStore() if store is None else store
+        self.readonly = readonly
+        self.durable = durable
+        self._closed = False
+        if not readonly:
+            with self.store._lock:
+                if self.store._writer is not None:
+                    raise LockedError(
+                        f"{self.store.name} is already open for writing (in this process); "
+                        "close that store first"
+                    )
+                self.store._writer = self
+
+    def __repr__(self) -> str:
+        mode = "read-only" if self.readonly else "writable"
+        return f"<MemoryStorage of {self.store!r}, {mode}>"
+
+    @property
+    def name(self) -> str:
+        """What error messages call the store."""
+        return self.store.name
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """Settings of the mapping layer (a copy)."""
+        self._check_open()
+        with self.store._lock:
+            return dict(self.store._meta)
+
+    def set_meta(self, meta: dict[str, Any]) -> None:
+        """Replace the mapping layer's settings."""
+        self._check_writable()
+        fresh = orjson.loads(orjson.dumps(meta))  # JSON only, as a file would hold
+        with self.store._lock:
+            self.store._meta = fresh
+
+    def load(self) -> dict[str, Any]:
+        """Everything as of the last commit, in order, decoded into a new dict."""
+        self._check_open()
+        with self.store._lock:
+            values = list(self.store._values.items())
+        data: dict[str, Any] = {}
+        for key, blob in values:
+            try:
+                data[key] = orjson.loads(blob)
+            except orjson.JSONDecodeError as exc:  # only if a caller committed bad bytes
+                raise CorruptStoreError(f"{self.name}: the value of {key!r}: {exc}") from None
+        return data
+
+    def commit(self, changes: Iterable[tuple[str, bytes | None]]) -> None:
+        """Apply *changes* as one atomic batch; a raising *changes* applies nothing.
+
+        ``(key, bytes)`` sets a key (in place if present, else at the end);
+        ``(key, None)`` deletes it (a missing key is ignored).
+        """
+        self._check_writable()
+        batch = [(key, None if blob is None else bytes(blob)) for key, blob in changes]
+        if not batch:
+            return
+        # *changes* ran to its end above, so nothing below can fail midway:
+        # applied in place, at a cost that follows the batch, not the store.
+        with self.store._lock:
+            values = self.store._values
+            for key, blob in batch:
+                if blob is None:
+                    values.pop(key, None)
+                else:
+                    values[key] = blob
+            self.store.commits += 1
+
+    def compact(self) -> None:
+        """Nothing to fold: every commit is already in its final form."""
+        self._check_writable()
+
+    def close(self) -> None:
+        """Release the store for another writer. Idempotent; the data stays."""
+        if self._closed:
+            return
+        self._closed = True
+        if not self.readonly:
+            with self.store._lock:
+                if self.store._writer is self:
+                    self.store._writer = None
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError(f"{self.name} is closed; open it again to use it")
+
+    def _check_writable(self) -> None:
+        self._check_open()
+        if self.readonly:
+            raise ReadOnlyError(f"{self.name} is open read-only")

@@ -1,0 +1,35 @@
+"""The engine contract: every storage engine, one suite (the fsspec way).
+
+The tests in this folder take the ``engine`` fixture and so run once per
+engine in :data:`_engines.ENGINES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tastypy.storage import Storage
+
+from _engines import ENGINES, Engine, Files
+
+
+@pytest.fixture(params=sorted(ENGINES))
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """One engine's fresh store; every storage opened through it is closed afterwards."""
+    kind = ENGINES[request.param]
+    made: Engine = kind(tmp_path) if kind is Files else kind()
+    opened: list[Storage] = []
+    real_open = made.open
+
+    def tracked(*, readonly: bool = False) -> Storage:
+        storage = real_open(readonly=readonly)
+        opened.append(storage)
+        return storage
+
+    made.open = tracked  # type: ignore[method-assign]
+    yield made
+    for storage in opened:
+        storage.close()
