@@ -3,8 +3,9 @@
 ``BasicTestMappingProtocol`` is the part of the suite that any mapping must
 pass (``dict`` and ``UserDict`` run the larger subclasses, which also test
 ``fromkeys``, ``copy`` and comparisons a POD does not offer). It runs three
-times: with default settings, with ``sync_at=1`` and ``file_size=2`` (a sync
-after nearly every operation, spread over many data files), and gzipped.
+times on the file engine: with default settings, with ``sync_at=1`` and
+``file_size=2`` (a sync after nearly every operation, spread over many data
+files), and gzipped; then on the memory engine, syncing constantly.
 
 Every POD the suite creates lives in its own temporary directory. When a test
 ends, each POD is closed and opened again, and must hold exactly what it held
@@ -20,6 +21,7 @@ from typing import Any, ClassVar
 from test import mapping_tests
 
 from tastypy import POD
+from tastypy.storage.memory import MemoryStorage, MemoryStore
 
 
 class TestPODMappingProtocol(mapping_tests.BasicTestMappingProtocol):
@@ -74,3 +76,25 @@ class TestPODMappingProtocolGzipped(TestPODMappingProtocol):
     """The suite again, with gzip-compressed data files."""
 
     pod_settings: ClassVar[dict[str, Any]] = {"gzipped": True}
+
+
+class TestPODMappingProtocolInMemory(mapping_tests.BasicTestMappingProtocol):
+    """The suite on the memory engine, syncing after nearly every operation."""
+
+    _reference = TestPODMappingProtocol._reference
+
+    def type2test(self, *args: Any, **kwargs: Any) -> POD:
+        store = MemoryStore("mapping")
+        pod = POD(storage=MemoryStorage(store), sync_at=1)
+        self.addCleanup(self._close_and_check_reopened, pod, store)
+        pod.update(dict(*args, **kwargs))
+        return pod
+
+    def _close_and_check_reopened(self, pod: POD, store: MemoryStore) -> None:
+        if pod.closed:
+            return
+        in_memory = list(pod.items())
+        pod.close()
+        reopened = POD(storage=MemoryStorage(store, readonly=True))
+        assert list(reopened.items()) == in_memory
+        reopened.close()

@@ -272,6 +272,19 @@ class PODMachine(RuleBasedStateMachine):
             tastypy.storage.files.COMPACT_MIN_BYTES = DEFAULT_COMPACT_MIN_BYTES
             shutil.rmtree(self.tmp, ignore_errors=True)
 
+    # -- the engine (overridden by the memory engine's machine) ----------------------
+
+    def committed(self, where: Any = None) -> list[tuple[str, Any]]:
+        """What the store at *where* (default: the current one) holds as of its last commit."""
+        return load_from_disk(self.path if where is None else where)
+
+    def check_whole(self, records: int) -> None:
+        """The engine's own check of the store after a step."""
+        report = verify(self.path)
+        assert report.ok, str(report)
+        assert not report.notes, str(report)  # no torn commit, no leftovers: nothing crashed
+        assert report.records == records
+
     def _holds(self, key: str, value: Any) -> None:
         """Remember *value* as the object the POD now holds for *key*."""
         if isinstance(value, (list, dict)):
@@ -491,7 +504,7 @@ class PODMachine(RuleBasedStateMachine):
 
     @rule()
     def revert(self) -> None:
-        on_disk = load_from_disk(self.path)
+        on_disk = self.committed()
         self.store.revert()
         self.model.revert_to(on_disk)  # checked against the POD after this step
         self.refs.clear()
@@ -527,7 +540,7 @@ class PODMachine(RuleBasedStateMachine):
         assert self.store.path == self.path
         assert self.store.file_size == (old_file_size if file_size is None else file_size)
         assert self.store.gzipped is (old_gzipped if gzipped is None else gzipped)
-        left = load_from_disk(old_path)  # left as of its last sync
+        left = self.committed(old_path)  # left as of its last sync
         assert any(same(left, state) for state in old_states), (left, old_states)
 
     # -- checks after every step ----------------------------------------------------------
@@ -543,11 +556,8 @@ class PODMachine(RuleBasedStateMachine):
         if self.pod is None:
             return
         pod, model = self.store, self.model
-        report = verify(self.path)
-        assert report.ok, str(report)
-        assert not report.notes, str(report)  # no torn commit, no leftovers: nothing crashed
-        on_disk = load_from_disk(self.path)
-        assert report.records == len(on_disk)
+        on_disk = self.committed()
+        self.check_whole(len(on_disk))
         candidates = model.disk_states()
         assert model.observe_disk(on_disk), (
             f"on disk: {on_disk!r}; the POD may only have one of: {candidates!r}"
@@ -560,7 +570,7 @@ class PODMachine(RuleBasedStateMachine):
         if not model.held:  # "sync once sync_at keys are dirty"
             assert len(pod._dirty) <= model.sync_at
         if len(pod._dirty) == 0:  # nothing unsynced: the disk must hold what memory does
-            assert_same(load_from_disk(self.path), list(model.memory.items()))
+            assert_same(self.committed(), list(model.memory.items()))
             model.sync()
 
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import tastypy
 from tastypy import POD
-from tastypy.storage import FileStorage
+from tastypy.storage.files import FileStorage
 
 from _helpers import on_disk
 

@@ -23,8 +23,9 @@ from .errors import (
     SettingsError,
     StoreClosedError,
 )
-from .storage import FileStorage, Storage
+from .storage import Storage
 from .storage._store_path import store_path
+from .storage.engines import FILE_OPTIONS, open_engine
 
 __all__ = ["POD", "PersistentOrderedDict"]
 
@@ -59,6 +60,10 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
     durable
         ``fsync`` before a sync returns (default). ``False`` is faster but a
         power loss may lose recent syncs (never mixes them).
+    storage
+        An engine object to use instead of opening *path* (then give no
+        *path*, and the engine's own settings to the engine): for example
+        ``tastypy.storage.memory.MemoryStorage()`` for a POD with no disk.
 
     ``gzipped``, ``file_size`` and ``sync_at`` are stored with the data, so
     reopening needs only the path. Reopening with a different explicit
@@ -115,8 +120,8 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
     # the tracker's counts re-check the keys in it.
     _touched: set[str] | None = None
 
-    def __new__(cls, path: str | os.PathLike[str], *args: Any, **kwargs: Any) -> Any:
-        if not kwargs.get("readonly"):
+    def __new__(cls, path: str | os.PathLike[str] | None = None, *args: Any, **kwargs: Any) -> Any:
+        if path is not None and not kwargs.get("readonly"):
             existing = PersistentOrderedDict._open.get(os.path.realpath(store_path(path)))
             if existing is not None and not existing._closed:
                 if type(existing) is not cls:
@@ -129,7 +134,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | None = None,
         gzipped: bool | None = None,
         file_size: int | None = None,
         sync_at: int | None = None,
@@ -137,6 +142,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         readonly: bool = False,
         timeout: float | None = 0.0,
         durable: bool = True,
+        storage: Storage | None = None,
     ) -> None:
         check_settings(gzipped, file_size, sync_at, timeout)
         if self._storage is not None:  # __new__ handed back the live object
@@ -144,24 +150,30 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
                 self._check_same_settings(gzipped, file_size, sync_at)
                 self._opens += 1
             return
+        if storage is None:
+            if path is None:
+                raise TypeError("give the store's path (or an engine as storage=)")
+            storage = open_engine(
+                path,
+                readonly=readonly,
+                durable=durable,
+                timeout=timeout,
+                options={"file_size": file_size, "gzipped": gzipped},
+            )
+        else:
+            _check_engine_given(storage, path, gzipped, file_size, readonly, durable, timeout)
+            readonly = storage.readonly
         self._lock = threading.RLock()
-        storage = FileStorage(
-            path,
-            file_size=file_size,
-            gzipped=gzipped,
-            readonly=readonly,
-            durable=durable,
-            timeout=timeout,
-        )
+        where = storage.location
         try:
             meta = storage.meta
             self._data: dict[str, Any] = storage.load()
             # Settle the kind before writing anything (a tracker refuses a POD's data).
-            kind = self._adopt_kind(meta.get("kind") or self._KIND, path)
+            kind = self._adopt_kind(meta.get("kind") or self._KIND, where)
             stored = meta.get("sync_at", DEFAULT_SYNC_AT)
             if sync_at is None and (type(stored) is not int or stored < 1):
                 raise CorruptStoreError(
-                    f"{Path(path) / 'manifest.json'}: field meta.sync_at must be a whole "
+                    f"{where}: setting meta.sync_at must be a whole "
                     f"number >= 1, not {stored!r}; open with sync_at=N to replace it"
                 )
             self._sync_at: int = stored if sync_at is None else sync_at
@@ -172,7 +184,9 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             storage.close()
             raise
         self._storage = storage
-        self._path = Path(path)
+        self._where = where  # what messages call the store
+        self._path = Path(path) if path is not None else None
+        self._registered: str | None = None  # its key in _open, if it is there
         self._readonly = readonly
         self._pending = Pending(readonly=readonly)
         # Aliases of the pending sets for the hot paths (never rebound).
@@ -187,7 +201,9 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         self._opens = 1  # opens of this path in this process not yet closed
         self._closed = False
         if not readonly:
-            PersistentOrderedDict._open[os.path.realpath(path)] = self
+            if path is not None:
+                self._registered = os.path.realpath(path)
+                PersistentOrderedDict._open[self._registered] = self
             _lifecycle.register(self)
 
     def _adopt_kind(self, kind: str, path: object) -> str:
@@ -297,10 +313,10 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
     def __repr__(self) -> str:
         name = type(self).__name__
         if self._closed:
-            return f"<{name} {str(self._path)!r} closed>"
+            return f"<{name} {self._where!r} closed>"
         preview = reprlib.repr(self._data)
         counts = f"{len(self._data)} keys, {len(self._dirty)} unsynced"
-        return f"<{name} {str(self._path)!r} {counts}: {preview}>"
+        return f"<{name} {self._where!r} {counts}: {preview}>"
 
     def popitem(self) -> tuple[str, Any]:
         """Remove and return the last ``(key, value)``, like ``dict.popitem``."""
@@ -426,7 +442,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             # the POD while its commit runs (the lock is re-entrant): a
             # nested commit would interleave with it in the journal.
             raise RuntimeError(
-                f"{self._path}: cannot sync from inside its own sync (a signal handler or "
+                f"{self._where}: cannot sync from inside its own sync (a signal handler or "
                 "finalizer that writes to the POD?); its changes stay pending"
             )
         pending = self._pending
@@ -447,7 +463,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
 
     def _raise_bad(self, left: list[str]) -> None:
         if left:
-            raise TypeError(self._pending.bad_message(self._path, left))
+            raise TypeError(self._pending.bad_message(self._where, left))
 
     def _auto_sync(self) -> None:
         """A sync that the POD decided on: a bad value elsewhere never raises here."""
@@ -459,7 +475,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         new = [k for k in left if k not in pending.warned]
         if new:
             pending.warned.update(new)
-            log.warning("%s", pending.bad_message(self._path, new))
+            log.warning("%s", pending.bad_message(self._where, new))
 
     def _exit_sync(self, how: str = "at exit", *, full: bool = True) -> None:
         """The last sync of a program that is ending (or may be): never raises.
@@ -476,7 +492,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         # for something this thread holds (a logging lock, at a signal).
         if not self._lock.acquire(timeout=EXIT_LOCK_SECONDS):
             _lifecycle.report(
-                f"tastypy: could not sync {self._path} {how}: another thread held it for "
+                f"tastypy: could not sync {self._where} {how}: another thread held it for "
                 f"{EXIT_LOCK_SECONDS:g} s; {len(self._dirty)} changed keys were not saved"
             )
             return
@@ -486,7 +502,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         except Exception as exc:
             unsaved = len(self._dirty)
             _lifecycle.report(
-                f"tastypy: could not sync {self._path} {how}: {exc}; "
+                f"tastypy: could not sync {self._where} {how}: {exc}; "
                 f"{unsaved} changed keys were not saved"
             )
             return
@@ -496,7 +512,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         new = [k for k in left if k not in pending.reported]
         if new:
             pending.reported.update(new)
-            _lifecycle.report(f"tastypy: {how}, {pending.bad_message(self._path, new)}")
+            _lifecycle.report(f"tastypy: {how}, {pending.bad_message(self._where, new)}")
 
     def hold(self) -> None:
         """Suspend automatic syncing (explicit :meth:`sync` still works)."""
@@ -518,11 +534,14 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
 
     def copy(
         self,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | Storage,
         file_size: int | None = None,
         gzipped: bool | None = None,
     ) -> None:
         """Write everything to a new store at *path* and sync there from now on.
+
+        *path* may also be an engine object holding an empty store, open for
+        writing: the copy goes there, to whatever engine it is.
 
         The old location is left as of its last sync. Ignores :meth:`hold`.
 
@@ -538,7 +557,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         assert self._storage is not None
         with self._lock, _lifecycle.critical():
             if self._committing:
-                raise RuntimeError(f"{self._path}: cannot copy from inside its own sync")
+                raise RuntimeError(f"{self._where}: cannot copy from inside its own sync")
             self._committing, self._committer = True, threading.get_ident()
             try:  # a handler's write meanwhile waits (see _commit)
                 self._copy_to(path, file_size, gzipped)
@@ -546,7 +565,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
                 self._committing = False
 
     def _copy_to(
-        self, path: str | os.PathLike[str], file_size: int | None, gzipped: bool | None
+        self, path: str | os.PathLike[str] | Storage, file_size: int | None, gzipped: bool | None
     ) -> None:
         """:meth:`copy`, with the lock held and signals held back."""
         assert self._storage is not None
@@ -557,24 +576,46 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         taken, _reach = pending.take(data, None, full=False)
         encoded = ((key, encode_value(value, keep=False, key=key)) for key, value in data.items())
         try:
-            new = FileStorage.create_with(
-                path,
-                encoded,
-                file_size=self._storage.file_size if file_size is None else file_size,
-                gzipped=self._storage.gzipped if gzipped is None else gzipped,
-                durable=self._storage.durable,
-                meta=self._storage.meta,
-            )
+            new = self._new_engine(path, file_size, gzipped)
+            try:
+                new.set_meta(self._storage.meta)
+                new.commit(encoded)
+            except BaseException:
+                new.discard()
+                raise
         except BaseException:
             pending.restore(taken)
             raise
         old, self._storage = self._storage, new
         old.close()
-        PersistentOrderedDict._open.pop(os.path.realpath(self._path), None)
-        self._path = Path(path)
-        PersistentOrderedDict._open[os.path.realpath(path)] = self
+        if self._registered is not None:
+            PersistentOrderedDict._open.pop(self._registered, None)
+            self._registered = None
+        self._where = new.location
+        if isinstance(path, (str, os.PathLike)):
+            self._path = Path(path)
+            self._registered = os.path.realpath(path)
+            PersistentOrderedDict._open[self._registered] = self
+        else:
+            self._path = None
         # Everything is in the new store: as after a sync of every key.
         pending.settle([(key, False) for key in data], reach, [])
+
+    def _new_engine(
+        self, target: str | os.PathLike[str] | Storage, file_size: int | None, gzipped: bool | None
+    ) -> Storage:
+        """The engine a copy goes to: *target* opened as a new store, or the engine given."""
+        assert self._storage is not None
+        if not isinstance(target, (str, os.PathLike)):
+            if file_size is not None or gzipped is not None:
+                raise SettingsError("give file_size and gzipped to the engine, not to copy()")
+            if target.readonly or target.load():
+                raise FileExistsError(f"{target.location}: copy() needs an empty, writable store")
+            return target
+        options = {name: self._storage.options.get(name) for name in FILE_OPTIONS}
+        asked = {"file_size": file_size, "gzipped": gzipped}
+        options.update({name: value for name, value in asked.items() if value is not None})
+        return open_engine(target, durable=self._storage.durable, new=True, options=options)
 
     def compact(self) -> None:
         """Sync, then fold the journal into the data files now (atomic, like a sync).
@@ -625,8 +666,8 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         assert self._storage is not None
         self._storage.close()
         _lifecycle.unregister(self)
-        if PersistentOrderedDict._open.get(os.path.realpath(self._path)) is self:
-            del PersistentOrderedDict._open[os.path.realpath(self._path)]
+        if self._registered and PersistentOrderedDict._open.get(self._registered) is self:
+            del PersistentOrderedDict._open[self._registered]
 
     def __enter__(self: _Self) -> _Self:
         return self
@@ -642,26 +683,37 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         try:
             self._release()
         except Exception:
-            log.exception("tastypy: could not close %s when it was garbage-collected", self._path)
+            log.exception("tastypy: could not close %s when it was garbage-collected", self._where)
 
     # -- properties -----------------------------------------------------------------
 
     @property
-    def path(self) -> Path:
-        """The store's directory."""
+    def path(self) -> Path | None:
+        """The store's directory (None for a store given as an engine object)."""
         return self._path
 
     @property
-    def file_size(self) -> int:
-        """At most this many values per data file."""
+    def storage(self) -> Storage:
+        """The engine serving this store (for tools and tests; the POD owns it)."""
         assert self._storage is not None
-        return self._storage.file_size
+        return self._storage
+
+    @property
+    def file_size(self) -> int:
+        """At most this many values per data file (file engine; else AttributeError)."""
+        return int(self._engine_option("file_size"))
 
     @property
     def gzipped(self) -> bool:
-        """Whether data files are gzip-compressed."""
+        """Whether data files are gzip-compressed (file engine; else AttributeError)."""
+        return bool(self._engine_option("gzipped"))
+
+    def _engine_option(self, name: str) -> Any:
         assert self._storage is not None
-        return self._storage.gzipped
+        options = self._storage.options
+        if name not in options:
+            raise AttributeError(f"{self._where}: its engine has no setting {name!r}")
+        return options[name]
 
     @property
     def sync_at(self) -> int:
@@ -685,7 +737,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
 
     def _check_open(self) -> None:
         if self._closed:
-            raise StoreClosedError(f"{self._path} is closed; open it again to use it")
+            raise StoreClosedError(f"{self._where} is closed; open it again to use it")
 
     def _check_writable(self) -> None:
         self._check_open()
@@ -695,11 +747,11 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
     def _refuse(self) -> NoReturn:
         if os.getpid() != self._pid:
             raise LockedError(
-                f"{self._path} was opened by process {self._pid}; this forked child may "
+                f"{self._where} was opened by process {self._pid}; this forked child may "
                 "not change it (its changes could never be synced). Open the store in "
                 "the child instead, once the parent has closed it."
             )
-        raise ReadOnlyError(f"{self._path} is open read-only; open it without readonly=True")
+        raise ReadOnlyError(f"{self._where} is open read-only; open it without readonly=True")
 
     def _forked(self) -> None:
         """In a forked child: this POD is the parent's, so it takes no changes.
@@ -716,11 +768,32 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             current = getattr(self, name)
             if asked is not None and asked != current:
                 raise SettingsError(
-                    f"{self._path} is open in this process with {name}={current!r}; "
+                    f"{self._where} is open in this process with {name}={current!r}; "
                     f"{name}={asked!r} was asked for"
                 )
         if sync_at is not None:
             self._sync_at = sync_at
+
+
+def _check_engine_given(
+    storage: Storage,
+    path: object,
+    gzipped: bool | None,
+    file_size: int | None,
+    readonly: bool,
+    durable: bool,
+    timeout: float | None,
+) -> None:
+    """Refuse settings that belong to an engine given as ``storage=``."""
+    if path is not None:
+        raise TypeError("give either a path or storage=, not both")
+    if gzipped is not None or file_size is not None or not durable or timeout != 0.0:
+        raise SettingsError(
+            "gzipped, file_size, durable and timeout belong to the engine given as "
+            "storage=; set them when making it"
+        )
+    if readonly and not storage.readonly:
+        raise SettingsError(f"{storage.location}: storage= is open for writing; open it read-only")
 
 
 POD = PersistentOrderedDict

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from tastypy.storage import FileStorage, Storage
+from tastypy.storage import Storage
+from tastypy.storage.files import FileStorage
 from tastypy.storage.memory import MemoryStorage, MemoryStore
 
 from _faults import failing

@@ -98,8 +98,13 @@ class FileStorage:
         readonly: bool = False,
         durable: bool = True,
         timeout: float | None = 0.0,
+        new: bool = False,
     ) -> None:
         self.path = store_path(path)
+        if new and (self.path / MANIFEST).exists():
+            raise FileExistsError(f"{self.path} already holds a store; give a new location")
+        # Whether there was anything at the path: discard() removes only what it made.
+        self._existed = self.path.exists()
         self.readonly = readonly
         self.durable = durable
         self._pid = os.getpid()
@@ -112,6 +117,7 @@ class FileStorage:
         # After a failed compaction, the next is tried only once the journal
         # has grown past this size (0: no failure pending).
         self._compact_retry_at = 0
+        self._created = False  # this open laid the store out
         if readonly:
             if not (self.path / MANIFEST).exists():
                 if not self.path.exists():
@@ -130,42 +136,29 @@ class FileStorage:
             self.close()
             raise
 
-    @classmethod
-    def create_with(
-        cls,
-        path: str | os.PathLike[str],
-        changes: Iterable[tuple[str, bytes | None]],
-        *,
-        file_size: int,
-        gzipped: bool,
-        durable: bool,
-        meta: dict[str, Any],
-    ) -> FileStorage:
-        """A new store at *path* holding *changes*, open for writing.
+    capabilities: frozenset[str] = frozenset()
 
-        Raises
-        ------
-        FileExistsError
-            If *path* already holds a store.
+    def discard(self) -> None:
+        """Close, and remove the store this open created (the directory too, if new).
 
-        If anything fails (including *changes* raising), what was created at
-        *path* is removed again.
+        For a copy that failed midway. Refuses a store this open did not create.
         """
-        target = Path(path)
-        if (target / MANIFEST).exists():
-            raise FileExistsError(f"{target} already holds a store; copy() needs a new location")
-        existed = target.exists()
-        new = cls(target, file_size=file_size, gzipped=gzipped, durable=durable)
-        try:
-            new.set_meta(meta)
-            new.commit(changes)
-        except BaseException:
-            new.close()
-            remove_new_store(target, existed)
-            raise
-        return new
+        if self.readonly or not self._created:
+            raise RuntimeError(f"{self.path}: discard() removes only a store this open created")
+        self.close()
+        remove_new_store(self.path, self._existed)
 
     # -- settings -----------------------------------------------------------
+
+    @property
+    def location(self) -> str:
+        """The store's directory, as given."""
+        return str(self.path)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The file engine's settings: ``file_size`` and ``gzipped``."""
+        return {"file_size": self.file_size, "gzipped": self.gzipped}
 
     @property
     def file_size(self) -> int:
@@ -454,8 +447,7 @@ class FileStorage:
     ) -> Manifest:
         if self.path.exists() and not self.path.is_dir():
             raise NotAStoreError(f"{self.path} is a file, not a store directory")
-        created = not self.path.exists()
-        if not created and not (self.path / MANIFEST).exists():
+        if self.path.exists() and not (self.path / MANIFEST).exists():
             refuse_strangers(self.path)  # before the lock file: leave other folders alone
         # Each new directory's entry is durable only once its parent is fsynced.
         for made in _fs.makedirs(self.path):
@@ -467,6 +459,7 @@ class FileStorage:
                 manifest = read_manifest(self.path)
                 remove_leftovers(self.path, manifest)
                 return manifest
+            self._created = True
             return create_store(  # checks for strangers again, now under the lock
                 self.path,
                 DEFAULT_FILE_SIZE if file_size is None else file_size,

@@ -81,10 +81,22 @@ class MemoryStorage:
         mode = "read-only" if self.readonly else "writable"
         return f"<MemoryStorage of {self.store!r}, {mode}>"
 
+    capabilities: frozenset[str] = frozenset()
+
     @property
     def name(self) -> str:
         """What error messages call the store."""
         return self.store.name
+
+    @property
+    def location(self) -> str:
+        """What messages call the store: ``memory:<name>``."""
+        return f"memory:{self.store.name}"
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The memory engine has no settings of its own."""
+        return {}
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -110,7 +122,7 @@ class MemoryStorage:
             try:
                 data[key] = orjson.loads(blob)
             except orjson.JSONDecodeError as exc:  # only if a caller committed bad bytes
-                raise CorruptStoreError(f"{self.name}: the value of {key!r}: {exc}") from None
+                raise CorruptStoreError(f"{self.location}: the value of {key!r}: {exc}") from None
         return data
 
     def commit(self, changes: Iterable[tuple[str, bytes | None]]) -> None:
@@ -138,6 +150,14 @@ class MemoryStorage:
         """Nothing to fold: every commit is already in its final form."""
         self._check_writable()
 
+    def discard(self) -> None:
+        """Close, and empty the store (a copy into it failed midway)."""
+        self._check_writable()
+        with self.store._lock:
+            self.store._values = {}
+            self.store._meta = {}
+        self.close()
+
     def close(self) -> None:
         """Release the store for another writer. Idempotent; the data stays."""
         if self._closed:
@@ -150,9 +170,9 @@ class MemoryStorage:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise StoreClosedError(f"{self.name} is closed; open it again to use it")
+            raise StoreClosedError(f"{self.location} is closed; open it again to use it")
 
     def _check_writable(self) -> None:
         self._check_open()
         if self.readonly:
-            raise ReadOnlyError(f"{self.name} is open read-only")
+            raise ReadOnlyError(f"{self.location} is open read-only")

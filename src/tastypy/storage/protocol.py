@@ -1,0 +1,145 @@
+"""The storage protocol: what the mapping layer needs from an engine, and nothing more.
+
+The POD keeps its data in memory and decides *when* to sync; an engine
+decides *how* a batch of changes becomes durable. They meet at
+:class:`Storage`. Engines: :mod:`.files` (a directory of JSON files) and
+:mod:`.memory`; :func:`.engines.open_engine` picks one for a target.
+
+Optional capabilities
+---------------------
+An engine may do more than the core protocol. It says so in
+:attr:`Storage.capabilities`, with the names below, and then also has the
+methods of the matching protocol class. The mapping layer uses a capability
+only when the engine declares it. No engine declares one yet: they are the
+seams the shared-store and PostgreSQL engines will fill.
+
+``"changes"`` (:class:`ChangesSince`)
+    Tell what other writers committed since a version (shared stores).
+``"claims"`` (:class:`Claims`)
+    Claim a task atomically across processes, and release it.
+``"counts"`` (:class:`Counts`)
+    Count records by state without loading them.
+``"on_demand"`` (:class:`OnDemand`)
+    Fetch values when asked instead of loading everything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any, Protocol
+
+__all__ = ["CAPABILITIES", "ChangesSince", "Claims", "Counts", "OnDemand", "Storage"]
+
+CAPABILITIES = frozenset({"changes", "claims", "counts", "on_demand"})
+
+Change = tuple[str, "bytes | None"]
+
+
+class Storage(Protocol):
+    """One open of a store, by one engine.
+
+    ``load`` returns decoded values, in a dict the caller then owns: an engine
+    reads a record and its value in one pass (one JSON parse per data file for
+    the file engine, the driver's own decoding for a database), so handing over
+    bytes would parse twice, and a dict needs no second copy of the index.
+
+    Notes
+    -----
+    Not thread-safe: the owning POD serializes calls. One writable open per
+    store at a time (a second raises :class:`~tastypy.errors.LockedError`);
+    read-only opens are unlimited and see every commit whole.
+    """
+
+    readonly: bool
+    durable: bool
+    capabilities: frozenset[str]
+
+    @property
+    def location(self) -> str:
+        """Where the store is, for messages: a path, a URL, a name."""
+        ...
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The engine's own settings, stored with the data (a copy; ``{}`` if none).
+
+        The file engine's are ``file_size`` and ``gzipped``.
+        """
+        ...
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """Settings of the mapping layer, stored with the data (a copy)."""
+        ...
+
+    def set_meta(self, meta: dict[str, Any]) -> None:
+        """Durably replace the mapping layer's settings."""
+        ...
+
+    def load(self) -> dict[str, Any]:
+        """Everything as of the last commit, in order, as a new dict."""
+        ...
+
+    def commit(self, changes: Iterable[Change]) -> None:
+        """One atomic, durable batch, applied in order as a ``dict`` would apply it.
+
+        ``(key, encoded JSON)`` sets a key (in place if present, else at the
+        end); ``(key, None)`` deletes it (a missing key is ignored). *changes*
+        may be a generator; if it raises, nothing is committed.
+        """
+        ...
+
+    def compact(self) -> None:
+        """Fold pending commits into the engine's main form now (may do nothing)."""
+        ...
+
+    def close(self) -> None:
+        """Release resources (the write lock). Idempotent."""
+        ...
+
+    def discard(self) -> None:
+        """Close, and remove the store this open created and only it wrote.
+
+        For a copy that failed midway: what was made for it goes again.
+        """
+        ...
+
+
+class ChangesSince(Protocol):
+    """Capability ``"changes"``: what other writers committed (shared stores)."""
+
+    def changes_since(self, version: int) -> tuple[int, list[Change]]:
+        """The store's version now, and every change committed after *version*."""
+        ...
+
+
+class Claims(Protocol):
+    """Capability ``"claims"``: atomic claims of tasks across processes."""
+
+    def claim(self, key: str) -> bool:
+        """Claim *key* for this open unless a live holder has it; True if claimed."""
+        ...
+
+    def release(self, key: str) -> None:
+        """Give up a claim of this open."""
+        ...
+
+
+class Counts(Protocol):
+    """Capability ``"counts"``: counts of records the engine serves itself."""
+
+    def count(self, state: str) -> int:
+        """Records in *state* (a name of :data:`tastypy.tracker` states)."""
+        ...
+
+
+class OnDemand(Protocol):
+    """Capability ``"on_demand"``: values fetched when asked (stores larger than memory)."""
+
+    def get(self, key: str) -> Any:
+        """The value of *key* as of the last commit; ``KeyError`` if absent."""
+        ...
+
+    def keys(self) -> Iterator[str]:
+        """Every key, in order, without loading values."""
+        ...
