@@ -222,3 +222,11 @@ def gated(log: str, gate: str, first_gated: int, key: str) -> dict[str, str]:
         time.sleep(0.002)
     say(f"done {key}")
     return {"key": key}
+
+
+def interrupt_or_gated(log: str, gate: str, first_gated: int, key: str) -> dict[str, str]:
+    """:func:`gated`, except that ``task-005`` raises ``KeyboardInterrupt`` itself."""
+    if key == "task-005":
+        append_line(log, key)
+        raise KeyboardInterrupt(f"{key} interrupts itself")
+    return gated(log, gate, first_gated, key)

@@ -13,9 +13,11 @@ processes can be counted.
 from __future__ import annotations
 
 import functools
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,9 @@ import tastypy
 from _tasks import calls, result_of
 from tastypy._runner import RunSummary
 
+from _subproc import Child, read_store
+
+TESTS_DIR = str(Path(__file__).resolve().parent)
 WORKERS = pytest.mark.parametrize("workers", [1, 2], ids=["workers=1", "workers=2"])
 
 
@@ -184,6 +189,68 @@ def test_exits_and_interrupts_inside_a_task_are_its_failed_attempts(
     again = tracker.run(task_fn(tmp_path), keys, workers=workers, progress=False)
     assert again == RunSummary(done=0, failed=3, skipped=4, exhausted=3, interrupted=False)
     assert all(calls(tmp_path, k) == 2 for k in expected)
+
+
+# argv: store, log file, workers, tests directory, gate file. The child leads
+# its own process group, so a test can Ctrl-C it with its workers; tastypy's
+# log goes to stdout as "log ..." lines.
+INTERRUPTED_CHILD = """
+import functools, logging, os, sys
+path, log, workers, tests, gate = sys.argv[1:6]
+os.setpgrp()
+logging.basicConfig(stream=sys.stdout, level=logging.WARNING, format="log %(message)s")
+sys.path.insert(0, tests)
+import tastypy, _tasks
+
+tracker = tastypy.Tracker(path)
+fn = functools.partial(_tasks.interrupt_or_gated, log, gate, 10)
+try:
+    tracker.run(fn, [f"task-{i:03d}" for i in range(30)], workers=int(workers), progress=False)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+else:
+    print("returned", flush=True)
+tracker.close()
+"""
+
+
+@WORKERS
+def test_a_tasks_own_interrupt_goes_on_and_a_real_ctrl_c_still_stops(
+    tmp_path: Path, workers: int
+) -> None:
+    store, log, gate = tmp_path / "store", tmp_path / "ran.log", tmp_path / "gate"
+    args = (str(store), str(log), str(workers), TESTS_DIR, str(gate))
+    printed: list[str] = []
+    with Child(INTERRUPTED_CHILD, *args) as child:
+        try:
+            while not printed or printed[-1] != "start task-010":
+                printed.append(child.readline())
+            os.killpg(child.pid, signal.SIGINT)  # Ctrl-C: the whole process group
+            while not printed[-1].startswith("log stopping"):
+                printed.append(child.readline())
+            gate.touch()
+            assert child.finish() == 0, child.stderr
+        finally:
+            with suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+    lines = printed + child.stdout.splitlines()
+    # The task's own KeyboardInterrupt was its failure; the run went on to
+    # task-010, and the real Ctrl-C then stopped it and came out of run().
+    assert lines[-1] == "interrupted", lines
+    failed = "log task 'task-005' failed (try 1 of no limit): KeyboardInterrupt: task-005"
+    assert [line for line in lines if line.startswith("log task")] == [
+        f"{failed} interrupts itself"
+    ], lines
+    records = dict(read_store(store))
+    assert records["task-005"]["_done"] is False
+    assert records["task-005"]["_tries"] == 1
+    [error] = records["task-005"]["_errors"]
+    assert (error["type"], error["message"]) == ("KeyboardInterrupt", "task-005 interrupts itself")
+    for i in (*range(5), *range(6, 11)):
+        key = f"task-{i:03d}"
+        assert records[key]["_done"] is True, (key, records[key])
+        assert records[key]["result"] == {"key": key}
+    assert records["task-029"] == {"_done": False, "_tries": 0}
 
 
 # -- workers that die -----------------------------------------------------------------------
