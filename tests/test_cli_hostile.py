@@ -364,14 +364,18 @@ def test_control_characters_never_reach_the_terminal(tmp_path: Path) -> None:
         ["show", str(store), "new\nline", "--json"],
         ["show", str(store)],
         ["show", str(store), "--json"],
+        ["export", str(store)],
+        ["export", str(store), "--format", "jsonl"],
     ]:
         done = tastypy_cmd(*args)
         assert done.returncode == 0, (args, done.stderr)
         text = done.stdout.decode("utf-8")
         unsafe = [c for c in text if c != "\n" and not c.isprintable()]
         assert unsafe == [], (args, text)
-        if args[-1] == "--json":
+        if args[-1] == "--json" or (args[0] == "export" and len(args) == 2):
             json.loads(text)
+    exported = json.loads(tastypy_cmd("export", str(store)).stdout)
+    assert list(exported) == KEYS  # escaped, not lost
     keys = tastypy_cmd("keys", str(store)).stdout.decode("utf-8").splitlines()
     assert keys == [_escaped_key(key, ascii_only=False) for key in KEYS]
     assert keys[1] == "ünï" and keys[2] == "漢字のキー"  # printable text stays itself

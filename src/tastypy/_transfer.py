@@ -28,20 +28,37 @@ class BadImport(ValueError):
 
 
 def write_export(items: Iterable[tuple[str, Any]], out: IO[bytes], fmt: str) -> int:
-    """Write *items* as one JSON object (``json``) or JSON lines (``jsonl``); return the count."""
+    """Write *items* as one JSON object (``json``) or JSON lines (``jsonl``); return the count.
+
+    UTF-8 JSON in which DEL, the C1 controls and the line and paragraph
+    separators are ``\\uXXXX`` escapes too (JSON escapes only C0), so the
+    output is safe to print on a terminal and splits into lines only at
+    ``\\n``; it decodes to the same data.
+    """
     count = 0
     if fmt == "jsonl":
         for key, value in items:
-            out.write(orjson.dumps([key, value]) + b"\n")
+            out.write(_safe(orjson.dumps([key, value])) + b"\n")
             count += 1
         return count
     out.write(b"{")
     for key, value in items:
         out.write(b"\n  " if count == 0 else b",\n  ")
-        out.write(orjson.dumps(key) + b": " + orjson.dumps(value))
+        out.write(_safe(orjson.dumps(key) + b": " + orjson.dumps(value)))
         count += 1
     out.write(b"\n}\n" if count else b"}\n")
     return count
+
+
+# In UTF-8 these bytes are only ever these characters, which JSON text holds
+# only inside strings, where an escape means the same.
+_UNSAFE = re.compile(rb"\x7f|\xc2[\x80-\x9f]|\xe2\x80[\xa8\xa9]")
+
+
+def _safe(encoded: bytes) -> bytes:
+    if _UNSAFE.search(encoded) is None:
+        return encoded
+    return _UNSAFE.sub(lambda m: b"\\u%04x" % ord(m[0].decode()), encoded)
 
 
 def export_to_file(items: Iterable[tuple[str, Any]], target: str, fmt: str) -> int:
