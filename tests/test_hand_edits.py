@@ -120,6 +120,9 @@ def test_set_on_a_tracker_takes_only_task_records(tmp_path: Path, capsys: Any) -
         assert tracker["a"] == {"_done": True, "_tries": 0, "note": "by hand"}
         assert tracker["c"] == {"_done": False, "_tries": 0, "note": "new"}
         assert tracker.num_done() == 1 and tracker.max_tries == 3
+    assert main(["del", str(path), "a"]) == 0
+    with tastypy.Tracker(path, readonly=True) as tracker:
+        assert list(tracker) == ["b", "c"] and tracker.num_done() == 0
 
 
 # -- del ------------------------------------------------------------------------------

@@ -345,3 +345,58 @@ def test_damage_over_a_commit_line_costs_only_that_commit(tmp_path: Path) -> Non
     expected = {k: v for k, v in contents.items() if k != "new0"}
     expected["k9"] = {"i": 9}
     assert dict(_items(report.output)) == expected
+
+
+def test_a_commit_with_a_valid_checksum_but_no_records_loses_only_those_lines(
+    tmp_path: Path,
+) -> None:
+    import zlib
+
+    path, contents = _build(tmp_path)
+    journal = _journal(path)
+    body = b'["late",1]\n42\n"a string"\n'
+    trailer = f'{{"commit":4,"records":3,"crc32":{zlib.crc32(body)}}}\n'.encode()
+    journal.write_bytes(journal.read_bytes() + body + trailer)  # hostile, not a hand edit
+    assert not tastypy.verify(path).ok
+    report = tastypy.repair(path)
+    assert [d.line for d in report.lost] == [13, 14]
+    assert dict(_items(report.output)) == {**contents, "late": 1}
+
+
+def test_an_unreadable_manifest_cannot_be_repaired(tmp_path: Path, capsys: Any) -> None:
+    path, _ = _build(tmp_path)
+    (path / "manifest.json").write_text("{ not json")
+    assert main(["repair", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot repair" in err and "backup" in err
+    assert not (tmp_path / "store.repaired").exists()
+
+
+def test_a_bad_setting_is_dropped_and_reported(tmp_path: Path) -> None:
+    path, contents = _build(tmp_path)
+    manifest = path / "manifest.json"
+    manifest.write_text(re.sub(r'"sync_at": \d+', '"sync_at": "often"', manifest.read_text()))
+    report = tastypy.repair(path)
+    assert [str(d) for d in report.lost] == [
+        f"{manifest}: setting meta.sync_at is 'often', not a whole number >= 1; the default "
+        "applies"
+    ]
+    assert dict(_items(report.output)) == contents
+
+
+def test_a_full_disk_leaves_no_half_repaired_store(capsys: Any) -> None:
+    from _smallfs import fill, small_filesystem
+
+    with small_filesystem(1 << 20) as root:
+        path, _ = _build(root)
+        _chunk(path, 1).write_bytes(b"garbage\n")
+        before = _tree(path)
+        filler = fill(root)
+        assert main(["repair", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "No space left on device" in err, err
+        assert not (root / "store.repaired").exists()
+        assert _tree(path) == before
+        filler.unlink()
+        assert main(["repair", str(path)]) == 1  # once there is room, it works
+        assert tastypy.verify(root / "store.repaired").ok

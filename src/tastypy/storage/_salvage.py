@@ -259,7 +259,7 @@ class _Scan:
             last = number
             if damaged_at is not None:
                 applied_after.append(number)
-            self.apply(body.split(b"\n")[:-2])
+            self.apply(path, lineno, body.split(b"\n")[:-2])
         if applied_after:
             first, end = applied_after[0], applied_after[-1]
             which = f"commit {first} comes" if first == end else f"commits {first}-{end} come"
@@ -269,9 +269,15 @@ class _Scan:
                 "changed and later ones do not keep their values from before it"
             )
 
-    def apply(self, lines: list[bytes]) -> None:
-        for line in lines:
-            record = orjson.loads(line)  # its commit's checksum held
+    def apply(self, path: Path, lineno: int, lines: list[bytes]) -> None:
+        """Apply the records of an intact commit (lines a writer never writes are lost)."""
+        for offset, line in enumerate(lines):
+            record = _loads(line)
+            if type(record) is not list or len(record) not in (1, 2) or type(record[0]) is not str:
+                # Its checksum holds, so it was written like this: not by tastypy.
+                at = lineno + offset if lineno else None
+                self.lose(Damage(path, at, _readable_key(line), "not a record (intact commit)"))
+                continue
             key = record[0]
             self.touched(key)
             if len(record) == 2:

@@ -9,9 +9,11 @@ keeps the kind and settings (``file_size``, ``gzipped``, ``sync_at``,
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .._codec import encode_value
 from ..errors import CorruptStoreError, NotAStoreError, PathExistsError
@@ -141,7 +143,8 @@ def repair(
     """
     store = Path(path)
     _check_is_store(store)
-    target = Path(output) if output is not None else store.with_name(store.name + REPAIRED)
+    named = store if store.name else store.absolute()  # "." has no name to extend
+    target = Path(output) if output is not None else named.with_name(named.name + REPAIRED)
     if in_place and output is not None:
         raise ValueError("in_place=True writes <path>.repaired; do not pass output too")
     lock = StoreLock(store, timeout) if in_place else None
@@ -157,6 +160,14 @@ def _repair(store: Path, target: Path, *, in_place: bool, accept_edits: bool) ->
     report = RepairReport(store, records=checked.records, notes=list(checked.notes))
     if checked.ok:
         return report
+    named = store if store.name else store.absolute()
+    original = named.with_name(named.name + DAMAGED) if in_place else None
+    for taken in (target, original):
+        if taken is not None and (taken.exists() or taken.is_symlink()):
+            raise PathExistsError(
+                f"{taken} already exists; repair never overwrites anything: move it away, "
+                "or choose another output"
+            )
     try:
         manifest, files, journal = read_snapshot(store, missing_ok=True)
     except CorruptStoreError as exc:
@@ -166,28 +177,13 @@ def _repair(store: Path, target: Path, *, in_place: bool, accept_edits: bool) ->
             "backup)"
         ) from None
     found = salvage(store, manifest, files, journal, accept_edits=accept_edits)
-    original = store.with_name(store.name + DAMAGED) if in_place else None
-    for taken in (target, original):
-        if taken is not None and (taken.exists() or taken.is_symlink()):
-            raise PathExistsError(
-                f"{taken} already exists; repair never overwrites anything: move it away, "
-                "or choose another output"
-            )
-    encoded = ((k, encode_value(v, keep=False, key=k)) for k, v in found.data.items())
-    new = FileStorage.create_with(
-        target,
-        encoded,
-        file_size=manifest.file_size,
-        gzipped=manifest.gzipped,
-        durable=True,
-        meta=found.meta,
-    )
     try:
-        new.compact()
-    finally:
-        new.close()
-    if not verify(target).ok:  # never hand out a salvage that does not open
-        raise CorruptStoreError(f"{target}: the repaired store does not verify (a bug)")
+        _write(target, found.data, manifest.file_size, manifest.gzipped, found.meta)
+    except BaseException:
+        # It did not exist before: whatever is there now is ours, and half done.
+        with contextlib.suppress(OSError):
+            _fs.rmtree(target)
+        raise
     if original is not None:
         # Two renames, each durable before the next: a crash between them
         # leaves the original at <path>.damaged and the salvage at <path>.repaired.
@@ -200,6 +196,22 @@ def _repair(store: Path, target: Path, *, in_place: bool, accept_edits: bool) ->
     report.lost, report.accepted, report.caveats = found.lost, found.accepted, found.caveats
     report.notes = [n for n in checked.notes if "torn" not in n] + found.notes
     return report
+
+
+def _write(
+    target: Path, data: dict[str, Any], file_size: int, gzipped: bool, meta: dict[str, Any]
+) -> None:
+    """Write *data* as a new store at *target*, compacted, and check that it verifies."""
+    encoded = ((k, encode_value(v, keep=False, key=k)) for k, v in data.items())
+    new = FileStorage.create_with(
+        target, encoded, file_size=file_size, gzipped=gzipped, durable=True, meta=meta
+    )
+    try:
+        new.compact()
+    finally:
+        new.close()
+    if not verify(target).ok:  # never hand out a salvage that does not open
+        raise CorruptStoreError(f"{target}: the repaired store does not verify (a bug)")
 
 
 def _check_is_store(store: Path) -> None:
