@@ -212,7 +212,7 @@ def _add_edit_commands(
         help="also keep lines that read as records but fail their check (hand edits)",
     )
     fix.add_argument("--all", action="store_true", help="list everything, not the first 10")
-    fix.add_argument("--timeout", help=wait_help, **wait)  # type: ignore[arg-type]
+    fix.add_argument("--timeout", help=f"with --in-place: {wait_help}", **wait)  # type: ignore[arg-type]
     fix.set_defaults(handler=_edit_commands.repair_store)
     return parser
 

@@ -58,6 +58,8 @@ class VerifyReport:
     def __str__(self) -> str:
         if self.ok:
             lines = [f"{self.path}: OK, {self.records} records"]
+        elif not self.damaged and not self.records:  # e.g. no readable manifest: no count
+            lines = [f"{self.path}: DAMAGED"]
         else:
             lines = [
                 f"{self.path}: DAMAGED, {self.records} records intact, {len(self.damaged)} damaged"
