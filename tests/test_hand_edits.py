@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 import tastypy
-from _smallfs import fill, remount_readonly, small_filesystem
 from tastypy import POD
 from tastypy.cli import main
 
+from _smallfs import fill, remount_readonly, small_filesystem
 from _subproc import Child
 
 
