@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 
 import tastypy
-from _smallfs import fill, remount_readonly, small_filesystem
 
+from _smallfs import fill, remount_readonly, small_filesystem
 from _subproc import Child
 
 WAIT = 60.0

@@ -27,6 +27,7 @@ import sys
 from collections.abc import Iterator, Sequence
 
 from . import _commands as handlers
+from . import _edit_commands
 from ._cli_errors import EXIT_USAGE, Fail, locked_line, os_error_line, os_error_status
 from ._display import escaped
 from ._status import STATES
@@ -232,6 +233,63 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # the whole command 
     demo.add_argument("--tasks", type=_positive, default=3000, metavar="N")
     demo.add_argument("--workers", type=_positive, default=2, metavar="W")
     demo.set_defaults(handler=handlers.demo)
+    return _add_edit_commands(parser, commands)
+
+
+def _add_edit_commands(
+    parser: argparse.ArgumentParser,
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
+    """Add ``set``, ``del`` and ``repair`` (changing a store by hand, saving a damaged one)."""
+    put = commands.add_parser(
+        "set",
+        help="set one key to a JSON value, as one atomic sync",
+        description="Set KEY to VALUE, a JSON text (strings in quotes: '\"text\"'), as one "
+        "atomic sync: the supported way to change a value by hand. On a tracker, VALUE "
+        'must be a task record such as \'{"_done": false, "_tries": 0}\'.',
+    )
+    put.add_argument("path", metavar="PATH")
+    put.add_argument("key", metavar="KEY")
+    put.add_argument("json", metavar="VALUE")
+    add_timeout_option(put)
+    put.set_defaults(handler=_edit_commands.set_value)
+
+    remove = commands.add_parser(
+        "del",
+        help="delete keys, as one atomic sync",
+        description="Delete each KEY, as one atomic sync. If any KEY is missing, nothing "
+        "is deleted.",
+    )
+    remove.add_argument("path", metavar="PATH")
+    remove.add_argument("keys", metavar="KEY", nargs="+")
+    add_timeout_option(remove)
+    remove.set_defaults(handler=_edit_commands.delete)
+
+    fix = commands.add_parser(
+        "repair",
+        help="save what is intact in a damaged store into a new store",
+        description="Save every intact record and every intact commit of a damaged store "
+        "into a new store (default PATH.repaired), and say exactly what could not be "
+        "saved. The original is not changed unless --in-place. Exit status 0 if "
+        "everything was saved (or the store is healthy: nothing is written), 1 if "
+        "something was lost.",
+    )
+    fix.add_argument("path", metavar="PATH")
+    where = fix.add_mutually_exclusive_group()
+    where.add_argument("-o", "--output", metavar="NEW", help="write the new store here")
+    where.add_argument(
+        "--in-place",
+        action="store_true",
+        help="replace PATH by the new store; the original is kept as PATH.damaged",
+    )
+    fix.add_argument(
+        "--accept-edits",
+        action="store_true",
+        help="also keep lines that read as records but fail their check (hand edits)",
+    )
+    fix.add_argument("--all", action="store_true", help="list everything, not the first 10")
+    add_timeout_option(fix)  # used with --in-place
+    fix.set_defaults(handler=_edit_commands.repair_store)
     return parser
 
 
