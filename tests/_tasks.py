@@ -9,8 +9,12 @@ never mix), which lets a test count calls made in any process.
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import signal
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,17 +74,115 @@ def crash(directory: str, key: str) -> None:
     os._exit(3)
 
 
+class HTTPError(Exception):
+    """An exception pickle can write but not read back: its ``__init__`` takes two arguments."""
+
+    def __init__(self, status: int, url: str) -> None:
+        super().__init__(f"HTTP {status} from {url}")
+        self.status, self.url = status, url
+
+
+def raise_http_error(directory: str, key: str) -> None:
+    raise HTTPError(503, f"https://example.invalid/{key}")
+
+
+class BadStrError(Exception):
+    """An exception whose ``str()`` raises (and whose pickling fails too)."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        raise TypeError("no pickle either")
+
+
+def raise_bad_str(directory: str, key: str) -> None:
+    raise BadStrError
+
+
+def exit_with_status(directory: str, key: str) -> None:
+    sys.exit(3)
+
+
+def exit_plain(directory: str, key: str) -> None:
+    sys.exit()
+
+
+def raise_interrupt(directory: str, key: str) -> None:
+    raise KeyboardInterrupt(f"{key} interrupts itself")
+
+
+def return_lambda(directory: str, key: str) -> Callable[[], None]:
+    return lambda: None
+
+
+def _refuse_to_load() -> None:
+    raise RuntimeError("this object cannot be unpickled")
+
+
+class UnloadableStr(str):
+    """A ``str`` that pickles but cannot be unpickled (JSON writes it as its text)."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_refuse_to_load, ())
+
+
+def return_unloadable_str(directory: str, key: str) -> str:
+    return UnloadableStr(f"text of {key}")
+
+
+def segfault(directory: str, key: str) -> None:
+    """Die of SIGSEGV, as a crash in a C extension would."""
+    faulthandler.disable()  # pytest's, inherited: its dump of every thread is noise here
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def pool_size(directory: str, key: str) -> int:
+    """How many processes share this one's parent and command line: the pool's workers."""
+    parent, mine = os.getppid(), Path("/proc/self/cmdline").read_bytes()
+    count = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            same = ppid == parent and (entry / "cmdline").read_bytes() == mine
+        except (OSError, IndexError, ValueError):
+            continue  # ended meanwhile
+        count += same
+    return count
+
+
 BEHAVIOURS = {
     "ok": succeed,
     "fail": always_fail,
     "flaky": fail_once,
     "set": return_set,
     "crash": crash,
+    "http": raise_http_error,
+    "badstr": raise_bad_str,
+    "exit": exit_with_status,
+    "bareexit": exit_plain,
+    "interrupt": raise_interrupt,
+    "lambda": return_lambda,
+    "unloadable": return_unloadable_str,
+    "segv": segfault,
+    "poolsize": pool_size,
 }
 
 
+class UnloadableTask:
+    """A task function that pickles but cannot be unpickled in a worker process."""
+
+    def __call__(self, key: str) -> dict[str, Any]:
+        return result_of(key)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_refuse_to_load, ())
+
+
 def by_prefix(directory: str, key: str) -> Any:
-    """Log the call, then behave as the key's prefix says: ok-, fail-, flaky-, set-, crash-."""
+    """Log the call, then behave as the key's prefix (before the first ``-``) says."""
     append_line(Path(directory) / CALLS, key)
     return BEHAVIOURS[key.split("-", 1)[0]](directory, key)
 
@@ -120,3 +222,11 @@ def gated(log: str, gate: str, first_gated: int, key: str) -> dict[str, str]:
         time.sleep(0.002)
     say(f"done {key}")
     return {"key": key}
+
+
+def interrupt_or_gated(log: str, gate: str, first_gated: int, key: str) -> dict[str, str]:
+    """:func:`gated`, except that ``task-005`` raises ``KeyboardInterrupt`` itself."""
+    if key == "task-005":
+        append_line(log, key)
+        raise KeyboardInterrupt(f"{key} interrupts itself")
+    return gated(log, gate, first_gated, key)

@@ -236,6 +236,7 @@ def test_status_json(tracker_store: Path) -> None:
         "rate": None,
         "eta_seconds": None,
         "writer": None,
+        "writer_state": None,
     }
     assert _files(tracker_store) == before
 
@@ -603,7 +604,8 @@ def test_reset(tracker_store: Path, how: list[str], keys: list[str]) -> None:
     before = _records(tracker_store)
     done = tastypy_cmd("reset", str(tracker_store), *how)
     assert done.returncode == 0, done.stderr
-    assert done.stdout == f"{tracker_store}: reset {len(keys)} tasks\n"
+    noun = "task" if len(keys) == 1 else "tasks"
+    assert done.stdout == f"{tracker_store}: reset {len(keys)} {noun}\n"
     after = _records(tracker_store)
     assert list(after) == KEYS
     for key in KEYS:

@@ -590,37 +590,4 @@ def test_second_ctrl_c_while_the_first_is_being_logged_stops_the_task(tmp_path: 
     assert fields(records[in_flight]) == {"_done": False, "_tries": 1}
 
 
-# -- a worker that dies -------------------------------------------------------------------
-
-
-def test_dead_worker_fails_its_pool_mates_once_and_the_run_goes_on(
-    tmp_path: Path, open_tracker: Callable[..., tastypy.Tracker]
-) -> None:
-    fn = task_fn(tmp_path)
-    keys = ["ok-0", "crash-1", *(f"ok-{i}" for i in range(2, 10))]
-    tracker = open_tracker()
-    first = tracker.run(fn, keys, workers=2, progress=False)
-    # Every task was tried once: it either succeeded or died with the pool.
-    assert first.done + first.failed == 10 and first.failed >= 1
-    assert (first.skipped, first.exhausted, first.interrupted) == (0, 0, False)
-    assert all(calls(tmp_path, k) <= 1 for k in keys)
-    assert [tracker.tries(k) for k in keys] == [1] * 10
-    failed = [k for k in keys if not tracker.check(k)]
-    assert "crash-1" in failed and len(failed) == first.failed
-    for key in failed:
-        [error] = tracker.errors(key)
-        assert error["type"] == "BrokenProcessPool"
-
-    # The tasks that shared the pool with the crash succeed on their next try.
-    others = [k for k in keys if k != "crash-1"]
-    second = tracker.run(fn, others, workers=2, progress=False)
-    assert second == RunSummary(
-        done=len(failed) - 1, failed=0, skipped=10 - len(failed), exhausted=0, interrupted=False
-    )
-    assert all(tracker.check(k) and tracker[k]["result"] == result_of(k) for k in others)
-
-    # The crashing task alone: it fails again, and the run still returns.
-    third = tracker.run(fn, ["crash-1"], workers=2, progress=False)
-    assert third == RunSummary(done=0, failed=1, skipped=0, exhausted=0, interrupted=False)
-    assert tracker.tries("crash-1") == 2
-    assert calls(tmp_path, "crash-1") == 2
+# A worker that dies, and the other things tasks do to a run: test_runner_hostile.py.

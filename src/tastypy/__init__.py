@@ -12,12 +12,14 @@ from .errors import (
     DuplicateKeyError,
     LockedError,
     NotAStoreError,
+    PathExistsError,
     ReadOnlyError,
     SettingsError,
     StoreClosedError,
     TastypyError,
 )
 from .pod import POD, PersistentOrderedDict
+from .storage.repair import RepairReport, repair
 from .storage.verify import VerifyReport, verify
 from .tracker import ProgressTracker, Tracker
 
@@ -27,14 +29,17 @@ __all__ = [
     "DuplicateKeyError",
     "LockedError",
     "NotAStoreError",
+    "PathExistsError",
     "PersistentOrderedDict",
     "ProgressTracker",
     "ReadOnlyError",
+    "RepairReport",
     "SettingsError",
     "StoreClosedError",
     "TastypyError",
     "Tracker",
     "VerifyReport",
+    "repair",
     "verify",
 ]
 

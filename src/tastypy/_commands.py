@@ -1,23 +1,32 @@
 """What each ``tastypy`` command does; :mod:`tastypy.cli` parses the command line.
 
 Each handler takes the parsed arguments and returns the exit status; bad
-input raises :class:`Fail`, which the command line prints as one line.
+input raises :class:`Fail`, which the command line prints as one line (see
+:mod:`tastypy._cli_errors` for the exit statuses). A command that changes a
+store opens it with :func:`open_for_writing`, so that a failure changes
+nothing and prints one line. Every key, value and path printed for people
+goes through :mod:`tastypy._display`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
 import shutil
 import sys
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from ._status import Snapshot, in_state, render, snapshot, writer_pid
-from ._transfer import BadImport, read_import, write_export
+from ._cli_errors import EXIT_PROBLEMS, Fail, os_error_line, os_error_status, os_errors_fail
+from ._display import escaped, json_text, shown
+from ._status import Snapshot, in_state, render, snapshot, writer
+from ._transfer import BadImport, export_to_file, read_numbered, write_export
 from .errors import NotAStoreError
 from .pod import PersistentOrderedDict
 from .storage._layout import lost_manifest
@@ -25,15 +34,76 @@ from .storage._manifest import MANIFEST, read_manifest
 from .storage.verify import verify
 from .tracker import ProgressTracker
 
-EXIT_PROBLEMS = 1  # verify found damage
+__all__ = ["EXIT_PROBLEMS", "Fail", "open_for_writing", "plural"]
+
+_Store = TypeVar("_Store", bound=PersistentOrderedDict)
 
 
-class Fail(Exception):
-    """A user-facing error: printed on one line, exit status 2 (or *status*)."""
+def plural(count: int, noun: str) -> str:
+    """``"1 key"``, ``"2 keys"``, ``"1,000 keys"``."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
+
+@contextlib.contextmanager
+def open_for_writing(
+    kind: type[_Store], path: str | Path, timeout: float | None, *, outcome: str
+) -> Iterator[_Store]:
+    """Open the store at *path* for writing, for a command that changes it.
+
+    The block's changes are synced when it ends. If anything fails — the
+    open, the block or that last sync — unsynced changes are dropped and the
+    store is closed, so the store stays as of its last sync; an ``OSError``
+    (read-only filesystem, disk full, no permission) becomes :class:`Fail`
+    with exit status 3, naming the path, the OS's reason and *outcome*
+    (e.g. ``"nothing was reset"``). *timeout* is passed on (``--timeout``).
+    """
+    with os_errors_fail(outcome, path):
+        store = kind(path, timeout=timeout)
+        try:
+            yield store
+            store.close()
+        except BaseException:
+            _discard(store)
+            raise
+
+
+def _discard(store: PersistentOrderedDict) -> None:
+    """Drop *store*'s unsynced changes and close it, as far as the disk lets us.
+
+    The command has failed and says why; the store's warnings about this
+    clean-up (a compaction at close that the full disk refuses) would only
+    repeat it, so they are held back.
+    """
+    logger = logging.getLogger("tastypy")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.suppress(Exception):
+            store.revert()
+            store.close()
+    finally:
+        logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def _removed_on_failure(path: Path, *, unless_a_store: bool = False) -> Iterator[None]:
+    """Remove the directories made for a new store at *path* if the block fails.
+
+    Only what did not exist before is removed (the topmost missing parent
+    down). With *unless_a_store*, a store that came into being (a manifest
+    was written) is kept: it holds work worth resuming.
+    """
+    top = None
+    for each in (path, *path.parents):
+        if each.exists() or each.is_symlink():
+            break
+        top = each
+    try:
+        yield
+    except BaseException:
+        if top is not None and not (unless_a_store and (path / MANIFEST).is_file()):
+            shutil.rmtree(top, ignore_errors=True)
+        raise
 
 
 def _check_store(path: str, *, damage_status: bool = False) -> Path:
@@ -79,11 +149,11 @@ def show(args: argparse.Namespace) -> int:
             if args.key not in pod:
                 raise Fail(f"{args.path}: no key {args.key!r}")
             value = pod[args.key]
-            print(json.dumps(value, indent=None if args.json else 2, ensure_ascii=False))
+            print(json_text(value, indent=None if args.json else 2))
             return 0
         facts = _facts(Path(args.path), pod)
     if args.json:
-        print(json.dumps(facts, ensure_ascii=False))
+        print(json_text(facts))
         return 0
     width = max(len(k) for k in facts) + 1
     for name, value in facts.items():
@@ -123,7 +193,7 @@ def _plain(value: Any) -> str:
         return {True: "yes", False: "no", None: "-"}[value]
     if isinstance(value, int):
         return f"{value:,}"
-    return str(value)
+    return escaped(str(value))
 
 
 def keys(args: argparse.Namespace) -> int:
@@ -131,20 +201,24 @@ def keys(args: argparse.Namespace) -> int:
         for n, key in enumerate(pod):
             if args.limit is not None and n >= args.limit:
                 break
-            print(key)
+            print(shown(key))
     return 0
 
 
 def check(args: argparse.Namespace) -> int:
     report = verify(_check_store(args.path, damage_status=True))
-    print(report)
+    print("\n".join(escaped(line) for line in str(report).splitlines()))
     return EXIT_PROBLEMS if report.problems else 0
 
 
 def compact(args: argparse.Namespace) -> int:
-    with PersistentOrderedDict(_check_store(args.path)) as pod:
+    store = _check_store(args.path)
+    with open_for_writing(
+        PersistentOrderedDict, store, args.timeout, outcome="the store is as it was"
+    ) as pod:
         pod.compact()
-        print(f"{args.path}: compacted ({len(pod):,} keys)")
+        count = len(pod)
+    print(f"{escaped(args.path)}: compacted ({plural(count, 'key')})")
     return 0
 
 
@@ -168,13 +242,13 @@ def status(args: argparse.Namespace) -> int:
         while True:
             # Who writes is asked first: a frame that finds no writer then
             # shows what the last writer left, not the state just before it.
-            writer = writer_pid(Path(args.path))
+            pid, state = writer(Path(args.path))
             records, max_tries = _records(args.path)
             shot = snapshot(records, max_tries)
-            shot.writer = writer
+            shot.writer, shot.writer_state = pid, state
             history.append((time.monotonic(), shot.done))
             _rate(shot, history)
-            if shot.writer is not None and len(history) == 1 and not args.watch:
+            if state == "running" and len(history) == 1 and not args.watch:
                 time.sleep(1.0)  # a job is running: look again to measure its rate
                 continue
             if args.json:
@@ -194,7 +268,7 @@ def status(args: argparse.Namespace) -> int:
 
 
 def _rate(shot: Snapshot, history: deque[tuple[float, int]]) -> None:
-    if shot.writer is None or len(history) < 2:
+    if shot.writer_state != "running" or len(history) < 2:
         return
     (t0, done0), (t1, done1) = history[0], history[-1]
     if t1 > t0:
@@ -210,10 +284,10 @@ def list_tasks(args: argparse.Namespace) -> int:
     if args.limit is not None:
         keys = keys[: args.limit]
     if args.json:
-        print(json.dumps(keys, ensure_ascii=False))
+        print(json_text(keys))
     else:
         for key in keys:
-            print(key)
+            print(shown(key))
     return 0
 
 
@@ -228,12 +302,14 @@ def reset(args: argparse.Namespace) -> int:
         keys = list(records)
     else:
         keys = in_state(records, max_tries, "failed" if args.failed else "exhausted")
-    with ProgressTracker(args.path) as tracker:
+    with open_for_writing(
+        ProgressTracker, args.path, args.timeout, outcome="nothing was reset"
+    ) as tracker:
         for key in keys:
             tracker.mark_not_done(key)
             tracker.reset_tries(key)
             tracker.unabort(key)
-    print(f"{args.path}: reset {len(keys):,} tasks")
+    print(f"{escaped(args.path)}: reset {plural(len(keys), 'task')}")
     return 0
 
 
@@ -246,42 +322,39 @@ def export(args: argparse.Namespace) -> int:
     if args.output is None:
         write_export(items, sys.stdout.buffer, args.format)
         sys.stdout.flush()
-    else:
-        try:
-            with open(args.output, "wb") as out:
-                write_export(items, out, args.format)
-        except OSError as exc:
-            raise Fail(f"{args.output}: {exc.strerror}") from None
+        return 0
+    existed = os.path.lexists(args.output)
+    try:
+        export_to_file(items, args.output, args.format)
+    except OSError as exc:
+        left = f"{args.output} is as it was" if existed else "nothing was written"
+        exc.filename = args.output  # not the temporary file's name
+        raise Fail(os_error_line(exc, left), status=os_error_status(exc)) from None
     return 0
 
 
 def import_file(args: argparse.Namespace) -> int:
-    try:
+    with os_errors_fail("nothing was imported"):
         data = Path(args.file).read_bytes()
-    except OSError as exc:
-        raise Fail(f"{args.file}: {exc.strerror}") from None
     try:
-        items = read_import(data, args.file)
+        items = read_numbered(data, args.file)
     except BadImport as exc:
         raise Fail(f"{exc}; nothing was imported") from None
     store = Path(args.path)
-    existed = store.exists()
-    exists = (store / MANIFEST).is_file()
-    is_tracker = exists and _is_tracker(store)
+    is_tracker = (store / MANIFEST).is_file() and _is_tracker(store)
     kind = ProgressTracker if is_tracker else PersistentOrderedDict
-    with kind(store) as pod:
+    with (
+        _removed_on_failure(store),
+        open_for_writing(kind, store, args.timeout, outcome="nothing was imported") as pod,
+    ):
         pod.hold()
-        try:
-            for key, value in items:
+        for key, value, line in items:
+            try:
                 pod[key] = value
-        except TypeError as exc:
-            pod.revert()
-            pod.close()
-            if not existed:  # leave no empty store behind
-                shutil.rmtree(store, ignore_errors=True)
-            raise Fail(f"{args.file}: {exc}; nothing was imported") from None
-        pod.sync()
-    print(f"{args.path}: imported {len(items):,} keys")
+            except TypeError as exc:
+                named = "" if repr(key) in str(exc) else f"key {key!r}: "
+                raise Fail(f"{args.file}:{line}: {named}{exc}; nothing was imported") from None
+    print(f"{escaped(args.path)}: imported {plural(len(items), 'key')}")
     return 0
 
 
@@ -290,4 +363,8 @@ def demo(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise Fail("--workers must be at least 1")
-    return run_demo(args.path, args.tasks, args.workers)
+    with (
+        _removed_on_failure(Path(args.path), unless_a_store=True),
+        os_errors_fail("the work synced so far is kept", args.path),
+    ):
+        return run_demo(args.path, args.tasks, args.workers)

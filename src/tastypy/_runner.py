@@ -1,27 +1,30 @@
 """``ProgressTracker.run()``: call a function on every task that should be tried.
 
 This process alone owns the tracker. With ``workers > 1`` the function runs
-in a process pool; workers only compute and return, the results are written
-here. Ctrl-C and SIGTERM stop the run cleanly: no new task starts, running
-ones finish and are recorded, the tracker is synced, and then the signal has
-its usual effect (``KeyboardInterrupt``, or death by SIGTERM).
+in a process pool (:mod:`._pool`); workers only compute and return, the
+results are written here. Whatever a task does — raise an exception pickle
+cannot carry, exit, raise ``KeyboardInterrupt``, kill its worker, return a
+value JSON cannot hold — costs that task's attempt alone. Ctrl-C and SIGTERM
+stop the run cleanly: no new task starts, running ones finish and are
+recorded, the tracker is synced, and then the signal has its usual effect
+(``KeyboardInterrupt``, or death by SIGTERM).
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import logging
 import signal
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from ._codec import encode_value, normalize_key
+from ._attempt import Failure, Success, failure_of, result_failure
+from ._codec import decode_value, encode_value, normalize_key
+from ._pool import Pool, pickled_function
 
 if TYPE_CHECKING:
     from .tracker import ProgressTracker
@@ -31,8 +34,6 @@ __all__ = ["ERRORS_KEPT", "RunSummary", "run"]
 log = logging.getLogger("tastypy.tracker")
 
 ERRORS_KEPT = 5  # failed attempts remembered per task
-_TRACEBACK_CHARS = 4000
-_MESSAGE_CHARS = 1000
 
 
 @dataclass
@@ -44,7 +45,7 @@ class RunSummary:
     done
         Tasks that succeeded in this run.
     failed
-        Attempts that raised in this run.
+        Attempts that failed in this run (raised, exited, killed their worker).
     skipped
         Tasks not tried because they were already done or aborted.
     exhausted
@@ -70,17 +71,29 @@ def run(
 ) -> RunSummary:
     """Add *keys* (if given), then run ``fn(key)`` for each task that should be tried.
 
-    The tasks are *keys* in their order, or every task of the tracker. A
-    return value becomes the task's ``result`` (it must be JSON) and the task
-    is marked done, with the attempt's duration in ``_seconds``; an exception
-    is recorded in the task's ``_errors`` (see :meth:`ProgressTracker.errors`)
-    and the run goes on. With ``workers > 1``, *fn* must be picklable (a
+    The tasks are *keys* in their order (a key given twice runs once), or
+    every task of the tracker. A return value becomes the task's ``result``
+    (it must be JSON) and the task is marked done, with the attempt's
+    duration in ``_seconds``; anything else the attempt does — an exception
+    of any kind, ``sys.exit()``, the task's own ``KeyboardInterrupt``, its
+    worker process dying — is recorded in the task's ``_errors`` (see
+    :meth:`ProgressTracker.errors`) and the run goes on. With ``workers > 1``
+    (capped at the number of tasks left), *fn* must be picklable (a
     module-level function).
+
+    Raises
+    ------
+    ValueError
+        If *workers* is not a whole number >= 1 (nothing changes).
+    TypeError
+        With ``workers > 1``, if *fn* cannot be pickled (nothing changes) or
+        a worker process cannot load it (before any task is tried).
     """
     if type(workers) is not int or workers < 1:
         raise ValueError(f"workers must be a whole number >= 1, not {workers!r}")
+    payload = pickled_function(fn, workers) if workers > 1 else b""
     if keys is not None:
-        order = [k if type(k) is str else normalize_key(k) for k in keys]
+        order = list(dict.fromkeys(k if type(k) is str else normalize_key(k) for k in keys))
         tracker.add_many_if_absent(order)
     else:
         order = list(tracker)
@@ -90,10 +103,15 @@ def run(
     try:
         with stop.on_signals():
             tasks = _tasks_to_try(tracker, order, summary, stop)
+            results = _Run(tracker, summary, bar)
             if workers == 1:
-                _Run(tracker, summary, bar).here(fn, tasks)
+                results.here(fn, tasks, stop)
             else:
-                _Run(tracker, summary, bar).in_pool(fn, tasks, workers)
+                left = _tasks_left(tracker, order, workers)
+                pool = Pool(payload, max(1, left), results.record)
+                if left:
+                    pool.start()  # before any try is counted: it may refuse fn
+                pool.run(tasks)
     finally:
         summary.exhausted = sum(1 for k in order if k in tracker and _exhausted(tracker, k))
         summary.interrupted = stop.signum is not None
@@ -102,6 +120,17 @@ def run(
         tracker.sync()
     stop.deliver()
     return summary
+
+
+def _tasks_left(tracker: ProgressTracker, order: list[str], most: int) -> int:
+    """How many tasks of *order* are left to try, counting up to *most* at most."""
+    left = 0
+    for key in order:
+        if tracker.should_do(key):
+            left += 1
+            if left >= most:
+                break
+    return left
 
 
 def _tasks_to_try(
@@ -117,18 +146,6 @@ def _tasks_to_try(
             yield key
 
 
-def _call(fn: Callable[[str], Any], key: str) -> tuple[Any, float]:
-    started = time.perf_counter()
-    result = fn(key)
-    return result, time.perf_counter() - started
-
-
-def _ignore_signals() -> None:
-    # The parent decides when to stop; a Ctrl-C reaches the whole process
-    # group, and workers dying of it would lose their running tasks' results.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 class _Run:
     """One run's bookkeeping: results and failures go into the tracker."""
 
@@ -137,68 +154,35 @@ class _Run:
         self.summary = summary
         self.bar = bar
 
-    def here(self, fn: Callable[[str], Any], tasks: Iterator[str]) -> None:
+    def here(self, fn: Callable[[str], Any], tasks: Iterator[str], stop: _Stop) -> None:
+        """Attempt each task in this process."""
         for key in tasks:
+            started = time.perf_counter()
             try:
-                result, seconds = _call(fn, key)
-            except Exception as exc:
-                self.failed(key, exc)
+                result = fn(key)
+            except BaseException as exc:
+                # A second Ctrl-C stops the task and the run; any other
+                # KeyboardInterrupt, like SystemExit, is the task's own doing.
+                if stop.forced and isinstance(exc, KeyboardInterrupt):
+                    raise
+                self.failed(key, failure_of(exc))
+                continue
+            seconds = time.perf_counter() - started
+            try:
+                encode_value(result, keep=False)
+            except Exception as exc:  # TypeError, or whatever a hostile value raises
+                self.failed(key, result_failure(exc))
             else:
                 self.succeeded(key, result, seconds)
 
-    def in_pool(self, fn: Callable[[str], Any], tasks: Iterator[str], workers: int) -> None:
-        pool = cf.ProcessPoolExecutor(workers, initializer=_ignore_signals)
-        running: dict[cf.Future[tuple[Any, float]], str] = {}
-
-        def renew() -> cf.ProcessPoolExecutor:
-            # A worker died (os._exit, a crash): every task the pool had
-            # running failed with it; carry on with a fresh pool.
-            for future, key in list(running.items()):
-                self.collect(key, future)
-            running.clear()
-            pool.shutdown(wait=False, cancel_futures=True)
-            return cf.ProcessPoolExecutor(workers, initializer=_ignore_signals)
-
-        try:
-            while True:
-                for key in tasks:
-                    try:
-                        future = pool.submit(_call, fn, key)
-                    except cf.process.BrokenProcessPool:  # it broke since we last looked
-                        pool = renew()
-                        future = pool.submit(_call, fn, key)
-                    running[future] = key
-                    if len(running) >= 2 * workers:
-                        break
-                if not running:
-                    return
-                finished, _ = cf.wait(running, timeout=0.5, return_when=cf.FIRST_COMPLETED)
-                broken = False
-                for future in finished:
-                    self.collect(running.pop(future), future)
-                    broken |= isinstance(future.exception(), cf.process.BrokenProcessPool)
-                if broken:
-                    pool = renew()
-        finally:
-            # Let running tasks finish and record them; never start new ones.
-            for future, key in list(running.items()):
-                self.collect(key, future)
-            pool.shutdown(wait=True, cancel_futures=True)
-
-    def collect(self, key: str, future: cf.Future[tuple[Any, float]]) -> None:
-        try:
-            result, seconds = future.result()
-        except Exception as exc:
-            self.failed(key, exc)
+    def record(self, key: str, outcome: Success | Failure) -> None:
+        """Record what an attempt in a worker process came to."""
+        if isinstance(outcome, Success):
+            self.succeeded(key, decode_value(outcome.data), outcome.seconds)
         else:
-            self.succeeded(key, result, seconds)
+            self.failed(key, outcome)
 
     def succeeded(self, key: str, result: Any, seconds: float) -> None:
-        try:
-            encode_value(result, keep=False)
-        except TypeError as exc:
-            self.failed(key, TypeError(f"fn returned a value JSON cannot hold: {exc}"))
-            return
         record = self.tracker[key]
         record["result"] = result
         record["_seconds"] = round(seconds, 6)
@@ -207,31 +191,32 @@ class _Run:
         if self.bar is not None:
             self.bar.update(1)
 
-    def failed(self, key: str, exc: BaseException) -> None:
+    def failed(self, key: str, failure: Failure) -> None:
         self.summary.failed += 1
         record = self.tracker[key]
-        text = "".join(traceback.format_exception(exc))
-        cause = exc.__cause__  # a worker's traceback arrives as the cause
-        if cause is not None and type(cause).__name__ == "_RemoteTraceback":
-            text = str(cause)
         errors = record.get("_errors")
         errors = list(errors) if isinstance(errors, list) else []
         errors.append(
             {
-                "type": type(exc).__name__,
-                "message": str(exc)[:_MESSAGE_CHARS],
-                "traceback": text[-_TRACEBACK_CHARS:],
+                "type": failure.type,
+                "message": failure.message,
+                "traceback": failure.traceback,
                 "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
         )
         record["_errors"] = errors[-ERRORS_KEPT:]
         tries, limit = record.get("_tries", 0), self.tracker.max_tries
-        name = type(exc).__name__
+        name, message = failure.type, failure.message
         if limit and tries >= limit:
-            log.error("giving up on task %r after %d tries: %s: %s", key, tries, name, exc)
+            log.error("giving up on task %r after %d tries: %s: %s", key, tries, name, message)
         else:
             log.warning(
-                "task %r failed (try %d of %s): %s: %s", key, tries, limit or "no limit", name, exc
+                "task %r failed (try %d of %s): %s: %s",
+                key,
+                tries,
+                limit or "no limit",
+                name,
+                message,
             )
 
 
@@ -259,11 +244,13 @@ class _Stop:
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.forced = False  # a second Ctrl-C raised KeyboardInterrupt
         self._previous: dict[signal.Signals, Any] = {}
 
     def _handler(self, signum: int, frame: FrameType | None) -> None:
         first = self.signum is None
         if not first and signum == signal.SIGINT:
+            self.forced = True  # first: tells this KeyboardInterrupt from a task's own
             raise KeyboardInterrupt  # a second Ctrl-C: stop the running task too
         self.signum = signum  # before logging: a signal may arrive while we log
         if first:

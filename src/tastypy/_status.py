@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ._counts import ABORTED, DONE, EXHAUSTED, TRIED, TaskCounts
+from ._display import can_encode, escaped, fit
 from .storage._lock import holder_pid
 
-__all__ = ["STATES", "Snapshot", "in_state", "render", "snapshot", "writer_pid"]
+__all__ = ["STATES", "Snapshot", "in_state", "render", "snapshot", "writer"]
 
 STATES = ("done", "todo", "failed", "exhausted", "aborted", "untried")
 
@@ -31,7 +31,8 @@ class Snapshot:
     errors: list[tuple[str, int]] = field(default_factory=list)  # most frequent first
     rate: float | None = None  # tasks done per second, while a job runs
     eta_seconds: float | None = None
-    writer: int | None = None  # pid of the process writing, if any
+    writer: int | None = None  # pid of the process holding the store for writing (0: unknown)
+    writer_state: str | None = None  # "running", or "stopped" (SIGSTOP, Ctrl-Z)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -85,18 +86,31 @@ def snapshot(records: dict[str, Any], max_tries: int, top: int = 5) -> Snapshot:
     return shot
 
 
-def writer_pid(store: Path) -> int | None:
-    """The pid of the process holding the store for writing, if it is alive."""
+def writer(store: Path) -> tuple[int | None, str | None]:
+    """Who holds *store* for writing now, and whether it runs: ``(pid, state)``.
+
+    The holder is the process the OS says holds the store's lock (see
+    :func:`tastypy.storage._lock.holder_pid`), never a pid merely named in
+    the lock file: a copied store, or a killed writer whose pid was reused,
+    has no writer. *state* is ``"stopped"`` when the holder is stopped by a
+    signal (``T`` or ``t`` in ``/proc/PID/stat``; SIGSTOP, Ctrl-Z, a
+    debugger), else ``"running"``; ``(None, None)`` when nobody writes.
+    """
     pid = holder_pid(store)
     if pid is None:
-        return None
+        return None, None
+    return pid, "stopped" if pid and _process_state(pid) in ("T", "t") else "running"
+
+
+def _process_state(pid: int) -> str | None:
+    """The one-letter state of process *pid* (Linux ``/proc``); None where unknown."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        pass  # it lives, as another user's process
-    return pid
+        return None
+    # "PID (COMMAND) STATE ...": COMMAND may hold spaces and parentheses
+    fields = stat[stat.rfind(")") + 1 :].split()
+    return fields[0] if fields else None
 
 
 def render(path: str, shot: Snapshot, *, colour: bool, width: int = 80) -> str:
@@ -108,9 +122,10 @@ def render(path: str, shot: Snapshot, *, colour: bool, width: int = 80) -> str:
     bar_width = max(10, width - 30)
     filled = round(bar_width * shot.done / total)
     percent = 100 * shot.done / total if shot.total else 0.0
-    bar = green + "█" * filled + reset + dim + "·" * (bar_width - filled) + reset
+    full, empty = ("█", "·") if can_encode("█·") else ("#", ".")
+    bar = green + full * filled + reset + dim + empty * (bar_width - filled) + reset
     lines = [
-        _fit(path, width),
+        fit(escaped(path), width),
         f"{bar} {percent:5.1f}% {shot.done:,}/{shot.total:,}",
         "",
     ]
@@ -125,22 +140,22 @@ def render(path: str, shot: Snapshot, *, colour: bool, width: int = 80) -> str:
         share = 100 * count / total if shot.total else 0.0
         lines.append(f"  {label:<10} {count:>10,}  {share:6.2f} %")
     lines.append("")
-    if shot.writer is not None:
+    pid = f" (pid {shot.writer})" if shot.writer else ""
+    if shot.writer is not None and shot.writer_state == "stopped":
+        resume = f"kill -CONT {shot.writer}" if shot.writer else "kill -CONT"
+        lines.append(f"job stopped{pid}: no progress until it is resumed ({resume})")
+    elif shot.writer is not None:
         rate = "measuring..." if shot.rate is None else f"{shot.rate:,.1f} tasks/s"
         eta = "" if shot.eta_seconds is None else f", done in about {_duration(shot.eta_seconds)}"
-        lines.append(f"job running (pid {shot.writer}): {rate}{eta}")
+        lines.append(f"job running{pid}: {rate}{eta}")
     else:
         lines.append("no job is writing to this store")
     if shot.errors:
         lines.append("")
         lines.append("most frequent recent errors:")
         for message, count in shot.errors:
-            lines.append(_fit(f"  {red}{count:>6,}{reset}  {message}", width + len(red + reset)))
+            lines.append(f"  {red}{count:>6,}{reset}  " + fit(escaped(message), width - 10))
     return "\n".join(lines)
-
-
-def _fit(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _duration(seconds: float) -> str:

@@ -3,41 +3,118 @@
 This module defines the command line; :mod:`tastypy._commands` does the work.
 Read commands (``show``, ``keys``, ``status``, ``list``, ``export``,
 ``verify``) open stores read-only: they work while another process writes,
-and never change a file. Bad input gets a one-line error and exit status 2,
-never a traceback.
+and never change a file. Every failure is one line on stderr, never a
+traceback. Exit statuses (:mod:`tastypy._cli_errors`):
+
+- 0: done;
+- 1: ``verify`` found damage;
+- 2: bad input (no such store, not a store, unknown key, malformed import
+  file, bad options) or the store is open for writing elsewhere;
+- 3: the operating system refused (read-only filesystem, disk full, no
+  permission, I/O error); the store is as it was before the command.
+
+Keys, values and messages are printed with control characters escaped
+(:mod:`tastypy._display`), whatever the terminal's encoding.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
+import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from . import _commands as handlers
+from . import _edit_commands
+from ._cli_errors import EXIT_USAGE, Fail, locked_line, os_error_line, os_error_status
+from ._display import escaped
 from ._status import STATES
-from .errors import TastypyError
+from .errors import LockedError, TastypyError
 
-__all__ = ["main"]
-
-EXIT_USAGE = 2  # bad input: no such store, unknown key, locked, ...
+__all__ = ["add_timeout_option", "main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line *argv* (default: ``sys.argv[1:]``); return the exit status."""
+    _escape_what_cannot_be_encoded()
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        status: int = args.handler(args)
-    except (handlers.Fail, TastypyError) as exc:  # e.g. LockedError names the holder
-        print(f"tastypy: error: {exc}", file=sys.stderr)
-        failed = exc.status if isinstance(exc, handlers.Fail) else None
+        with _warnings_on_one_line():
+            status: int = args.handler(args)
+    except LockedError as exc:
+        _error(locked_line(exc, has_timeout=hasattr(args, "timeout")))
+        return EXIT_USAGE
+    except (Fail, TastypyError) as exc:
+        _error(escaped(str(exc)))
+        failed = exc.status if isinstance(exc, Fail) else None
         return EXIT_USAGE if failed is None else failed
     except BrokenPipeError:  # e.g. `tastypy keys big.pod | head`
         return 0
+    except OSError as exc:  # one a command did not expect: still one line
+        _error(os_error_line(exc, path=getattr(args, "path", None)))
+        return os_error_status(exc)
     return status
 
 
-def _parser() -> argparse.ArgumentParser:
+def _error(line: str) -> None:
+    print(f"tastypy: error: {line}", file=sys.stderr)
+
+
+def _escape_what_cannot_be_encoded() -> None:
+    """Print ``\\xfc`` rather than fail where the terminal cannot show a character.
+
+    The commands escape control characters themselves; this catches text
+    that is printable but not in the encoding (``PYTHONIOENCODING=ascii``,
+    ``LANG=C`` on an old Python).
+    """
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, OSError):
+                reconfigure(errors="backslashreplace")
+
+
+@contextlib.contextmanager
+def _warnings_on_one_line() -> Iterator[None]:
+    """Show the library's warnings as ``tastypy: warning: ...`` lines, escaped."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(_OneLine())
+    # The lock's note of who holds it is cosmetic (a full disk may refuse it
+    # while the store works): the command stays quiet about it.
+    handler.addFilter(lambda record: record.name != "tastypy.storage._lock")
+    logger = logging.getLogger("tastypy")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
+class _OneLine(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"tastypy: {record.levelname.lower()}: {escaped(record.getMessage())}"
+
+
+def add_timeout_option(command: argparse.ArgumentParser) -> None:
+    """Give a writing *command* ``--timeout SECONDS`` (into ``args.timeout``, default 0).
+
+    A store another process holds is then waited for; the refusal names
+    this option (see :func:`tastypy._cli_errors.locked_line`).
+    """
+    command.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait up to SECONDS for another process to let go of the store (default: 0)",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # the whole command line, in order
     parser = argparse.ArgumentParser(
         prog="tastypy",
         description="Look at, check and maintain tastypy stores (PODs and trackers).",
@@ -78,6 +155,7 @@ def _parser() -> argparse.ArgumentParser:
         "itself from time to time). Needs the store not to be open for writing elsewhere.",
     )
     compact.add_argument("path", metavar="PATH")
+    add_timeout_option(compact)
     compact.set_defaults(handler=handlers.compact)
 
     status = commands.add_parser(
@@ -119,6 +197,7 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--failed", action="store_true", help="tasks tried but not done")
     which.add_argument("--exhausted", action="store_true", help="tasks that hit max_tries")
     which.add_argument("--all", action="store_true", help="every task")
+    add_timeout_option(reset)
     reset.set_defaults(handler=handlers.reset)
 
     export = commands.add_parser(
@@ -140,6 +219,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     load.add_argument("path", metavar="PATH")
     load.add_argument("file", metavar="FILE")
+    add_timeout_option(load)
     load.set_defaults(handler=handlers.import_file)
 
     demo = commands.add_parser(
@@ -153,6 +233,63 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--tasks", type=_positive, default=3000, metavar="N")
     demo.add_argument("--workers", type=_positive, default=2, metavar="W")
     demo.set_defaults(handler=handlers.demo)
+    return _add_edit_commands(parser, commands)
+
+
+def _add_edit_commands(
+    parser: argparse.ArgumentParser,
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
+    """Add ``set``, ``del`` and ``repair`` (changing a store by hand, saving a damaged one)."""
+    put = commands.add_parser(
+        "set",
+        help="set one key to a JSON value, as one atomic sync",
+        description="Set KEY to VALUE, a JSON text (strings in quotes: '\"text\"'), as one "
+        "atomic sync: the supported way to change a value by hand. On a tracker, VALUE "
+        'must be a task record such as \'{"_done": false, "_tries": 0}\'.',
+    )
+    put.add_argument("path", metavar="PATH")
+    put.add_argument("key", metavar="KEY")
+    put.add_argument("json", metavar="VALUE")
+    add_timeout_option(put)
+    put.set_defaults(handler=_edit_commands.set_value)
+
+    remove = commands.add_parser(
+        "del",
+        help="delete keys, as one atomic sync",
+        description="Delete each KEY, as one atomic sync. If any KEY is missing, nothing "
+        "is deleted.",
+    )
+    remove.add_argument("path", metavar="PATH")
+    remove.add_argument("keys", metavar="KEY", nargs="+")
+    add_timeout_option(remove)
+    remove.set_defaults(handler=_edit_commands.delete)
+
+    fix = commands.add_parser(
+        "repair",
+        help="save what is intact in a damaged store into a new store",
+        description="Save every intact record and every intact commit of a damaged store "
+        "into a new store (default PATH.repaired), and say exactly what could not be "
+        "saved. The original is not changed unless --in-place. Exit status 0 if "
+        "everything was saved (or the store is healthy: nothing is written), 1 if "
+        "something was lost.",
+    )
+    fix.add_argument("path", metavar="PATH")
+    where = fix.add_mutually_exclusive_group()
+    where.add_argument("-o", "--output", metavar="NEW", help="write the new store here")
+    where.add_argument(
+        "--in-place",
+        action="store_true",
+        help="replace PATH by the new store; the original is kept as PATH.damaged",
+    )
+    fix.add_argument(
+        "--accept-edits",
+        action="store_true",
+        help="also keep lines that read as records but fail their check (hand edits)",
+    )
+    fix.add_argument("--all", action="store_true", help="list everything, not the first 10")
+    add_timeout_option(fix)  # used with --in-place
+    fix.set_defaults(handler=_edit_commands.repair_store)
     return parser
 
 
@@ -163,4 +300,14 @@ def _positive(text: str) -> int:
         value = -1
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value >= 0:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
     return value

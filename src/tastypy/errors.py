@@ -12,6 +12,7 @@ __all__ = [
     "DuplicateKeyError",
     "LockedError",
     "NotAStoreError",
+    "PathExistsError",
     "ReadOnlyError",
     "SettingsError",
     "StoreClosedError",
@@ -43,6 +44,10 @@ class LockedError(TastypyError, OSError):
 
 class NotAStoreError(TastypyError, ValueError):
     """The path exists but is not a tastypy store (and cannot become one)."""
+
+
+class PathExistsError(TastypyError, FileExistsError):
+    """A path tastypy was asked to create (e.g. a repaired store's) already exists."""
 
 
 class SettingsError(TastypyError, ValueError):

@@ -190,16 +190,42 @@ def describe_holder(directory: Path) -> str:
 
 
 def holder_pid(directory: Path) -> int | None:
-    """The pid of the process holding *directory*'s lock, or None if not held.
+    """The pid of the process holding *directory*'s write lock now, or None if none does.
 
-    Where the OS keeps no list of lock holders, this is the pid the lock file
-    names (which may be stale: check that it lives).
+    Asked of the OS, never of the lock file alone: the lock file of a copied
+    store, or one naming a writer that was killed (its pid perhaps reused
+    since), names no holder. On Linux the kernel's table of held locks
+    (``/proc/locks``, matched by device and inode) gives the holder. Where
+    there is no such table, a non-blocking shared lock attempt tells whether
+    the lock is held, and the pid is the one the lock file names (0 if it
+    names none); that attempt holds a shared lock for an instant, during
+    which a writer opening with ``timeout=0`` would be refused.
     """
     owners = _owners(directory)
-    if owners is None:
-        info = _holder_line(directory / LOCK_FILE)
-        return None if info is None else int(info["pid"])
-    return min(owners) if owners else None
+    if owners is not None:
+        return min(owners) if owners else None
+    lock_file = directory / LOCK_FILE
+    if not (_is_locked(directory, _O_DIRECTORY) or _is_locked(lock_file, _O_NOFOLLOW)):
+        return None
+    info = _holder_line(lock_file)
+    return 0 if info is None else int(info["pid"])
+
+
+def _is_locked(path: Path, flags: int) -> bool:
+    """Whether an exclusive ``flock`` is held on *path*, by a non-blocking attempt."""
+    try:
+        fd = os.open(path, os.O_RDONLY | flags)
+    except OSError:
+        return False  # e.g. no lock file: nobody can hold a lock on it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # closing it lets go of the shared lock, if we got it
+    return False
 
 
 def _owners(directory: Path) -> set[int] | None:

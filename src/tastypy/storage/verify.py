@@ -12,9 +12,12 @@ from ._chunks import CHUNKS, load_chunk
 from ._journal import apply_ops, replay
 from ._layout import JOURNAL_NAME, lost_manifest
 from ._manifest import MANIFEST
+from ._salvage import Damage, bad_settings, salvage
 from ._snapshot import read_snapshot
 
-__all__ = ["VerifyReport", "verify"]
+__all__ = ["SHOWN", "Damage", "VerifyReport", "verify"]
+
+SHOWN = 10  # damaged records listed by str(); the rest are counted
 
 
 @dataclass
@@ -32,13 +35,20 @@ class VerifyReport:
         Things a writable open repairs by itself: a torn last commit left by a
         crash, leftover files of an interrupted compaction.
     records
-        Keys in the store, counting what could be read.
+        Intact records: what ``tastypy.repair`` saves (all of them, for a
+        healthy store).
+    damaged
+        Each record, or stretch of a file, that is not intact and would be
+        lost: a :class:`Damage` naming the file, the line (where known) and
+        the key (where it can still be read). Empty for a healthy store, and
+        when the manifest itself cannot be read.
     """
 
     path: Path
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     records: int = 0
+    damaged: list[Damage] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -46,8 +56,18 @@ class VerifyReport:
         return not self.problems
 
     def __str__(self) -> str:
-        lines = [f"{self.path}: {'OK' if self.ok else 'DAMAGED'}, {self.records} records"]
+        if self.ok:
+            lines = [f"{self.path}: OK, {self.records} records"]
+        elif not self.damaged and not self.records:  # e.g. no readable manifest: no count
+            lines = [f"{self.path}: DAMAGED"]
+        else:
+            lines = [
+                f"{self.path}: DAMAGED, {self.records} records intact, {len(self.damaged)} damaged"
+            ]
         lines += [f"  problem: {p}" for p in self.problems]
+        lines += [f"  damaged: {d.shown(self.path)}" for d in self.damaged[:SHOWN]]
+        if len(self.damaged) > SHOWN:
+            lines.append(f"  ... and {len(self.damaged) - SHOWN} more damaged")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -78,7 +98,7 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
     except CorruptStoreError as exc:
         report.problems.append(str(exc))
         return report
-    report.problems.extend(_bad_settings(store, manifest.meta))
+    report.problems.extend(bad_settings(store, manifest.meta))
     data: dict[str, Any] = {}
     hashes: dict[str, int] = {}
     for entry in manifest.chunks:
@@ -112,6 +132,9 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
                 "sync; it is discarded (a writable open cuts it off)"
             )
     report.records = len(data)
+    if report.problems:  # count what is intact, and name what is not
+        found = salvage(store, manifest, files, journal_raw)
+        report.records, report.damaged = len(found.data), found.lost
     report.notes += _leftovers(store, {e.file for e in manifest.chunks}, manifest.journal)
     return report
 
@@ -134,16 +157,3 @@ def _leftovers(store: Path, chunks: set[str], journal: str) -> list[str]:
         if JOURNAL_NAME.match(n) and n != journal
     ]
     return notes
-
-
-def _bad_settings(store: Path, meta: dict[str, Any]) -> list[str]:
-    """Problems with the settings the POD and the tracker keep in the manifest's meta."""
-    problems = []
-    for name, low in (("sync_at", 1), ("max_tries", 0)):
-        value = meta.get(name)
-        if value is not None and (type(value) is not int or value < low):
-            problems.append(
-                f"{store / MANIFEST}: field meta.{name} must be a whole number >= {low}, "
-                f"not {value!r}"
-            )
-    return problems

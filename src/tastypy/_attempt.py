@@ -1,0 +1,92 @@
+"""One attempt at a task, as plain data that any process can send and receive.
+
+A task can raise anything, exit, or return anything. What comes out of
+:func:`attempt` is a :class:`Success` (the result already encoded as JSON) or
+a :class:`Failure` (the exception as text, formatted where it was raised):
+only strings, bytes and floats, which pickle always carries back from a
+worker process, whatever the task's own objects do to pickle.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ._codec import encode_value
+
+__all__ = [
+    "MESSAGE_CHARS",
+    "TRACEBACK_CHARS",
+    "Failure",
+    "Success",
+    "attempt",
+    "failure_of",
+    "result_failure",
+]
+
+TRACEBACK_CHARS = 4000
+MESSAGE_CHARS = 1000
+
+
+@dataclass(frozen=True)
+class Success:
+    """The task returned: its result as JSON, and the seconds the call took."""
+
+    data: bytes
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Failure:
+    """The attempt failed: the exception's type name, message and traceback, as text."""
+
+    type: str
+    message: str
+    traceback: str
+
+
+def failure_of(exc: BaseException) -> Failure:
+    """*exc* as text, cut to the lengths a task record keeps.
+
+    Never raises, whatever the exception's ``__str__`` does.
+    """
+    name = type(exc).__name__
+    try:
+        message = str(exc)
+    except Exception:  # a hostile __str__ must not cost the record
+        message = f"<{name} whose str() failed>"
+    try:
+        text = "".join(traceback.format_exception(exc))
+    except Exception:
+        text = f"{name}: {message}\n"
+    return Failure(name, message[:MESSAGE_CHARS], text[-TRACEBACK_CHARS:])
+
+
+def result_failure(exc: BaseException) -> Failure:
+    """The failure of a task whose return value JSON cannot hold."""
+    message = f"fn returned a value JSON cannot hold: {failure_of(exc).message}"
+    return Failure("TypeError", message[:MESSAGE_CHARS], f"TypeError: {message}\n")
+
+
+def attempt(fn: Callable[[str], Any], key: str) -> Success | Failure:
+    """Call ``fn(key)`` and encode its result; never raises.
+
+    For a worker process, where nothing the task does may escape: exceptions
+    of every kind (``SystemExit`` and ``KeyboardInterrupt`` too) become a
+    :class:`Failure`. The process that handles the run's signals calls *fn*
+    itself instead, to tell the task's own ``KeyboardInterrupt`` from Ctrl-C.
+    """
+    started = time.perf_counter()
+    try:
+        result = fn(key)
+    except BaseException as exc:
+        return failure_of(exc)
+    seconds = time.perf_counter() - started
+    try:
+        data = encode_value(result, keep=False)
+    except Exception as exc:  # TypeError, or whatever a hostile value raises
+        return result_failure(exc)
+    return Success(data, seconds)

@@ -1,0 +1,224 @@
+"""``tastypy.repair(path)``: save what is intact in a damaged store into one that opens.
+
+What is saved, exactly (see :mod:`tastypy.storage._salvage`): the records of
+every data file that passes its check, then every intact journal commit in
+order, then (trackers) the tries logged in ``tries.jsonl``. The new store
+keeps the kind and settings (``file_size``, ``gzipped``, ``sync_at``,
+``max_tries``) of the damaged one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._codec import encode_value
+from ..errors import CorruptStoreError, NotAStoreError, PathExistsError
+from . import _fs
+from ._durable import fsync_dir
+from ._layout import lost_manifest
+from ._lock import StoreLock
+from ._manifest import MANIFEST
+from ._salvage import Damage, salvage
+from ._snapshot import read_snapshot
+from .files import FileStorage
+from .verify import SHOWN, verify
+
+__all__ = ["RepairReport", "repair"]
+
+REPAIRED = ".repaired"  # suffix of the new store's default path
+DAMAGED = ".damaged"  # suffix the original gets with in_place=True
+
+
+@dataclass
+class RepairReport:
+    """What :func:`repair` did.
+
+    Attributes
+    ----------
+    path
+        The damaged store.
+    output
+        Where the salvage was written (with *in_place*, *path* itself);
+        ``None`` if the store was healthy and nothing was written.
+    original
+        With *in_place*, where the damaged original now is.
+    records
+        Records in the salvaged store.
+    lost
+        What could not be saved: each :class:`~tastypy.storage._salvage.Damage`
+        names the file, the line (where known) and the key (where readable).
+    accepted
+        With *accept_edits*: lines that failed their check and were taken as
+        they read.
+    caveats
+        What the salvage may hold differently (values as of before a damaged
+        commit).
+    notes
+        Harmless findings (a torn last commit, leftovers).
+    """
+
+    path: Path
+    output: Path | None = None
+    original: Path | None = None
+    records: int = 0
+    lost: list[Damage] = field(default_factory=list)
+    accepted: list[Damage] = field(default_factory=list)
+    caveats: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """True if nothing was lost (the exit status of ``tastypy repair`` is then 0)."""
+        return not self.lost
+
+    def lines(self, shown: int | None = SHOWN) -> list[str]:
+        """The report as lines; at most *shown* of each list (``None``: all)."""
+        if self.output is None:
+            head = f"{self.path}: nothing to repair (OK, {self.records} records)"
+        else:
+            moved = f"; the damaged original is now {self.original}" if self.original else ""
+            head = f"{self.path}: saved {self.records} records into {self.output}{moved}"
+            head += "; nothing was lost" if self.complete else f"; {len(self.lost)} NOT saved:"
+        out = [head]
+        out += _listed("not saved", self.lost, shown, self.path)
+        out += _listed("accepted unchecked", self.accepted, shown, self.path)
+        out += [f"  caveat: {c}" for c in self.caveats]
+        out += [f"  note: {n}" for n in self.notes]
+        return out
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+
+def _listed(label: str, items: list[Damage], shown: int | None, store: Path) -> list[str]:
+    cut = items if shown is None else items[:shown]
+    out = [f"  {label}: {d.shown(store)}" for d in cut]
+    if len(items) > len(cut):
+        out.append(f"  ... and {len(items) - len(cut)} more ({label})")
+    return out
+
+
+def repair(
+    path: str | os.PathLike[str],
+    output: str | os.PathLike[str] | None = None,
+    *,
+    in_place: bool = False,
+    accept_edits: bool = False,
+    timeout: float | None = 0.0,
+) -> RepairReport:
+    """Save every intact record of the store at *path* into a new store.
+
+    A healthy store (``verify(path).ok``) is left alone and nothing is
+    written. Otherwise the salvage goes to *output* (default
+    ``<path>.repaired``), which must not exist; the original is not changed.
+    With *in_place*, the salvage is built at ``<path>.repaired`` and then
+    swapped in by two renames: the original becomes ``<path>.damaged``, the
+    salvage ``<path>``. A crash between the renames leaves both under those
+    names (nothing is lost; rename the ``.repaired`` one to *path*). With
+    *accept_edits*, lines of damaged files that still read as records are
+    taken as they read (hand edits are kept) and listed in ``accepted``.
+
+    Raises
+    ------
+    NotAStoreError
+        If *path* holds no store.
+    CorruptStoreError
+        If the manifest cannot be read (it says which files make up the
+        store and holds their checksums: nothing can be checked without it).
+    PathExistsError
+        If the output (or, with *in_place*, ``<path>.damaged``) exists.
+    LockedError
+        With *in_place*, if another process holds the store (after *timeout*).
+    OSError
+        If writing the new store fails; what was written of it is removed.
+
+    Notes
+    -----
+    Without *in_place* it only reads *path*, never locks it. With
+    *in_place* it holds the store's lock from start to end.
+    """
+    store = Path(path)
+    _check_is_store(store)
+    named = store if store.name else store.absolute()  # "." has no name to extend
+    target = Path(output) if output is not None else named.with_name(named.name + REPAIRED)
+    if in_place and output is not None:
+        raise ValueError("in_place=True writes <path>.repaired; do not pass output too")
+    lock = StoreLock(store, timeout) if in_place else None
+    try:
+        return _repair(store, target, in_place=in_place, accept_edits=accept_edits)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _repair(store: Path, target: Path, *, in_place: bool, accept_edits: bool) -> RepairReport:
+    checked = verify(store)
+    report = RepairReport(store, records=checked.records, notes=list(checked.notes))
+    if checked.ok:
+        return report
+    named = store if store.name else store.absolute()
+    original = named.with_name(named.name + DAMAGED) if in_place else None
+    for taken in (target, original):
+        if taken is not None and (taken.exists() or taken.is_symlink()):
+            raise PathExistsError(
+                f"{taken} already exists; repair never overwrites anything: move it away, "
+                "or choose another output"
+            )
+    try:
+        manifest, files, journal = read_snapshot(store, missing_ok=True)
+    except CorruptStoreError as exc:
+        raise CorruptStoreError(
+            f"cannot repair {store}: {exc}. {MANIFEST} lists the data files and their "
+            "checksums, so nothing can be checked without it: restore it (e.g. from a "
+            "backup)"
+        ) from None
+    found = salvage(store, manifest, files, journal, accept_edits=accept_edits)
+    try:
+        _write(target, found.data, manifest.file_size, manifest.gzipped, found.meta)
+    except BaseException:
+        # It did not exist before: whatever is there now is ours, and half done.
+        with contextlib.suppress(OSError):
+            _fs.rmtree(target)
+        raise
+    if original is not None:
+        # Two renames, each durable before the next: a crash between them
+        # leaves the original at <path>.damaged and the salvage at <path>.repaired.
+        _fs.replace(store, original)
+        fsync_dir(store.absolute().parent)
+        _fs.replace(target, store)
+        fsync_dir(store.absolute().parent)
+        target = store
+    report.output, report.original, report.records = target, original, len(found.data)
+    report.lost, report.accepted, report.caveats = found.lost, found.accepted, found.caveats
+    report.notes = [n for n in checked.notes if "torn" not in n] + found.notes
+    return report
+
+
+def _write(
+    target: Path, data: dict[str, Any], file_size: int, gzipped: bool, meta: dict[str, Any]
+) -> None:
+    """Write *data* as a new store at *target*, compacted, and check that it verifies."""
+    encoded = ((k, encode_value(v, keep=False, key=k)) for k, v in data.items())
+    new = FileStorage.create_with(
+        target, encoded, file_size=file_size, gzipped=gzipped, durable=True, meta=meta
+    )
+    try:
+        new.compact()
+    finally:
+        new.close()
+    if not verify(target).ok:  # never hand out a salvage that does not open
+        raise CorruptStoreError(f"{target}: the repaired store does not verify (a bug)")
+
+
+def _check_is_store(store: Path) -> None:
+    if (store / MANIFEST).is_file():
+        return
+    lost = lost_manifest(store) if store.is_dir() else None
+    if lost is not None:
+        raise lost
+    what = "does not exist" if not store.exists() else "is not a tastypy store"
+    raise NotAStoreError(f"{store} {what} (no {MANIFEST})")
