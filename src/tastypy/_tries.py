@@ -18,73 +18,44 @@ is harmless.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import orjson
 
-from .storage import _fs
+from .storage.protocol import SideLog
 
 __all__ = ["NAME", "TriesLog"]
 
 log = logging.getLogger(__name__)
 
-NAME = "tries.jsonl"
+NAME = "tries"  # the side log's name: tries.jsonl in a file store
 
 
 class TriesLog:
-    """The writer's handle on ``<store>/tries.jsonl`` (read-only: never writes)."""
+    """What the tries side log says, over the engine's :class:`SideLog`.
 
-    def __init__(self, directory: Path, *, readonly: bool, durable: bool = True) -> None:
-        self.path = directory / NAME
+    Read-only opens never write.
+    """
+
+    def __init__(self, side: SideLog, *, readonly: bool) -> None:
+        self._side = side
         self._readonly = readonly
-        self._durable = durable
-        self._fd = -1
-        self._end = -1  # the log's size as this process wrote it (-1: ask the OS)
-        self._torn = False  # a line was cut short and could not be cut off
-        self._dirty = self.path.exists() and self.path.stat().st_size > 0
         # key -> what the log says of it now (tries, or None: deleted), for
         # the keys logged by this process since the log was last emptied.
         self._said: dict[str, int | None] = {}
 
-    def append(self, key: str, tries: int | None) -> None:
-        """Log that *key* has *tries* now (None: deleted), or raise having logged nothing.
+    @property
+    def location(self) -> str:
+        """What messages call the log (``<store>/tries.jsonl`` for files)."""
+        return self._side.location
 
-        If the write fails (a full disk), the bytes written of the line are
-        cut off again, so the log says nothing new; should that fail too,
-        the next line starts with a mark that makes the torn one unreadable.
-        """
+    def append(self, key: str, tries: int | None) -> None:
+        """Log that *key* has *tries* now (None: deleted), or raise having logged nothing."""
         if self._readonly:
             return
-        if self._fd < 0:
-            self._fd = _fs.open_inside(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            self._end = -1
-        if self._end < 0:
-            self._end = _fs.fstat_size(self._fd)
-        line = orjson.dumps([key, tries]) + b"\n"
-        if self._torn:
-            line = b"!\n" + line  # ends a torn line with what no JSON text may end with
-        written = 0
-        try:
-            while written < len(line):  # a short write must not glue two lines together
-                written += _fs.write(self._fd, memoryview(line)[written:])
-        except BaseException:
-            self._cut_back()  # even if nothing was said to be written: cheap, and sure
-            raise
-        self._end += written
-        self._torn = False
+        self._side.append(orjson.dumps([key, tries]) + b"\n")
         self._said[key] = tries
-        self._dirty = True
-
-    def _cut_back(self) -> None:
-        """Undo a partly written line (truncating needs no free space)."""
-        try:
-            _fs.ftruncate(self._fd, self._end)
-        except OSError:
-            self._torn = True
-            self._end = -1
 
     def read(self) -> list[tuple[str, int]]:
         """What the log says, key by key: ``(key, tries)`` in first-mention order.
@@ -92,16 +63,13 @@ class TriesLog:
         The last line about a key wins; a key whose last line says deleted is
         left out. A torn last line (a crash mid-write) is skipped.
         """
-        try:
-            raw = _fs.read_file(self.path)
-        except FileNotFoundError:
-            return []
+        raw = self._side.read()
         said: dict[str, int | None] = {}
         for lineno, line in enumerate(raw.split(b"\n")[:-1], 1):
             try:
                 key, tries = orjson.loads(line)
             except (orjson.JSONDecodeError, ValueError, TypeError):
-                log.warning("%s:%d: unreadable line ignored", self.path, lineno)
+                log.warning("%s:%d: unreadable line ignored", self.location, lineno)
                 continue
             if type(key) is str and (tries is None or type(tries) is int):
                 said[key] = tries
@@ -125,28 +93,17 @@ class TriesLog:
             if said[key] != now:
                 self.append(key, now)
                 corrected = True
-        if corrected and self._durable:
+        if corrected:
             # The commit that follows is durable: so must be what undoes the
             # older lines, or a power cut could bring back a deleted task.
-            _fs.fdatasync(self._fd)
+            self._side.flush()
 
     def clear(self) -> None:
         """Empty the log: the tries in it are now in the store."""
-        if self._readonly or not self._dirty:
+        if self._readonly:
             return
-        if self._fd >= 0:
-            _fs.ftruncate(self._fd, 0)
-            self._end, self._torn = 0, False
-        else:
-            fd = _fs.open_inside(self.path, os.O_WRONLY)
-            try:
-                _fs.ftruncate(fd, 0)
-            finally:
-                _fs.close(fd)
-        self._dirty = False
+        self._side.clear()
         self._said.clear()
 
     def close(self) -> None:
-        if self._fd >= 0:
-            _fs.close(self._fd)
-            self._fd = -1
+        self._side.close()

@@ -775,7 +775,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             self._sync_at = sync_at
 
 
-def _check_engine_given(
+def _check_engine_given(  # noqa: PLR0917  # the POD's own arguments, passed on as they came
     storage: Storage,
     path: object,
     gzipped: bool | None,

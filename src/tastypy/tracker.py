@@ -13,6 +13,7 @@ from ._counts import ABORTED, DONE, EXHAUSTED, TRIED, TaskCounts
 from ._runner import RunSummary, run
 from .errors import CorruptStoreError, DuplicateKeyError, SettingsError
 from .pod import PersistentOrderedDict
+from .storage import Storage
 
 __all__ = ["ProgressTracker", "Tracker"]
 
@@ -29,7 +30,7 @@ class ProgressTracker(PersistentOrderedDict):
 
     Parameters
     ----------
-    path, gzipped, file_size, sync_at, readonly, timeout, durable
+    path, gzipped, file_size, sync_at, readonly, timeout, durable, storage
         As for :class:`PersistentOrderedDict`.
     max_tries
         Give up on a task after this many tries; ``None`` or ``0``: no limit.
@@ -52,7 +53,7 @@ class ProgressTracker(PersistentOrderedDict):
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | None = None,
         gzipped: bool | None = None,
         file_size: int | None = None,
         sync_at: int | None = None,
@@ -61,12 +62,20 @@ class ProgressTracker(PersistentOrderedDict):
         readonly: bool = False,
         timeout: float | None = 0.0,
         durable: bool = True,
+        storage: Storage | None = None,
     ) -> None:
         if max_tries is not None and (type(max_tries) is not int or max_tries < 0):
             raise ValueError(f"max_tries must be None or a whole number >= 0, not {max_tries!r}")
         reopened = getattr(self, "_tally", None) is not None
         super().__init__(
-            path, gzipped, file_size, sync_at, readonly=readonly, timeout=timeout, durable=durable
+            path,
+            gzipped,
+            file_size,
+            sync_at,
+            readonly=readonly,
+            timeout=timeout,
+            durable=durable,
+            storage=storage,
         )
         if reopened:
             if max_tries is not None:
@@ -78,11 +87,13 @@ class ProgressTracker(PersistentOrderedDict):
         valid = type(stored) is int and stored >= 0
         self._tally = TaskCounts(stored if valid else 0)
         self._touched = self._tally.unchecked  # every key touched is re-checked before a count
-        self._tries_log = _tries.TriesLog(self.path, readonly=readonly, durable=durable)
+        self._tries_log = _tries.TriesLog(
+            self._storage.side_log(_tries.NAME), readonly=self._readonly
+        )
         if max_tries is None and not valid:
             self.close()  # nothing was changed yet: this writes nothing
             raise CorruptStoreError(
-                f"{self.path / 'manifest.json'}: field meta.max_tries must be a whole number "
+                f"{self._where}: setting meta.max_tries must be a whole number "
                 f">= 0 or null, not {stored!r}"
             )
         # Read the logged tries before anything here can sync (and so empty the log).
@@ -161,7 +172,9 @@ class ProgressTracker(PersistentOrderedDict):
             except OSError as exc:
                 # The commit is durable; a log left full only repeats what it
                 # holds (settle() made the two agree), so this costs nothing.
-                log.warning("%s: could not empty %s: %s", self.path, self._tries_log.path, exc)
+                log.warning(
+                    "%s: could not empty %s: %s", self._where, self._tries_log.location, exc
+                )
         return left
 
     def _replay_tries(self, logged: list[tuple[str, int]]) -> None:
@@ -186,7 +199,7 @@ class ProgressTracker(PersistentOrderedDict):
 
     def copy(
         self,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | Storage,
         file_size: int | None = None,
         gzipped: bool | None = None,
     ) -> None:
@@ -194,8 +207,7 @@ class ProgressTracker(PersistentOrderedDict):
         # Every try is in the new store now; the old store keeps its own log.
         self._tries_log.close()
         assert self._storage is not None
-        durable = self._storage.durable
-        self._tries_log = _tries.TriesLog(self.path, readonly=False, durable=durable)
+        self._tries_log = _tries.TriesLog(self._storage.side_log(_tries.NAME), readonly=False)
 
     # -- the seed API ---------------------------------------------------------------
 
@@ -214,7 +226,7 @@ class ProgressTracker(PersistentOrderedDict):
         """
         with self._lock:
             if key in self:
-                raise DuplicateKeyError(f"task {key!r} is already in {self.path}")
+                raise DuplicateKeyError(f"task {key!r} is already in {self._where}")
             self[key] = {"_done": False, "_tries": 0}
 
     def add_if_absent(self, key: Any) -> None:
@@ -240,7 +252,9 @@ class ProgressTracker(PersistentOrderedDict):
             clash = next((k for k in fresh if k in self._data), None)
             if clash is not None or len(fresh) != len(normalized):
                 name = clash if clash is not None else _first_repeat(normalized)
-                raise DuplicateKeyError(f"task {name!r} is already in {self.path} or listed twice")
+                raise DuplicateKeyError(
+                    f"task {name!r} is already in {self._where} or listed twice"
+                )
             self._add_fresh(fresh)
 
     def add_many_if_absent(self, keys: Iterable[Any]) -> None:
@@ -335,7 +349,7 @@ class ProgressTracker(PersistentOrderedDict):
             except OSError as exc:  # e.g. a full disk: no try is counted that is not logged
                 raise type(exc)(
                     exc.errno,
-                    f"{self._tries_log.path}: {exc.strerror}; the try of task {key!r} was "
+                    f"{self._tries_log.location}: {exc.strerror}; the try of task {key!r} was "
                     "not counted (do not try it now)",
                 ) from exc
             record["_tries"] = tries + 1

@@ -33,6 +33,7 @@ from ._chunks import CHUNKS, parse_records, split_chunk
 from ._commits import check_commit, plain_commits, torn_in_place
 from ._manifest import MANIFEST, ChunkEntry, Manifest
 from ._pieces import gzip_pieces, inflate_what_we_can, split_damaged
+from ._sidelog import side_log_name
 
 __all__ = ["Damage", "Salvage", "bad_settings", "salvage"]
 
@@ -321,7 +322,7 @@ class _Scan:
 
     def tries(self) -> None:
         """Apply a tracker's logged tries, as opening the tracker would."""
-        path = self.store / TRIES
+        path = self.store / side_log_name(TRIES)
         try:
             raw = _fs.read_file(path)
         except FileNotFoundError:

@@ -23,6 +23,7 @@ manifest names are removed on the next writable open.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -47,6 +48,7 @@ from ._layout import (
 )
 from ._lock import StoreLock
 from ._manifest import MANIFEST, Manifest, read_manifest
+from ._sidelog import FileSideLog
 from ._snapshot import read_snapshot
 from ._store_path import store_path
 
@@ -128,7 +130,12 @@ class FileStorage:
                 raise NotAStoreError(f"{self.path} is not a tastypy store (no {MANIFEST})")
             self._manifest = read_manifest(self.path)
         else:
-            self._manifest = self._open_for_writing(file_size, gzipped, timeout)
+            try:
+                self._manifest = self._open_for_writing(file_size, gzipped, timeout)
+            except BaseException:
+                if new and self._created:  # e.g. a full disk while laying it out
+                    remove_new_store(self.path, self._existed)
+                raise
         try:
             _check_setting(self.path, "file_size", file_size, self._manifest.file_size)
             _check_setting(self.path, "gzipped", gzipped, self._manifest.gzipped)
@@ -147,6 +154,10 @@ class FileStorage:
             raise RuntimeError(f"{self.path}: discard() removes only a store this open created")
         self.close()
         remove_new_store(self.path, self._existed)
+
+    def side_log(self, name: str) -> FileSideLog:
+        """``<store>/<name>.jsonl``, the side log *name* (the tracker's ``tries``)."""
+        return FileSideLog(self.path, name, readonly=self.readonly, durable=self.durable)
 
     # -- settings -----------------------------------------------------------
 
@@ -450,10 +461,17 @@ class FileStorage:
         if self.path.exists() and not (self.path / MANIFEST).exists():
             refuse_strangers(self.path)  # before the lock file: leave other folders alone
         # Each new directory's entry is durable only once its parent is fsynced.
-        for made in _fs.makedirs(self.path):
-            if self.durable:
-                fsync_dir(made.parent)
-        self._lock = StoreLock(self.path, timeout)
+        made = _fs.makedirs(self.path)
+        try:
+            for directory in made:
+                if self.durable:
+                    fsync_dir(directory.parent)
+            self._lock = StoreLock(self.path, timeout)
+        except BaseException:
+            for directory in reversed(made):  # a failed open leaves no empty directories
+                with contextlib.suppress(OSError):
+                    _fs.rmdir(directory)
+            raise
         try:
             if (self.path / MANIFEST).exists():
                 manifest = read_manifest(self.path)

@@ -21,7 +21,7 @@ import orjson
 
 from ..errors import CorruptStoreError, LockedError, ReadOnlyError, StoreClosedError
 
-__all__ = ["MemoryStorage", "MemoryStore"]
+__all__ = ["MemorySideLog", "MemoryStorage", "MemoryStore"]
 
 
 class MemoryStore:
@@ -37,6 +37,7 @@ class MemoryStore:
         self._values: dict[str, bytes] = {}
         self._meta: dict[str, Any] = {}
         self._writer: MemoryStorage | None = None
+        self._side_logs: dict[str, bytearray] = {}
         self.commits = 0  # non-empty batches committed
 
     def __repr__(self) -> str:
@@ -150,12 +151,20 @@ class MemoryStorage:
         """Nothing to fold: every commit is already in its final form."""
         self._check_writable()
 
+    def side_log(self, name: str) -> MemorySideLog:
+        """The side log *name* of this store, kept with it in memory."""
+        self._check_open()
+        with self.store._lock:
+            lines = self.store._side_logs.setdefault(name, bytearray())
+        return MemorySideLog(self, name, lines)
+
     def discard(self) -> None:
         """Close, and empty the store (a copy into it failed midway)."""
         self._check_writable()
         with self.store._lock:
             self.store._values = {}
             self.store._meta = {}
+            self.store._side_logs = {}
         self.close()
 
     def close(self) -> None:
@@ -176,3 +185,40 @@ class MemoryStorage:
         self._check_open()
         if self.readonly:
             raise ReadOnlyError(f"{self.location} is open read-only")
+
+
+class MemorySideLog:
+    """A side log of a :class:`MemoryStore`: its lines, in memory with the store."""
+
+    def __init__(self, owner: MemoryStorage, name: str, lines: bytearray) -> None:
+        self._owner = owner
+        self._lines = lines
+        self.name = name
+
+    @property
+    def location(self) -> str:
+        return f"{self._owner.location}/{self.name}"
+
+    @property
+    def empty(self) -> bool:
+        return not self._lines
+
+    def read(self) -> bytes:
+        with self._owner.store._lock:
+            return bytes(self._lines)
+
+    def append(self, line: bytes) -> None:
+        self._owner._check_writable()
+        with self._owner.store._lock:
+            self._lines += line
+
+    def flush(self) -> None:
+        """Nothing to wait for in memory."""
+
+    def clear(self) -> None:
+        self._owner._check_writable()
+        with self._owner.store._lock:
+            del self._lines[:]
+
+    def close(self) -> None:
+        """Nothing to release."""

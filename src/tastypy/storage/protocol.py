@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
-__all__ = ["CAPABILITIES", "ChangesSince", "Claims", "Counts", "OnDemand", "Storage"]
+__all__ = ["CAPABILITIES", "ChangesSince", "Claims", "Counts", "OnDemand", "SideLog", "Storage"]
 
 CAPABILITIES = frozenset({"changes", "claims", "counts", "on_demand"})
 
@@ -102,6 +102,50 @@ class Storage(Protocol):
 
         For a copy that failed midway: what was made for it goes again.
         """
+        ...
+
+    def side_log(self, name: str) -> SideLog:
+        """The store's side log *name* (a short lowercase word), opened for this open's use."""
+        ...
+
+
+class SideLog(Protocol):
+    """Lines appended between syncs that outlive the process that wrote them.
+
+    An append is one write, without waiting for the disk: it survives the
+    process being killed (not necessarily a power cut, unless flushed). The
+    layer above gives the lines their meaning (the tracker's tries) and
+    empties the log once a sync has put what it says in the store proper.
+    """
+
+    @property
+    def location(self) -> str:
+        """What messages call the log."""
+        ...
+
+    @property
+    def empty(self) -> bool:
+        """Whether the log holds nothing."""
+        ...
+
+    def read(self) -> bytes:
+        """Every byte of the log: lines ending in newlines, the last maybe torn."""
+        ...
+
+    def append(self, line: bytes) -> None:
+        """Append *line* (ending in a newline) whole, or raise having appended nothing."""
+        ...
+
+    def flush(self) -> None:
+        """Make the lines appended so far survive a power cut (if the store is durable)."""
+        ...
+
+    def clear(self) -> None:
+        """Empty the log."""
+        ...
+
+    def close(self) -> None:
+        """Release the log's resources. Idempotent."""
         ...
 
 

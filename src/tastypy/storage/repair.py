@@ -203,13 +203,15 @@ def _write(
 ) -> None:
     """Write *data* as a new store at *target*, compacted, and check that it verifies."""
     encoded = ((k, encode_value(v, keep=False, key=k)) for k, v in data.items())
-    new = FileStorage.create_with(
-        target, encoded, file_size=file_size, gzipped=gzipped, durable=True, meta=meta
-    )
+    new = FileStorage(target, file_size=file_size, gzipped=gzipped, new=True)
     try:
+        new.set_meta(meta)
+        new.commit(encoded)
         new.compact()
-    finally:
-        new.close()
+    except BaseException:
+        new.discard()
+        raise
+    new.close()
     if not verify(target).ok:  # never hand out a salvage that does not open
         raise CorruptStoreError(f"{target}: the repaired store does not verify (a bug)")
 
