@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -34,6 +35,14 @@ log = logging.getLogger(__name__)
 NAME = "tries.jsonl"
 
 
+def _is_entry(entry: object) -> TypeGuard[list[Any]]:
+    """Whether a decoded line is ``["key", tries]``: tries a whole number >= 0, or null."""
+    if type(entry) is not list or len(entry) != 2 or type(entry[0]) is not str:
+        return False
+    tries = entry[1]
+    return tries is None or (type(tries) is int and tries >= 0)
+
+
 class TriesLog:
     """The writer's handle on ``<store>/tries.jsonl`` (read-only: never writes)."""
 
@@ -44,7 +53,14 @@ class TriesLog:
         self._fd = -1
         self._end = -1  # the log's size as this process wrote it (-1: ask the OS)
         self._torn = False  # a line was cut short and could not be cut off
-        self._dirty = self.path.exists() and self.path.stat().st_size > 0
+        # Only a regular file can need emptying: anything else there is refused
+        # by read(), and closing the refused tracker must not trip over it.
+        try:
+            found = os.lstat(self.path)
+        except FileNotFoundError:
+            self._dirty = False
+        else:
+            self._dirty = stat.S_ISREG(found.st_mode) and found.st_size > 0
         # key -> what the log says of it now (tries, or None: deleted), for
         # the keys logged by this process since the log was last emptied.
         self._said: dict[str, int | None] = {}
@@ -90,21 +106,41 @@ class TriesLog:
         """What the log says, key by key: ``(key, tries)`` in first-mention order.
 
         The last line about a key wins; a key whose last line says deleted is
-        left out. A torn last line (a crash mid-write) is skipped.
+        left out. A line that is not ``["key", tries]`` (tries a whole number
+        >= 0, or null) is skipped: a torn last line (a crash mid-write), or
+        garbage a power cut left where unsynced lines were. One warning names
+        how many were skipped and the first. Memory is bounded by the file's
+        size: this reads the file, not what its lines claim.
+
+        Raises
+        ------
+        CorruptStoreError
+            If ``tries.jsonl`` is a symbolic link, a directory, a FIFO or a device.
         """
         try:
             raw = _fs.read_file(self.path)
         except FileNotFoundError:
             return []
         said: dict[str, int | None] = {}
+        skipped: list[int] = []
         for lineno, line in enumerate(raw.split(b"\n")[:-1], 1):
             try:
-                key, tries = orjson.loads(line)
-            except (orjson.JSONDecodeError, ValueError, TypeError):
-                log.warning("%s:%d: unreadable line ignored", self.path, lineno)
-                continue
-            if type(key) is str and (tries is None or type(tries) is int):
-                said[key] = tries
+                entry = orjson.loads(line)  # nesting too deep is a JSONDecodeError too
+            except orjson.JSONDecodeError:
+                entry = None
+            if _is_entry(entry):
+                said[entry[0]] = entry[1]
+            else:
+                skipped.append(lineno)
+        if skipped:
+            what = "1 line" if len(skipped) == 1 else f"{len(skipped):,} lines"
+            log.warning(
+                '%s: %s not ["key", tries] ignored, the first at line %d (a crash or a '
+                "power cut leaves such lines)",
+                self.path,
+                what,
+                skipped[0],
+            )
         self._said = dict(said)
         return [(key, tries) for key, tries in said.items() if tries is not None]
 

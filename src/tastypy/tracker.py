@@ -86,7 +86,11 @@ class ProgressTracker(PersistentOrderedDict):
                 f">= 0 or null, not {stored!r}"
             )
         # Read the logged tries before anything here can sync (and so empty the log).
-        logged = self._tries_log.read()
+        try:
+            logged = self._tries_log.read()
+        except BaseException:  # e.g. tries.jsonl is a link or a FIFO: let go of the store
+            self.close()  # nothing was changed yet: this writes nothing
+            raise
         if max_tries is not None:
             self._set_max_tries(max_tries)
         self._repair_all()
