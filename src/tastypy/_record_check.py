@@ -20,7 +20,15 @@ from typing import Any
 
 from .errors import CorruptStoreError
 
-__all__ = ["bad_records", "check_records", "record_problem"]
+__all__ = ["BadRecordError", "bad_records", "check_records", "record_problem"]
+
+
+class BadRecordError(CorruptStoreError):
+    """A tracker store's files are whole, but a task record in them is unusable.
+
+    The store opens as a plain POD (``tastypy set`` and ``export`` do that),
+    so the record can be fixed.
+    """
 
 
 def record_problem(record: object) -> str | None:
@@ -62,7 +70,7 @@ def check_records(path: Path, data: dict[str, Any]) -> None:
     """
     found = bad_records(path, data, limit=1)
     if found:
-        raise CorruptStoreError(
-            f"{found[0]} (the store was edited by hand or damaged: fix the record, "
-            "e.g. with tastypy export and import, or delete the task)"
+        raise BadRecordError(
+            f"{found[0]} (edited by hand? fix the record with: tastypy set PATH KEY "
+            '\'{"_done": false, "_tries": 0}\', or delete the task with: tastypy del PATH KEY)'
         )

@@ -10,6 +10,7 @@ from typing import Any
 from . import _tries
 from ._codec import check_new_key, normalize_key
 from ._counts import ABORTED, DONE, EXHAUSTED, TRIED, TaskCounts
+from ._record_check import check_records, record_problem
 from ._runner import RunSummary, run
 from .errors import CorruptStoreError, DuplicateKeyError, SettingsError
 from .pod import PersistentOrderedDict
@@ -49,6 +50,7 @@ class ProgressTracker(PersistentOrderedDict):
     """
 
     _KIND = "tracker"
+    _checks_values = True
 
     def __init__(
         self,
@@ -87,14 +89,19 @@ class ProgressTracker(PersistentOrderedDict):
             )
         # Read the logged tries before anything here can sync (and so empty the log).
         try:
+            check_records(self._path, self._data)
             logged = self._tries_log.read()
-        except BaseException:  # e.g. tries.jsonl is a link or a FIFO: let go of the store
+        except BaseException:  # a hand-edited record, a tries.jsonl that is a link or a FIFO
             self.close()  # nothing was changed yet: this writes nothing
             raise
         if max_tries is not None:
             self._set_max_tries(max_tries)
         self._repair_all()
         self._replay_tries(logged)
+
+    def _value_problem(self, value: Any) -> str | None:
+        """A task record whose ``_tries`` or ``_done`` is unusable must not be written."""
+        return record_problem(value)
 
     def _adopt_kind(self, kind: str, path: object) -> str:
         if kind != self._KIND and self._data:
@@ -108,6 +115,9 @@ class ProgressTracker(PersistentOrderedDict):
             raise TypeError(
                 f"a tracker's values are task records (dicts), not {type(value).__name__}"
             )
+        problem = record_problem(value)
+        if problem is not None:
+            raise TypeError(f"task {key!r}: {problem}")
         added = [f for f in ("_done", "_tries") if f not in value]
         value.setdefault("_done", False)
         value.setdefault("_tries", 0)
@@ -129,6 +139,7 @@ class ProgressTracker(PersistentOrderedDict):
         with self._lock:
             logged = self._tries_log.read()
             super().revert()
+            check_records(self._path, self._data)
             self._repair_all()
             self._replay_tries(logged)
 

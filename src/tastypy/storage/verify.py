@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._record_check import bad_records
 from ..errors import CorruptStoreError, NotAStoreError
 from ._chunks import CHUNKS, load_chunk
 from ._journal import apply_ops, replay
@@ -131,12 +132,18 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
                 f"{journal}: a torn last commit ({rep.torn} bytes) from an interrupted "
                 "sync; it is discarded (a writable open cuts it off)"
             )
+    report.problems += _record_problems(store, manifest.meta, data)
     report.records = len(data)
     if report.problems:  # count what is intact, and name what is not
         found = salvage(store, manifest, files, journal_raw)
         report.records, report.damaged = len(found.data), found.lost
     report.notes += _leftovers(store, {e.file for e in manifest.chunks}, manifest.journal)
     return report
+
+
+def _record_problems(store: Path, meta: dict[str, Any], data: dict[str, Any]) -> list[str]:
+    """A tracker's task records whose ``_tries`` or ``_done`` it cannot count by."""
+    return bad_records(store, data) if meta.get("kind") == "tracker" else []
 
 
 def _leftovers(store: Path, chunks: set[str], journal: str) -> list[str]:
