@@ -245,6 +245,8 @@ def test_a_stray_entry_that_is_not_a_file_is_refused_not_deleted(
     assert os.path.lexists(path / entry)
     with POD(path, readonly=True) as pod:  # reading never minds it
         assert pod["k4"] == {"i": 4}
+    report = tastypy.verify(path)  # the writable open refuses it: so does verify
+    assert not report.ok and any(str(path / entry) in p for p in report.problems)
 
 
 @pytest.mark.parametrize("kind", ["a file", "a FIFO"])

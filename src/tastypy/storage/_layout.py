@@ -125,6 +125,33 @@ def create_store(path: Path, file_size: int, gzipped: bool, *, durable: bool) ->
     return manifest
 
 
+def find_leftovers(path: Path, manifest: Manifest) -> tuple[list[Path], list[CorruptStoreError]]:
+    """Entries no manifest names: debris of interrupted compactions, and strangers.
+
+    Returns the debris (files and links, which a writer deletes) and an error
+    for each entry that is neither (a directory, FIFO or device: nothing
+    tastypy makes, so never deleted).
+    """
+    keep = {c.file for c in manifest.chunks}
+    chunk_dir = path / CHUNKS
+    names = _fs.listdir(chunk_dir) if chunk_dir.is_dir() else []
+    entries = [chunk_dir / name for name in names if name not in keep]
+    entries += [
+        path / name
+        for name in _fs.listdir(path)
+        if JOURNAL_NAME.match(name) and name != manifest.journal
+    ]
+    debris: list[Path] = []
+    strangers: list[CorruptStoreError] = []
+    for entry in entries:
+        mode = entry.lstat().st_mode
+        if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+            debris.append(entry)
+        else:
+            strangers.append(_fs.not_a_file(entry, mode))
+    return debris, strangers
+
+
 def remove_leftovers(path: Path, manifest: Manifest) -> None:
     """Delete files no manifest names: debris of interrupted compactions.
 
@@ -136,21 +163,13 @@ def remove_leftovers(path: Path, manifest: Manifest) -> None:
     CorruptStoreError
         Naming the first entry that is not a file or a link.
     """
-    keep = {c.file for c in manifest.chunks}
     chunk_dir = path / CHUNKS
     if not chunk_dir.is_dir():
         _fs.mkdir(chunk_dir)
-    leftovers = [chunk_dir / name for name in _fs.listdir(chunk_dir) if name not in keep]
-    leftovers += [
-        path / name
-        for name in _fs.listdir(path)
-        if JOURNAL_NAME.match(name) and name != manifest.journal
-    ]
-    for entry in leftovers:
-        mode = entry.lstat().st_mode
-        if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
-            raise _fs.not_a_file(entry, mode)
-    for entry in leftovers:
+    debris, strangers = find_leftovers(path, manifest)
+    if strangers:
+        raise strangers[0]
+    for entry in debris:
         log.debug("removing leftover %s", entry)
         _fs.unlink(entry)
 

@@ -11,8 +11,8 @@ from .._record_check import bad_records
 from ..errors import CorruptStoreError, NotAStoreError
 from ._chunks import CHUNKS, load_chunk
 from ._journal import apply_ops, replay
-from ._layout import JOURNAL_NAME, lost_manifest
-from ._manifest import MANIFEST
+from ._layout import find_leftovers, lost_manifest
+from ._manifest import MANIFEST, Manifest
 from ._salvage import Damage, bad_settings, salvage
 from ._snapshot import read_snapshot
 
@@ -137,7 +137,7 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
     if report.problems:  # count what is intact, and name what is not
         found = salvage(store, manifest, files, journal_raw)
         report.records, report.damaged = len(found.data), found.lost
-    report.notes += _leftovers(store, {e.file for e in manifest.chunks}, manifest.journal)
+    _leftovers(store, manifest, report)
     return report
 
 
@@ -146,21 +146,14 @@ def _record_problems(store: Path, meta: dict[str, Any], data: dict[str, Any]) ->
     return bad_records(store, data) if meta.get("kind") == "tracker" else []
 
 
-def _leftovers(store: Path, chunks: set[str], journal: str) -> list[str]:
-    notes = []
+def _leftovers(store: Path, manifest: Manifest, report: VerifyReport) -> None:
+    """Debris a writable open removes (notes), and strangers it refuses (problems)."""
     try:
-        names = sorted(os.listdir(store / CHUNKS))
-    except OSError:
-        names = []
-    notes += [
-        f"{store / CHUNKS / n}: leftover of an interrupted compaction (removed on the "
-        "next writable open)"
-        for n in names
-        if n not in chunks
-    ]
-    notes += [
-        f"{store / n}: leftover journal (removed on the next writable open)"
-        for n in sorted(os.listdir(store))
-        if JOURNAL_NAME.match(n) and n != journal
-    ]
-    return notes
+        debris, strangers = find_leftovers(store, manifest)
+    except OSError as exc:  # e.g. a compaction removed a file under our feet
+        report.notes.append(f"{store}: could not list its files: {exc}")
+        return
+    for entry in debris:
+        what = "journal" if entry.parent == store else "file of an interrupted compaction"
+        report.notes.append(f"{entry}: leftover {what} (removed on the next writable open)")
+    report.problems += [str(exc) for exc in strangers]
