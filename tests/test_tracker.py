@@ -1079,16 +1079,39 @@ def test_records_written_by_a_plain_pod_are_repaired(
     assert_counts(tracker)
 
 
-def test_non_int_tries_count_as_zero(open_tracker: OpenTracker) -> None:
+def test_unusable_tries_are_refused_at_assignment(open_tracker: OpenTracker) -> None:
     tracker = open_tracker(max_tries=1)
-    tracker["a"] = {"_tries": "many"}
-    tracker["b"] = {"_tries": True}
-    assert tracker.tries("a") == 0
-    assert tracker.tries("b") == 0
+    for bad in ("many", True, -1, 2.5):
+        with pytest.raises(TypeError, match="_tries"):
+            tracker["a"] = {"_tries": bad}
+    with pytest.raises(TypeError, match="_done"):
+        tracker["a"] = {"_done": "yes"}
+    assert "a" not in tracker
     assert assert_counts(tracker) == {"done": 0, "tried": 0, "aborted": 0, "exhausted": 0}
-    assert tracker.try_it("a") is True
-    assert tracker.tries("a") == 1
-    assert tracker.try_it("a") is False
+
+
+def test_unusable_tries_set_through_a_held_record_are_not_synced(
+    open_tracker: OpenTracker,
+) -> None:
+    """Like a value that cannot be encoded: the sync names it and keeps the last good one."""
+    tracker = open_tracker(max_tries=3)
+    tracker.add("a")
+    tracker.add("b")
+    tracker.sync()
+    record = tracker["a"]
+    record["_tries"] = "many"  # behind the tracker's back
+    tracker["b"]["_done"] = True
+    with pytest.raises(TypeError, match=r"'a'.*_tries"):
+        tracker.sync()
+    path = tracker.path
+    seen = ProgressTracker(path, readonly=True)
+    assert seen["a"]["_tries"] == 0 and seen["b"]["_done"] is True  # b was saved
+    seen.close()
+    record["_tries"] = 2
+    tracker.close()
+    again = ProgressTracker(path, readonly=True)
+    assert again["a"]["_tries"] == 2
+    again.close()
 
 
 # -- stores of the other kind ---------------------------------------------------------

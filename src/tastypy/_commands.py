@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from ._cli_errors import EXIT_PROBLEMS, Fail, os_error_line, os_error_status, os_errors_fail
 from ._display import escaped, json_text, shown
+from ._record_check import BadRecordError
 from ._status import Snapshot, in_state, render, snapshot, writer
 from ._transfer import BadImport, export_to_file, read_numbered, write_export
 from .errors import NotAStoreError
@@ -136,6 +137,9 @@ def _open(path: str) -> PersistentOrderedDict:
         return kind(store, readonly=True)
     except NotAStoreError as exc:
         raise Fail(str(exc)) from None
+    except BadRecordError as exc:  # whole files, one unusable record: show them as stored
+        print(f"tastypy: warning: {escaped(str(exc))}", file=sys.stderr)
+        return PersistentOrderedDict(store, readonly=True)
 
 
 def _is_tracker(store: Path) -> bool:

@@ -9,6 +9,7 @@ in a damaged store. Bad input raises :class:`~tastypy._commands.Fail`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from typing import Any, NoReturn
 from ._cli_errors import Fail, os_errors_fail
 from ._commands import _check_store, _is_tracker, open_for_writing
 from ._display import escaped
+from ._record_check import BadRecordError
 from .errors import CorruptStoreError
 from .pod import PersistentOrderedDict
 from .storage.repair import repair
@@ -115,8 +117,16 @@ def _writing(store: Path, tracker: bool, timeout: float | None) -> Iterator[Pers
     its unsynced changes are dropped and the store is closed: nothing changed.
     """
     kind = ProgressTracker if tracker else PersistentOrderedDict
+    outcome = "nothing was changed"
     try:
-        with open_for_writing(kind, store, timeout, outcome="nothing was changed") as pod:
+        with contextlib.ExitStack() as stack:
+            try:
+                pod = stack.enter_context(open_for_writing(kind, store, timeout, outcome=outcome))
+            except BadRecordError:
+                # The files are whole but a task record is not: open the store as a
+                # plain POD, so that set (which checks records itself) or del fixes it.
+                plain = open_for_writing(PersistentOrderedDict, store, timeout, outcome=outcome)
+                pod = stack.enter_context(plain)
             yield pod
     except CorruptStoreError as exc:
         raise Fail(

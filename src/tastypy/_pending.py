@@ -23,7 +23,7 @@ names such keys and why.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -107,8 +107,12 @@ class Pending:
         data: dict[str, Any],
         chosen: Iterable[tuple[str, bool]],
         left: list[str],
+        check: Callable[[Any], str | None] | None = None,
     ) -> Iterator[tuple[str, bytes | None]]:
         """The engine changes for *chosen*, made lazily; keys that cannot be encoded go to *left*.
+
+        *check*, if given, says why a value must not be written (or None):
+        such a key goes to *left* too (the tracker's check of task records).
 
         A generator, so each change tuple is freed before the next is made:
         a list of them would trigger the cyclic GC over all the data.
@@ -123,6 +127,12 @@ class Pending:
                         yield key, None  # deleted
                     continue
                 value = data[key]
+                if check is not None:
+                    problem = check(value)
+                    if problem is not None:
+                        bad[key] = problem
+                        left.append(key)
+                        continue
                 try:
                     blob = dumps(value, option=FAST_OPTIONS)
                 except TypeError:  # e.g. non-str dict keys: the careful path

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -30,6 +30,14 @@ __all__ = ["NAME", "TriesLog"]
 log = logging.getLogger(__name__)
 
 NAME = "tries"  # the side log's name: tries.jsonl in a file store
+
+
+def _is_entry(entry: object) -> TypeGuard[list[Any]]:
+    """Whether a decoded line is ``["key", tries]``: tries a whole number >= 0, or null."""
+    if type(entry) is not list or len(entry) != 2 or type(entry[0]) is not str:
+        return False
+    tries = entry[1]
+    return tries is None or (type(tries) is int and tries >= 0)
 
 
 class TriesLog:
@@ -61,18 +69,38 @@ class TriesLog:
         """What the log says, key by key: ``(key, tries)`` in first-mention order.
 
         The last line about a key wins; a key whose last line says deleted is
-        left out. A torn last line (a crash mid-write) is skipped.
+        left out. A line that is not ``["key", tries]`` (tries a whole number
+        >= 0, or null) is skipped: a torn last line (a crash mid-write), or
+        garbage a power cut left where unsynced lines were. One warning names
+        how many were skipped and the first. Memory is bounded by the file's
+        size: this reads the file, not what its lines claim.
+
+        Raises
+        ------
+        CorruptStoreError
+            If ``tries.jsonl`` is a symbolic link, a directory, a FIFO or a device.
         """
         raw = self._side.read()
         said: dict[str, int | None] = {}
+        skipped: list[int] = []
         for lineno, line in enumerate(raw.split(b"\n")[:-1], 1):
             try:
-                key, tries = orjson.loads(line)
-            except (orjson.JSONDecodeError, ValueError, TypeError):
-                log.warning("%s:%d: unreadable line ignored", self.location, lineno)
-                continue
-            if type(key) is str and (tries is None or type(tries) is int):
-                said[key] = tries
+                entry = orjson.loads(line)  # nesting too deep is a JSONDecodeError too
+            except orjson.JSONDecodeError:
+                entry = None
+            if _is_entry(entry):
+                said[entry[0]] = entry[1]
+            else:
+                skipped.append(lineno)
+        if skipped:
+            what = "1 line" if len(skipped) == 1 else f"{len(skipped):,} lines"
+            log.warning(
+                '%s: %s not ["key", tries] ignored, the first at line %d (a crash or a '
+                "power cut leaves such lines)",
+                self.location,
+                what,
+                skipped[0],
+            )
         self._said = dict(said)
         return [(key, tries) for key, tries in said.items() if tries is not None]
 

@@ -110,6 +110,8 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         weakref.WeakValueDictionary()
     )
     _KIND: ClassVar[str] = "pod"
+    # Whether _value_problem is asked about each value a sync writes.
+    _checks_values: ClassVar[bool] = False
     _storage: Storage | None = None
     _closed = True
     _lock: threading.RLock
@@ -205,6 +207,14 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
                 self._registered = os.path.realpath(path)
                 PersistentOrderedDict._open[self._registered] = self
             _lifecycle.register(self)
+
+    def _value_problem(self, value: Any) -> str | None:
+        """Why *value* must not be written, beyond JSON (None: fine).
+
+        A value refused here is handled as one that cannot be encoded: left
+        out of the sync, which names it (the tracker's check of its records).
+        """
+        return None
 
     def _adopt_kind(self, kind: str, path: object) -> str:
         """The kind of store to record; any kind opens as a plain POD."""
@@ -452,7 +462,9 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             chosen, reach = pending.take(self._data, keys, full=full)
             left: list[str] = []
             try:
-                self._storage.commit(pending.changes(self._data, chosen, left))
+                check = self._value_problem if self._checks_values else None
+                changes = pending.changes(self._data, chosen, left, check)
+                self._storage.commit(changes)
             except BaseException:
                 pending.restore(chosen)
                 raise

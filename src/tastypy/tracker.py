@@ -10,6 +10,7 @@ from typing import Any
 from . import _tries
 from ._codec import check_new_key, normalize_key
 from ._counts import ABORTED, DONE, EXHAUSTED, TRIED, TaskCounts
+from ._record_check import check_records, record_problem
 from ._runner import RunSummary, run
 from .errors import CorruptStoreError, DuplicateKeyError, SettingsError
 from .pod import PersistentOrderedDict
@@ -50,6 +51,7 @@ class ProgressTracker(PersistentOrderedDict):
     """
 
     _KIND = "tracker"
+    _checks_values = True
 
     def __init__(
         self,
@@ -97,11 +99,20 @@ class ProgressTracker(PersistentOrderedDict):
                 f">= 0 or null, not {stored!r}"
             )
         # Read the logged tries before anything here can sync (and so empty the log).
-        logged = self._tries_log.read()
+        try:
+            check_records(self._where, self._data)
+            logged = self._tries_log.read()
+        except BaseException:  # a hand-edited record, a tries.jsonl that is a link or a FIFO
+            self.close()  # nothing was changed yet: this writes nothing
+            raise
         if max_tries is not None:
             self._set_max_tries(max_tries)
         self._repair_all()
         self._replay_tries(logged)
+
+    def _value_problem(self, value: Any) -> str | None:
+        """A task record whose ``_tries`` or ``_done`` is unusable must not be written."""
+        return record_problem(value)
 
     def _adopt_kind(self, kind: str, path: object) -> str:
         if kind != self._KIND and self._data:
@@ -115,6 +126,9 @@ class ProgressTracker(PersistentOrderedDict):
             raise TypeError(
                 f"a tracker's values are task records (dicts), not {type(value).__name__}"
             )
+        problem = record_problem(value)
+        if problem is not None:
+            raise TypeError(f"task {key!r}: {problem}")
         added = [f for f in ("_done", "_tries") if f not in value]
         value.setdefault("_done", False)
         value.setdefault("_tries", 0)
@@ -136,6 +150,7 @@ class ProgressTracker(PersistentOrderedDict):
         with self._lock:
             logged = self._tries_log.read()
             super().revert()
+            check_records(self._where, self._data)
             self._repair_all()
             self._replay_tries(logged)
 

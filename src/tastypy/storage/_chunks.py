@@ -46,7 +46,25 @@ class Chunk:
         self.keys = keys
 
 
+_MAX_SERIAL = 999_999  # the 6 digits of the file names
+
+
 def chunk_name(generation: int, serial: int, gzipped: bool) -> str:
+    """The name of data file *serial* of *generation*.
+
+    Raises
+    ------
+    CorruptStoreError
+        If *serial* needs more than the 6 digits of the name: a store of more
+        than a million data files (a compaction would write names that the
+        manifest refuses on the next open).
+    """
+    if not 0 <= serial <= _MAX_SERIAL:
+        raise CorruptStoreError(
+            f"a store of more than {_MAX_SERIAL + 1:,} data files is not supported; not "
+            "compacting (pod.copy(new_path, file_size=...) with a larger file_size "
+            "writes the data to fewer files)"
+        )
     return f"{generation:08d}-{serial:06d}.jsonl" + (".gz" if gzipped else "")
 
 

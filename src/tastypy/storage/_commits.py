@@ -145,32 +145,44 @@ def torn_in_place(
     return not _intact_commit_inside(rest)
 
 
+# Places tried as the start of a damaged commit's first record (from the left:
+# garbage rarely holds '["'). Each costs a CRC of that commit, so a hostile
+# line full of '["' cannot make the search quadratic.
+_MAX_STARTS = 16
+
+
 def _intact_commit_inside(rest: bytes) -> bool:
     """Whether a whole, valid commit ends somewhere in *rest* (after garbage, say).
 
     Damage over a commit line merges its commit with the next into one bad
     piece; the later commit, intact, shows that this was no torn append.
+    The work is linear in the size of *rest* whatever its commit lines
+    claim: a body is looked for only back to the commit line before it.
     """
+    view = memoryview(rest)
+    floor = 0  # no commit's body reaches back past the commit line before it
     for match in _COMMIT_LINE.finditer(rest):
-        records, crc = int(match[2]), int(match[3])
-        before = rest[: match.start()]
-        if records == 0 or not before.endswith(b"\n"):
+        low, floor = floor, match.end()
+        records, crc, line = int(match[2]), int(match[3]), match.start()
+        if records == 0 or line == low or rest[line - 1] != 0x0A:
             continue
         # The body is the last `records` lines; the first may have lost its
-        # start to the damage, so try each place a record line can begin.
-        first_end = len(before) - 1
+        # start to the damage, so try the places a record line can begin.
+        first_end = line - 1
         for _ in range(records - 1):
-            first_end = before.rfind(b"\n", 0, first_end)
+            first_end = rest.rfind(b"\n", low, first_end)
             if first_end < 0:
                 break
         if first_end < 0:
             continue
-        line_start = before.rfind(b"\n", 0, first_end) + 1
-        at = before.find(b'["', line_start, first_end)
-        while at >= 0:
-            if zlib.crc32(before[at:]) == crc:
+        line_start = max(low, rest.rfind(b"\n", low, first_end) + 1)
+        at = rest.find(b'["', line_start, first_end)
+        for _ in range(_MAX_STARTS):
+            if at < 0:
+                break
+            if zlib.crc32(view[at:line]) == crc:
                 return True
-            at = before.find(b'["', at + 1, first_end)
+            at = rest.find(b'["', at + 1, first_end)
     return False
 
 

@@ -17,6 +17,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import stat as stat_module
 from pathlib import Path
 
 from ..errors import CorruptStoreError
@@ -32,6 +33,7 @@ __all__ = [
     "listdir",
     "makedirs",
     "mkdir",
+    "not_a_file",
     "open_fd",
     "open_inside",
     "pwrite",
@@ -152,32 +154,86 @@ def listdir(path: Path) -> list[str]:
 
 
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+# A FIFO would block the open (or the read) forever, and opening a device can
+# act on it: a store's own files are opened only once they are known to be
+# regular files, and without blocking even then.
+_O_SAFE = _O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat_module.S_ISDIR, "a directory"),
+        (stat_module.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat_module.S_ISCHR, "a character device"),
+        (stat_module.S_ISBLK, "a block device"),
+        (stat_module.S_ISSOCK, "a socket"),
+        (stat_module.S_ISLNK, "a symbolic link"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def not_a_file(path: Path, mode: int) -> CorruptStoreError:
+    """The error for a store's own file that is not a regular file."""
+    kind = _kind(mode)
+    if kind == "a symbolic link":
+        return CorruptStoreError(
+            f"{path} is a symbolic link; a store's own files never are, and tastypy "
+            "does not follow one out of the store"
+        )
+    return CorruptStoreError(
+        f"{path} is {kind}, not a regular file; a store's own files are always regular "
+        "files, so this store was damaged or tampered with (restore it from a backup, "
+        f"or remove {path.name} if it holds nothing of the store's)"
+    )
 
 
 def open_inside(path: Path, flags: int, mode: int = 0o644) -> int:
-    """:func:`open_fd` for a file of the store itself: never through a symbolic link.
+    """:func:`open_fd` for a file of the store itself: only ever a regular file.
 
     A store is untrusted input: a link planted as its journal or a data file
-    would make us read, write or truncate a file outside it.
+    would make us read, write or truncate a file outside it; a FIFO would
+    hang the open or the read; a device node would be read without end, or
+    written to. None of them is ever opened through.
 
     Raises
     ------
     CorruptStoreError
-        If *path* is a symbolic link.
+        If *path* is a symbolic link, a directory, a FIFO, a device or a socket.
     """
     try:
-        return open_fd(path, flags | _O_NOFOLLOW, mode)
+        found = os.lstat(path)
+    except FileNotFoundError:
+        pass  # an O_CREAT open creates it; any other open fails below
+    else:
+        if not stat_module.S_ISREG(found.st_mode):
+            raise not_a_file(path, found.st_mode)
+    try:
+        fd = open_fd(path, flags | _O_SAFE, mode)
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise CorruptStoreError(
-                f"{path} is a symbolic link; a store's own files never are, and tastypy "
-                "does not follow one out of the store"
-            ) from None
+        # It was replaced since the lstat: by a link, a directory, a FIFO.
+        changed = {errno.ELOOP: stat_module.S_IFLNK, errno.EISDIR: stat_module.S_IFDIR}
+        if exc.errno in changed:
+            raise not_a_file(path, changed[exc.errno]) from None
         raise
+    try:
+        opened = os.fstat(fd)
+        if not stat_module.S_ISREG(opened.st_mode):
+            raise not_a_file(path, opened.st_mode)
+        status = fcntl.fcntl(fd, fcntl.F_GETFL)
+        fcntl.fcntl(fd, fcntl.F_SETFL, status & ~getattr(os, "O_NONBLOCK", 0))
+    except BaseException:
+        close(fd)
+        raise
+    return fd
 
 
 def read_file(path: Path) -> bytes:
-    """The bytes of one of the store's files, never read through a symbolic link."""
+    """The bytes of one of the store's files, only ever a regular file (:func:`open_inside`).
+
+    What is read is bounded by the file's size on disk.
+    """
     fd = open_inside(path, os.O_RDONLY)
     with os.fdopen(fd, "rb") as f:
         return f.read()

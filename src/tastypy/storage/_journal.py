@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import reprlib
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,24 +114,31 @@ def replay(path: Path, raw: bytes, gzipped: bool, *, strict: bool = True) -> Rep
 
 
 def apply_ops(path: Path, ops: list[bytes], data: dict[str, Any], hashes: dict[str, int]) -> None:
-    """Apply replayed record lines to *data* (dict semantics) and *hashes*."""
+    """Apply replayed record lines to *data* (dict semantics) and *hashes*.
+
+    Only the exact forms tastypy writes are records: ``["key", value]`` and
+    ``["key"]`` (compaction finds keys and deletes by their bytes, so a
+    line that merely parses to the same thing would be folded in wrong).
+    """
     for number, line in enumerate(ops, 1):
         try:
             record = orjson.loads(line)
-            key = record[0]
-            if type(key) is not str:
-                raise TypeError
-            if len(record) == 2:
-                data[key] = record[1]
-                hashes[key] = hash(line)
-            elif len(record) == 1:
-                data.pop(key, None)
-                hashes.pop(key, None)
-            else:
-                raise TypeError
-        except (orjson.JSONDecodeError, IndexError, TypeError):
+        except orjson.JSONDecodeError as exc:
             # Its commit's checksum held, so it was written like this: a bug, not a crash.
-            raise CorruptStoreError(f"{path}: record {number} is not a record") from None
+            raise CorruptStoreError(f"{path}: record {number} is not JSON ({exc})") from None
+        size = len(record) if type(record) is list and line.startswith(b'["') else 0
+        key = record[0] if size else None
+        if type(key) is not str or size not in (1, 2) or (size == 1) != is_delete(line):
+            raise CorruptStoreError(
+                f'{path}: record {number} is not a ["key", value] or ["key"] line '
+                f"({reprlib.repr(line[:80])})"
+            )
+        if size == 2:
+            data[key] = record[1]
+            hashes[key] = hash(line)
+        else:
+            data.pop(key, None)
+            hashes.pop(key, None)
 
 
 def journal_keys(texts: list[bytes], count: int) -> tuple[list[str], bool]:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import re
+import stat
 from pathlib import Path
 
 from ..errors import CorruptStoreError, NotAStoreError
 from . import _fs
 from ._chunks import CHUNKS
 from ._durable import fsync_dir, unlink_quietly, write_new_file
-from ._manifest import MANIFEST, Manifest
+from ._manifest import MANIFEST, MAX_GENERATION, Manifest
 
 __all__ = [
     "JOURNAL_NAME",
@@ -29,13 +30,28 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-JOURNAL_NAME = re.compile(r"journal-\d{8}\.jsonl(\.gz)?$")
-_CHUNK_NAME = re.compile(r"\d{8}-\d{6}\.jsonl(\.gz)?$")
+# \Z, not $: "$" also matches before a final newline, and a name may hold one.
+JOURNAL_NAME = re.compile(r"journal-\d{8}\.jsonl(\.gz)?\Z")
+_CHUNK_NAME = re.compile(r"\d{8}-\d{6}\.jsonl(\.gz)?\Z")
 # What a directory may hold before its manifest exists (an interrupted creation).
 _FRESH_DIR_ENTRIES = {"lock", CHUNKS, MANIFEST + ".tmp"}
 
 
 def journal_name(generation: int, gzipped: bool) -> str:
+    """The journal's name in *generation*.
+
+    Raises
+    ------
+    CorruptStoreError
+        If *generation* needs more than the 8 digits of the name (only a
+        manifest edited to claim it can get there: a compaction would write
+        a store that no longer opens).
+    """
+    if not 0 <= generation <= MAX_GENERATION:
+        raise CorruptStoreError(
+            f"generation {generation} would need more than the 8 digits of the store's file "
+            "names; not compacting (pod.copy(new_path) writes the data to a new store)"
+        )
     return f"journal-{generation:08d}.jsonl" + (".gz" if gzipped else "")
 
 
@@ -83,6 +99,8 @@ def refuse_strangers(path: Path) -> None:
     entries = set(_fs.listdir(path)) - _FRESH_DIR_ENTRIES
     strangers = sorted(name for name in entries if not JOURNAL_NAME.match(name))
     chunk_dir = path / CHUNKS
+    if chunk_dir.is_symlink() or (chunk_dir.exists() and not chunk_dir.is_dir()):
+        strangers.append(CHUNKS)  # data files written there would land elsewhere
     if strangers or (chunk_dir.is_dir() and _fs.listdir(chunk_dir)):
         listed = ", ".join(strangers[:3]) or f"{CHUNKS}/"
         raise NotAStoreError(
@@ -107,20 +125,53 @@ def create_store(path: Path, file_size: int, gzipped: bool, *, durable: bool) ->
     return manifest
 
 
-def remove_leftovers(path: Path, manifest: Manifest) -> None:
-    """Delete files no manifest names: debris of interrupted compactions."""
+def find_leftovers(path: Path, manifest: Manifest) -> tuple[list[Path], list[CorruptStoreError]]:
+    """Entries no manifest names: debris of interrupted compactions, and strangers.
+
+    Returns the debris (files and links, which a writer deletes) and an error
+    for each entry that is neither (a directory, FIFO or device: nothing
+    tastypy makes, so never deleted).
+    """
     keep = {c.file for c in manifest.chunks}
+    chunk_dir = path / CHUNKS
+    names = _fs.listdir(chunk_dir) if chunk_dir.is_dir() else []
+    entries = [chunk_dir / name for name in names if name not in keep]
+    entries += [
+        path / name
+        for name in _fs.listdir(path)
+        if JOURNAL_NAME.match(name) and name != manifest.journal
+    ]
+    debris: list[Path] = []
+    strangers: list[CorruptStoreError] = []
+    for entry in entries:
+        mode = entry.lstat().st_mode
+        if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+            debris.append(entry)
+        else:
+            strangers.append(_fs.not_a_file(entry, mode))
+    return debris, strangers
+
+
+def remove_leftovers(path: Path, manifest: Manifest) -> None:
+    """Delete files no manifest names: debris of interrupted compactions.
+
+    Only files are debris (a link is removed, never what it points to); a
+    directory, FIFO or device there is nothing tastypy makes.
+
+    Raises
+    ------
+    CorruptStoreError
+        Naming the first entry that is not a file or a link.
+    """
     chunk_dir = path / CHUNKS
     if not chunk_dir.is_dir():
         _fs.mkdir(chunk_dir)
-    for name in _fs.listdir(chunk_dir):
-        if name not in keep:
-            log.debug("removing leftover %s", chunk_dir / name)
-            _fs.unlink(chunk_dir / name)
-    for name in _fs.listdir(path):
-        if JOURNAL_NAME.match(name) and name != manifest.journal:
-            log.debug("removing leftover %s", path / name)
-            _fs.unlink(path / name)
+    debris, strangers = find_leftovers(path, manifest)
+    if strangers:
+        raise strangers[0]
+    for entry in debris:
+        log.debug("removing leftover %s", entry)
+        _fs.unlink(entry)
 
 
 def remove_new_store(target: Path, existed: bool) -> None:
@@ -131,7 +182,7 @@ def remove_new_store(target: Path, existed: bool) -> None:
     for name in _fs.listdir(target):
         if name in _FRESH_DIR_ENTRIES or JOURNAL_NAME.match(name) or name == MANIFEST:
             entry = target / name
-            if entry.is_dir():
+            if entry.is_dir() and not entry.is_symlink():  # never empty a link's target
                 _fs.rmtree(entry)
             else:
                 unlink_quietly(entry)

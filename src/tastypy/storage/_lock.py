@@ -18,7 +18,6 @@ holders (``/proc/locks``) where there is one.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import logging
@@ -30,7 +29,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from ..errors import CorruptStoreError, LockedError
+from ..errors import LockedError
 from . import _fs
 
 __all__ = ["StoreLock", "describe_holder"]
@@ -115,16 +114,9 @@ class StoreLock:
         file locked after it left its path would name nobody: retry.
         """
         while True:
-            try:
-                fd = _fs.open_fd(self.path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW, 0o644)
-            except OSError as exc:
-                if exc.errno != errno.ELOOP:
-                    raise
-                # Never follow it: truncating the lock file would empty its target.
-                raise CorruptStoreError(
-                    f"{self.path} is a symbolic link, not the store's lock file; "
-                    "remove it (a writer creates a new one)"
-                ) from None
+            # Never through a link (truncating the lock file would empty its
+            # target), nor a FIFO or a device: CorruptStoreError naming it.
+            fd = _fs.open_inside(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 _fs.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 if _same_file(os.fstat(fd), self.path):
@@ -214,7 +206,8 @@ def holder_pid(directory: Path) -> int | None:
 def _is_locked(path: Path, flags: int) -> bool:
     """Whether an exclusive ``flock`` is held on *path*, by a non-blocking attempt."""
     try:
-        fd = os.open(path, os.O_RDONLY | flags)
+        # Non-blocking: a FIFO planted as the lock file must not hang a reader.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | flags)
     except OSError:
         return False  # e.g. no lock file: nobody can hold a lock on it
     try:
@@ -246,13 +239,14 @@ def _describe(pid: Any, host: Any, argv: Any) -> str:
 
 def _holder_line(lock_path: Path) -> dict[str, Any] | None:
     try:
-        fd = os.open(lock_path, os.O_RDONLY | _O_NOFOLLOW)  # a symlink names no holder
+        # A link, a FIFO or a device names no holder (CorruptStoreError is a ValueError).
+        fd = _fs.open_inside(lock_path, os.O_RDONLY)
         try:
             raw = os.read(fd, 4096)
         finally:
             os.close(fd)
         info = json.loads(raw or b"{}")
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # [[[[... nests too deep for json
         return None
     if not isinstance(info, dict) or type(info.get("pid")) is not int:
         return None

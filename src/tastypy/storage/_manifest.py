@@ -7,8 +7,10 @@ them part of the store.
 
 from __future__ import annotations
 
+import os
 import re
 import reprlib
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +22,15 @@ from ..errors import CorruptStoreError, NotAStoreError
 from . import _fs
 from ._durable import replace_atomically
 
-__all__ = ["FORMAT", "MANIFEST", "VERSION", "ChunkEntry", "Manifest", "read_manifest"]
+__all__ = [
+    "FORMAT",
+    "MANIFEST",
+    "MAX_GENERATION",
+    "VERSION",
+    "ChunkEntry",
+    "Manifest",
+    "read_manifest",
+]
 
 FORMAT = "tastypy-store"
 VERSION = 1
@@ -106,10 +116,20 @@ def read_manifest(directory: Path) -> Manifest:
         range; the message names the file and the field.
     """
     path = directory / MANIFEST
-    if (directory / "chunks").is_symlink():  # its leftovers would be deleted out there
+    chunk_dir = directory / "chunks"
+    try:
+        kind = os.lstat(chunk_dir).st_mode
+    except FileNotFoundError:
+        kind = stat.S_IFDIR  # missing: a writable open makes it, a named file is missing
+    if stat.S_ISLNK(kind):  # its leftovers would be deleted out there
         raise CorruptStoreError(
-            f"{directory / 'chunks'} is a symbolic link; a store's own directories never "
+            f"{chunk_dir} is a symbolic link; a store's own directories never "
             "are, and tastypy does not follow one out of the store"
+        )
+    if not stat.S_ISDIR(kind):
+        raise CorruptStoreError(
+            f"{chunk_dir} is not a directory; a store keeps its data files in it, so this "
+            "store was damaged or tampered with (restore it from a backup)"
         )
     raw = _fs.read_file(path)
     try:
@@ -129,7 +149,7 @@ def read_manifest(directory: Path) -> Manifest:
 # Bounds that no real store reaches but that keep arithmetic and memory sane.
 _MAX_FILE_SIZE = 1 << 40
 _MAX_BYTES = 1 << 50
-_MAX_GENERATION = 99_999_999  # the 8 digits of the file names
+MAX_GENERATION = 99_999_999  # the 8 digits of the file names
 _JOURNAL = re.compile(r"journal-\d{8}\.jsonl(\.gz)?")
 _CHUNK = re.compile(r"\d{8}-\d{6}\.jsonl(\.gz)?")
 
@@ -175,7 +195,7 @@ def _validated(path: Path, doc: dict[str, Any]) -> Manifest:
     top = _Fields(path, doc)
     file_size = top.integer("file_size", 1, _MAX_FILE_SIZE)
     gzipped = top.boolean("gzipped")
-    generation = top.integer("generation", 0, _MAX_GENERATION)
+    generation = top.integer("generation", 0, MAX_GENERATION)
     journal = top.name("journal", _JOURNAL, gzipped, "journal-<8 digits>.jsonl")
     journal_empty = top.boolean("journal_empty", default=False)
     synced_at = doc.get("synced_at")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from pathlib import Path
 
 from . import _fs
@@ -39,7 +40,14 @@ class FileSideLog:
         self._fd = -1
         self._end = -1  # the log's size as this process wrote it (-1: ask the OS)
         self._torn = False  # a line was cut short and could not be cut off
-        self._dirty = self.path.exists() and self.path.stat().st_size > 0
+        # Only a regular file can need emptying: anything else there is refused
+        # by read(), and closing the refused tracker must not trip over it.
+        try:
+            found = os.lstat(self.path)
+        except FileNotFoundError:
+            self._dirty = False
+        else:
+            self._dirty = stat.S_ISREG(found.st_mode) and found.st_size > 0
 
     @property
     def location(self) -> str:
@@ -51,7 +59,13 @@ class FileSideLog:
         return not self._dirty
 
     def read(self) -> bytes:
-        """Every byte of the log (``b""`` if there is none)."""
+        """Every byte of the log (``b""`` if there is none).
+
+        Raises
+        ------
+        CorruptStoreError
+            If the log is a symbolic link, a directory, a FIFO or a device.
+        """
         try:
             return _fs.read_file(self.path)
         except FileNotFoundError:

@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._record_check import bad_records
 from ..errors import CorruptStoreError, NotAStoreError
 from ._chunks import CHUNKS, load_chunk
 from ._journal import apply_ops, replay
-from ._layout import JOURNAL_NAME, lost_manifest
-from ._manifest import MANIFEST
+from ._layout import find_leftovers, lost_manifest
+from ._manifest import MANIFEST, Manifest
 from ._salvage import Damage, bad_settings, salvage
 from ._snapshot import read_snapshot
 
@@ -131,29 +132,28 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
                 f"{journal}: a torn last commit ({rep.torn} bytes) from an interrupted "
                 "sync; it is discarded (a writable open cuts it off)"
             )
+    report.problems += _record_problems(store, manifest.meta, data)
     report.records = len(data)
     if report.problems:  # count what is intact, and name what is not
         found = salvage(store, manifest, files, journal_raw)
         report.records, report.damaged = len(found.data), found.lost
-    report.notes += _leftovers(store, {e.file for e in manifest.chunks}, manifest.journal)
+    _leftovers(store, manifest, report)
     return report
 
 
-def _leftovers(store: Path, chunks: set[str], journal: str) -> list[str]:
-    notes = []
+def _record_problems(store: Path, meta: dict[str, Any], data: dict[str, Any]) -> list[str]:
+    """A tracker's task records whose ``_tries`` or ``_done`` it cannot count by."""
+    return bad_records(store, data) if meta.get("kind") == "tracker" else []
+
+
+def _leftovers(store: Path, manifest: Manifest, report: VerifyReport) -> None:
+    """Debris a writable open removes (notes), and strangers it refuses (problems)."""
     try:
-        names = sorted(os.listdir(store / CHUNKS))
-    except OSError:
-        names = []
-    notes += [
-        f"{store / CHUNKS / n}: leftover of an interrupted compaction (removed on the "
-        "next writable open)"
-        for n in names
-        if n not in chunks
-    ]
-    notes += [
-        f"{store / n}: leftover journal (removed on the next writable open)"
-        for n in sorted(os.listdir(store))
-        if JOURNAL_NAME.match(n) and n != journal
-    ]
-    return notes
+        debris, strangers = find_leftovers(store, manifest)
+    except OSError as exc:  # e.g. a compaction removed a file under our feet
+        report.notes.append(f"{store}: could not list its files: {exc}")
+        return
+    for entry in debris:
+        what = "journal" if entry.parent == store else "file of an interrupted compaction"
+        report.notes.append(f"{entry}: leftover {what} (removed on the next writable open)")
+    report.problems += [str(exc) for exc in strangers]

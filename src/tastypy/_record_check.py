@@ -1,0 +1,76 @@
+"""The fields a tracker counts by, checked: a store is untrusted input.
+
+A task record's ``_tries`` must be a whole number >= 0 and its ``_done``
+true or false; either may be missing (the tracker gives defaults). A record
+that is not a dict at all is wrapped by the tracker, as documented. Anything
+else would be counted wrong without a word: ``"3"`` tries as none, ``-5``
+as five tries fewer than ``max_tries`` allows, ``"no"`` as done.
+
+:func:`record_problem` says what is wrong with one record (for a check at
+assignment, which should raise ``TypeError``); :func:`check_records` refuses
+a store holding such a record (``CorruptStoreError`` naming the key and the
+field); :func:`bad_records` lists them all (for ``verify``).
+"""
+
+from __future__ import annotations
+
+import reprlib
+from pathlib import Path
+from typing import Any
+
+from .errors import CorruptStoreError
+
+__all__ = ["BadRecordError", "bad_records", "check_records", "record_problem"]
+
+
+class BadRecordError(CorruptStoreError):
+    """A tracker store's files are whole, but a task record in them is unusable.
+
+    The store opens as a plain POD (``tastypy set`` and ``export`` do that),
+    so the record can be fixed.
+    """
+
+
+def record_problem(record: object) -> str | None:
+    """Why *record*'s ``_tries`` or ``_done`` is unusable, or None if they are fine."""
+    if type(record) is not dict:
+        return None
+    if "_tries" in record:
+        tries = record["_tries"]
+        if type(tries) is not int or tries < 0:
+            return f"field _tries is {reprlib.repr(tries)}; expected a whole number >= 0"
+    if "_done" in record and type(record["_done"]) is not bool:
+        return f"field _done is {reprlib.repr(record['_done'])}; expected true or false"
+    return None
+
+
+def bad_records(path: str | Path, data: dict[str, Any], limit: int = 10) -> list[str]:
+    """Up to *limit* problems, each naming the store, the key and the field.
+
+    *data* is the decoded store (the tracker's ``_data``), not the tracker:
+    reading through the tracker would mark every key dirty.
+    """
+    problems: list[str] = []
+    for key, record in data.items():
+        problem = record_problem(record)
+        if problem is not None:
+            problems.append(f"{path}: task {reprlib.repr(key)}: {problem}")
+            if len(problems) >= limit:
+                break
+    return problems
+
+
+def check_records(path: str | Path, data: dict[str, Any]) -> None:
+    """Refuse a tracker store holding a record whose ``_tries`` or ``_done`` is unusable.
+
+    Raises
+    ------
+    CorruptStoreError
+        Naming the store, the first such task and its field, and the fix.
+    """
+    found = bad_records(path, data, limit=1)
+    if found:
+        raise BadRecordError(
+            f"{found[0]} (edited by hand? fix the record with: tastypy set PATH KEY "
+            '\'{"_done": false, "_tries": 0}\', or delete the task with: tastypy del PATH KEY)'
+        )
