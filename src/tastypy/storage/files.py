@@ -120,6 +120,7 @@ class FileStorage:
         # has grown past this size (0: no failure pending).
         self._compact_retry_at = 0
         self._created = False  # this open laid the store out
+        self._made: list[Path] = []  # directories this open created, parents first
         if readonly:
             if not (self.path / MANIFEST).exists():
                 if not self.path.exists():
@@ -135,6 +136,7 @@ class FileStorage:
             except BaseException:
                 if new and self._created:  # e.g. a full disk while laying it out
                     remove_new_store(self.path, self._existed)
+                    self._remove_made()
                 raise
         try:
             _check_setting(self.path, "file_size", file_size, self._manifest.file_size)
@@ -154,6 +156,13 @@ class FileStorage:
             raise RuntimeError(f"{self.path}: discard() removes only a store this open created")
         self.close()
         remove_new_store(self.path, self._existed)
+        self._remove_made()
+
+    def _remove_made(self) -> None:
+        """Remove the (empty) directories this open created, deepest first."""
+        for directory in reversed(self._made):
+            with contextlib.suppress(OSError):
+                _fs.rmdir(directory)
 
     def side_log(self, name: str) -> FileSideLog:
         """``<store>/<name>.jsonl``, the side log *name* (the tracker's ``tries``)."""
@@ -461,16 +470,14 @@ class FileStorage:
         if self.path.exists() and not (self.path / MANIFEST).exists():
             refuse_strangers(self.path)  # before the lock file: leave other folders alone
         # Each new directory's entry is durable only once its parent is fsynced.
-        made = _fs.makedirs(self.path)
+        made = self._made = _fs.makedirs(self.path)
         try:
             for directory in made:
                 if self.durable:
                     fsync_dir(directory.parent)
             self._lock = StoreLock(self.path, timeout)
         except BaseException:
-            for directory in reversed(made):  # a failed open leaves no empty directories
-                with contextlib.suppress(OSError):
-                    _fs.rmdir(directory)
+            self._remove_made()  # a failed open leaves no empty directories
             raise
         try:
             if (self.path / MANIFEST).exists():
