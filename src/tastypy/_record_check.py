@@ -1,7 +1,8 @@
 """The fields a tracker counts by, checked: a store is untrusted input.
 
-A task record's ``_tries`` must be a whole number >= 0 and its ``_done``
-true or false; either may be missing (the tracker gives defaults). A record
+A task record's ``_tries`` must be a whole number >= 0; it may be missing
+(the tracker gives the default). ``_done`` and ``_aborted`` count by their
+truth, as in the original tastypy, so any JSON value is usable there. A record
 that is not a dict at all is wrapped by the tracker, as documented. Anything
 else would be counted wrong without a word: ``"3"`` tries as none, ``-5``
 as five tries fewer than ``max_tries`` allows, ``"no"`` as done.
@@ -32,15 +33,13 @@ class BadRecordError(CorruptStoreError):
 
 
 def record_problem(record: object) -> str | None:
-    """Why *record*'s ``_tries`` or ``_done`` is unusable, or None if they are fine."""
+    """Why *record*'s ``_tries`` is unusable, or None if it is fine."""
     if type(record) is not dict:
         return None
     if "_tries" in record:
         tries = record["_tries"]
         if type(tries) is not int or tries < 0:
             return f"field _tries is {reprlib.repr(tries)}; expected a whole number >= 0"
-    if "_done" in record and type(record["_done"]) is not bool:
-        return f"field _done is {reprlib.repr(record['_done'])}; expected true or false"
     return None
 
 
@@ -61,7 +60,7 @@ def bad_records(path: str | Path, data: dict[str, Any], limit: int = 10) -> list
 
 
 def check_records(path: str | Path, data: dict[str, Any]) -> None:
-    """Refuse a tracker store holding a record whose ``_tries`` or ``_done`` is unusable.
+    """Refuse a tracker store holding a record whose ``_tries`` is unusable.
 
     Raises
     ------

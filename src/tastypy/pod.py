@@ -228,6 +228,40 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         with self._lock:
             return self._hand_out(key)
 
+    # -- the seam for subclasses (the tracker) ------------------------------------
+    #
+    # A subclass reads self._data freely (under self._lock) but changes the
+    # data only through the mapping or these methods, which keep the pending
+    # sets (what the next sync writes) right.
+
+    def _add_new(self, values: dict[str, Any], encoding: bytes) -> None:
+        """Add keys not in the store, each with a value of the given *encoding*.
+
+        For a subclass that makes many values it knows the JSON of (the
+        tracker's fresh records, each its own dict): no encode per key. The
+        caller holds the lock and has normalized the keys; may auto-sync.
+        """
+        self._check_writable()
+        data, dirty, encoded = self._data, self._dirty, self._encoded
+        for key, value in values.items():
+            if not key.isascii():
+                check_new_key(key)
+            data[key] = value
+            dirty.pop(key, None)
+            dirty[key] = True
+            encoded[key] = encoding
+        if len(dirty) >= self._sync_at and not self._held:
+            self._auto_sync()
+
+    def _set_in_view(self, key: str, value: Any) -> None:
+        """Change what a read-only POD shows for *key*, writing nothing.
+
+        For a subclass that shows more than the store holds (the tracker's
+        view of tries logged since the last sync).
+        """
+        assert self._readonly
+        self._data[key] = value
+
     def _hand_out(self, key: str) -> Any:
         """The value of *key*, which the caller may now change: it stays dirty.
 

@@ -163,7 +163,7 @@ class ProgressTracker(PersistentOrderedDict):
                 repaired.setdefault("_done", False)
                 repaired.setdefault("_tries", 0)
                 if self._readonly:
-                    data[key] = repaired
+                    self._set_in_view(key, repaired)
                 else:
                     self[key] = repaired
         self._tally.recount(data)
@@ -202,7 +202,7 @@ class ProgressTracker(PersistentOrderedDict):
                 continue
             record["_tries"] = tries
             if self._readonly:
-                self._data[key] = record
+                self._set_in_view(key, record)
                 self._tally.unchecked.add(key)
             else:
                 self[key] = record
@@ -283,17 +283,7 @@ class ProgressTracker(PersistentOrderedDict):
         # Every new record encodes the same: skip the per-key encode and checks
         # of __setitem__ (an untried task has no status bits to count). The
         # caller holds the lock.
-        self._check_writable()
-        data, dirty, encoded = self._data, self._dirty, self._encoded
-        for key in keys:
-            if not key.isascii():
-                check_new_key(key)
-            data[key] = {"_done": False, "_tries": 0}
-            dirty.pop(key, None)
-            dirty[key] = True
-            encoded[key] = _NEW_RECORD
-        if len(dirty) >= self._sync_at and not self._held:
-            self._auto_sync()
+        self._add_new({key: {"_done": False, "_tries": 0} for key in keys}, _NEW_RECORD)
 
     def check(self, key: Any) -> bool:
         """True if the task is done (False if it does not exist)."""
