@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tastypy import POD
-from tastypy.storage import _fs
+from tastypy.storage.files import _fs
 
 __all__ = ["WriteGuard", "open_write_compact"]
 

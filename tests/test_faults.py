@@ -133,9 +133,9 @@ def _change_a_lot(pod: POD) -> None:
 @pytest.fixture
 def compact_early(monkeypatch: pytest.MonkeyPatch) -> None:
     """Compact as soon as the journal outgrows the data files (no 4 MiB floor)."""
-    import tastypy.storage.files
+    import tastypy.storage.files._engine
 
-    monkeypatch.setattr(tastypy.storage.files, "COMPACT_MIN_BYTES", 0)
+    monkeypatch.setattr(tastypy.storage.files._engine, "COMPACT_MIN_BYTES", 0)
 
 
 @pytest.mark.usefixtures("compact_early")

@@ -17,8 +17,8 @@ import pytest
 
 import tastypy
 from tastypy import POD
-from tastypy._cli_errors import EXIT_OS
 from tastypy.cli import main
+from tastypy.cli._errors import EXIT_OS
 
 from _smallfs import fill, remount_readonly, small_filesystem
 from _subproc import Child

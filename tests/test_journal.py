@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tastypy import CorruptStoreError
-from tastypy.storage._journal import commit_bytes, replay
+from tastypy.storage.files._journal import commit_bytes, replay
 
 records = st.lists(
     st.builds(lambda k, v: b'["k%d",%d]' % (k, v), st.integers(0, 50), st.integers()),
@@ -75,7 +75,7 @@ KEYS = ["a", 'x"y', "back\\slash", "ünï ✓", "\n", '"]', 'end"', "", "a\\", "
 def test_compaction_reads_keys_and_deletes_without_decoding(key: str) -> None:
     import orjson
 
-    from tastypy.storage._journal import is_delete, journal_keys
+    from tastypy.storage.files._journal import is_delete, journal_keys
 
     lines = [orjson.dumps([key, v]) for v in (1, None, 'v"]', "x", ['"]'], {"k": '"]'})]
     lines.append(orjson.dumps([key]))
@@ -116,7 +116,7 @@ def test_replaying_a_gzipped_journal_reads_each_byte_a_bounded_number_of_times(
     import types
     import zlib
 
-    from tastypy.storage import _commits
+    from tastypy.storage.files import _commits
 
     raw = _encode([[b'["k%d",%d]' % (n, n)] for n in range(commits)], True)
     raw += commit_bytes([b'["torn",1]'], commits + 1, True)[:-3]

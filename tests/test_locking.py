@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import tastypy
-from tastypy.storage import _fs
+from tastypy.storage.files import _fs
 
 from _subproc import Child, read_store, run
 

@@ -616,7 +616,7 @@ def test_the_lines_undoing_logged_tries_are_durable_before_the_commit(
 ) -> None:
     import os
 
-    from tastypy.storage import _fs
+    from tastypy.storage.files import _fs
 
     tracker = tastypy.Tracker(tmp_path / "t")
     tracker.add_many(["a", "b"])

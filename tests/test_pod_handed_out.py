@@ -56,7 +56,7 @@ from hypothesis.stateful import (
 
 import tastypy
 import tastypy._lifecycle
-import tastypy.storage.files
+import tastypy.storage.files._engine
 from tastypy import POD, verify
 
 from _helpers import on_disk as load_from_disk
@@ -64,7 +64,7 @@ from _subproc import run
 from strategies import json_text, json_values
 
 EXAMPLES = int(os.environ.get("TASTYPY_HYPOTHESIS_EXAMPLES", "100"))
-DEFAULT_COMPACT_MIN_BYTES = tastypy.storage.files.COMPACT_MIN_BYTES
+DEFAULT_COMPACT_MIN_BYTES = tastypy.storage.files._engine.COMPACT_MIN_BYTES
 MISSING: Any = object()
 
 KEYS = st.sampled_from(["a", "b", "c", "d", "e", "f"])
@@ -213,7 +213,7 @@ class HandedOutMachine(RuleBasedStateMachine):
     def open_store(
         self, sync_at: int, file_size: int, gzipped: bool, durable: bool, compact_min_bytes: int
     ) -> None:
-        tastypy.storage.files.COMPACT_MIN_BYTES = compact_min_bytes  # restored by teardown
+        tastypy.storage.files._engine.COMPACT_MIN_BYTES = compact_min_bytes  # restored by teardown
         self.sync_at, self.durable = sync_at, durable
         self.install_own_handler()  # before the POD opens: tastypy's handler chains to it
         self.pod = POD(
@@ -226,7 +226,7 @@ class HandedOutMachine(RuleBasedStateMachine):
                 self.pod.close()
         finally:
             self._restore.__exit__(None, None, None)
-            tastypy.storage.files.COMPACT_MIN_BYTES = DEFAULT_COMPACT_MIN_BYTES
+            tastypy.storage.files._engine.COMPACT_MIN_BYTES = DEFAULT_COMPACT_MIN_BYTES
             shutil.rmtree(self.tmp, ignore_errors=True)
 
     # -- bookkeeping ------------------------------------------------------------------

@@ -44,7 +44,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-import tastypy.storage.files
+import tastypy.storage.files._engine
 from tastypy import POD, StoreClosedError, verify
 
 from _helpers import on_disk as load_from_disk
@@ -55,7 +55,7 @@ FILE_SIZES = st.sampled_from([1, 2, 3, 1000])
 # The store folds its journal into the data files ("compacts") once the journal
 # outgrows them and holds at least this many bytes; small thresholds make
 # compactions happen between the machine's steps, not only at close().
-DEFAULT_COMPACT_MIN_BYTES = tastypy.storage.files.COMPACT_MIN_BYTES
+DEFAULT_COMPACT_MIN_BYTES = tastypy.storage.files._engine.COMPACT_MIN_BYTES
 COMPACT_MIN_BYTES = st.sampled_from([0, 300, DEFAULT_COMPACT_MIN_BYTES])
 FOLLOW_UPS = st.sampled_from([None, "sync", "close_and_reopen"])
 MISSING = object()
@@ -254,7 +254,7 @@ class PODMachine(RuleBasedStateMachine):
     def open_store(
         self, sync_at: int, file_size: int, gzipped: bool, durable: bool, compact_min_bytes: int
     ) -> None:
-        tastypy.storage.files.COMPACT_MIN_BYTES = compact_min_bytes  # restored by teardown
+        tastypy.storage.files._engine.COMPACT_MIN_BYTES = compact_min_bytes  # restored by teardown
         self.durable = durable
         self.pod = POD(
             self.path, gzipped=gzipped, file_size=file_size, sync_at=sync_at, durable=durable
@@ -269,7 +269,7 @@ class PODMachine(RuleBasedStateMachine):
             if self.pod is not None:
                 self.pod.close()
         finally:
-            tastypy.storage.files.COMPACT_MIN_BYTES = DEFAULT_COMPACT_MIN_BYTES
+            tastypy.storage.files._engine.COMPACT_MIN_BYTES = DEFAULT_COMPACT_MIN_BYTES
             shutil.rmtree(self.tmp, ignore_errors=True)
 
     # -- the engine (overridden by the memory engine's machine) ----------------------

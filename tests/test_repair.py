@@ -20,8 +20,8 @@ import pytest
 
 import tastypy
 from tastypy import POD
-from tastypy._cli_errors import EXIT_OS
 from tastypy.cli import main
+from tastypy.cli._errors import EXIT_OS
 
 
 def _build(tmp_path: Path, *, gzipped: bool = False) -> tuple[Path, dict[str, Any]]:

@@ -26,7 +26,7 @@ import pytest
 import _tasks
 import tastypy
 from _tasks import calls, result_of
-from tastypy._runner import RunSummary
+from tastypy.tracker._run import RunSummary
 
 from _subproc import Child, read_store
 

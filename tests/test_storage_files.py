@@ -385,7 +385,7 @@ def test_a_journal_deleted_under_the_writer_fails_the_sync_and_keeps_the_changes
 @pytest.fixture
 def written(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Bytes written through the I/O seam, one entry per call."""
-    from tastypy.storage import _fs
+    from tastypy.storage.files import _fs
 
     calls: list[int] = []
     real_write, real_pwrite = _fs.write, _fs.pwrite

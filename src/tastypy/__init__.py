@@ -19,9 +19,9 @@ from .errors import (
     TastypyError,
 )
 from .pod import POD, PersistentOrderedDict
-from .storage.repair import RepairReport, repair
-from .storage.verify import VerifyReport, verify
-from .tracker import ProgressTracker, Tracker
+from .storage.files.repair import RepairReport, repair
+from .storage.files.verify import VerifyReport, verify
+from .tracker._tracker import ProgressTracker, Tracker
 
 __all__ = [
     "POD",

@@ -1,5 +1,5 @@
 """``python -m tastypy``: the ``tastypy`` command."""
 
-from .cli import main
+from .cli._parser import main
 
 raise SystemExit(main())

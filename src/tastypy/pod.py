@@ -24,8 +24,8 @@ from .errors import (
     StoreClosedError,
 )
 from .storage import Storage
-from .storage._store_path import store_path
 from .storage.engines import FILE_OPTIONS, open_engine
+from .storage.files._store_path import store_path
 
 __all__ = ["POD", "PersistentOrderedDict"]
 

@@ -29,8 +29,8 @@ import sys
 sys.path.insert(0, {here!r})
 from _workload import apply_batch
 import tastypy
-import tastypy.storage.files
-tastypy.storage.files.COMPACT_MIN_BYTES = 4000  # compact every few batches
+import tastypy.storage.files._engine
+tastypy.storage.files._engine.COMPACT_MIN_BYTES = 4000  # compact every few batches
 pod = tastypy.POD({path!r}, file_size=5, sync_at=10**9, gzipped={gzipped!r})
 n = pod["_batch"] + 1 if "_batch" in pod else 0
 print("open", n, flush=True)

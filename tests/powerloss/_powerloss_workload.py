@@ -17,7 +17,8 @@ from _model import Disk, materialize
 from _recorder import Recorder, snapshot
 
 import tastypy
-from tastypy.storage import _manifest, files
+from tastypy.storage.files import _engine as files
+from tastypy.storage.files import _manifest
 
 NO_AUTO_SYNC = 10**6  # syncs happen where the workload says, so it knows what each committed
 

@@ -1,4 +1,4 @@
-"""Record every OS call the file engine makes through ``tastypy.storage._fs``.
+"""Record every OS call the file engine makes through ``tastypy.storage.files._fs``.
 
 :class:`Recorder` replaces the seam's functions (``monkeypatch``); each one
 calls the real OS function and notes what it did to the disk as an
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from _model import DIR, Disk, Op
 
-from tastypy.storage import _fs
+from tastypy.storage.files import _fs
 
 RECORDED = (
     "open_fd",

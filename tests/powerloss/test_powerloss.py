@@ -4,7 +4,7 @@
 missing or misplaced ``fsync``. Here a workload (store creation or
 ``copy()`` or recovery of a crashed store, syncs, explicit and automatic
 compactions, close, reopen; plain and gzipped) runs with every call
-through ``tastypy.storage._fs`` recorded; then, for the moment after each
+through ``tastypy.storage.files._fs`` recorded; then, for the moment after each
 call, the disks a power cut could leave are built (``_model.py``: unsynced
 writes lost, torn, zero-filled or reordered; directory operations lost until
 their directory is fsynced), written to a directory, verified, opened for

@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from ..errors import SettingsError
-from .files import FileStorage
+from .files._engine import FileStorage
 from .protocol import Storage
 
 __all__ = ["FILE_OPTIONS", "open_engine"]

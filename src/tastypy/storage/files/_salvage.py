@@ -25,9 +25,9 @@ from typing import Any
 
 import orjson
 
-from .._codec import is_record
-from .._tries import NAME as TRIES
-from ..errors import CorruptStoreError
+from ..._codec import is_record
+from ...errors import CorruptStoreError
+from ...tracker._tries import NAME as TRIES
 from . import _fs
 from ._chunks import CHUNKS, parse_records, split_chunk
 from ._commits import check_commit, plain_commits, torn_in_place

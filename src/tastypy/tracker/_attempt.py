@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ._codec import encode_value
+from .._codec import encode_value
 
 __all__ = [
     "MESSAGE_CHARS",

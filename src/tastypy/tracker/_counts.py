@@ -20,7 +20,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from ._references import count_refs
+from .._references import count_refs
 
 __all__ = ["ABORTED", "DONE", "EXHAUSTED", "TRIED", "TaskCounts"]
 

@@ -4,7 +4,7 @@
 its commits should be, without trusting them; :func:`check_commit` says what
 is wrong with one; :func:`torn_in_place` decides whether bad bytes at the end
 are what a crash leaves of the last append (a torn tail, to cut away) or
-damage (to report). :mod:`tastypy.storage._journal` replays on top of this.
+damage (to report). :mod:`tastypy.storage.files._journal` replays on top of this.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import errno
 import os
 from pathlib import Path
 
-from ..errors import NotAStoreError
+from ...errors import NotAStoreError
 
 __all__ = ["store_path"]
 

@@ -7,14 +7,14 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from .._codec import check_new_key, normalize_key
+from ..errors import CorruptStoreError, DuplicateKeyError, SettingsError
+from ..pod import PersistentOrderedDict
+from ..storage import Storage
 from . import _tries
-from ._codec import check_new_key, normalize_key
 from ._counts import ABORTED, DONE, EXHAUSTED, TRIED, TaskCounts
-from ._record_check import check_records, record_problem
-from ._runner import RunSummary, run
-from .errors import CorruptStoreError, DuplicateKeyError, SettingsError
-from .pod import PersistentOrderedDict
-from .storage import Storage
+from ._records import check_records, record_problem
+from ._run import RunSummary, run
 
 __all__ = ["ProgressTracker", "Tracker"]
 
@@ -468,7 +468,7 @@ class ProgressTracker(PersistentOrderedDict):
         workers: int = 1,
         progress: bool = True,
     ) -> RunSummary:
-        """Run *fn* on every task that should be tried; see :func:`tastypy._runner.run`."""
+        """Run *fn* on every task that should be tried; see :func:`tastypy.tracker._run.run`."""
         return run(self, fn, keys, workers=workers, progress=progress)
 
 

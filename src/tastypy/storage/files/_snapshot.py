@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..errors import CorruptStoreError
+from ...errors import CorruptStoreError
 from . import _fs
 from ._chunks import CHUNKS
 from ._manifest import MANIFEST, Manifest, read_manifest

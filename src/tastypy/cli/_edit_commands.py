@@ -3,7 +3,7 @@
 ``set`` and ``del`` are the supported way to change a value by hand: each is
 one normal, atomic sync (editing the files in a text editor breaks their
 checksums, and the store no longer opens). ``repair`` saves what is intact
-in a damaged store. Bad input raises :class:`~tastypy._commands.Fail`.
+in a damaged store. Bad input raises :class:`~tastypy.cli._errors.Fail`.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ._cli_errors import Fail, os_errors_fail
-from ._commands import _check_store, _is_tracker, open_for_writing
+from ..errors import CorruptStoreError
+from ..pod import PersistentOrderedDict
+from ..storage.files.repair import repair
+from ..tracker._records import BadRecordError
+from ..tracker._tracker import ProgressTracker
 from ._display import escaped
-from ._record_check import BadRecordError
-from .errors import CorruptStoreError
-from .pod import PersistentOrderedDict
-from .storage.repair import repair
-from .tracker import ProgressTracker
+from ._errors import Fail, os_errors_fail
+from ._store_commands import _check_store, _is_tracker, open_for_writing
 
 __all__ = ["delete", "repair_store", "set_value"]
 

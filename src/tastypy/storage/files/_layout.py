@@ -12,7 +12,7 @@ import re
 import stat
 from pathlib import Path
 
-from ..errors import CorruptStoreError, NotAStoreError
+from ...errors import CorruptStoreError, NotAStoreError
 from . import _fs
 from ._chunks import CHUNKS
 from ._durable import fsync_dir, unlink_quietly, write_new_file

@@ -33,7 +33,7 @@ from typing import Any
 
 import orjson
 
-from ..errors import CorruptStoreError, LockedError, NotAStoreError, ReadOnlyError, SettingsError
+from ...errors import CorruptStoreError, LockedError, NotAStoreError, ReadOnlyError, SettingsError
 from . import _fs
 from ._chunks import CHUNKS, Chunk, load_chunk
 from ._compaction import Generation, discard, plan, write_generation

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from .._codec import decode_value, encode_value, normalize_key
 from ._attempt import Failure, Success, failure_of, result_failure
-from ._codec import decode_value, encode_value, normalize_key
 from ._pool import Pool, pickled_function
 
 if TYPE_CHECKING:
-    from .tracker import ProgressTracker
+    from ._tracker import ProgressTracker
 
 __all__ = ["ERRORS_KEPT", "RunSummary", "run"]
 

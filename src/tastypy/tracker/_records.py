@@ -19,7 +19,7 @@ import reprlib
 from pathlib import Path
 from typing import Any
 
-from .errors import CorruptStoreError
+from ..errors import CorruptStoreError
 
 __all__ = ["BadRecordError", "bad_records", "check_records", "record_problem"]
 

@@ -1,6 +1,6 @@
 """``tastypy.repair(path)``: save what is intact in a damaged store into one that opens.
 
-What is saved, exactly (see :mod:`tastypy.storage._salvage`): the records of
+What is saved, exactly (see :mod:`tastypy.storage.files._salvage`): the records of
 every data file that passes its check, then every intact journal commit in
 order, then (trackers) the tries logged in ``tries.jsonl``. The new store
 keeps the kind and settings (``file_size``, ``gzipped``, ``sync_at``,
@@ -15,16 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._codec import encode_value
-from ..errors import CorruptStoreError, NotAStoreError, PathExistsError
+from ..._codec import encode_value
+from ...errors import CorruptStoreError, NotAStoreError, PathExistsError
 from . import _fs
 from ._durable import fsync_dir
+from ._engine import FileStorage
 from ._layout import lost_manifest
 from ._lock import StoreLock
 from ._manifest import MANIFEST
 from ._salvage import Damage, salvage
 from ._snapshot import read_snapshot
-from .files import FileStorage
 from .verify import SHOWN, verify
 
 __all__ = ["RepairReport", "repair"]
@@ -49,7 +49,7 @@ class RepairReport:
     records
         Records in the salvaged store.
     lost
-        What could not be saved: each :class:`~tastypy.storage._salvage.Damage`
+        What could not be saved: each :class:`~tastypy.storage.files._salvage.Damage`
         names the file, the line (where known) and the key (where readable).
     accepted
         With *accept_edits*: lines that failed their check and were taken as

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._record_check import bad_records
-from ..errors import CorruptStoreError, NotAStoreError
+from ...errors import CorruptStoreError, NotAStoreError
+from ...tracker._records import bad_records
 from ._chunks import CHUNKS, load_chunk
 from ._journal import apply_ops, replay
 from ._layout import find_leftovers, lost_manifest

@@ -34,7 +34,7 @@ from typing import Any
 
 import orjson
 
-from ..errors import CorruptStoreError
+from ...errors import CorruptStoreError
 from . import _fs
 from ._commits import check_commit, gzip_members, plain_commits, torn_in_place
 from ._durable import datasync

@@ -8,9 +8,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._counts import ABORTED, DONE, EXHAUSTED, TRIED, TaskCounts
+from ..storage.files._lock import holder_pid
+from ..tracker._counts import ABORTED, DONE, EXHAUSTED, TRIED, TaskCounts
 from ._display import can_encode, escaped, fit
-from .storage._lock import holder_pid
 
 __all__ = ["STATES", "Snapshot", "in_state", "render", "snapshot", "writer"]
 
@@ -90,7 +90,7 @@ def writer(store: Path) -> tuple[int | None, str | None]:
     """Who holds *store* for writing now, and whether it runs: ``(pid, state)``.
 
     The holder is the process the OS says holds the store's lock (see
-    :func:`tastypy.storage._lock.holder_pid`), never a pid merely named in
+    :func:`tastypy.storage.files._lock.holder_pid`), never a pid merely named in
     the lock file: a copied store, or a killed writer whose pid was reused,
     has no writer. *state* is ``"stopped"`` when the holder is stopped by a
     signal (``T`` or ``t`` in ``/proc/PID/stat``; SIGSTOP, Ctrl-Z, a

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from ..errors import CorruptStoreError, NotAStoreError
+from ...errors import CorruptStoreError, NotAStoreError
 from . import _fs
 from ._durable import replace_atomically
 

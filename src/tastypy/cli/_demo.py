@@ -18,7 +18,7 @@ import shutil
 import sys
 import time
 
-from .tracker import Tracker
+from ..tracker._tracker import Tracker
 
 _FAILURES = ("connection reset by peer", "timed out after 30 s", "HTTP 503 from upstream")
 

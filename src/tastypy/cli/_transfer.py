@@ -14,7 +14,7 @@ from typing import IO, Any
 
 import orjson
 
-from ._codec import is_record
+from .._codec import is_record
 
 __all__ = ["BadImport", "export_to_file", "read_import", "write_export"]
 

@@ -23,7 +23,7 @@ from typing import Any, TypeGuard
 
 import orjson
 
-from .storage.protocol import SideLog
+from ..storage.protocol import SideLog
 
 __all__ = ["NAME", "TriesLog"]
 

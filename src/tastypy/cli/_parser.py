@@ -1,10 +1,10 @@
 """The ``tastypy`` command: look at, check and maintain stores from the shell.
 
-This module defines the command line; :mod:`tastypy._commands` does the work.
+This module defines the command line; :mod:`tastypy.cli._store_commands` does the work.
 Read commands (``show``, ``keys``, ``status``, ``list``, ``export``,
 ``verify``) open stores read-only: they work while another process writes,
 and never change a file. Every failure is one line on stderr, never a
-traceback. Exit statuses (:mod:`tastypy._cli_errors`):
+traceback. Exit statuses (:mod:`tastypy.cli._errors`):
 
 - 0: done;
 - 1: ``verify`` found damage;
@@ -14,7 +14,7 @@ traceback. Exit statuses (:mod:`tastypy._cli_errors`):
   permission, I/O error); the store is as it was before the command.
 
 Keys, values and messages are printed with control characters escaped
-(:mod:`tastypy._display`), whatever the terminal's encoding.
+(:mod:`tastypy.cli._display`), whatever the terminal's encoding.
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ import math
 import sys
 from collections.abc import Iterator, Sequence
 
-from . import _commands as handlers
+from ..errors import LockedError, TastypyError
 from . import _edit_commands
-from ._cli_errors import EXIT_USAGE, Fail, locked_line, os_error_line, os_error_status
+from . import _store_commands as handlers
 from ._display import escaped
+from ._errors import EXIT_USAGE, Fail, locked_line, os_error_line, os_error_status
 from ._status import STATES
-from .errors import LockedError, TastypyError
 
 __all__ = ["add_timeout_option", "main"]
 
@@ -85,7 +85,7 @@ def _warnings_on_one_line() -> Iterator[None]:
     handler.setFormatter(_OneLine())
     # The lock's note of who holds it is cosmetic (a full disk may refuse it
     # while the store works): the command stays quiet about it.
-    handler.addFilter(lambda record: record.name != "tastypy.storage._lock")
+    handler.addFilter(lambda record: record.name != "tastypy.storage.files._lock")
     logger = logging.getLogger("tastypy")
     logger.addHandler(handler)
     try:
@@ -103,7 +103,7 @@ def add_timeout_option(command: argparse.ArgumentParser) -> None:
     """Give a writing *command* ``--timeout SECONDS`` (into ``args.timeout``, default 0).
 
     A store another process holds is then waited for; the refusal names
-    this option (see :func:`tastypy._cli_errors.locked_line`).
+    this option (see :func:`tastypy.cli._errors.locked_line`).
     """
     command.add_argument(
         "--timeout",

@@ -20,7 +20,7 @@ import os
 import stat as stat_module
 from pathlib import Path
 
-from ..errors import CorruptStoreError
+from ...errors import CorruptStoreError
 
 __all__ = [
     "close",

@@ -29,7 +29,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from ..errors import LockedError
+from ...errors import LockedError
 from . import _fs
 
 __all__ = ["StoreLock", "describe_holder"]

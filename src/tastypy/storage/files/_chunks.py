@@ -16,8 +16,8 @@ from typing import Any
 
 import orjson
 
-from .._codec import is_record
-from ..errors import CorruptStoreError
+from ..._codec import is_record
+from ...errors import CorruptStoreError
 from . import _fs
 from ._durable import write_new_file
 from ._manifest import MANIFEST, ChunkEntry

@@ -1,11 +1,11 @@
-"""What each ``tastypy`` command does; :mod:`tastypy.cli` parses the command line.
+"""What each ``tastypy`` command does; :mod:`tastypy.cli._parser` parses the command line.
 
 Each handler takes the parsed arguments and returns the exit status; bad
 input raises :class:`Fail`, which the command line prints as one line (see
-:mod:`tastypy._cli_errors` for the exit statuses). A command that changes a
+:mod:`tastypy.cli._errors` for the exit statuses). A command that changes a
 store opens it with :func:`open_for_writing`, so that a failure changes
 nothing and prints one line. Every key, value and path printed for people
-goes through :mod:`tastypy._display`.
+goes through :mod:`tastypy.cli._display`.
 """
 
 from __future__ import annotations
@@ -23,17 +23,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ._cli_errors import EXIT_PROBLEMS, Fail, os_error_line, os_error_status, os_errors_fail
+from ..errors import NotAStoreError
+from ..pod import PersistentOrderedDict
+from ..storage.files._layout import lost_manifest
+from ..storage.files._manifest import MANIFEST, read_manifest
+from ..storage.files.verify import verify
+from ..tracker._records import BadRecordError
+from ..tracker._tracker import ProgressTracker
 from ._display import escaped, json_text, shown
-from ._record_check import BadRecordError
+from ._errors import EXIT_PROBLEMS, Fail, os_error_line, os_error_status, os_errors_fail
 from ._status import Snapshot, in_state, render, snapshot, writer
 from ._transfer import BadImport, export_to_file, read_numbered, write_export
-from .errors import NotAStoreError
-from .pod import PersistentOrderedDict
-from .storage._layout import lost_manifest
-from .storage._manifest import MANIFEST, read_manifest
-from .storage.verify import verify
-from .tracker import ProgressTracker
 
 __all__ = ["EXIT_PROBLEMS", "Fail", "open_for_writing", "plural"]
 

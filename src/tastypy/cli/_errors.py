@@ -20,8 +20,8 @@ import errno
 import os
 from collections.abc import Iterator
 
+from ..errors import LockedError, TastypyError
 from ._display import escaped
-from .errors import LockedError, TastypyError
 
 __all__ = [
     "EXIT_OS",
