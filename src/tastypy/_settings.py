@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, NoReturn
 
-from .errors import StoreClosedError
+from .errors import SettingsError, StoreClosedError
+from .storage import Storage
 
-__all__ = ["CLOSED", "IgnoreAll", "check_settings"]
+__all__ = ["CLOSED", "IgnoreAll", "check_engine_given", "check_settings"]
 
 
 def check_settings(gzipped: object, file_size: object, sync_at: object, timeout: object) -> None:
@@ -18,6 +19,27 @@ def check_settings(gzipped: object, file_size: object, sync_at: object, timeout:
             raise ValueError(f"{name} must be a whole number >= 1, not {value!r}")
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
         raise ValueError(f"timeout must be None or a number of seconds >= 0, not {timeout!r}")
+
+
+def check_engine_given(  # noqa: PLR0917  # the POD's own arguments, passed on as they came
+    storage: Storage,
+    path: object,
+    gzipped: bool | None,
+    file_size: int | None,
+    readonly: bool,
+    durable: bool,
+    timeout: float | None,
+) -> None:
+    """Refuse settings that belong to an engine given as ``storage=``."""
+    if path is not None:
+        raise TypeError("give either a path or storage=, not both")
+    if gzipped is not None or file_size is not None or not durable or timeout != 0.0:
+        raise SettingsError(
+            "gzipped, file_size, durable and timeout belong to the engine given as "
+            "storage=; set them when making it"
+        )
+    if readonly and not storage.readonly:
+        raise SettingsError(f"{storage.location}: storage= is open for writing; open it read-only")
 
 
 class IgnoreAll(dict[str, bool]):

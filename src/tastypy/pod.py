@@ -6,16 +6,15 @@ import logging
 import os
 import reprlib
 import threading
-import weakref
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any, ClassVar, NoReturn, TypeVar
 
-from . import _lifecycle
+from . import _lifecycle, _registry
 from ._codec import check_new_key, encode_value, normalize_key
 from ._pending import Pending
 from ._references import reachable_among
-from ._settings import CLOSED, IgnoreAll, check_settings
+from ._settings import CLOSED, IgnoreAll, check_engine_given, check_settings
 from .errors import (
     CorruptStoreError,
     LockedError,
@@ -106,9 +105,6 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
     process per store; read-only opens from any number.
     """
 
-    _open: ClassVar[weakref.WeakValueDictionary[str, PersistentOrderedDict]] = (
-        weakref.WeakValueDictionary()
-    )
     _KIND: ClassVar[str] = "pod"
     # Whether _value_problem is asked about each value a sync writes.
     _checks_values: ClassVar[bool] = False
@@ -124,7 +120,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
 
     def __new__(cls, path: str | os.PathLike[str] | None = None, *args: Any, **kwargs: Any) -> Any:
         if path is not None and not kwargs.get("readonly"):
-            existing = PersistentOrderedDict._open.get(os.path.realpath(store_path(path)))
+            existing = _registry.find(_registry.key_of(store_path(path)))
             if existing is not None and not existing._closed:
                 if type(existing) is not cls:
                     raise LockedError(
@@ -163,7 +159,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
                 options={"file_size": file_size, "gzipped": gzipped},
             )
         else:
-            _check_engine_given(storage, path, gzipped, file_size, readonly, durable, timeout)
+            check_engine_given(storage, path, gzipped, file_size, readonly, durable, timeout)
             readonly = storage.readonly
         self._lock = threading.RLock()
         where = storage.location
@@ -204,8 +200,8 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         self._closed = False
         if not readonly:
             if path is not None:
-                self._registered = os.path.realpath(path)
-                PersistentOrderedDict._open[self._registered] = self
+                self._registered = _registry.key_of(path)
+                _registry.add(self._registered, self)
             _lifecycle.register(self)
 
     def _value_problem(self, value: Any) -> str | None:
@@ -635,13 +631,13 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         old, self._storage = self._storage, new
         old.close()
         if self._registered is not None:
-            PersistentOrderedDict._open.pop(self._registered, None)
+            _registry.forget(self._registered, self)
             self._registered = None
         self._where = new.location
         if isinstance(path, (str, os.PathLike)):
             self._path = Path(path)
-            self._registered = os.path.realpath(path)
-            PersistentOrderedDict._open[self._registered] = self
+            self._registered = _registry.key_of(path)
+            _registry.add(self._registered, self)
         else:
             self._path = None
         # Everything is in the new store: as after a sync of every key.
@@ -712,8 +708,8 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         assert self._storage is not None
         self._storage.close()
         _lifecycle.unregister(self)
-        if self._registered and PersistentOrderedDict._open.get(self._registered) is self:
-            del PersistentOrderedDict._open[self._registered]
+        if self._registered is not None:
+            _registry.forget(self._registered, self)
 
     def __enter__(self: _Self) -> _Self:
         return self
@@ -821,29 +817,4 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             self._sync_at = sync_at
 
 
-def _check_engine_given(  # noqa: PLR0917  # the POD's own arguments, passed on as they came
-    storage: Storage,
-    path: object,
-    gzipped: bool | None,
-    file_size: int | None,
-    readonly: bool,
-    durable: bool,
-    timeout: float | None,
-) -> None:
-    """Refuse settings that belong to an engine given as ``storage=``."""
-    if path is not None:
-        raise TypeError("give either a path or storage=, not both")
-    if gzipped is not None or file_size is not None or not durable or timeout != 0.0:
-        raise SettingsError(
-            "gzipped, file_size, durable and timeout belong to the engine given as "
-            "storage=; set them when making it"
-        )
-    if readonly and not storage.readonly:
-        raise SettingsError(f"{storage.location}: storage= is open for writing; open it read-only")
-
-
 POD = PersistentOrderedDict
-
-# A forked child starts with no open stores: POD(path) there opens anew (and
-# meets the parent's lock) instead of returning the parent's object.
-os.register_at_fork(after_in_child=PersistentOrderedDict._open.clear)
