@@ -50,4 +50,4 @@ __version__ = "0.1.0.dev0"
 # reach the user, and Python's last-resort handler prints WARNING and above to
 # stderr when the program configured no logging. The tracker's reports of
 # failed tasks are routine and stay quiet unless logging is configured.
-logging.getLogger("tastypy.tracker").addHandler(logging.NullHandler())
+logging.getLogger("tastypy.tracker.run").addHandler(logging.NullHandler())

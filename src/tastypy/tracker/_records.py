@@ -21,7 +21,10 @@ from typing import Any
 
 from ..errors import CorruptStoreError
 
-__all__ = ["BadRecordError", "bad_records", "check_records", "record_problem"]
+__all__ = ["MAX_TRIES_VALUE", "BadRecordError", "bad_records", "check_records", "record_problem"]
+
+# A try count must stay a 64-bit JSON integer after any number of tries.
+MAX_TRIES_VALUE = 2**62
 
 
 class BadRecordError(CorruptStoreError):
@@ -34,12 +37,15 @@ class BadRecordError(CorruptStoreError):
 
 def record_problem(record: object) -> str | None:
     """Why *record*'s ``_tries`` is unusable, or None if it is fine."""
-    if type(record) is not dict:
+    if not isinstance(record, dict):
         return None
     if "_tries" in record:
         tries = record["_tries"]
-        if type(tries) is not int or tries < 0:
-            return f"field _tries is {reprlib.repr(tries)}; expected a whole number >= 0"
+        if type(tries) is not int or not 0 <= tries < MAX_TRIES_VALUE:
+            return (
+                f"field _tries is {reprlib.repr(tries)}; expected a whole number from 0 "
+                f"to {MAX_TRIES_VALUE - 1}"
+            )
     return None
 
 

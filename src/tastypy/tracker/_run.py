@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ERRORS_KEPT", "RunSummary", "run"]
 
-log = logging.getLogger("tastypy.tracker")
+log = logging.getLogger("tastypy.tracker.run")  # quiet unless configured (see __init__)
 
 ERRORS_KEPT = 5  # failed attempts remembered per task
 
@@ -187,6 +187,7 @@ class _Run:
         record["result"] = result
         record["_seconds"] = round(seconds, 6)
         record["_done"] = True
+        self.tracker._log_outcome(key)
         self.summary.done += 1
         if self.bar is not None:
             self.bar.update(1)
@@ -205,6 +206,7 @@ class _Run:
             }
         )
         record["_errors"] = errors[-ERRORS_KEPT:]
+        self.tracker._log_outcome(key)
         tries, limit = record.get("_tries", 0), self.tracker.max_tries
         name, message = failure.type, failure.message
         if limit and tries >= limit:

@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from .._codec import check_new_key, normalize_key
+from .._codec import check_new_key, encode_value, normalize_key
 from ..errors import CorruptStoreError, DuplicateKeyError, SettingsError
 from ..pod import PersistentOrderedDict
 from ..storage import Storage
@@ -192,21 +192,48 @@ class ProgressTracker(PersistentOrderedDict):
                 )
         return left
 
-    def _replay_tries(self, logged: list[tuple[str, int]]) -> None:
-        """Count the tries logged after the last sync (a crash cut them off)."""
-        for key, tries in logged:
+    def _replay_tries(self, logged: list[tuple[str, int, dict[str, Any] | None]]) -> None:
+        """Apply what was logged after the last sync (a crash cut it off).
+
+        A logged outcome (a record ``run()`` logged when a try ended) comes
+        back whole; a logged try raises the task's count to it.
+        """
+        for key, tries, outcome in logged:
             record = self._data.get(key)
-            if record is None:
-                record = {"_done": False, "_tries": 0}
+            if outcome is not None:
+                record = dict(outcome)
+                record.setdefault("_done", False)
+                record["_tries"] = max(tries, record.get("_tries", 0))
+            elif record is None:
+                record = {"_done": False, "_tries": tries}
             elif not isinstance(record.get("_tries"), int) or record["_tries"] >= tries:
                 continue
-            record["_tries"] = tries
+            else:
+                record["_tries"] = tries
             if self._readonly:
                 self._set_in_view(key, record)
                 self._tally.unchecked.add(key)
             else:
                 self[key] = record
         self._tally.refresh(self._data)
+
+    def _log_outcome(self, key: str) -> None:
+        """Log the record of *key* as it is now: the outcome of a try, kept if the process dies.
+
+        For :meth:`run`, once it has recorded a try's result or error: the
+        try was counted in the log before the task ran, so its outcome goes
+        there too, or a crash before the next sync would cost the try and
+        lose the outcome. Does nothing for a record that cannot be encoded.
+        """
+        with self._lock:
+            record = self._data.get(key)
+            if not isinstance(record, dict) or record_problem(record) is not None:
+                return
+            try:
+                encoded = encode_value(record, keep=False, key=key)
+            except TypeError:
+                return  # the sync will name it
+            self._tries_log.append_record(key, record, encoded)
 
     def close(self) -> None:
         super().close()

@@ -24,6 +24,7 @@ from typing import Any, TypeGuard
 import orjson
 
 from ..storage.protocol import SideLog
+from ._records import MAX_TRIES_VALUE, record_problem
 
 __all__ = ["NAME", "TriesLog"]
 
@@ -33,11 +34,19 @@ NAME = "tries"  # the side log's name: tries.jsonl in a file store
 
 
 def _is_entry(entry: object) -> TypeGuard[list[Any]]:
-    """Whether a decoded line is ``["key", tries]``: tries a whole number >= 0, or null."""
-    if type(entry) is not list or len(entry) != 2 or type(entry[0]) is not str:
+    """Whether a decoded line is ``["key", tries]`` or ``["key", tries, record]``.
+
+    tries is a whole number >= 0, or null (deleted); a record, a JSON object
+    whose ``_tries`` (if any) is usable.
+    """
+    if type(entry) is not list or len(entry) not in (2, 3) or type(entry[0]) is not str:
         return False
     tries = entry[1]
-    return tries is None or (type(tries) is int and tries >= 0)
+    if not (tries is None or (type(tries) is int and 0 <= tries < MAX_TRIES_VALUE)):
+        return False
+    return len(entry) == 2 or (
+        tries is not None and type(entry[2]) is dict and record_problem(entry[2]) is None
+    )
 
 
 class TriesLog:
@@ -52,6 +61,8 @@ class TriesLog:
         # key -> what the log says of it now (tries, or None: deleted), for
         # the keys logged by this process since the log was last emptied.
         self._said: dict[str, int | None] = {}
+        # Keys whose last line here holds a whole record (an outcome of run()).
+        self._recorded: set[str] = set()
 
     @property
     def location(self) -> str:
@@ -64,13 +75,30 @@ class TriesLog:
             return
         self._side.append(orjson.dumps([key, tries]) + b"\n")
         self._said[key] = tries
+        self._recorded.discard(key)
 
-    def read(self) -> list[tuple[str, int]]:
-        """What the log says, key by key: ``(key, tries)`` in first-mention order.
+    def append_record(self, key: str, record: dict[str, Any], encoded: bytes) -> None:
+        """Log *record* (encoded as *encoded*), the outcome of a try, before it is synced.
+
+        One write, like a try: if the process then dies (a task that kills
+        it), a reopen restores the outcome instead of counting a try whose
+        result was lost.
+        """
+        if self._readonly:
+            return
+        tries = record.get("_tries", 0)
+        line = b"".join((b"[", orjson.dumps(key), b",", orjson.dumps(tries), b",", encoded))
+        self._side.append(line + b"]\n")
+        self._said[key] = tries
+        self._recorded.add(key)
+
+    def read(self) -> list[tuple[str, int, dict[str, Any] | None]]:
+        """What the log says, key by key: ``(key, tries, record)`` in first-mention order.
 
         The last line about a key wins; a key whose last line says deleted is
-        left out. A line that is not ``["key", tries]`` (tries a whole number
-        >= 0, or null) is skipped: a torn last line (a crash mid-write), or
+        left out; *record* is the record the last line holds, or None. A line
+        that is not ``["key", tries]`` or ``["key", tries, record]`` (tries a
+        whole number >= 0, or null) is skipped: a torn last line (a crash mid-write), or
         garbage a power cut left where unsynced lines were. One warning names
         how many were skipped and the first. Memory is bounded by the file's
         size: this reads the file, not what its lines claim.
@@ -82,6 +110,7 @@ class TriesLog:
         """
         raw = self._side.read()
         said: dict[str, int | None] = {}
+        records: dict[str, dict[str, Any]] = {}
         skipped: list[int] = []
         for lineno, line in enumerate(raw.split(b"\n")[:-1], 1):
             try:
@@ -89,7 +118,12 @@ class TriesLog:
             except orjson.JSONDecodeError:
                 entry = None
             if _is_entry(entry):
-                said[entry[0]] = entry[1]
+                key = entry[0]
+                said[key] = entry[1]
+                if len(entry) == 3:
+                    records[key] = entry[2]
+                else:
+                    records.pop(key, None)
             else:
                 skipped.append(lineno)
         if skipped:
@@ -102,7 +136,8 @@ class TriesLog:
                 skipped[0],
             )
         self._said = dict(said)
-        return [(key, tries) for key, tries in said.items() if tries is not None]
+        self._recorded = set(records)
+        return [(k, tries, records.get(k)) for k, tries in said.items() if tries is not None]
 
     def settle(self, data: dict[str, Any], keys: Iterable[str] | None) -> None:
         """Log the current tries of *keys* (all logged keys if None) where the log differs.
@@ -117,8 +152,12 @@ class TriesLog:
         for key in list(said) if keys is None else [k for k in keys if k in said]:
             record = data.get(key)
             tries = record.get("_tries") if isinstance(record, dict) else None
+            if record is not None and record_problem(record) is not None:
+                continue  # the commit leaves this key out (a bad value): so does the log
             now = tries if type(tries) is int else (0 if record is not None else None)
-            if said[key] != now:
+            # A record line must give way once the store holds the key: a
+            # later reopen would otherwise bring that older record back.
+            if said[key] != now or key in self._recorded:
                 self.append(key, now)
                 corrected = True
         if corrected:
@@ -132,6 +171,7 @@ class TriesLog:
             return
         self._side.clear()
         self._said.clear()
+        self._recorded.clear()
 
     def close(self) -> None:
         self._side.close()
