@@ -296,19 +296,25 @@ def list_tasks(args: argparse.Namespace) -> int:
 
 
 def reset(args: argparse.Namespace) -> int:
-    records, max_tries = _records(args.path)
-    if args.keys:
-        missing = [k for k in args.keys if k not in records]
-        if missing:
-            raise Fail(f"{args.path}: no key {missing[0]!r}; nothing was reset")
-        keys = args.keys
-    elif args.all:
-        keys = list(records)
-    else:
-        keys = in_state(records, max_tries, "failed" if args.failed else "exhausted")
+    if not _is_tracker(_check_store(args.path)):  # fail before waiting for a lock
+        raise Fail(f"{args.path}: a plain POD, not a tracker")
+    given = list(dict.fromkeys(args.keys))  # a key named twice is one task
+    # Which tasks are failed or exhausted is read once the store is held:
+    # a writer we waited for may have finished some of them meanwhile.
     with open_for_writing(
         ProgressTracker, args.path, args.timeout, outcome="nothing was reset"
     ) as tracker:
+        if given:
+            missing = [k for k in given if k not in tracker]
+            if missing:
+                raise Fail(f"{args.path}: no key {missing[0]!r}; nothing was reset")
+            keys = given
+        elif args.all:
+            keys = list(tracker)
+        else:
+            records = dict(tracker.items())
+            state = "failed" if args.failed else "exhausted"
+            keys = in_state(records, tracker.max_tries or 0, state)
         for key in keys:
             tracker.mark_not_done(key)
             tracker.reset_tries(key)
