@@ -211,7 +211,8 @@ def keys(args: argparse.Namespace) -> int:
 
 def check(args: argparse.Namespace) -> int:
     report = verify(_check_store(args.path, damage_status=True))
-    print("\n".join(escaped(line) for line in str(report).splitlines()))
+    for line in report.lines():
+        print(escaped(line))
     return EXIT_PROBLEMS if report.problems else 0
 
 

@@ -57,6 +57,10 @@ class VerifyReport:
         return not self.problems
 
     def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+    def lines(self) -> list[str]:
+        """The report as lines (a path holding a line break stays in its line)."""
         if self.ok:
             lines = [f"{self.path}: OK, {self.records} records"]
         elif not self.damaged and not self.records:  # e.g. no readable manifest: no count
@@ -70,7 +74,7 @@ class VerifyReport:
         if len(self.damaged) > SHOWN:
             lines.append(f"  ... and {len(self.damaged) - SHOWN} more damaged")
         lines += [f"  note: {n}" for n in self.notes]
-        return "\n".join(lines)
+        return lines
 
 
 def verify(path: str | os.PathLike[str]) -> VerifyReport:
