@@ -8,6 +8,7 @@ instead.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -265,3 +266,234 @@ def test_ctrl_c_during_import_is_one_line_and_130(tmp_path: Path) -> None:
     assert proc.returncode == 130
     assert err.count("\n") == 1 and "Traceback" not in err and "interrupted" in err
     assert not (tmp_path / "n.pod").exists()
+
+
+# -- 2. intact records win over unchecked lines -------------------------------------------
+
+
+def _edit_line(path: Path, index: int, line: int, old: str, new: str) -> None:
+    chunk = sorted((path / "chunks").iterdir())[index]
+    lines = chunk.read_text().split("\n")
+    assert old in lines[line - 1]
+    lines[line - 1] = lines[line - 1].replace(old, new)
+    chunk.write_text("\n".join(lines))
+
+
+@pytest.mark.parametrize("missing", [False, True])
+def test_accept_edits_never_overwrites_an_intact_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], missing: bool
+) -> None:
+    path = _mk(tmp_path / "s.pod")
+    _edit_line(path, 0, 51, '"k50",{"v":50}', '"k150",{"v":999}')
+    if missing:
+        sorted((path / "chunks").iterdir())[2].unlink()
+    status, out, _ = _cli(capsys, "repair", str(path), "--accept-edits", "--all")
+    assert status == 1
+    saved = _items(tmp_path / "s.pod.repaired")
+    assert saved["k150"] == {"v": 150}  # the intact one
+    assert "k50" not in saved and saved["k49"] == {"v": 49}
+    assert "chunks/00000001-000001.jsonl:51 'k150'" not in out
+    assert "'k150': not taken: an intact data file holds this key" in out
+
+
+# -- 5. unusable _tries: repair fixes it to the default, verify lists every one ------------
+
+
+def _bad_tries_tracker(tmp_path: Path) -> Path:
+    path = tmp_path / "b.tracker"
+    with tastypy.Tracker(path) as tracker:
+        tracker.add_many(f"k{i}" for i in range(5))
+    with tastypy.POD(path) as pod:
+        pod["k2"]["_tries"] = "3"
+        pod["k4"]["_tries"] = -1
+    return path
+
+
+def test_verify_names_every_unusable_tries(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _bad_tries_tracker(tmp_path)
+    status, out, _ = _cli(capsys, "verify", str(path))
+    assert status == 1
+    assert "'k2'" in out and "'k4'" in out
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_repair_resets_an_unusable_tries_to_0_and_names_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], in_place: bool
+) -> None:
+    path = _bad_tries_tracker(tmp_path)
+    args = ["repair", str(path)] + (["--in-place"] if in_place else [])
+    status, out, err = _cli(capsys, *args)
+    assert status == 1, err
+    assert "'k2'" in out and "'k4'" in out and "_tries" in out
+    fixed = path if in_place else tmp_path / "b.tracker.repaired"
+    assert tastypy.verify(fixed).ok
+    with tastypy.Tracker(fixed, readonly=True) as tracker:
+        assert len(tracker) == 5
+        assert tracker.tries("k2") == 0 and tracker.tries("k4") == 0
+
+
+# -- 6. the counts are records ----------------------------------------------------------------
+
+
+def test_a_truncated_data_file_counts_its_records_as_lost(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _mk(tmp_path / "c.pod")
+    _damage(path)
+    report = tastypy.verify(path)
+    assert report.records == 200 and report.lost == 100
+    _, out, _ = _cli(capsys, "verify", str(path))
+    assert "200 records intact, 100 records lost" in out
+    status, out, _ = _cli(capsys, "repair", str(path))
+    assert status == 1
+    assert "saved 200 records" in out and "100 records NOT saved" in out
+
+
+def test_a_gzipped_data_file_with_one_flipped_byte_loses_its_records(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "g.pod"
+    with tastypy.POD(path, file_size=100, gzipped=True) as pod:
+        for i in range(300):
+            pod[f"k{i}"] = {"v": i}
+    chunk = sorted((path / "chunks").iterdir())[1]
+    raw = bytearray(chunk.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    chunk.write_bytes(bytes(raw))
+    report = tastypy.verify(path)
+    assert report.records == 200 and report.lost == 100
+
+
+def test_tries_rebuilt_records_are_counted_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "t.tracker"
+    with tastypy.Tracker(path, file_size=10) as tracker:
+        tracker.add_many(f"k{i:02d}" for i in range(30))
+    tracker = tastypy.Tracker(path, sync_at=10**6)
+    for i in range(10, 15):
+        tracker.try_it(f"k{i:02d}")  # logged in tries.jsonl, not synced
+    snapshot = tmp_path / "copy.tracker"
+    shutil.copytree(path, snapshot)
+    tracker.close()
+    (snapshot / "lock").unlink()
+    os.truncate(sorted((snapshot / "chunks").iterdir())[1], 0)
+    report = tastypy.verify(snapshot)
+    assert report.records == 25 and report.lost == 5
+    status, out, _ = _cli(capsys, "repair", str(snapshot), "--all")
+    assert status == 1
+    assert "saved 25 records" in out and "5 records NOT saved" in out
+    assert out.count("rebuilt from") == 5
+
+
+# -- 8. repair . --in-place from inside the store ----------------------------------------
+
+
+def test_repair_dot_in_place_from_inside_the_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _mk(tmp_path / "s.pod")
+    _damage(path)
+    monkeypatch.chdir(path)
+    status, _out, err = _cli(capsys, "repair", ".", "--in-place")
+    assert status == 1, err
+    monkeypatch.chdir(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.pod", "s.pod.damaged"]
+    assert len(_items(path)) == 200
+    assert not tastypy.verify(tmp_path / "s.pod.damaged").ok
+
+
+# -- 7. a repair killed midway leaves no half-made store under a final name -------------
+
+_KILL_AT_RENAME = """
+import os, signal, sys
+from tastypy.storage.files import _fs
+from tastypy.cli import main
+
+calls = 0
+real = _fs.replace
+
+def replace(src, dst):
+    global calls
+    calls += 1
+    if calls == int(sys.argv[2]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(src, dst)
+
+_fs.replace = replace
+sys.exit(main(["repair", sys.argv[1], *sys.argv[3:]]))
+"""
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_a_repair_killed_at_any_rename_leaves_no_half_made_store(
+    tmp_path: Path, in_place: bool
+) -> None:
+    original = _mk(tmp_path / "orig.pod")
+    _damage(original)
+    extra = ["--in-place"] if in_place else []
+    for n in range(1, 20):
+        case = tmp_path / f"case{n}"
+        case.mkdir()
+        path = case / "s.pod"
+
+        shutil.copytree(original, path)
+        proc = subprocess.run(
+            [sys.executable, "-c", _KILL_AT_RENAME, str(path), str(n), *extra],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        killed = proc.returncode == -9
+        assert killed or proc.returncode == 1, proc.stderr
+        # Every store under a final name is whole: the original (damaged) or the salvage.
+        for name in ("s.pod", "s.pod.repaired", "s.pod.damaged"):
+            if (case / name).exists():
+                report = tastypy.verify(case / name)
+                assert report.ok == (report.records == 200 and report.lost == 0), (n, name)
+                assert report.records == 200, (n, name, str(report))
+        if not killed:
+            break
+        if not (case / "s.pod.repaired").exists() and (case / "s.pod").exists():
+            rerun = tastypy_cmd("repair", str(path), *extra)
+            assert rerun.returncode == 1, rerun.stderr
+            assert "removed" in rerun.stdout or not any(
+                p.name.startswith(".s.pod") for p in case.iterdir()
+            )
+            assert not any(".repairing" in p.name for p in case.iterdir())
+    else:
+        pytest.fail("the repair never finished")
+    assert n > 3  # it was killed at several renames before finishing
+
+
+# -- 13. repair on a full disk: exit 3, one line, nothing left ------------------------------
+
+
+def test_repair_on_a_disk_that_fills_midway_is_one_line_exit_3(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from _smallfs import fill, small_filesystem
+
+    with small_filesystem(1 << 20) as root:
+        path = _mk(root / "s.pod")
+        _damage(path)
+        filler = fill(root)
+        size = filler.stat().st_size
+        failures = 0
+        for room in range(0, 400_000, 8192):  # free a little more space each round
+            os.truncate(filler, size - room)
+            status, _out, err = _cli(capsys, "repair", str(path), "-o", str(root / "fixed.pod"))
+            if status == 1:
+                break
+            failures += 1
+            assert status == 3, err
+            assert err.count("\n") == 1 and "ENOSPC" in err and "warning" not in err, err
+            assert "fixed.pod" in err and ".repairing" not in err
+            assert sorted(p.name for p in root.iterdir()) == ["filler.bin", "s.pod"]
+        else:
+            pytest.fail("the repair never found room")
+        assert failures > 1
+        assert tastypy.verify(root / "fixed.pod").records == 200
