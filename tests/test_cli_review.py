@@ -497,3 +497,53 @@ def test_repair_on_a_disk_that_fills_midway_is_one_line_exit_3(
             pytest.fail("the repair never found room")
         assert failures > 1
         assert tastypy.verify(root / "fixed.pod").records == 200
+
+
+# -- 14. a failed import into an empty directory leaves it empty ------------------------------
+
+
+def test_a_failed_import_into_an_empty_directory_leaves_it_empty(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "e.pod"
+    target.mkdir()
+    data = tmp_path / "bad.json"
+    data.write_text('{"a": 1, "b": NaN}')
+    status, _, err = _cli(capsys, "import", str(target), str(data))
+    assert status == 2, err
+    assert target.is_dir() and list(target.iterdir()) == []
+
+
+# -- 16. small rough edges ----------------------------------------------------------------
+
+
+def test_import_refuses_a_key_given_twice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "dup.json"
+    data.write_text('{"a": 1,\n "a": 2}')
+    status, _, err = _cli(capsys, "import", str(tmp_path / "n.pod"), str(data))
+    assert status == 2
+    assert f"{data}:2:" in err and "'a'" in err and "twice" in err
+    assert not (tmp_path / "n.pod").exists()
+
+
+def test_an_empty_key_is_shown_as_a_literal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "s.pod"
+    with tastypy.POD(path) as pod:
+        pod[""] = 1
+        pod["x"] = 2
+    status, out, _ = _cli(capsys, "keys", str(path))
+    assert status == 0 and out.splitlines() == ["''", "x"]
+
+
+def test_jsonl_import_refuses_a_key_given_twice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "dup.jsonl"
+    data.write_text('["a", 1]\n["b", 1]\n["a", 2]\n')
+    status, _, err = _cli(capsys, "import", str(tmp_path / "n.pod"), str(data))
+    assert status == 2
+    assert f"{data}:3:" in err and "'a'" in err and "line 1" in err

@@ -88,22 +88,33 @@ def _discard(store: PersistentOrderedDict) -> None:
 
 @contextlib.contextmanager
 def _removed_on_failure(path: Path, *, unless_a_store: bool = False) -> Iterator[None]:
-    """Remove the directories made for a new store at *path* if the block fails.
+    """Remove what was made for a new store at *path* if the block fails.
 
-    Only what did not exist before is removed (the topmost missing parent
-    down). With *unless_a_store*, a store that came into being (a manifest
-    was written) is kept: it holds work worth resuming.
+    Only what did not exist before is removed: the directories made (the
+    topmost missing parent down) or, in a directory that was empty, what
+    was written into it (the directory stays). With *unless_a_store*, a
+    store that came into being (a manifest was written) is kept: it holds
+    work worth resuming.
     """
     top = None
     for each in (path, *path.parents):
         if each.exists() or each.is_symlink():
             break
         top = each
+    was_empty = top is None and path.is_dir() and not path.is_symlink() and not any(path.iterdir())
     try:
         yield
     except BaseException:
-        if top is not None and not (unless_a_store and (path / MANIFEST).is_file()):
-            shutil.rmtree(top, ignore_errors=True)
+        if not (unless_a_store and (path / MANIFEST).is_file()):
+            if top is not None:
+                shutil.rmtree(top, ignore_errors=True)
+            elif was_empty:
+                for entry in path.iterdir():
+                    if entry.is_dir() and not entry.is_symlink():
+                        shutil.rmtree(entry, ignore_errors=True)
+                    else:
+                        with contextlib.suppress(OSError):
+                            entry.unlink()
         raise
 
 

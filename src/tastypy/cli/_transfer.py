@@ -146,16 +146,27 @@ def read_numbered(data: bytes, name: str) -> list[tuple[str, Any, int]]:
             raise BadImport(f"{name}:{line}: not valid UTF-8 ({exc.reason})") from None
         if not isinstance(document, dict):
             raise BadImport(f"{name}:1: expected a JSON object")
-        return _object_items(data.decode(json.detect_encoding(data), "surrogatepass"))
-    return list(_lines(data, name))
+        return _object_items(data.decode(json.detect_encoding(data), "surrogatepass"), name)
+    items = list(_lines(data, name))
+    seen: dict[str, int] = {}
+    for key, _value, line in items:
+        if key in seen:
+            raise BadImport(f"{name}:{line}: key {key!r} is given twice (line {seen[key]} too)")
+        seen[key] = line
+    return items
 
 
 NESTED = "nested too deeply to read (lists or objects inside one another)"
 
 
-def _object_items(text: str) -> list[tuple[str, Any, int]]:
-    """The members of the JSON object *text* (already checked valid), with their lines."""
+def _object_items(text: str, name: str) -> list[tuple[str, Any, int]]:
+    """The members of the JSON object *text* (already checked valid), with their lines.
+
+    A key given twice is refused: JSON parsers keep one or the other, so
+    the file does not say which value was meant.
+    """
     decoder = json.JSONDecoder()
+    seen: dict[str, int] = {}
     items = []
     line, counted = 1, 0
     pos = _skip(text, text.index("{") + 1)
@@ -165,6 +176,9 @@ def _object_items(text: str) -> list[tuple[str, Any, int]]:
         key, pos = _string(text, pos + 1)
         pos = _skip(text, pos) + 1  # past the ":"
         value, pos = decoder.raw_decode(text, _skip(text, pos))
+        if key in seen:
+            raise BadImport(f"{name}:{line}: key {key!r} is given twice (line {seen[key]} too)")
+        seen[key] = line
         items.append((key, value, line))
         pos = _skip(text, pos)
         if text[pos] == ",":
