@@ -547,3 +547,21 @@ def test_jsonl_import_refuses_a_key_given_twice(
     status, _, err = _cli(capsys, "import", str(tmp_path / "n.pod"), str(data))
     assert status == 2
     assert f"{data}:3:" in err and "'a'" in err and "line 1" in err
+
+
+def test_a_timeout_that_ran_out_advises_a_longer_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _mk(tmp_path / "s.pod", n=3)
+    holder = """
+        import sys, tastypy
+        p = tastypy.POD(sys.argv[1])
+        print("ready", flush=True)
+        sys.stdin.readline()
+    """
+    with Child(holder, str(path)) as child:
+        child.expect("ready")
+        status, _, err = _cli(capsys, "compact", str(path), "--timeout", "0.2")
+        child.send("go")
+    assert status == 2
+    assert "give a longer --timeout SECONDS" in err and "add --timeout" not in err
