@@ -11,6 +11,8 @@ traceback. The exit statuses:
   permission, I/O error. The store is left as it was before the command.
   (A path that does not exist, or is a file where a directory must be, is
   bad input: 2.)
+- 130: interrupted (Ctrl-C); 141: the output was closed before the end
+  (``| head``), as a shell reports SIGINT and SIGPIPE.
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ traceback. Exit statuses (:mod:`tastypy.cli._errors`):
   file, bad options) or the store is open for writing elsewhere;
 - 3: the operating system refused (read-only filesystem, disk full, no
   permission, I/O error); the store is as it was before the command.
+- 130: interrupted (Ctrl-C); 141: the output was closed before the end
+  (``| head``), as a shell reports them.
 
 Keys, values and messages are printed with control characters escaped
 (:mod:`tastypy.cli._display`), whatever the terminal's encoding.
