@@ -565,3 +565,22 @@ def test_a_timeout_that_ran_out_advises_a_longer_one(
         child.send("go")
     assert status == 2
     assert "give a longer --timeout SECONDS" in err and "add --timeout" not in err
+
+
+def test_repair_in_place_through_a_link_repairs_the_store_it_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = _mk(tmp_path / "real.pod")
+    _damage(real)
+    link = tmp_path / "link.pod"
+    link.symlink_to(real)
+    status, _, err = _cli(capsys, "repair", str(link), "--in-place")
+    assert status == 1, err
+    assert link.is_symlink() and link.resolve() == real
+    assert len(_items(real)) == 200 and tastypy.verify(real).ok
+    assert not tastypy.verify(tmp_path / "real.pod.damaged").ok
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "link.pod",
+        "real.pod",
+        "real.pod.damaged",
+    ]

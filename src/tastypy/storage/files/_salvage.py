@@ -268,7 +268,7 @@ class _Scan:
             if damaged_at is not None:
                 applied_after.append(number)
             self.apply(path, lineno, body.split(b"\n")[:-2])
-        if applied_after:
+        if applied_after and not self.accept:  # accepted, the damaged commit was applied
             first, end = applied_after[0], applied_after[-1]
             which = f"commit {first} comes" if first == end else f"commits {first}-{end} come"
             self.result.caveats.append(

@@ -151,6 +151,10 @@ def repair(
     """
     store = Path(path)
     _check_is_store(store)
+    if in_place and store.is_symlink():
+        # The store the link names is the one to replace; the link then
+        # names the repaired store, and the original sits beside it.
+        store = Path(os.path.realpath(store))
     named = store if store.name else store.absolute()  # "." has no name to extend
     target = Path(output) if output is not None else named.with_name(named.name + REPAIRED)
     if in_place and output is not None:
