@@ -215,7 +215,7 @@ def test_a_hand_edit_is_named_and_repair_can_keep_it(store: Path) -> None:
 
     checked = run("verify", str(store))
     assert checked.returncode == 1
-    assert "3 records intact, 2 damaged" in checked.stdout
+    assert "3 records intact, 2 records lost" in checked.stdout
     assert f"chunks/{chunk.name}:2 " in checked.stdout  # named relative to the store
     assert f"{chunk.name}:2 'k3'" in checked.stdout
 

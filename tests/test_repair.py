@@ -187,7 +187,7 @@ def test_many_damaged_lines_are_listed_briefly(tmp_path: Path) -> None:
     report = tastypy.verify(path)
     assert report.records == 0 and len(report.damaged) == 500
     text = str(report)
-    assert "0 records intact, 500 damaged" in text
+    assert "0 records intact, 500 records lost" in text
     assert "... and 490 more damaged" in text
     assert len(text.splitlines()) < 20
 

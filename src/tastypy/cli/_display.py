@@ -8,7 +8,8 @@ would turn the terminal red. So every such text goes through one of:
   character is printable (Python's ``str.isprintable``) and can be encoded
   for the output, and it does not start with a quote; otherwise as Python's
   ``repr()`` (``'a\\nb'``, ``'\\x1b[31m'``, ``'\\u2028'``), so output that starts
-  with a quote is always an escaped literal and never ambiguous.
+  with a quote is always an escaped literal and never ambiguous. The empty
+  key is shown as ``''``, not as a blank line.
 - :func:`escaped` for text inside a longer line (a message, a path): each
   character that is not printable, or that the output cannot encode, becomes
   its Python escape, in place.
@@ -50,7 +51,12 @@ def _safe(char: str, encoding: str) -> bool:
 def shown(text: str) -> str:
     """*text* as it is if it prints safely and unambiguously, else as a Python literal."""
     encoding = _encoding()
-    if text.isprintable() and not text.startswith(("'", '"')) and can_encode(text, encoding):
+    if (
+        text
+        and text.isprintable()
+        and not text.startswith(("'", '"'))
+        and can_encode(text, encoding)
+    ):
         return text
     literal = repr(text)
     return literal if can_encode(literal, encoding) else ascii(text)

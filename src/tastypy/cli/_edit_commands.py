@@ -24,6 +24,7 @@ from ..tracker._tracker import ProgressTracker
 from ._display import escaped
 from ._errors import Fail, os_errors_fail
 from ._store_commands import _check_store, _is_tracker, open_for_writing
+from ._transfer import NESTED
 
 __all__ = ["delete", "repair_store", "set_value"]
 
@@ -90,6 +91,8 @@ def _parse(text: str) -> Any:
 
     try:
         return json.loads(text, parse_constant=refuse)
+    except RecursionError:
+        raise Fail(f"not valid here: {NESTED}") from None
     except ValueError as exc:
         raise Fail(f"not valid JSON: {exc} (strings need quotes: '\"text\"')") from None
 

@@ -11,6 +11,8 @@ traceback. The exit statuses:
   permission, I/O error. The store is left as it was before the command.
   (A path that does not exist, or is a file where a directory must be, is
   bad input: 2.)
+- 130: interrupted (Ctrl-C); 141: the output was closed before the end
+  (``| head``), as a shell reports SIGINT and SIGPIPE.
 """
 
 from __future__ import annotations
@@ -19,15 +21,19 @@ import contextlib
 import errno
 import os
 from collections.abc import Iterator
+from typing import IO, Any, TextIO
 
 from ..errors import LockedError, TastypyError
 from ._display import escaped
 
 __all__ = [
+    "EXIT_BROKEN_PIPE",
+    "EXIT_INTERRUPTED",
     "EXIT_OS",
     "EXIT_PROBLEMS",
     "EXIT_USAGE",
     "Fail",
+    "StandardOutput",
     "locked_line",
     "os_error_line",
     "os_error_status",
@@ -37,6 +43,10 @@ __all__ = [
 EXIT_PROBLEMS = 1  # verify found damage
 EXIT_USAGE = 2  # bad input: no such store, unknown key, locked, ...
 EXIT_OS = 3  # the OS refused: read-only, disk full, no permission, I/O error
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT (128 + 2)
+EXIT_BROKEN_PIPE = 141  # the reader of the output went away, as a shell reports SIGPIPE
+
+OUTPUT = "standard output"  # how messages name stdout
 
 # A path that is not there, or not what it must be, is bad input (2), as in
 # every other command; everything else the OS refuses is status 3.
@@ -104,15 +114,76 @@ def os_error_status(exc: OSError) -> int:
     return EXIT_USAGE if exc.errno in _BAD_PATH else EXIT_OS
 
 
-def locked_line(exc: LockedError, *, has_timeout: bool) -> str:
+def locked_line(exc: LockedError, *, has_timeout: bool, waited: bool = False) -> str:
     """The library's "open for writing by ..." message, with the command line's advice.
 
     The library advises ``timeout=SECONDS``, a Python keyword; the command
-    has ``--timeout SECONDS`` instead (on the commands that take it).
+    has ``--timeout SECONDS`` instead (on the commands that take it). After
+    a ``--timeout`` that ran out (*waited*), the advice is a longer one.
     """
     text = str(exc)
     head, found, _ = text.partition("; close it there")
     if not found:
         return escaped(text)
-    advice = "add --timeout SECONDS to wait for it" if has_timeout else "wait until it ends"
+    if waited:
+        advice = "give a longer --timeout SECONDS"
+    elif has_timeout:
+        advice = "add --timeout SECONDS to wait for it"
+    else:
+        advice = "wait until it ends"
     return escaped(f"{head}; stop it there, or {advice}")
+
+
+class StandardOutput:
+    """``sys.stdout`` for the command: an error writing it names it, not the store.
+
+    A full disk behind ``> file`` or a closed terminal is the output's
+    fault; without a name, the command's one-line error would fall back to
+    the store's path. A closed pipe stays a :class:`BrokenPipeError`.
+    """
+
+    def __init__(self, wrapped: TextIO) -> None:
+        self.wrapped = wrapped
+
+    def write(self, text: str) -> int:
+        with _named_output():
+            return self.wrapped.write(text)
+
+    def flush(self) -> None:
+        with _named_output():
+            self.wrapped.flush()
+
+    @property
+    def buffer(self) -> _BinaryOutput:
+        return _BinaryOutput(self.wrapped.buffer)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.wrapped, name)
+
+
+class _BinaryOutput:
+    def __init__(self, wrapped: IO[bytes]) -> None:
+        self.wrapped = wrapped
+
+    def write(self, data: bytes) -> int:
+        with _named_output():
+            return self.wrapped.write(data)
+
+    def flush(self) -> None:
+        with _named_output():
+            self.wrapped.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.wrapped, name)
+
+
+@contextlib.contextmanager
+def _named_output() -> Iterator[None]:
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = OUTPUT
+        raise

@@ -12,6 +12,8 @@ traceback. Exit statuses (:mod:`tastypy.cli._errors`):
   file, bad options) or the store is open for writing elsewhere;
 - 3: the operating system refused (read-only filesystem, disk full, no
   permission, I/O error); the store is as it was before the command.
+- 130: interrupted (Ctrl-C); 141: the output was closed before the end
+  (``| head``), as a shell reports them.
 
 Keys, values and messages are printed with control characters escaped
 (:mod:`tastypy.cli._display`), whatever the terminal's encoding.
@@ -23,15 +25,27 @@ import argparse
 import contextlib
 import logging
 import math
+import os
 import sys
 from collections.abc import Iterator, Sequence
+from typing import TextIO, cast
 
 from ..errors import LockedError, TastypyError
 from . import _edit_commands
 from . import _store_commands as handlers
 from ._display import escaped
-from ._errors import EXIT_USAGE, Fail, locked_line, os_error_line, os_error_status
+from ._errors import (
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    Fail,
+    StandardOutput,
+    locked_line,
+    os_error_line,
+    os_error_status,
+)
 from ._status import STATES
+from ._transfer import NESTED
 
 __all__ = ["add_timeout_option", "main"]
 
@@ -41,22 +55,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     _escape_what_cannot_be_encoded()
     parser = _parser()
     args = parser.parse_args(argv)
+    stdout = sys.stdout
+    sys.stdout = cast(TextIO, StandardOutput(stdout))  # a proxy with the same interface
+    try:
+        return _run(args)
+    finally:
+        sys.stdout = stdout
+
+
+def _run(args: argparse.Namespace) -> int:  # noqa: PLR0911  # one status per kind of failure
     try:
         with _warnings_on_one_line():
             status: int = args.handler(args)
+            sys.stdout.flush()  # a full or closed output fails here, not at exit
     except LockedError as exc:
-        _error(locked_line(exc, has_timeout=hasattr(args, "timeout")))
+        _error(locked_line(exc, has_timeout=hasattr(args, "timeout"), waited=_waited(args)))
         return EXIT_USAGE
     except (Fail, TastypyError) as exc:
         _error(escaped(str(exc)))
         failed = exc.status if isinstance(exc, Fail) else None
         return EXIT_USAGE if failed is None else failed
-    except BrokenPipeError:  # e.g. `tastypy keys big.pod | head`
-        return 0
+    except BrokenPipeError:  # e.g. `tastypy keys big.pod | head`: as a shell reports it
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except OSError as exc:  # one a command did not expect: still one line
         _error(os_error_line(exc, path=getattr(args, "path", None)))
         return os_error_status(exc)
+    except RecursionError:  # a JSON text nested deeper than any check expected
+        _error(f"{escaped(getattr(args, 'path', ''))}: input {NESTED}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _error("interrupted (Ctrl-C); a store being written is as of its last sync")
+        return EXIT_INTERRUPTED
     return status
+
+
+def _waited(args: argparse.Namespace) -> bool:
+    timeout = getattr(args, "timeout", None)
+    return bool(timeout)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush cannot fail."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.__stdout__.fileno() if sys.__stdout__ else 1)
+        os.close(devnull)
 
 
 def _error(line: str) -> None:

@@ -88,22 +88,33 @@ def _discard(store: PersistentOrderedDict) -> None:
 
 @contextlib.contextmanager
 def _removed_on_failure(path: Path, *, unless_a_store: bool = False) -> Iterator[None]:
-    """Remove the directories made for a new store at *path* if the block fails.
+    """Remove what was made for a new store at *path* if the block fails.
 
-    Only what did not exist before is removed (the topmost missing parent
-    down). With *unless_a_store*, a store that came into being (a manifest
-    was written) is kept: it holds work worth resuming.
+    Only what did not exist before is removed: the directories made (the
+    topmost missing parent down) or, in a directory that was empty, what
+    was written into it (the directory stays). With *unless_a_store*, a
+    store that came into being (a manifest was written) is kept: it holds
+    work worth resuming.
     """
     top = None
     for each in (path, *path.parents):
         if each.exists() or each.is_symlink():
             break
         top = each
+    was_empty = top is None and path.is_dir() and not path.is_symlink() and not any(path.iterdir())
     try:
         yield
     except BaseException:
-        if top is not None and not (unless_a_store and (path / MANIFEST).is_file()):
-            shutil.rmtree(top, ignore_errors=True)
+        if not (unless_a_store and (path / MANIFEST).is_file()):
+            if top is not None:
+                shutil.rmtree(top, ignore_errors=True)
+            elif was_empty:
+                for entry in path.iterdir():
+                    if entry.is_dir() and not entry.is_symlink():
+                        shutil.rmtree(entry, ignore_errors=True)
+                    else:
+                        with contextlib.suppress(OSError):
+                            entry.unlink()
         raise
 
 
@@ -211,7 +222,8 @@ def keys(args: argparse.Namespace) -> int:
 
 def check(args: argparse.Namespace) -> int:
     report = verify(_check_store(args.path, damage_status=True))
-    print("\n".join(escaped(line) for line in str(report).splitlines()))
+    for line in report.lines():
+        print(escaped(line))
     return EXIT_PROBLEMS if report.problems else 0
 
 
@@ -296,19 +308,25 @@ def list_tasks(args: argparse.Namespace) -> int:
 
 
 def reset(args: argparse.Namespace) -> int:
-    records, max_tries = _records(args.path)
-    if args.keys:
-        missing = [k for k in args.keys if k not in records]
-        if missing:
-            raise Fail(f"{args.path}: no key {missing[0]!r}; nothing was reset")
-        keys = args.keys
-    elif args.all:
-        keys = list(records)
-    else:
-        keys = in_state(records, max_tries, "failed" if args.failed else "exhausted")
+    if not _is_tracker(_check_store(args.path)):  # fail before waiting for a lock
+        raise Fail(f"{args.path}: a plain POD, not a tracker")
+    given = list(dict.fromkeys(args.keys))  # a key named twice is one task
+    # Which tasks are failed or exhausted is read once the store is held:
+    # a writer we waited for may have finished some of them meanwhile.
     with open_for_writing(
         ProgressTracker, args.path, args.timeout, outcome="nothing was reset"
     ) as tracker:
+        if given:
+            missing = [k for k in given if k not in tracker]
+            if missing:
+                raise Fail(f"{args.path}: no key {missing[0]!r}; nothing was reset")
+            keys = given
+        elif args.all:
+            keys = list(tracker)
+        else:
+            records = dict(tracker.items())
+            state = "failed" if args.failed else "exhausted"
+            keys = in_state(records, tracker.max_tries or 0, state)
         for key in keys:
             tracker.mark_not_done(key)
             tracker.reset_tries(key)

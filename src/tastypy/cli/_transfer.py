@@ -19,6 +19,8 @@ from .._codec import is_record
 __all__ = ["BadImport", "export_to_file", "read_import", "write_export"]
 
 _SPACE = re.compile(r"[ \t\n\r]*")
+# 19 digits or more, perhaps an integer beyond 64 bits (or just digits in a string).
+_LONG_NUMBER = re.compile(rb"\d{19}")
 # The decoder's own string scanner (json.decoder.scanstring; typeshed omits it).
 _string: Callable[[str, int], tuple[str, int]] = getattr(json.decoder, "scanstring")  # noqa: B009
 
@@ -71,14 +73,16 @@ def export_to_file(items: Iterable[tuple[str, Any]], target: str, fmt: str) -> i
     untouched. A *target* that is not a regular file (``/dev/stdout``, a
     pipe) is written in place.
     """
-    final = os.path.realpath(target)
     try:
-        old: os.stat_result | None = os.stat(final)
+        # Not through realpath: /dev/stdout on a pipe resolves to a name
+        # (/proc/PID/fd/pipe:[N]) that cannot be opened again.
+        old: os.stat_result | None = os.stat(target)
     except FileNotFoundError:
         old = None
     if old is not None and not stat.S_ISREG(old.st_mode):
         with open(target, "wb") as out:
             return write_export(items, out, fmt)
+    final = os.path.realpath(target)
     directory, base = os.path.split(final)
     fd, temp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=directory)
     try:
@@ -133,6 +137,8 @@ def read_numbered(data: bytes, name: str) -> list[tuple[str, Any, int]]:
     if text.startswith(b"{"):
         try:
             document = json.loads(data)
+        except RecursionError:
+            raise BadImport(f"{name}:1: {NESTED}") from None
         except json.JSONDecodeError as exc:
             raise BadImport(f"{name}:{exc.lineno}: not valid JSON ({exc})") from None
         except UnicodeDecodeError as exc:
@@ -140,13 +146,27 @@ def read_numbered(data: bytes, name: str) -> list[tuple[str, Any, int]]:
             raise BadImport(f"{name}:{line}: not valid UTF-8 ({exc.reason})") from None
         if not isinstance(document, dict):
             raise BadImport(f"{name}:1: expected a JSON object")
-        return _object_items(data.decode(json.detect_encoding(data), "surrogatepass"))
-    return list(_lines(data, name))
+        return _object_items(data.decode(json.detect_encoding(data), "surrogatepass"), name)
+    items = list(_lines(data, name))
+    seen: dict[str, int] = {}
+    for key, _value, line in items:
+        if key in seen:
+            raise BadImport(f"{name}:{line}: key {key!r} is given twice (line {seen[key]} too)")
+        seen[key] = line
+    return items
 
 
-def _object_items(text: str) -> list[tuple[str, Any, int]]:
-    """The members of the JSON object *text* (already checked valid), with their lines."""
+NESTED = "nested too deeply to read (lists or objects inside one another)"
+
+
+def _object_items(text: str, name: str) -> list[tuple[str, Any, int]]:
+    """The members of the JSON object *text* (already checked valid), with their lines.
+
+    A key given twice is refused: JSON parsers keep one or the other, so
+    the file does not say which value was meant.
+    """
     decoder = json.JSONDecoder()
+    seen: dict[str, int] = {}
     items = []
     line, counted = 1, 0
     pos = _skip(text, text.index("{") + 1)
@@ -156,6 +176,9 @@ def _object_items(text: str) -> list[tuple[str, Any, int]]:
         key, pos = _string(text, pos + 1)
         pos = _skip(text, pos) + 1  # past the ":"
         value, pos = decoder.raw_decode(text, _skip(text, pos))
+        if key in seen:
+            raise BadImport(f"{name}:{line}: key {key!r} is given twice (line {seen[key]} too)")
+        seen[key] = line
         items.append((key, value, line))
         pos = _skip(text, pos)
         if text[pos] == ",":
@@ -176,6 +199,10 @@ def _lines(data: bytes, name: str) -> Iterator[tuple[str, Any, int]]:
             continue
         try:
             record = orjson.loads(line)
+            if _LONG_NUMBER.search(line) is not None:
+                # orjson reads an integer beyond 64 bits as a float; the
+                # standard parser keeps it whole, so the store refuses it.
+                record = json.loads(line)
         except orjson.JSONDecodeError as exc:
             raise BadImport(f"{name}:{lineno}: not valid JSON ({exc})") from None
         if not is_record(record):

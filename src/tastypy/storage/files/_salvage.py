@@ -19,7 +19,7 @@ commit (an interrupted sync) is not lost: it never completed.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,48 +27,20 @@ import orjson
 
 from ..._codec import is_record
 from ...errors import CorruptStoreError
+from ...tracker._records import record_problem
 from ...tracker._tries import NAME as TRIES
 from . import _fs
 from ._chunks import CHUNKS, parse_records, split_chunk
 from ._commits import check_commit, plain_commits, torn_in_place
+from ._damage import SETTINGS as _SETTINGS
+from ._damage import Damage, bad_settings, lost_records
 from ._manifest import MANIFEST, ChunkEntry, Manifest
 from ._pieces import gzip_pieces, inflate_what_we_can, split_damaged
 from ._sidelog import side_log_name
 
-__all__ = ["Damage", "Salvage", "bad_settings", "salvage"]
+__all__ = ["Damage", "Salvage", "bad_settings", "lost_records", "salvage"]
 
 _KEY = re.compile(rb'\["((?:[^"\\\n]|\\.)*)"')
-_SETTINGS = (("sync_at", 1), ("max_tries", 0))
-
-
-@dataclass(frozen=True)
-class Damage:
-    """A record, or a stretch of a file, that is not intact.
-
-    ``file`` and ``line`` (1-based; ``None`` where no line can be named) say
-    where; ``key`` is the record's key where it can still be read; ``reason``
-    says what is wrong with it. ``unchecked``: the line reads as a record,
-    but the check of its file or commit fails, so it may be a hand edit
-    (``repair(..., accept_edits=True)`` takes such lines as they read).
-    """
-
-    file: Path
-    line: int | None
-    key: str | None
-    reason: str
-    unchecked: bool = False
-
-    def __str__(self) -> str:
-        return self.shown(None)
-
-    def shown(self, store: Path | None) -> str:
-        """One line; the file named relative to *store* if it is inside it."""
-        name = self.file
-        if store is not None and name.is_relative_to(store):
-            name = name.relative_to(store)
-        where = f"{name}:{self.line}" if self.line is not None else str(name)
-        what = f" {self.key!r}" if self.key is not None else ""
-        return f"{where}{what}: {self.reason}"
 
 
 @dataclass
@@ -85,19 +57,6 @@ class Salvage:
     notes: list[str] = field(default_factory=list)
 
 
-def bad_settings(store: Path, meta: dict[str, Any]) -> list[str]:
-    """Problems with the settings the POD and the tracker keep in the manifest's meta."""
-    problems = []
-    for name, low in _SETTINGS:
-        value = meta.get(name)
-        if value is not None and (type(value) is not int or value < low):
-            problems.append(
-                f"{store / MANIFEST}: field meta.{name} must be a whole number >= {low}, "
-                f"not {value!r}"
-            )
-    return problems
-
-
 def salvage(
     store: Path,
     manifest: Manifest,
@@ -109,11 +68,20 @@ def salvage(
     """Scan a store's bytes (as :func:`read_snapshot` read them) for what is intact."""
     scan = _Scan(store, manifest, accept_edits)
     scan.settings()
-    for entry in manifest.chunks:
-        scan.chunk(entry, files.get(entry.file))
+    # First what passes its check, so that an unchecked line (a hand edit,
+    # taken with accept_edits) never replaces an intact record, wherever it is.
+    read = [(entry, scan.read_chunk(entry, files.get(entry.file))) for entry in manifest.chunks]
+    for _entry, outcome in read:
+        if outcome[0] == "intact":
+            scan.intact.update(key for key, _ in outcome[1])
+        elif outcome[0] == "checked":
+            scan.intact.update(r[0] for r in map(_loads, outcome[1]) if is_record(r))
+    for entry, outcome in read:
+        scan.chunk(entry, outcome)
     scan.journal(journal_raw)
     if manifest.meta.get("kind") == "tracker":
         scan.tries()
+        scan.task_records()
     return scan.finish()
 
 
@@ -127,6 +95,7 @@ class _Scan:
         self.damages: list[Damage] = []
         self.open: dict[str, list[int]] = {}  # key -> its damages not yet superseded
         self.dropped: set[int] = set()
+        self.intact: set[str] = set()  # keys of data files that pass their check
 
     # -- reporting ---------------------------------------------------------------
 
@@ -167,31 +136,51 @@ class _Scan:
                         None,
                         f"setting meta.{name} is {value!r}, not a whole number >= {low}; "
                         "the default applies",
+                        records=0,
                     )
                 )
 
     # -- data files -----------------------------------------------------------------
 
-    def chunk(self, entry: ChunkEntry, raw: bytes | None) -> None:
+    def read_chunk(self, entry: ChunkEntry, raw: bytes | None) -> tuple[str, Any]:
+        """A data file as ``("intact", pairs)``, ``("checked", lines)`` (its checksum
+        holds but a line does not read), ``("damaged", raw)`` or ``("missing", None)``."""
         where = self.store / CHUNKS / entry.file
         if raw is None:
-            self.lose(Damage(where, None, None, f"missing: its {entry.records} records"))
-            return
+            return "missing", None
         try:
             lines = split_chunk(where, entry, raw, self.manifest.gzipped)
         except CorruptStoreError:
-            self.damaged_chunk(where, entry, raw)
-            return
+            return "damaged", raw
         try:
-            pairs = parse_records(where, lines)
-        except CorruptStoreError:  # its checksum holds: only unreadable lines are lost
-            self.lines(where, lines, checked=True)
-            return
-        for lineno, (key, value) in enumerate(pairs, 1):
-            if key in self.data:
-                self.lose(Damage(where, lineno, key, "also in an earlier data file"))
-            else:
-                self.data[key] = value
+            return "intact", parse_records(where, lines)
+        except CorruptStoreError:
+            return "checked", lines
+
+    def chunk(self, entry: ChunkEntry, outcome: tuple[str, Any]) -> None:
+        where = self.store / CHUNKS / entry.file
+        kind, read = outcome
+        if kind == "missing":
+            self.lose(
+                Damage(
+                    where,
+                    None,
+                    None,
+                    f"missing: its {entry.records} records",
+                    False,
+                    entry.records,
+                )
+            )
+        elif kind == "damaged":
+            self.damaged_chunk(where, entry, read)
+        elif kind == "checked":
+            self.lines(where, read, checked=True)
+        else:
+            for lineno, (key, value) in enumerate(read, 1):
+                if key in self.data:
+                    self.lose(Damage(where, lineno, key, "also in an earlier data file"))
+                else:
+                    self.data[key] = value
 
     def damaged_chunk(self, where: Path, entry: ChunkEntry, raw: bytes) -> None:
         text = inflate_what_we_can(raw) if self.manifest.gzipped else raw
@@ -202,7 +191,13 @@ class _Scan:
         if len(lines) < entry.records:
             missing = entry.records - len(lines)
             self.lose(
-                Damage(where, None, None, f"{missing} of its {entry.records} records are gone")
+                Damage(
+                    where,
+                    None,
+                    None,
+                    f"{missing} of its {entry.records} records are gone",
+                    records=missing,
+                )
             )
 
     def lines(self, where: Path, lines: list[bytes], *, checked: bool) -> None:
@@ -213,6 +208,14 @@ class _Scan:
                 self.lose(Damage(where, lineno, _readable_key(line), "unreadable line"))
             elif record[0] in self.data:
                 self.lose(Damage(where, lineno, record[0], "also in an earlier data file"))
+            elif not checked and record[0] in self.intact:
+                # The line held some record (the count says so) that is not
+                # saved; the key it reads as is, from the intact file.
+                self.lose(
+                    Damage(
+                        where, lineno, record[0], "not taken: an intact data file holds this key"
+                    )
+                )
             elif checked:
                 self.data[record[0]] = record[1]
             elif self.accept:
@@ -226,7 +229,11 @@ class _Scan:
     def journal(self, raw: bytes | None) -> None:
         path = self.store / self.manifest.journal
         if raw is None:
-            self.lose(Damage(path, None, None, "missing: every sync since the last compaction"))
+            self.lose(
+                Damage(
+                    path, None, None, "missing: every sync since the last compaction", records=None
+                )
+            )
             return
         last = 0  # number of the last commit applied
         damaged_at: str | None = None  # the first damaged commit, once seen
@@ -261,7 +268,7 @@ class _Scan:
             if damaged_at is not None:
                 applied_after.append(number)
             self.apply(path, lineno, body.split(b"\n")[:-2])
-        if applied_after:
+        if applied_after and not self.accept:  # accepted, the damaged commit was applied
             first, end = applied_after[0], applied_after[-1]
             which = f"commit {first} comes" if first == end else f"commits {first}-{end} come"
             self.result.caveats.append(
@@ -292,7 +299,7 @@ class _Scan:
         """Report (or, accepting edits, apply) the lines of a commit that is not intact."""
         why = reason or "unchecked: its commit fails its checksum"
         if text is None:
-            self.lose(Damage(path, lineno or None, None, "unreadable commit"))
+            self.lose(Damage(path, lineno or None, None, "unreadable commit", records=None))
             return
         lines = text.split(b"\n")
         for offset, line in enumerate(lines):
@@ -328,7 +335,9 @@ class _Scan:
         except FileNotFoundError:
             return
         except CorruptStoreError as exc:  # a symbolic link: never followed
-            self.lose(Damage(path, None, None, f"not read ({exc}): the tries it logged"))
+            self.lose(
+                Damage(path, None, None, f"not read ({exc}): the tries it logged", records=0)
+            )
             return
         said: dict[str, int | None] = {}
         for lineno, line in enumerate(raw.split(b"\n")[:-1], 1):
@@ -341,17 +350,58 @@ class _Scan:
             ):
                 said[record[0]] = record[1]
             else:
-                self.lose(Damage(path, lineno, _readable_key(line), "unreadable try count"))
+                self.lose(
+                    Damage(path, lineno, _readable_key(line), "unreadable try count", records=0)
+                )
         for key, tries in said.items():
             if tries is None:
                 continue
             record = self.data.get(key)
             if record is None:
                 self.data[key] = {"_done": False, "_tries": tries}
+                self.rebuilt(path, key, tries)
             elif isinstance(record, dict) and (
                 type(record.get("_tries")) is not int or record["_tries"] < tries
             ):
                 record["_tries"] = tries
+
+    def rebuilt(self, path: Path, key: str, tries: int) -> None:
+        """*key* was lost but comes back from tries.jsonl: with its try count only.
+
+        Its damage, if one names it, then costs no record; else one of the
+        records of a stretch that is gone was this one.
+        """
+        why = f"rebuilt from {path.name} with its try count ({tries}) only; its other fields"
+        why += " are lost"
+        named = [i for i in self.open.get(key, ()) if self.damages[i].records]
+        if named:
+            for i in named:
+                old = self.damages[i]
+                self.damages[i] = replace(old, reason=f"{old.reason}; {why}", records=0)
+            return
+        for i, damage in enumerate(self.damages):
+            if damage.key is None and damage.records and i not in self.dropped:
+                self.damages[i] = replace(damage, records=damage.records - 1)
+                break
+        self.lose(Damage(path, None, key, why, records=0))
+
+    # -- task records ---------------------------------------------------------------
+
+    def task_records(self) -> None:
+        """A tracker's records whose ``_tries`` it cannot count by get 0 tries (and are named)."""
+        for key, record in self.data.items():
+            problem = record_problem(record)
+            if problem is not None:
+                record["_tries"] = 0
+                self.lose(
+                    Damage(
+                        self.store,
+                        None,
+                        key,
+                        f"{problem}; set to 0 (the default: tried again up to max_tries)",
+                        records=0,
+                    )
+                )
 
 
 def _loads(line: bytes) -> Any:

@@ -10,7 +10,9 @@ keeps the kind and settings (``file_size``, ``gzipped``, ``sync_at``,
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from ._engine import FileStorage
 from ._layout import lost_manifest
 from ._lock import StoreLock
 from ._manifest import MANIFEST
-from ._salvage import Damage, salvage
+from ._salvage import Damage, lost_records, salvage
 from ._snapshot import read_snapshot
 from .verify import SHOWN, verify
 
@@ -31,6 +33,7 @@ __all__ = ["RepairReport", "repair"]
 
 REPAIRED = ".repaired"  # suffix of the new store's default path
 DAMAGED = ".damaged"  # suffix the original gets with in_place=True
+BUILDING = ".repairing-"  # ".<output>.repairing-XXXXXXXX": a repair still being built
 
 
 @dataclass
@@ -82,7 +85,12 @@ class RepairReport:
         else:
             moved = f"; the damaged original is now {self.original}" if self.original else ""
             head = f"{self.path}: saved {self.records} records into {self.output}{moved}"
-            head += "; nothing was lost" if self.complete else f"; {len(self.lost)} NOT saved:"
+            if self.complete:
+                head += "; nothing was lost"
+            else:
+                count, exact = lost_records(self.lost)
+                entries = f"{len(self.lost)} entr{'y' if len(self.lost) == 1 else 'ies'}"
+                head += f"; {'' if exact else 'at least '}{count} records NOT saved ({entries}):"
         out = [head]
         out += _listed("not saved", self.lost, shown, self.path)
         out += _listed("accepted unchecked", self.accepted, shown, self.path)
@@ -143,6 +151,10 @@ def repair(
     """
     store = Path(path)
     _check_is_store(store)
+    if in_place and store.is_symlink():
+        # The store the link names is the one to replace; the link then
+        # names the repaired store, and the original sits beside it.
+        store = Path(os.path.realpath(store))
     named = store if store.name else store.absolute()  # "." has no name to extend
     target = Path(output) if output is not None else named.with_name(named.name + REPAIRED)
     if in_place and output is not None:
@@ -160,7 +172,7 @@ def _repair(store: Path, target: Path, *, in_place: bool, accept_edits: bool) ->
     report = RepairReport(store, records=checked.records, notes=list(checked.notes))
     if checked.ok:
         return report
-    named = store if store.name else store.absolute()
+    named = store.absolute()
     original = named.with_name(named.name + DAMAGED) if in_place else None
     for taken in (target, original):
         if taken is not None and (taken.exists() or taken.is_symlink()):
@@ -177,25 +189,51 @@ def _repair(store: Path, target: Path, *, in_place: bool, accept_edits: bool) ->
             "backup)"
         ) from None
     found = salvage(store, manifest, files, journal, accept_edits=accept_edits)
+    parent = target.absolute().parent
+    report.notes += _remove_half_built(parent, target.name)
+    # Built under a temporary name, renamed to *target* only once it verifies:
+    # a repair killed midway never leaves a half-made store under a final name.
+    build = parent / f".{target.name}{BUILDING}{secrets.token_hex(4)}"
     try:
-        _write(target, found.data, manifest.file_size, manifest.gzipped, found.meta)
-    except BaseException:
-        # It did not exist before: whatever is there now is ours, and half done.
+        _write(build, found.data, manifest.file_size, manifest.gzipped, found.meta)
+        _fs.replace(build, target.absolute())
+        fsync_dir(parent)
+    except BaseException as exc:
+        # What is there under the temporary name is ours, and half done.
         with contextlib.suppress(OSError):
-            _fs.rmtree(target)
+            _fs.rmtree(build)
+        if isinstance(exc, OSError) and exc.filename is not None:
+            exc.filename = str(target)  # the temporary name means nothing to the caller
         raise
     if original is not None:
         # Two renames, each durable before the next: a crash between them
         # leaves the original at <path>.damaged and the salvage at <path>.repaired.
-        _fs.replace(store, original)
-        fsync_dir(store.absolute().parent)
-        _fs.replace(target, store)
-        fsync_dir(store.absolute().parent)
+        # Absolute paths: "." cannot be renamed, but the directory it names can.
+        _fs.replace(named, original)
+        fsync_dir(named.parent)
+        _fs.replace(target.absolute(), named)
+        fsync_dir(named.parent)
         target = store
     report.output, report.original, report.records = target, original, len(found.data)
     report.lost, report.accepted, report.caveats = found.lost, found.accepted, found.caveats
-    report.notes = [n for n in checked.notes if "torn" not in n] + found.notes
+    report.notes = [n for n in report.notes if "torn" not in n] + found.notes
     return report
+
+
+def _remove_half_built(parent: Path, name: str) -> list[str]:
+    """Remove what an interrupted repair to *name* left under its temporary name."""
+    notes: list[str] = []
+    try:
+        entries = sorted(_fs.listdir(parent))
+    except OSError:
+        return notes
+    for entry in entries:
+        if entry.startswith(f".{name}{BUILDING}"):
+            _fs.rmtree(parent / entry)
+            notes.append(
+                f"removed {parent / entry}: a half-built repair left by an interrupted run"
+            )
+    return notes
 
 
 def _write(
@@ -209,7 +247,15 @@ def _write(
         new.commit(encoded)
         new.compact()
     except BaseException:
-        new.discard()
+        # The build has failed and is being removed: the engine's warning that
+        # its compaction at close failed too would only mislead.
+        engine_log = logging.getLogger("tastypy.storage.files._engine")
+        level = engine_log.level
+        engine_log.setLevel(logging.ERROR)
+        try:
+            new.discard()
+        finally:
+            engine_log.setLevel(level)
         raise
     new.close()
     if not verify(target).ok:  # never hand out a salvage that does not open

@@ -13,7 +13,7 @@ from ._chunks import CHUNKS, load_chunk
 from ._journal import apply_ops, replay
 from ._layout import find_leftovers, lost_manifest
 from ._manifest import MANIFEST, Manifest
-from ._salvage import Damage, bad_settings, salvage
+from ._salvage import Damage, bad_settings, lost_records, salvage
 from ._snapshot import read_snapshot
 
 __all__ = ["SHOWN", "Damage", "VerifyReport", "verify"]
@@ -45,6 +45,11 @@ class VerifyReport:
         when the manifest itself cannot be read.
     """
 
+    @property
+    def lost(self) -> int:
+        """Records that would be lost: what the entries of ``damaged`` cost (at least)."""
+        return lost_records(self.damaged)[0]
+
     path: Path
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -57,20 +62,24 @@ class VerifyReport:
         return not self.problems
 
     def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+    def lines(self) -> list[str]:
+        """The report as lines (a path holding a line break stays in its line)."""
         if self.ok:
             lines = [f"{self.path}: OK, {self.records} records"]
         elif not self.damaged and not self.records:  # e.g. no readable manifest: no count
             lines = [f"{self.path}: DAMAGED"]
         else:
-            lines = [
-                f"{self.path}: DAMAGED, {self.records} records intact, {len(self.damaged)} damaged"
-            ]
+            count, exact = lost_records(self.damaged)
+            lost = f"{'' if exact else 'at least '}{count} records lost"
+            lines = [f"{self.path}: DAMAGED, {self.records} records intact, {lost}"]
         lines += [f"  problem: {p}" for p in self.problems]
         lines += [f"  damaged: {d.shown(self.path)}" for d in self.damaged[:SHOWN]]
         if len(self.damaged) > SHOWN:
             lines.append(f"  ... and {len(self.damaged) - SHOWN} more damaged")
         lines += [f"  note: {n}" for n in self.notes]
-        return "\n".join(lines)
+        return lines
 
 
 def verify(path: str | os.PathLike[str]) -> VerifyReport:
