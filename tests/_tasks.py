@@ -100,6 +100,23 @@ def raise_bad_str(directory: str, key: str) -> None:
     raise BadStrError
 
 
+class WorseStrError(Exception):
+    """An exception whose ``__str__`` raises a BaseException, not an Exception."""
+
+    def __str__(self) -> str:
+        raise SystemExit("not from str")
+
+
+def raise_worse_str(directory: str, key: str) -> None:
+    raise WorseStrError
+
+
+def terminate_self(directory: str, key: str) -> None:
+    """SIGTERM to the process running the task: a worker must die of it."""
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(5)  # a worker that ignored it would go on to return
+
+
 def exit_with_status(directory: str, key: str) -> None:
     sys.exit(3)
 
@@ -161,6 +178,8 @@ BEHAVIOURS = {
     "crash": crash,
     "http": raise_http_error,
     "badstr": raise_bad_str,
+    "worsestr": raise_worse_str,
+    "term": terminate_self,
     "exit": exit_with_status,
     "bareexit": exit_plain,
     "interrupt": raise_interrupt,

@@ -361,3 +361,27 @@ def test_the_pool_is_no_bigger_than_the_tasks_left(
     summary = tracker.run(task_fn(tmp_path), keys, workers=8, progress=False)
     assert summary == RunSummary(done=2, failed=0, skipped=5, exhausted=0, interrupted=False)
     assert tracker["poolsize-1"]["result"] == tracker["poolsize-2"]["result"] == 2
+
+
+def test_a_worker_sent_sigterm_dies_and_fails_only_its_task(
+    open_tracker: Callable[..., tastypy.Tracker], tmp_path: Path
+) -> None:
+    tracker = open_tracker(max_tries=3)
+    keys = ["ok-0", "term-1", "ok-2", "ok-3"]
+    summary = tracker.run(task_fn(tmp_path), keys, workers=2, progress=False)
+    assert summary.done == 3 and not summary.interrupted
+    check_done(tracker, ["ok-0", "ok-2", "ok-3"])
+    error = only_error(tracker, "term-1")
+    assert f"died (signal {int(signal.SIGTERM)}, SIGTERM)" in error["message"], error
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_exception_whose_str_raises_systemexit_is_recorded(
+    open_tracker: Callable[..., tastypy.Tracker], tmp_path: Path, workers: int
+) -> None:
+    tracker = open_tracker()
+    summary = tracker.run(
+        task_fn(tmp_path), ["worsestr-0", "ok-1"], workers=workers, progress=False
+    )
+    assert summary.done == 1 and summary.failed == 1
+    assert only_error(tracker, "worsestr-0")["type"] == "WorseStrError"

@@ -19,6 +19,7 @@ from .._codec import encode_value
 
 __all__ = [
     "MESSAGE_CHARS",
+    "NOT_A_STOP",
     "TRACEBACK_CHARS",
     "Failure",
     "Success",
@@ -27,6 +28,9 @@ __all__ = [
     "result_failure",
 ]
 
+# What a task's own code may raise, even from a __str__ or a result's items():
+# everything but KeyboardInterrupt, which the run tells apart itself.
+NOT_A_STOP = (Exception, SystemExit, GeneratorExit)
 TRACEBACK_CHARS = 4000
 MESSAGE_CHARS = 1000
 
@@ -56,11 +60,11 @@ def failure_of(exc: BaseException) -> Failure:
     name = type(exc).__name__
     try:
         message = str(exc)
-    except Exception:  # a hostile __str__ must not cost the record
+    except NOT_A_STOP:  # a hostile __str__ must not cost the record, nor end the run
         message = f"<{name} whose str() failed>"
     try:
         text = "".join(traceback.format_exception(exc))
-    except Exception:
+    except NOT_A_STOP:
         text = f"{name}: {message}\n"
     return Failure(name, message[:MESSAGE_CHARS], text[-TRACEBACK_CHARS:])
 
@@ -87,6 +91,6 @@ def attempt(fn: Callable[[str], Any], key: str) -> Success | Failure:
     seconds = time.perf_counter() - started
     try:
         data = encode_value(result, keep=False)
-    except Exception as exc:  # TypeError, or whatever a hostile value raises
+    except NOT_A_STOP as exc:  # TypeError, or whatever a hostile value raises
         return result_failure(exc)
     return Success(data, seconds)

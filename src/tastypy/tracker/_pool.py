@@ -86,8 +86,15 @@ class Pool:
             If a worker process cannot unpickle the function.
         """
         self.executor = self._new_executor()
-        failure = self.executor.submit(_load_failure).result()
+        try:
+            failure = self.executor.submit(_load_failure).result()
+        except BaseException:  # e.g. too many open files to start the workers
+            self.executor.shutdown(wait=True, cancel_futures=True)
+            self.executor = None
+            raise
         if failure is not None:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+            self.executor = None
             raise TypeError(
                 f"a worker process cannot load fn ({failure.type}: {failure.message}); with "
                 f"workers={self.workers}, fn must be a module-level function of a module "
@@ -242,7 +249,7 @@ _load_error: Failure | None = None
 def _start_worker(payload: bytes) -> None:
     """The pool's initializer: never raises (a raising initializer breaks the pool)."""
     global _fn, _load_error
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _as_a_worker()
     try:
         _fn = pickle.loads(payload)
     except BaseException as exc:
@@ -259,8 +266,18 @@ def _attempt_in_worker(key: str) -> Outcome:
     return attempt(_fn, key)
 
 
-def _alone(payload: bytes, key: str, writer: Connection) -> None:
+def _as_a_worker() -> None:
+    """Ctrl-C is the run's to handle; SIGTERM ends a worker, as it would any process.
+
+    (A forked worker inherits the run's handlers: SIGTERM would only have
+    set a stop flag in the worker's copy.)
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _alone(payload: bytes, key: str, writer: Connection) -> None:
+    _as_a_worker()
     outcome: Outcome
     try:
         fn = pickle.loads(payload)

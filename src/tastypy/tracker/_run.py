@@ -23,7 +23,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from .._codec import decode_value, encode_value, normalize_key
-from ._attempt import Failure, Success, failure_of, result_failure
+from ._attempt import NOT_A_STOP, Failure, Success, failure_of, result_failure
 from ._pool import Pool, pickled_function
 
 if TYPE_CHECKING:
@@ -170,7 +170,7 @@ class _Run:
             seconds = time.perf_counter() - started
             try:
                 encode_value(result, keep=False)
-            except Exception as exc:  # TypeError, or whatever a hostile value raises
+            except NOT_A_STOP as exc:  # TypeError, or whatever a hostile value raises
                 self.failed(key, result_failure(exc))
             else:
                 self.succeeded(key, result, seconds)
