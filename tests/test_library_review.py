@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import os
 import subprocess
 import sys
 import textwrap
@@ -99,3 +100,128 @@ def test_a_logged_outcome_gives_way_to_what_a_later_sync_of_the_task_wrote(
     assert again.check("b") and again["b"]["result"] == "B"
     again.close()
     tracker.close()
+
+
+def _store(tmp_path: Path) -> Path:
+    path = tmp_path / "s.pod"
+    with tastypy.POD(path) as pod:
+        for i in range(5):
+            pod[f"k{i}"] = i
+    return path
+
+
+def test_a_journal_link_in_a_directory_without_manifest_is_refused_by_name(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s"
+    path.mkdir()
+    (path / "journal-00000001.jsonl").symlink_to("journal-00000001.jsonl")  # loops
+    for opener in (
+        lambda: tastypy.POD(path),
+        lambda: tastypy.POD(path, readonly=True),
+        lambda: tastypy.verify(path),
+    ):
+        with pytest.raises(tastypy.CorruptStoreError, match="symbolic link"):
+            opener()
+
+
+def test_a_directory_where_the_manifest_is_written_is_refused_not_a_late_failure(
+    tmp_path: Path,
+) -> None:
+    path = _store(tmp_path)
+    (path / "manifest.json.tmp").mkdir()
+    assert not tastypy.verify(path).ok
+    with pytest.raises(tastypy.CorruptStoreError, match=r"manifest\.json\.tmp"):
+        tastypy.POD(path)
+    (path / "manifest.json.tmp").rmdir()
+    (path / "manifest.json.tmp").write_text("debris of a crash")
+    with tastypy.POD(path, sync_at=3) as pod:  # a file there is debris: removed
+        pod["k9"] = 9
+    assert not (path / "manifest.json.tmp").exists()
+
+
+def test_meta_that_cannot_be_written_back_is_refused_on_open(tmp_path: Path) -> None:
+    import json
+
+    path = _store(tmp_path)
+    manifest = json.loads((path / "manifest.json").read_text())
+    deep: object = 1
+    for _ in range(300):
+        deep = [deep]
+    manifest["meta"]["note"] = deep
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(tastypy.CorruptStoreError, match="meta"):
+        tastypy.POD(path)
+
+
+def test_an_enum_member_whose_value_is_not_finite_is_refused(tmp_path: Path) -> None:
+    import enum
+
+    class Odd(enum.Enum):
+        NAN = float("nan")
+        INF = (float("inf"),)
+
+    with tastypy.POD(tmp_path / "e") as pod:
+        for member in Odd:
+            with pytest.raises(TypeError, match="NaN or infinity"):
+                pod["x"] = member
+        assert "x" not in pod
+
+
+@pytest.mark.parametrize("name", ["lock", "tries.jsonl", "journal"])
+def test_a_store_file_hard_linked_from_outside_is_never_written(tmp_path: Path, name: str) -> None:
+    path = tmp_path / "t"
+    with tastypy.Tracker(path) as tracker:
+        tracker.add("a")
+        tracker.try_it("a")
+        tracker.sync_key("a")  # keeps tries.jsonl
+    outside = tmp_path / "precious.txt"
+    outside.write_text("do not touch\n")
+    target = path / (next(p.name for p in path.glob("journal-*")) if name == "journal" else name)
+    target.unlink(missing_ok=True)
+    os.link(outside, target)
+    assert not tastypy.verify(path).ok
+    with pytest.raises(tastypy.CorruptStoreError, match="hard links"), tastypy.Tracker(path) as t:
+        t.try_it("a")
+    assert outside.read_text() == "do not touch\n"
+
+
+def test_a_lock_that_is_not_a_file_is_a_problem_for_verify(tmp_path: Path) -> None:
+    path = _store(tmp_path)
+    (path / "lock").unlink()
+    (path / "lock").mkdir()
+    report = tastypy.verify(path)
+    assert not report.ok and any("lock" in p for p in report.problems)
+
+
+def test_run_leaves_an_ignored_sigint_ignored(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        """
+        import os, signal, sys
+        import tastypy
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # as under nohup or in a background job
+
+        def task(key):
+            os.kill(os.getpid(), signal.SIGINT)  # ignored: the run goes on
+            return key
+
+        tracker = tastypy.Tracker(sys.argv[1])
+        summary = tracker.run(task, ["a", "b"], workers=1, progress=False)
+        print(summary.done, summary.interrupted)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "t")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.split() == ["2", "False"]
+
+
+def test_a_path_through_a_file_is_refused_clearly(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(tastypy.NotAStoreError, match="is a file, not a directory"):
+        tastypy.POD(tmp_path / "afile" / "x.pod")
+    with pytest.raises(tastypy.NotAStoreError, match="empty path"):
+        tastypy.verify("")

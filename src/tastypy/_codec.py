@@ -219,6 +219,8 @@ def has_non_finite(value: object) -> bool:
         if isinstance(item, float):
             if not math.isfinite(item):
                 return True
+        elif isinstance(item, enum.Enum):
+            stack.append(item.value)  # written as its value
         elif isinstance(item, dict):
             stack.extend(item.values())
         elif isinstance(item, (list, tuple)):

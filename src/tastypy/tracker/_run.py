@@ -264,6 +264,8 @@ class _Stop:
             yield  # only the main thread may handle signals: run unguarded
             return
         for signum in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(signum) is signal.SIG_IGN:
+                continue  # ignored by the program (nohup, a background job): stays so
             self._previous[signum] = signal.signal(signum, self._handler)
         try:
             yield

@@ -202,6 +202,7 @@ def open_inside(path: Path, flags: int, mode: int = 0o644) -> int:
     CorruptStoreError
         If *path* is a symbolic link, a directory, a FIFO, a device or a socket.
     """
+    writing = flags & (os.O_WRONLY | os.O_RDWR)
     try:
         found = os.lstat(path)
     except FileNotFoundError:
@@ -209,6 +210,8 @@ def open_inside(path: Path, flags: int, mode: int = 0o644) -> int:
     else:
         if not stat_module.S_ISREG(found.st_mode):
             raise not_a_file(path, found.st_mode)
+        if writing and found.st_nlink > 1:
+            raise _hard_linked(path)  # before the open: O_TRUNC would already write
     try:
         fd = open_fd(path, flags | _O_SAFE, mode)
     except OSError as exc:
@@ -221,12 +224,22 @@ def open_inside(path: Path, flags: int, mode: int = 0o644) -> int:
         opened = os.fstat(fd)
         if not stat_module.S_ISREG(opened.st_mode):
             raise not_a_file(path, opened.st_mode)
+        if writing and opened.st_nlink > 1:
+            raise _hard_linked(path)
         status = fcntl.fcntl(fd, fcntl.F_GETFL)
         fcntl.fcntl(fd, fcntl.F_SETFL, status & ~getattr(os, "O_NONBLOCK", 0))
     except BaseException:
         close(fd)
         raise
     return fd
+
+
+def _hard_linked(path: Path) -> CorruptStoreError:
+    """A store file that writing would change elsewhere too: it is linked from outside."""
+    return CorruptStoreError(
+        f"{path} has other hard links (the same file is elsewhere too); a store's own "
+        "files never do, and tastypy does not write through one out of the store"
+    )
 
 
 def read_file(path: Path) -> bytes:

@@ -65,11 +65,13 @@ def lost_manifest(path: Path) -> CorruptStoreError | None:
     found = []
     for name in sorted(_fs.listdir(path)):
         if JOURNAL_NAME.match(name):
-            size = (path / name).stat().st_size
-            if size:
-                found.append(f"{name} ({size:,} bytes)")
+            entry = (path / name).lstat()  # a link is not followed, not even to size it
+            if not stat.S_ISREG(entry.st_mode):
+                raise _fs.not_a_file(path / name, entry.st_mode)
+            if entry.st_size:
+                found.append(f"{name} ({entry.st_size:,} bytes)")
     chunk_dir = path / CHUNKS
-    if chunk_dir.is_dir():
+    if chunk_dir.is_dir() and not chunk_dir.is_symlink():
         count = sum(1 for name in _fs.listdir(chunk_dir) if _CHUNK_NAME.match(name))
         if count:
             found.append(f"{count} data file{'s' if count > 1 else ''} in {CHUNKS}/")
@@ -139,7 +141,7 @@ def find_leftovers(path: Path, manifest: Manifest) -> tuple[list[Path], list[Cor
     entries += [
         path / name
         for name in _fs.listdir(path)
-        if JOURNAL_NAME.match(name) and name != manifest.journal
+        if (JOURNAL_NAME.match(name) and name != manifest.journal) or name == MANIFEST + ".tmp"
     ]
     debris: list[Path] = []
     strangers: list[CorruptStoreError] = []

@@ -204,6 +204,12 @@ def _validated(path: Path, doc: dict[str, Any]) -> Manifest:
     meta = doc.get("meta", {})
     if type(meta) is not dict:
         raise top.fail("meta", "a JSON object")
+    try:
+        orjson.dumps(meta)  # what cannot be written back would fail every later write
+    except TypeError:
+        raise top.fail(
+            "meta", "a JSON object that can be written back (254 deep at most)"
+        ) from None
     listed = doc.get("chunks")
     if type(listed) is not list:
         raise top.fail("chunks", "a list of data files")

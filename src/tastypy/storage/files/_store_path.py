@@ -37,6 +37,10 @@ def store_path(path: str | os.PathLike[str]) -> Path:
                 "remove the link or create what it points to"
             ) from None
     except OSError as exc:
+        if exc.errno == errno.ENOTDIR:
+            raise NotAStoreError(
+                f"{where}: a part of this path is a file, not a directory"
+            ) from None
         if exc.errno == errno.ELOOP:
             raise NotAStoreError(
                 f"{where} is a symbolic link that loops (or one of its parent directories is)"

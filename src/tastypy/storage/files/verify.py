@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ...errors import CorruptStoreError, NotAStoreError
 from ...tracker._records import bad_records
+from ...tracker._tries import NAME as TRIES
+from . import _fs
 from ._chunks import CHUNKS, load_chunk
 from ._journal import apply_ops, replay
 from ._layout import find_leftovers, lost_manifest
+from ._lock import LOCK_FILE
 from ._manifest import MANIFEST, Manifest
 from ._salvage import Damage, bad_settings, lost_records, salvage
+from ._sidelog import side_log_name
 from ._snapshot import read_snapshot
+from ._store_path import store_path
 
 __all__ = ["SHOWN", "Damage", "VerifyReport", "verify"]
 
@@ -95,7 +101,7 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
     CorruptStoreError
         If *path* holds a store's data files or journal but no manifest.
     """
-    store = Path(path)
+    store = store_path(path)
     if not (store / MANIFEST).is_file():
         lost = lost_manifest(store) if store.is_dir() else None
         if lost is not None:
@@ -147,12 +153,34 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
         found = salvage(store, manifest, files, journal_raw)
         report.records, report.damaged = len(found.data), found.lost
     _leftovers(store, manifest, report)
+    _files_changed_in_place(store, manifest.journal, report)
     return report
 
 
 def _record_problems(store: Path, meta: dict[str, Any], data: dict[str, Any]) -> list[str]:
     """A tracker's task records whose ``_tries`` or ``_done`` it cannot count by."""
     return bad_records(store, data) if meta.get("kind") == "tracker" else []
+
+
+def _files_changed_in_place(store: Path, journal: str, report: VerifyReport) -> None:
+    """The files a writer appends to or rewrites where they are: what it would refuse.
+
+    Each must be a regular file with no other hard link, or the writable
+    open (which refuses it) would fail where verify said OK.
+    """
+    for name in (LOCK_FILE, side_log_name(TRIES), journal):
+        try:
+            found = os.lstat(store / name)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(found.st_mode):
+            problem = str(_fs.not_a_file(store / name, found.st_mode))
+        elif found.st_nlink > 1:
+            problem = f"{store / name} has other hard links; a writable open refuses it"
+        else:
+            continue
+        if problem not in report.problems:
+            report.problems.append(problem)
 
 
 def _leftovers(store: Path, manifest: Manifest, report: VerifyReport) -> None:
