@@ -6,7 +6,7 @@ import logging
 import os
 import reprlib
 import threading
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any, ClassVar, NoReturn, TypeVar
 
@@ -106,8 +106,6 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
     """
 
     _KIND: ClassVar[str] = "pod"
-    # Whether _value_problem is asked about each value a sync writes.
-    _checks_values: ClassVar[bool] = False
     _storage: Storage | None = None
     _closed = True
     _lock: threading.RLock
@@ -204,11 +202,12 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
                 _registry.add(self._registered, self)
             _lifecycle.register(self)
 
-    def _value_problem(self, value: Any) -> str | None:
-        """Why *value* must not be written, beyond JSON (None: fine).
+    def _value_check(self) -> Callable[[Any], str | None] | None:
+        """What says why a value must not be written, beyond JSON (None: no check).
 
-        A value refused here is handled as one that cannot be encoded: left
-        out of the sync, which names it (the tracker's check of its records).
+        It returns the reason, or None if the value is fine. A value it
+        refuses is handled as one that cannot be encoded: left out of the
+        sync, which names it (the tracker's check of its records).
         """
         return None
 
@@ -492,8 +491,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             chosen, reach = pending.take(self._data, keys, full=full)
             left: list[str] = []
             try:
-                check = self._value_problem if self._checks_values else None
-                changes = pending.changes(self._data, chosen, left, check)
+                changes = pending.changes(self._data, chosen, left, self._value_check())
                 self._storage.commit(changes)
             except BaseException:
                 pending.restore(chosen)

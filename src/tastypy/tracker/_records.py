@@ -39,13 +39,12 @@ def record_problem(record: object) -> str | None:
     """Why *record*'s ``_tries`` is unusable, or None if it is fine."""
     if not isinstance(record, dict):
         return None
-    if "_tries" in record:
-        tries = record["_tries"]
-        if type(tries) is not int or not 0 <= tries < MAX_TRIES_VALUE:
-            return (
-                f"field _tries is {reprlib.repr(tries)}; expected a whole number from 0 "
-                f"to {MAX_TRIES_VALUE - 1}"
-            )
+    tries = record.get("_tries", 0)  # called for each record a sync writes: kept lean
+    if type(tries) is not int or not 0 <= tries < MAX_TRIES_VALUE:
+        return (
+            f"field _tries is {reprlib.repr(tries)}; expected a whole number from 0 "
+            f"to {MAX_TRIES_VALUE - 1}"
+        )
     return None
 
 

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 from .._codec import decode_value, encode_value, normalize_key
 from ._attempt import NOT_A_STOP, Failure, Success, failure_of, result_failure
-from ._pool import Pool, pickled_function
 
 if TYPE_CHECKING:
     from ._tracker import ProgressTracker
@@ -91,7 +90,14 @@ def run(
     """
     if type(workers) is not int or workers < 1:
         raise ValueError(f"workers must be a whole number >= 1, not {workers!r}")
-    payload = pickled_function(fn, workers) if workers > 1 else b""
+    if workers > 1:
+        # Imported here: multiprocessing and concurrent.futures cost ~20 ms to
+        # import, which a program that never runs a pool should not pay.
+        from ._pool import Pool, pickled_function  # noqa: PLC0415  # see above
+
+        payload = pickled_function(fn, workers)
+    else:
+        payload = b""
     if keys is not None:
         order = list(dict.fromkeys(k if type(k) is str else normalize_key(k) for k in keys))
         tracker.add_many_if_absent(order)

@@ -51,7 +51,6 @@ class ProgressTracker(PersistentOrderedDict):
     """
 
     _KIND = "tracker"
-    _checks_values = True
 
     def __init__(
         self,
@@ -110,9 +109,9 @@ class ProgressTracker(PersistentOrderedDict):
         self._repair_all()
         self._replay_tries(logged)
 
-    def _value_problem(self, value: Any) -> str | None:
-        """A task record whose ``_tries`` or ``_done`` is unusable must not be written."""
-        return record_problem(value)
+    def _value_check(self) -> Callable[[Any], str | None]:
+        """A task record whose ``_tries`` is unusable must not be written."""
+        return record_problem
 
     def _adopt_kind(self, kind: str, path: object) -> str:
         if kind != self._KIND and self._data:
@@ -367,7 +366,7 @@ class ProgressTracker(PersistentOrderedDict):
         self._check_writable()
         with self._lock:  # one claim at a time: two threads never both get True
             if key not in self._data:
-                self._add_fresh({key: None})
+                self._add_new({key: {"_done": False, "_tries": 0}}, _NEW_RECORD)
             record = self._hand_out(key)
             tries = record.get("_tries")
             tries = tries if type(tries) is int else 0

@@ -75,7 +75,8 @@ class TriesLog:
             return
         self._side.append(orjson.dumps([key, tries]) + b"\n")
         self._said[key] = tries
-        self._recorded.discard(key)
+        if self._recorded:
+            self._recorded.discard(key)
 
     def append_record(self, key: str, record: dict[str, Any], encoded: bytes) -> None:
         """Log *record* (encoded as *encoded*), the outcome of a try, before it is synced.
@@ -152,14 +153,15 @@ class TriesLog:
         for key in list(said) if keys is None else [k for k in keys if k in said]:
             record = data.get(key)
             tries = record.get("_tries") if isinstance(record, dict) else None
-            if record is not None and record_problem(record) is not None:
-                continue  # the commit leaves this key out (a bad value): so does the log
             now = tries if type(tries) is int else (0 if record is not None else None)
             # A record line must give way once the store holds the key: a
             # later reopen would otherwise bring that older record back.
-            if said[key] != now or key in self._recorded:
-                self.append(key, now)
-                corrected = True
+            if said[key] == now and key not in self._recorded:
+                continue
+            if record is not None and record_problem(record) is not None:
+                continue  # the commit leaves this key out (a bad value): so does the log
+            self.append(key, now)
+            corrected = True
         if corrected:
             # The commit that follows is durable: so must be what undoes the
             # older lines, or a power cut could bring back a deleted task.

@@ -87,8 +87,8 @@ class FileSideLog:
             self._end = _fs.fstat_size(self._fd)
         if self._torn:
             line = b"!\n" + line  # ends a torn line with what no JSON text may end with
-        written = 0
         try:
+            written = _fs.write(self._fd, line)
             while written < len(line):  # a short write must not glue two lines together
                 written += _fs.write(self._fd, memoryview(line)[written:])
         except BaseException:

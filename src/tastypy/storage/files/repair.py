@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -193,7 +192,7 @@ def _repair(store: Path, target: Path, *, in_place: bool, accept_edits: bool) ->
     report.notes += _remove_half_built(parent, target.name)
     # Built under a temporary name, renamed to *target* only once it verifies:
     # a repair killed midway never leaves a half-made store under a final name.
-    build = parent / f".{target.name}{BUILDING}{secrets.token_hex(4)}"
+    build = parent / f".{target.name}{BUILDING}{os.urandom(4).hex()}"
     try:
         _write(build, found.data, manifest.file_size, manifest.gzipped, found.meta)
         _fs.replace(build, target.absolute())

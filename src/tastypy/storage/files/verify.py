@@ -13,11 +13,11 @@ from ...tracker._records import bad_records
 from ...tracker._tries import NAME as TRIES
 from . import _fs
 from ._chunks import CHUNKS, load_chunk
+from ._damage import Damage, bad_settings, lost_records
 from ._journal import apply_ops, replay
 from ._layout import find_leftovers, lost_manifest
 from ._lock import LOCK_FILE
 from ._manifest import MANIFEST, Manifest
-from ._salvage import Damage, bad_settings, lost_records, salvage
 from ._sidelog import side_log_name
 from ._snapshot import read_snapshot
 from ._store_path import store_path
@@ -150,6 +150,9 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
     report.problems += _record_problems(store, manifest.meta, data)
     report.records = len(data)
     if report.problems:  # count what is intact, and name what is not
+        # Imported here: only a damaged store needs the salvage scan.
+        from ._salvage import salvage  # noqa: PLC0415
+
         found = salvage(store, manifest, files, journal_raw)
         report.records, report.damaged = len(found.data), found.lost
     _leftovers(store, manifest, report)
