@@ -225,3 +225,29 @@ def test_a_path_through_a_file_is_refused_clearly(tmp_path: Path) -> None:
         tastypy.POD(tmp_path / "afile" / "x.pod")
     with pytest.raises(tastypy.NotAStoreError, match="empty path"):
         tastypy.verify("")
+
+
+def test_an_exit_sync_that_fails_says_so_once(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        """
+        import errno, sys
+        import tastypy
+
+        pod = tastypy.POD(sys.argv[1])
+        pod["a"] = 1
+
+        def full(changes):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        pod._storage.commit = full  # the disk fills up before the program ends
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "p")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    lines = [line for line in done.stderr.splitlines() if "could not sync" in line]
+    assert len(lines) == 1, done.stderr
+    assert "No space left" in lines[0] and "1 changed key was not saved" in lines[0]

@@ -112,6 +112,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
     _opens: int
     _committing = False  # a commit runs (in the thread holding the lock)
     _committer = 0  # that thread's ident
+    _exit_failure: str | None = None  # the last failure an exit sync reported
     # A set that collects every key touched through the mapping, or None;
     # the tracker's counts re-check the keys in it.
     _touched: set[str] | None = None
@@ -533,18 +534,22 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         if not self._lock.acquire(timeout=EXIT_LOCK_SECONDS):
             _lifecycle.report(
                 f"tastypy: could not sync {self._where} {how}: another thread held it for "
-                f"{EXIT_LOCK_SECONDS:g} s; {len(self._dirty)} changed keys were not saved"
+                f"{EXIT_LOCK_SECONDS:g} s; {_not_saved(len(self._dirty))}"
             )
             return
         try:
             with _lifecycle.critical():
                 left = self._commit(None, full=full)
         except Exception as exc:
-            unsaved = len(self._dirty)
-            _lifecycle.report(
-                f"tastypy: could not sync {self._where} {how}: {exc}; "
-                f"{unsaved} changed keys were not saved"
-            )
+            # The same failure again (at exit, then when collected at
+            # shutdown) is said once.
+            said = f"{type(exc).__name__}: {exc}"
+            if said != self._exit_failure:
+                self._exit_failure = said
+                _lifecycle.report(
+                    f"tastypy: could not sync {self._where} {how}: {exc}; "
+                    f"{_not_saved(len(self._dirty))}"
+                )
             return
         finally:
             self._lock.release()
@@ -813,6 +818,12 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
                 )
         if sync_at is not None:
             self._sync_at = sync_at
+
+
+def _not_saved(count: int) -> str:
+    if count == 1:
+        return "1 changed key was not saved"
+    return f"{count} changed keys were not saved"
 
 
 POD = PersistentOrderedDict
