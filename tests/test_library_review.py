@@ -251,3 +251,23 @@ def test_an_exit_sync_that_fails_says_so_once(tmp_path: Path) -> None:
     lines = [line for line in done.stderr.splitlines() if "could not sync" in line]
     assert len(lines) == 1, done.stderr
     assert "No space left" in lines[0] and "1 changed key was not saved" in lines[0]
+
+
+def test_show_counts_only_the_stores_own_files_and_follows_no_link(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from tastypy.cli import main
+
+    path = _store(tmp_path)
+    assert main(["show", str(path), "--json"]) == 0
+    before = json.loads(capsys.readouterr().out)
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"x" * 1_000_000)
+    (path / "chunks" / "planted").symlink_to(big)
+    assert main(["show", str(path), "--json"]) == 0
+    after = json.loads(capsys.readouterr().out)
+    assert after["bytes_on_disk"] == before["bytes_on_disk"] < 1_000_000
+    assert after["files"] == before["files"] and after["format_version"] == 1
+    assert after["kind"] == "pod" and after["file_size"] == 1000 and after["gzipped"] is False

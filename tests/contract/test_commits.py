@@ -211,3 +211,11 @@ def test_a_commit_whose_io_fails_leaves_the_store_as_it_was(engine: Engine) -> N
     assert engine.open(readonly=True).load() == {"a": 1}
     storage.commit([put("c", 4)])  # the failed batch was not applied; a new one works
     assert after_reopen(engine, storage) == [("a", 1), ("c", 4)]
+
+
+def test_describe_gives_json_scalars(engine: Engine) -> None:
+    storage = fresh(engine, [put("a", 1)])
+    facts = storage.describe()
+    assert facts and all(isinstance(name, str) for name in facts)
+    assert all(v is None or isinstance(v, (bool, int, float, str)) for v in facts.values())
+    orjson.dumps(facts)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -25,8 +24,9 @@ from typing import Any, TypeVar
 
 from ..errors import NotAStoreError
 from ..pod import PersistentOrderedDict
+from ..storage.engines import open_engine
 from ..storage.files._layout import lost_manifest
-from ..storage.files._manifest import MANIFEST, read_manifest
+from ..storage.files._manifest import MANIFEST
 from ..storage.files.verify import verify
 from ..tracker._records import BadRecordError
 from ..tracker._tracker import ProgressTracker
@@ -154,7 +154,12 @@ def _open(path: str) -> PersistentOrderedDict:
 
 
 def _is_tracker(store: Path) -> bool:
-    return read_manifest(store).meta.get("kind") == "tracker"
+    """Whether the store at *store* is a tracker, as its engine's meta says."""
+    engine = open_engine(store, readonly=True)
+    try:
+        return engine.meta.get("kind") == "tracker"
+    finally:
+        engine.close()
 
 
 def show(args: argparse.Namespace) -> int:
@@ -177,26 +182,23 @@ def show(args: argparse.Namespace) -> int:
 
 
 def _facts(store: Path, pod: PersistentOrderedDict) -> dict[str, Any]:
-    manifest = read_manifest(store)
-    files = [p for p in store.rglob("*") if p.is_file()]
-    last = max((p.stat().st_mtime for p in files if p.name != "lock"), default=None)
+    """What ``show`` prints: the store's settings, as its engine holds and describes them."""
+    engine = pod.storage
+    meta, options, described = engine.meta, engine.options, engine.describe()
+    last = described.get("last_write")
     return {
         "path": str(store),
-        "kind": manifest.meta.get("kind", "pod"),
+        "kind": meta.get("kind", "pod"),
         "keys": len(pod),
-        "file_size": manifest.file_size,
-        "gzipped": manifest.gzipped,
-        "sync_at": manifest.meta.get("sync_at"),
-        "max_tries": manifest.meta.get("max_tries"),
-        "bytes_on_disk": sum(p.stat().st_size for p in files),
-        "files": len(files),
-        "format_version": _format_version(store),
+        "file_size": options.get("file_size"),
+        "gzipped": options.get("gzipped"),
+        "sync_at": meta.get("sync_at"),
+        "max_tries": meta.get("max_tries"),
+        "bytes_on_disk": described.get("bytes_on_disk"),
+        "files": described.get("files"),
+        "format_version": described.get("format_version"),
         "last_sync": None if last is None else _utc(last),
     }
-
-
-def _format_version(store: Path) -> Any:
-    return json.loads((store / MANIFEST).read_text()).get("version")
 
 
 def _utc(timestamp: float) -> str:

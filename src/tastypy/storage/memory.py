@@ -151,6 +151,10 @@ class MemoryStorage:
         """Nothing to fold: every commit is already in its final form."""
         self._check_writable()
 
+    def describe(self) -> dict[str, Any]:
+        """The store's name and how many batches it committed."""
+        return {"engine": "memory", "name": self.store.name, "commits": self.store.commits}
+
     def side_log(self, name: str) -> MemorySideLog:
         """The side log *name* of this store, kept with it in memory."""
         self._check_open()

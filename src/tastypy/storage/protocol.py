@@ -104,6 +104,13 @@ class Storage(Protocol):
         """
         ...
 
+    def describe(self) -> dict[str, Any]:
+        """Facts about the store for people (``tastypy show``): its size, format, last write.
+
+        Names and meanings are the engine's own; values are JSON scalars.
+        """
+        ...
+
     def side_log(self, name: str) -> SideLog:
         """The store's side log *name* (a short lowercase word), opened for this open's use."""
         ...

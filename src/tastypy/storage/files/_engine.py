@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import stat
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -46,8 +47,8 @@ from ._layout import (
     remove_leftovers,
     remove_new_store,
 )
-from ._lock import StoreLock
-from ._manifest import MANIFEST, Manifest, read_manifest
+from ._lock import LOCK_FILE, StoreLock
+from ._manifest import MANIFEST, VERSION, Manifest, read_manifest
 from ._sidelog import FileSideLog
 from ._snapshot import read_snapshot
 from ._store_path import store_path
@@ -163,6 +164,36 @@ class FileStorage:
         for directory in reversed(self._made):
             with contextlib.suppress(OSError):
                 _fs.rmdir(directory)
+
+    def describe(self) -> dict[str, Any]:
+        """Size on disk, number of files, format version and time of the last write.
+
+        Only the store's own regular files count (a link is not followed, not
+        even to size it); the lock file's time is not a write.
+        """
+        sizes: list[int] = []
+        last: float | None = None
+        for directory in (self.path, self.path / CHUNKS):
+            try:
+                names = _fs.listdir(directory)
+            except OSError:
+                continue
+            for name in names:
+                try:
+                    found = (directory / name).lstat()
+                except OSError:
+                    continue  # removed meanwhile (a compaction)
+                if not stat.S_ISREG(found.st_mode):
+                    continue
+                sizes.append(found.st_size)
+                if name != LOCK_FILE:
+                    last = found.st_mtime if last is None else max(last, found.st_mtime)
+        return {
+            "bytes_on_disk": sum(sizes),
+            "files": len(sizes),
+            "format_version": VERSION,
+            "last_write": last,
+        }
 
     def side_log(self, name: str) -> FileSideLog:
         """``<store>/<name>.jsonl``, the side log *name* (the tracker's ``tries``)."""
