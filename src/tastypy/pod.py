@@ -183,7 +183,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         self._storage = storage
         self._where = where  # what messages call the store
         self._path = Path(path) if path is not None else None
-        self._registered: str | None = None  # its key in _open, if it is there
+        self._registered: str | None = None  # its key in _registry, if it is listed
         self._readonly = readonly
         self._pending = Pending(readonly=readonly)
         # Aliases of the pending sets for the hot paths (never rebound).
