@@ -208,10 +208,9 @@ def open_inside(path: Path, flags: int, mode: int = 0o644) -> int:
     except FileNotFoundError:
         pass  # an O_CREAT open creates it; any other open fails below
     else:
-        if not stat_module.S_ISREG(found.st_mode):
-            raise not_a_file(path, found.st_mode)
-        if writing and found.st_nlink > 1:
-            raise _hard_linked(path)  # before the open: O_TRUNC would already write
+        problem = own_file_problem(path, found, writing=bool(writing))
+        if problem is not None:  # checked before the open: O_TRUNC would already write
+            raise problem
     try:
         fd = open_fd(path, flags | _O_SAFE, mode)
     except OSError as exc:
@@ -222,10 +221,9 @@ def open_inside(path: Path, flags: int, mode: int = 0o644) -> int:
         raise
     try:
         opened = os.fstat(fd)
-        if not stat_module.S_ISREG(opened.st_mode):
-            raise not_a_file(path, opened.st_mode)
-        if writing and opened.st_nlink > 1:
-            raise _hard_linked(path)
+        problem = own_file_problem(path, opened, writing=bool(writing))
+        if problem is not None:
+            raise problem
         status = fcntl.fcntl(fd, fcntl.F_GETFL)
         fcntl.fcntl(fd, fcntl.F_SETFL, status & ~getattr(os, "O_NONBLOCK", 0))
     except BaseException:
@@ -234,12 +232,22 @@ def open_inside(path: Path, flags: int, mode: int = 0o644) -> int:
     return fd
 
 
-def _hard_linked(path: Path) -> CorruptStoreError:
-    """A store file that writing would change elsewhere too: it is linked from outside."""
-    return CorruptStoreError(
-        f"{path} has other hard links (the same file is elsewhere too); a store's own "
-        "files never do, and tastypy does not write through one out of the store"
-    )
+def own_file_problem(
+    path: Path, found: os.stat_result, *, writing: bool
+) -> CorruptStoreError | None:
+    """Why *path* (as *found* by ``lstat``/``fstat``) cannot be one of the store's own files.
+
+    Only a regular file can; one to be written must also have no other hard
+    link, or writing it would change the same file elsewhere too.
+    """
+    if not stat_module.S_ISREG(found.st_mode):
+        return not_a_file(path, found.st_mode)
+    if writing and found.st_nlink > 1:
+        return CorruptStoreError(
+            f"{path} has other hard links (the same file is elsewhere too); a store's own "
+            "files never do, and tastypy does not write through one out of the store"
+        )
+    return None
 
 
 def read_file(path: Path) -> bytes:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,14 +175,9 @@ def _files_changed_in_place(store: Path, journal: str, report: VerifyReport) -> 
             found = os.lstat(store / name)
         except FileNotFoundError:
             continue
-        if not stat.S_ISREG(found.st_mode):
-            problem = str(_fs.not_a_file(store / name, found.st_mode))
-        elif found.st_nlink > 1:
-            problem = f"{store / name} has other hard links; a writable open refuses it"
-        else:
-            continue
-        if problem not in report.problems:
-            report.problems.append(problem)
+        refused = _fs.own_file_problem(store / name, found, writing=True)  # the open's rule
+        if refused is not None and str(refused) not in report.problems:
+            report.problems.append(str(refused))
 
 
 def _leftovers(store: Path, manifest: Manifest, report: VerifyReport) -> None:
