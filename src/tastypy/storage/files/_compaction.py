@@ -13,13 +13,15 @@ import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ...errors import CorruptStoreError
 from . import _fs
 from ._chunks import CHUNKS, Chunk, Fold, chunk_name, split_chunk, write_chunk
 from ._durable import fsync_dir, unlink_quietly, write_new_file
-from ._journal import Replay, is_delete, journal_keys
+from ._journal import Replay, is_delete, journal_keys, replay
 from ._layout import journal_name
+from ._manifest import Manifest
 
-__all__ = ["Generation", "discard", "plan", "write_generation"]
+__all__ = ["Generation", "discard", "fold_journal", "plan", "write_generation"]
 
 
 @dataclass
@@ -121,3 +123,40 @@ def discard(directory: Path, new: Generation) -> None:
     for chunk in new.written:
         unlink_quietly(directory / CHUNKS / chunk.entry.file)
     unlink_quietly(directory / new.journal)
+
+
+def fold_journal(
+    path: Path,
+    manifest: Manifest,
+    chunks: list[Chunk],
+    raw: bytes,
+    commits: int,
+    *,
+    durable: bool,
+) -> Generation | None:
+    """Write the next generation: *chunks* with the journal *raw* folded in.
+
+    *raw* is the journal as its writer wrote it, *commits* commits, every one
+    synced: a journal that no longer reads back whole is not folded in. None
+    if the journal changes nothing. The manifest naming the new generation is
+    the caller's to write.
+    """
+    replayed = replay(path / manifest.journal, raw, manifest.gzipped)
+    if replayed.torn or replayed.commits != commits:
+        raise CorruptStoreError(
+            f"{path / manifest.journal}: holds {replayed.commits} valid "
+            f"commits of the {commits} written; not compacting it"
+        )
+    if not replayed.ops:
+        return None
+    fold, affected = plan(chunks, replayed)
+    return write_generation(
+        path,
+        manifest.generation + 1,
+        chunks,
+        fold,
+        affected,
+        file_size=manifest.file_size,
+        gzipped=manifest.gzipped,
+        durable=durable,
+    )

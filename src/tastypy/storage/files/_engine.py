@@ -23,32 +23,30 @@ manifest names are removed on the next writable open.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import stat
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from ...errors import CorruptStoreError, LockedError, NotAStoreError, ReadOnlyError, SettingsError
+from ...errors import CorruptStoreError, LockedError, ReadOnlyError
 from . import _fs
 from ._chunks import CHUNKS, Chunk, load_chunk
-from ._compaction import Generation, discard, plan, write_generation
+from ._compaction import Generation, discard, fold_journal
 from ._durable import DirSyncError, fsync_dir, unlink_quietly
-from ._journal import Journal, apply_ops, replay
-from ._layout import (
-    create_store,
-    lost_manifest,
-    refuse_strangers,
-    remove_leftovers,
-    remove_new_store,
+from ._journal import Journal, apply_ops, journal_records, replay
+from ._layout import remove_new_store
+from ._lock import StoreLock
+from ._manifest import MANIFEST, read_manifest
+from ._opening import (
+    DEFAULT_FILE_SIZE,
+    check_setting,
+    describe,
+    open_readonly,
+    open_writable,
+    remove_dirs,
 )
-from ._lock import LOCK_FILE, StoreLock
-from ._manifest import MANIFEST, VERSION, Manifest, read_manifest
 from ._sidelog import FileSideLog
 from ._snapshot import read_snapshot
 from ._store_path import store_path
@@ -57,7 +55,6 @@ __all__ = ["DEFAULT_FILE_SIZE", "FileStorage"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FILE_SIZE = 1000
 # Compact once the journal is larger than the data files, but not before it
 # holds this much: small stores would otherwise compact on every few syncs.
 COMPACT_MIN_BYTES = 4 << 20
@@ -123,25 +120,22 @@ class FileStorage:
         self._created = False  # this open laid the store out
         self._made: list[Path] = []  # directories this open created, parents first
         if readonly:
-            if not (self.path / MANIFEST).exists():
-                if not self.path.exists():
-                    raise NotAStoreError(f"{self.path} does not exist (no {MANIFEST})")
-                lost = lost_manifest(self.path) if self.path.is_dir() else None
-                if lost is not None:
-                    raise lost
-                raise NotAStoreError(f"{self.path} is not a tastypy store (no {MANIFEST})")
-            self._manifest = read_manifest(self.path)
+            self._manifest = open_readonly(self.path)
         else:
-            try:
-                self._manifest = self._open_for_writing(file_size, gzipped, timeout)
-            except BaseException:
-                if new and self._created:  # e.g. a full disk while laying it out
-                    remove_new_store(self.path, self._existed)
-                    self._remove_made()
-                raise
+            opened = open_writable(
+                self.path,
+                file_size=file_size,
+                gzipped=gzipped,
+                timeout=timeout,
+                durable=durable,
+                new=new,
+                existed=self._existed,
+            )
+            self._manifest, self._lock = opened.manifest, opened.lock
+            self._created, self._made = opened.created, opened.made
         try:
-            _check_setting(self.path, "file_size", file_size, self._manifest.file_size)
-            _check_setting(self.path, "gzipped", gzipped, self._manifest.gzipped)
+            check_setting(self.path, "file_size", file_size, self._manifest.file_size)
+            check_setting(self.path, "gzipped", gzipped, self._manifest.gzipped)
         except BaseException:
             self.close()
             raise
@@ -157,43 +151,11 @@ class FileStorage:
             raise RuntimeError(f"{self.path}: discard() removes only a store this open created")
         self.close()
         remove_new_store(self.path, self._existed)
-        self._remove_made()
-
-    def _remove_made(self) -> None:
-        """Remove the (empty) directories this open created, deepest first."""
-        for directory in reversed(self._made):
-            with contextlib.suppress(OSError):
-                _fs.rmdir(directory)
+        remove_dirs(self._made)
 
     def describe(self) -> dict[str, Any]:
-        """Size on disk, number of files, format version and time of the last write.
-
-        Only the store's own regular files count (a link is not followed, not
-        even to size it); the lock file's time is not a write.
-        """
-        sizes: list[int] = []
-        last: float | None = None
-        for directory in (self.path, self.path / CHUNKS):
-            try:
-                names = _fs.listdir(directory)
-            except OSError:
-                continue
-            for name in names:
-                try:
-                    found = (directory / name).lstat()
-                except OSError:
-                    continue  # removed meanwhile (a compaction)
-                if not stat.S_ISREG(found.st_mode):
-                    continue
-                sizes.append(found.st_size)
-                if name != LOCK_FILE:
-                    last = found.st_mtime if last is None else max(last, found.st_mtime)
-        return {
-            "bytes_on_disk": sum(sizes),
-            "files": len(sizes),
-            "format_version": VERSION,
-            "last_write": last,
-        }
+        """Size on disk, number of files, format version and time of the last write."""
+        return describe(self.path)
 
     def side_log(self, name: str) -> FileSideLog:
         """``<store>/<name>.jsonl``, the side log *name* (the tracker's ``tries``)."""
@@ -315,27 +277,7 @@ class FileStorage:
         if self._journal is None:  # never loaded (a brand-new store being filled)
             self.load()
         assert self._journal is not None
-        hashes = self._hash
-        dumps = orjson.dumps
-        records: list[bytes] = []
-        # Each key this batch changes -> the hash of its line once the batch
-        # is applied, None if it ends deleted. Applied to self._hash only once
-        # the commit is durable. Hashes are ints, so this dict stays out of
-        # the cyclic GC's way even for a big commit.
-        batch: dict[str, int | None] = {}
-        for key, value in changes:
-            # The key's line as of the changes seen so far (None: absent).
-            now = batch[key] if key in batch else hashes.get(key)
-            if value is None:
-                if now is not None:
-                    records.append(b"[" + dumps(key) + b"]")
-                    batch[key] = None
-                continue
-            line = b"".join((b"[", dumps(key), b",", value, b"]"))
-            digest = hash(line)
-            if digest != now:
-                records.append(line)
-                batch[key] = digest
+        records, batch = journal_records(changes, self._hash)
         if self._dir_sync_owed:
             fsync_dir(self.path)
             self._dir_sync_owed = False
@@ -344,6 +286,7 @@ class FileStorage:
         if self._manifest.journal_empty:
             self._mark_journal_used()
         self._journal.append(records)
+        hashes = self._hash
         for key, final in batch.items():
             if final is None:
                 hashes.pop(key, None)  # a new key set, then deleted again
@@ -434,28 +377,16 @@ class FileStorage:
         """Fold the journal into the data files now (atomic, like a commit)."""
         self._check_writable()
         assert self._journal is not None
-        raw = self._read_journal()[: self._journal.end]
-        replayed = replay(self.path / self._manifest.journal, raw, self.gzipped)
-        if replayed.torn or replayed.commits != self._journal.commits:
-            # Every byte up to end was written by this writer and synced: a
-            # journal that no longer reads back whole must not be folded in.
-            raise CorruptStoreError(
-                f"{self.path / self._manifest.journal}: holds {replayed.commits} valid "
-                f"commits of the {self._journal.commits} written; not compacting it"
-            )
-        if not replayed.ops:
-            return
-        fold, affected = plan(self._chunks, replayed)
-        new = write_generation(
+        new = fold_journal(
             self.path,
-            self._manifest.generation + 1,
+            self._manifest,
             self._chunks,
-            fold,
-            affected,
-            file_size=self.file_size,
-            gzipped=self.gzipped,
+            self._read_journal()[: self._journal.end],
+            self._journal.commits,
             durable=self.durable,
         )
+        if new is None:
+            return
         manifest = self._manifest
         old = manifest.chunks, manifest.generation, manifest.journal, manifest.journal_empty
         manifest.chunks = [c.entry for c in new.chunks]
@@ -491,41 +422,6 @@ class FileStorage:
             unlink_quietly(self.path / CHUNKS / name)
         unlink_quietly(old_journal)
 
-    # -- opening --------------------------------------------------------------
-
-    def _open_for_writing(
-        self, file_size: int | None, gzipped: bool | None, timeout: float | None
-    ) -> Manifest:
-        if self.path.exists() and not self.path.is_dir():
-            raise NotAStoreError(f"{self.path} is a file, not a store directory")
-        if self.path.exists() and not (self.path / MANIFEST).exists():
-            refuse_strangers(self.path)  # before the lock file: leave other folders alone
-        # Each new directory's entry is durable only once its parent is fsynced.
-        made = self._made = _fs.makedirs(self.path)
-        try:
-            for directory in made:
-                if self.durable:
-                    fsync_dir(directory.parent)
-            self._lock = StoreLock(self.path, timeout)
-        except BaseException:
-            self._remove_made()  # a failed open leaves no empty directories
-            raise
-        try:
-            if (self.path / MANIFEST).exists():
-                manifest = read_manifest(self.path)
-                remove_leftovers(self.path, manifest)
-                return manifest
-            self._created = True
-            return create_store(  # checks for strangers again, now under the lock
-                self.path,
-                DEFAULT_FILE_SIZE if file_size is None else file_size,
-                bool(gzipped),
-                durable=self.durable,
-            )
-        except BaseException:
-            self.close()
-            raise
-
     # -- reading --------------------------------------------------------------
 
     def _read_journal(self) -> bytes:
@@ -555,12 +451,3 @@ class FileStorage:
                 f"{self.path} was opened by process {self._pid}; this forked child "
                 "may not write to it (open it in the child instead)"
             )
-
-
-def _check_setting(path: Path, name: str, asked: object, stored: object) -> None:
-    if asked is not None and asked != stored:
-        raise SettingsError(
-            f"{path} was created with {name}={stored!r}, but {name}={asked!r} was asked for; "
-            f"omit {name} to use the stored value, or use pod.copy(new_path, {name}=...) "
-            "to rewrite the store with the new setting"
-        )

@@ -28,6 +28,7 @@ import os
 import re
 import reprlib
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,16 @@ from . import _fs
 from ._commits import check_commit, gzip_members, plain_commits, torn_in_place
 from ._durable import datasync
 
-__all__ = ["Journal", "Replay", "apply_ops", "commit_bytes", "is_delete", "journal_keys", "replay"]
+__all__ = [
+    "Journal",
+    "Replay",
+    "apply_ops",
+    "commit_bytes",
+    "is_delete",
+    "journal_keys",
+    "journal_records",
+    "replay",
+]
 
 log = logging.getLogger(__name__)
 
@@ -240,3 +250,34 @@ class Journal:
         if self._fd >= 0:
             _fs.close(self._fd)
             self._fd = -1
+
+
+def journal_records(
+    changes: Iterable[tuple[str, bytes | None]], hashes: dict[str, int]
+) -> tuple[list[bytes], dict[str, int | None]]:
+    """The journal records of a batch, and each changed key's line hash once it is applied.
+
+    *hashes* maps each stored key to the hash of its current line; a change
+    that leaves a key's line as it is gives no record. The second result maps
+    each key the batch changes to its new line's hash, ``None`` if it ends
+    deleted: the caller applies it to *hashes* once the commit is durable.
+    Hashes are ints, so these dicts stay out of the cyclic GC's way even for
+    a big commit.
+    """
+    dumps = orjson.dumps
+    records: list[bytes] = []
+    batch: dict[str, int | None] = {}
+    for key, value in changes:
+        # The key's line as of the changes seen so far (None: absent).
+        now = batch[key] if key in batch else hashes.get(key)
+        if value is None:
+            if now is not None:
+                records.append(b"[" + dumps(key) + b"]")
+                batch[key] = None
+            continue
+        line = b"".join((b"[", dumps(key), b",", value, b"]"))
+        digest = hash(line)
+        if digest != now:
+            records.append(line)
+            batch[key] = digest
+    return records, batch
