@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from typing import Any, NoReturn
 
-from .errors import SettingsError, StoreClosedError
+from .errors import CorruptStoreError, SettingsError, StoreClosedError
 from .storage import Storage
 
-__all__ = ["CLOSED", "IgnoreAll", "check_engine_given", "check_settings"]
+__all__ = [
+    "CLOSED",
+    "DEFAULT_SYNC_AT",
+    "IgnoreAll",
+    "check_engine_given",
+    "check_same_settings",
+    "check_settings",
+    "sync_at_of",
+]
+
+DEFAULT_SYNC_AT = 1000
 
 
 def check_settings(gzipped: object, file_size: object, sync_at: object, timeout: object) -> None:
@@ -40,6 +50,32 @@ def check_engine_given(  # noqa: PLR0917  # the POD's own arguments, passed on a
         )
     if readonly and not storage.readonly:
         raise SettingsError(f"{storage.location}: storage= is open for writing; open it read-only")
+
+
+def sync_at_of(meta: dict[str, Any], asked: int | None, where: str) -> int:
+    """The ``sync_at`` an open uses: *asked*, else the one stored in *meta* (checked)."""
+    if asked is not None:
+        return asked
+    stored = meta.get("sync_at", DEFAULT_SYNC_AT)
+    if type(stored) is not int or stored < 1:
+        raise CorruptStoreError(
+            f"{where}: setting meta.sync_at must be a whole "
+            f"number >= 1, not {stored!r}; open with sync_at=N to replace it"
+        )
+    return stored
+
+
+def check_same_settings(
+    where: str, options: dict[str, Any], gzipped: bool | None, file_size: int | None
+) -> None:
+    """Refuse an open of a store already open here that asks for other engine settings."""
+    for name, asked in (("gzipped", gzipped), ("file_size", file_size)):
+        current = options.get(name)
+        if asked is not None and asked != current:
+            raise SettingsError(
+                f"{where} is open in this process with {name}={current!r}; "
+                f"{name}={asked!r} was asked for"
+            )
 
 
 class IgnoreAll(dict[str, bool]):

@@ -12,25 +12,29 @@ from typing import Any, ClassVar, NoReturn, TypeVar
 
 from . import _lifecycle, _registry
 from ._codec import check_new_key, encode_value, normalize_key
+from ._copy import copy_into
 from ._pending import Pending
-from ._references import reachable_among
-from ._settings import CLOSED, IgnoreAll, check_engine_given, check_settings
+from ._settings import (
+    CLOSED,
+    IgnoreAll,
+    check_engine_given,
+    check_same_settings,
+    check_settings,
+    sync_at_of,
+)
 from .errors import (
-    CorruptStoreError,
     LockedError,
     ReadOnlyError,
-    SettingsError,
     StoreClosedError,
 )
 from .storage import Storage
-from .storage.engines import FILE_OPTIONS, open_engine
+from .storage.engines import open_engine
 from .storage.files._store_path import store_path
 
 __all__ = ["POD", "PersistentOrderedDict"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SYNC_AT = 1000
 # How long the sync at exit or on SIGTERM waits for another thread's operation.
 EXIT_LOCK_SECONDS = 10.0
 
@@ -110,6 +114,8 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
     _closed = True
     _lock: threading.RLock
     _opens: int
+    _where: str  # what messages call the store
+    _sync_at: int
     _committing = False  # a commit runs (in the thread holding the lock)
     _committer = 0  # that thread's ident
     _exit_failure: str | None = None  # the last failure an exit sync reported
@@ -144,7 +150,9 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         check_settings(gzipped, file_size, sync_at, timeout)
         if self._storage is not None:  # __new__ handed back the live object
             with self._lock:
-                self._check_same_settings(gzipped, file_size, sync_at)
+                check_same_settings(self._where, self.storage.options, gzipped, file_size)
+                if sync_at is not None:
+                    self._sync_at = sync_at
                 self._opens += 1
             return
         if storage is None:
@@ -167,13 +175,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             self._data: dict[str, Any] = storage.load()
             # Settle the kind before writing anything (a tracker refuses a POD's data).
             kind = self._adopt_kind(meta.get("kind") or self._KIND, where)
-            stored = meta.get("sync_at", DEFAULT_SYNC_AT)
-            if sync_at is None and (type(stored) is not int or stored < 1):
-                raise CorruptStoreError(
-                    f"{where}: setting meta.sync_at must be a whole "
-                    f"number >= 1, not {stored!r}; open with sync_at=N to replace it"
-                )
-            self._sync_at: int = stored if sync_at is None else sync_at
+            self._sync_at = sync_at_of(meta, sync_at, where)
             wanted = {**meta, "kind": kind, "sync_at": self._sync_at}
             if not readonly and wanted != meta:
                 storage.set_meta(wanted)
@@ -614,23 +616,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
     ) -> None:
         """:meth:`copy`, with the lock held and signals held back."""
         assert self._storage is not None
-        # Who can reach what is settled before any value is encoded (see
-        # Pending.take): every value goes to the new store.
-        pending, data = self._pending, self._data
-        reach = set(reachable_among(data, list(data)))
-        taken, _reach = pending.take(data, None, full=False)
-        encoded = ((key, encode_value(value, keep=False, key=key)) for key, value in data.items())
-        try:
-            new = self._new_engine(path, file_size, gzipped)
-            try:
-                new.set_meta(self._storage.meta)
-                new.commit(encoded)
-            except BaseException:
-                new.discard()
-                raise
-        except BaseException:
-            pending.restore(taken)
-            raise
+        new = copy_into(self._data, self._pending, self._storage, path, file_size, gzipped)
         old, self._storage = self._storage, new
         old.close()
         if self._registered is not None:
@@ -643,24 +629,6 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             _registry.add(self._registered, self)
         else:
             self._path = None
-        # Everything is in the new store: as after a sync of every key.
-        pending.settle([(key, False) for key in data], reach, [])
-
-    def _new_engine(
-        self, target: str | os.PathLike[str] | Storage, file_size: int | None, gzipped: bool | None
-    ) -> Storage:
-        """The engine a copy goes to: *target* opened as a new store, or the engine given."""
-        assert self._storage is not None
-        if not isinstance(target, (str, os.PathLike)):
-            if file_size is not None or gzipped is not None:
-                raise SettingsError("give file_size and gzipped to the engine, not to copy()")
-            if target.readonly or target.load():
-                raise FileExistsError(f"{target.location}: copy() needs an empty, writable store")
-            return target
-        options = {name: self._storage.options.get(name) for name in FILE_OPTIONS}
-        asked = {"file_size": file_size, "gzipped": gzipped}
-        options.update({name: value for name, value in asked.items() if value is not None})
-        return open_engine(target, durable=self._storage.durable, new=True, options=options)
 
     def compact(self) -> None:
         """Sync, then fold the journal into the data files now (atomic, like a sync).
@@ -805,19 +773,6 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         """
         self._readonly = True
         self._pending.dirty = self._dirty = IgnoreAll()
-
-    def _check_same_settings(
-        self, gzipped: bool | None, file_size: int | None, sync_at: int | None
-    ) -> None:
-        for name, asked in (("gzipped", gzipped), ("file_size", file_size)):
-            current = getattr(self, name)
-            if asked is not None and asked != current:
-                raise SettingsError(
-                    f"{self._where} is open in this process with {name}={current!r}; "
-                    f"{name}={asked!r} was asked for"
-                )
-        if sync_at is not None:
-            self._sync_at = sync_at
 
 
 def _not_saved(count: int) -> str:

@@ -12,7 +12,8 @@ from ..errors import CorruptStoreError, DuplicateKeyError, SettingsError
 from ..pod import PersistentOrderedDict
 from ..storage import Storage
 from . import _tries
-from ._counts import ABORTED, DONE, EXHAUSTED, TRIED, TaskCounts
+from ._counts import ABORTED, DONE, EXHAUSTED, TaskCounts
+from ._progress import Progress
 from ._records import check_records, record_problem
 from ._run import RunSummary, run
 
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 _NEW_RECORD = b'{"_done":false,"_tries":0}'
 
 
-class ProgressTracker(PersistentOrderedDict):
+class ProgressTracker(Progress, PersistentOrderedDict):
     """A :class:`PersistentOrderedDict` whose values are task records.
 
     Each value is a dict with ``_done`` (bool) and ``_tries`` (int); attach any
@@ -385,64 +386,6 @@ class ProgressTracker(PersistentOrderedDict):
                 ) from exc
             record["_tries"] = tries + 1
             return True
-
-    # -- counts -------------------------------------------------------------------------
-
-    def _count(self, bit: int) -> int:
-        with self._lock:
-            return self._tally.count(bit, self._data)
-
-    def num_done(self) -> int:
-        return self._count(DONE)
-
-    def num_tried(self) -> int:
-        return self._count(TRIED)
-
-    def num_aborted(self) -> int:
-        return self._count(ABORTED)
-
-    def num_exhausted(self) -> int:
-        """Tasks not done that were tried ``max_tries`` times."""
-        return self._count(EXHAUSTED)
-
-    def _fraction(self, count: int) -> float:
-        return count / len(self._data) if self._data else 0.0
-
-    def fraction_done(self) -> float:
-        return self._fraction(self.num_done())
-
-    def fraction_tried(self) -> float:
-        return self._fraction(self.num_tried())
-
-    def fraction_aborted(self) -> float:
-        return self._fraction(self.num_aborted())
-
-    @staticmethod
-    def percent(fraction: float, decimals: int = 2) -> str:
-        """Format a fraction: ``percent(0.347) == '34.70 %'``."""
-        return f"{fraction * 100:.{decimals}f} %"
-
-    def percent_done(self, decimals: int = 2) -> str:
-        # Kept short: meant to be called on every iteration of a job's loop.
-        with self._lock:
-            data, tally = self._data, self._tally
-            if tally.unchecked:
-                tally.refresh(data)
-            n = len(data)
-            fraction = tally.counts[DONE] / n if n else 0.0
-        return "%.*f %%" % (decimals, fraction * 100)  # noqa: UP031  # faster than f"{:.{}f}"
-
-    def percent_not_done(self, decimals: int = 2) -> str:
-        return self.percent(1.0 - self.fraction_done() if self else 0.0, decimals)
-
-    def percent_tried(self, decimals: int = 2) -> str:
-        return self.percent(self.fraction_tried(), decimals)
-
-    def percent_not_tried(self, decimals: int = 2) -> str:
-        return self.percent(1.0 - self.fraction_tried() if self else 0.0, decimals)
-
-    def percent_aborted(self, decimals: int = 2) -> str:
-        return self.percent(self.fraction_aborted(), decimals)
 
     # -- names of tastypy 0.0.3 ----------------------------------------------------
 

@@ -1,0 +1,69 @@
+"""``POD.copy``: every value written to a new store, on whatever engine it is."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ._codec import encode_value
+from ._pending import Pending
+from ._references import reachable_among
+from .errors import SettingsError
+from .storage import Storage
+from .storage.engines import FILE_OPTIONS, open_engine
+
+__all__ = ["copy_into"]
+
+
+def copy_into(  # noqa: PLR0917  # copy()'s own arguments, with the POD's state
+    data: dict[str, Any],
+    pending: Pending,
+    source: Storage,
+    target: str | os.PathLike[str] | Storage,
+    file_size: int | None,
+    gzipped: bool | None,
+) -> Storage:
+    """Write *data* and *source*'s meta to a new store at *target*, and return its engine.
+
+    *target* is a path or URL opened as a new store (its settings those of
+    *source* unless given), or an empty engine open for writing. On success
+    every key is as after a sync of it to the new store; on failure nothing
+    changed: *pending* is as before and what was made for the copy is gone.
+    """
+    # Who can reach what is settled before any value is encoded (see
+    # Pending.take): every value goes to the new store.
+    reach = set(reachable_among(data, list(data)))
+    taken, _reach = pending.take(data, None, full=False)
+    encoded = ((key, encode_value(value, keep=False, key=key)) for key, value in data.items())
+    try:
+        new = _new_engine(source, target, file_size, gzipped)
+        try:
+            new.set_meta(source.meta)
+            new.commit(encoded)
+        except BaseException:
+            new.discard()
+            raise
+    except BaseException:
+        pending.restore(taken)
+        raise
+    pending.settle([(key, False) for key in data], reach, [])
+    return new
+
+
+def _new_engine(
+    source: Storage,
+    target: str | os.PathLike[str] | Storage,
+    file_size: int | None,
+    gzipped: bool | None,
+) -> Storage:
+    """The engine a copy goes to: *target* opened as a new store, or the engine given."""
+    if not isinstance(target, (str, os.PathLike)):
+        if file_size is not None or gzipped is not None:
+            raise SettingsError("give file_size and gzipped to the engine, not to copy()")
+        if target.readonly or target.load():
+            raise FileExistsError(f"{target.location}: copy() needs an empty, writable store")
+        return target
+    options = {name: source.options.get(name) for name in FILE_OPTIONS}
+    asked = {"file_size": file_size, "gzipped": gzipped}
+    options.update({name: value for name, value in asked.items() if value is not None})
+    return open_engine(target, durable=source.durable, new=True, options=options)
