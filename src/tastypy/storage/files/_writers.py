@@ -1,0 +1,213 @@
+"""Who writes a shared store: one file per writer, alive exactly while it is locked.
+
+Each writer of a shared store has ``writers/<id>.json`` (``docs/SHARED.md``)
+and holds an exclusive ``flock`` on it while the store is open. The kernel
+drops that lock when the process ends, however it ends, so a writer is alive
+if and only if its file is locked: no clock, no pid test, and a reused pid
+changes nothing (the new process never opened the file). The file is made
+under a temporary name, locked, then renamed, so a file under its final
+name is locked from birth.
+
+The id is ``<pid>-<start>-<random>``, ``start`` being the process start time
+in clock ticks since boot (``/proc/<pid>/stat``), for people reading the
+directory; nothing relies on it being unique but the random part.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import re
+import secrets
+import socket
+import sys
+import time
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import _fs
+
+__all__ = ["WRITERS", "Writer", "WriterEntry", "is_alive", "live_writers", "process_start"]
+
+WRITERS = "writers"
+_ID = re.compile(r"\d{1,10}-\d{1,20}-[0-9a-f]{8}\Z")
+_MAX_INFO = 4096  # bytes of a writer file that are read
+# Entries this process holds; a forked child closes its copies of their fds.
+_held: weakref.WeakSet[WriterEntry] = weakref.WeakSet()
+
+
+@dataclass(frozen=True)
+class Writer:
+    """A live writer of a shared store, as its file describes it."""
+
+    id: str
+    pid: int
+    host: str
+    argv: list[str]
+    since: float  # when it opened the store (Unix time)
+
+
+def process_start(pid: int) -> int:
+    """When process *pid* started, in clock ticks since boot; 0 where unknown."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return 0
+    # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+    fields = raw[raw.rfind(b")") + 2 :].split()
+    try:
+        return int(fields[19])  # field 22 of the whole line
+    except (IndexError, ValueError):
+        return 0
+
+
+class WriterEntry:
+    """This process's registration as a writer of the shared store at *store*.
+
+    Raises ``OSError`` if ``writers/`` or the file cannot be made.
+    """
+
+    def __init__(self, store: Path) -> None:
+        pid = os.getpid()
+        self.id = f"{pid}-{process_start(pid)}-{secrets.token_hex(4)}"
+        directory = store / WRITERS
+        with contextlib.suppress(FileExistsError):
+            _fs.mkdir(directory)
+        self.path = directory / f"{self.id}.json"
+        temporary = directory / f".{self.id}.json.tmp"
+        fd = _fs.open_inside(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            _fs.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: nobody else has it
+            info = {
+                "pid": pid,
+                "host": socket.gethostname(),
+                "argv": sys.argv[:4],
+                "since": round(time.time(), 3),
+            }
+            _fs.pwrite(fd, json.dumps(info).encode() + b"\n", 0)
+            _fs.replace(temporary, self.path)
+        except BaseException:
+            _fs.close(fd)
+            with contextlib.suppress(OSError):
+                _fs.unlink(temporary)
+            raise
+        self._fd: int | None = fd
+        self._pid = pid
+        _held.add(self)
+
+    def close(self) -> None:
+        """Unregister: remove the file, then let go of its lock. Idempotent."""
+        fd, self._fd = self._fd, None
+        _held.discard(self)
+        if fd is None:
+            return
+        try:
+            if os.getpid() == self._pid:
+                with contextlib.suppress(OSError):  # found dead all the same once unlocked
+                    _fs.unlink(self.path)
+        finally:
+            _fs.close(fd)
+
+    def __del__(self) -> None:
+        self.close()
+
+    def _forget_in_child(self) -> None:
+        # Closing the child's copy leaves the parent's lock as it is.
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            _fs.close(fd)
+
+
+def is_alive(store: Path, writer_id: str) -> bool:
+    """Whether writer *writer_id* of the store at *store* is alive (its file locked).
+
+    A writer found dead has its file removed (while this holds its lock).
+    """
+    if not _ID.match(writer_id):
+        return False
+    return _check(store / WRITERS / f"{writer_id}.json", reap=True) is not None
+
+
+def live_writers(store: Path, *, reap: bool = False) -> list[Writer]:
+    """The live writers of the store at *store*, oldest first.
+
+    With *reap*, the files of dead writers (and temporary files of writers
+    killed while registering) are removed; without, nothing is written.
+    """
+    directory = store / WRITERS
+    try:
+        names = _fs.listdir(directory)
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        if name.startswith(".") and name.endswith(".json.tmp"):
+            if reap:
+                _check(directory / name, reap=True)
+            continue
+        if not name.endswith(".json") or not _ID.match(name[: -len(".json")]):
+            continue  # not ours: a writer's file is never named otherwise
+        writer = _check(directory / name, reap=reap)
+        if writer is not None:
+            found.append(writer)
+    return sorted(found, key=lambda w: (w.since, w.id))
+
+
+def _check(path: Path, *, reap: bool) -> Writer | None:
+    """The writer whose file is *path*, if alive; with *reap*, a dead one's file goes."""
+    try:
+        fd = _fs.open_inside(path, os.O_RDONLY)
+    except (OSError, ValueError):  # gone, or not a regular file (CorruptStoreError)
+        return None
+    try:
+        try:
+            _fs.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise
+            return _describe(path, os.pread(fd, _MAX_INFO, 0))
+        if reap:  # dead: its lock is ours now, and nobody will take it again
+            with contextlib.suppress(OSError):
+                _fs.unlink(path)
+        return None
+    finally:
+        _fs.close(fd)
+
+
+def _describe(path: Path, raw: bytes) -> Writer:
+    """A live writer from its file's line; what it says is only shown, never trusted."""
+    name = path.name.removesuffix(".json")
+    info: Any
+    try:
+        info = json.loads(raw)
+    except (ValueError, RecursionError):
+        info = {}
+    if not isinstance(info, dict):
+        info = {}
+    pid = info.get("pid")
+    if type(pid) is not int:
+        pid = int(name.split("-", 1)[0]) if name[:1].isdigit() else 0
+    since = info.get("since")
+    argv = info.get("argv")
+    host = info.get("host")
+    return Writer(
+        id=name,
+        pid=pid,
+        host=host if isinstance(host, str) else "",
+        argv=[str(a) for a in argv][:4] if isinstance(argv, list) else [],
+        since=float(since) if type(since) in (int, float) else 0.0,
+    )
+
+
+def _after_fork_in_child() -> None:
+    for entry in list(_held):
+        entry._forget_in_child()
+    _held.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,142 @@
+"""The writers registry of shared stores: liveness decided by the kernel's locks.
+
+Engine-level (``shared=True`` is not public yet; docs/SHARED.md): real child
+processes register, are killed or end, and the registry must tell exactly who
+is alive, whatever their pids say.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+from tastypy.storage.files._writers import (
+    WRITERS,
+    WriterEntry,
+    is_alive,
+    live_writers,
+    process_start,
+)
+
+from _subproc import Child
+
+REGISTER = """
+import sys
+from pathlib import Path
+from tastypy.storage.files._writers import WriterEntry
+entry = WriterEntry(Path(sys.argv[1]))
+print(entry.id, flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_writer_is_alive_while_its_process_runs_and_dead_once_killed(tmp_path: Path) -> None:
+    with Child(REGISTER, str(tmp_path)) as child:
+        writer = child.readline()
+        assert is_alive(tmp_path, writer)
+        [listed] = live_writers(tmp_path)
+        assert (listed.id, listed.pid) == (writer, child.pid)
+        assert listed.since > 0
+        child.signal(signal.SIGKILL)
+        child.proc.wait(timeout=20)
+        assert not is_alive(tmp_path, writer)
+        assert live_writers(tmp_path) == []
+
+
+def test_a_dead_writer_is_found_dead_and_reaped_though_its_pid_is_alive(tmp_path: Path) -> None:
+    # A writer killed long ago whose pid now belongs to another live process
+    # (here: this test itself): its file is there, with a live pid, unlocked.
+    directory = tmp_path / WRITERS
+    directory.mkdir()
+    pid = os.getpid()
+    stale = f"{pid}-{process_start(pid)}-0badc0de"
+    (directory / f"{stale}.json").write_text(json.dumps({"pid": pid, "since": 1.0}))
+    assert live_writers(tmp_path) == []
+    assert (directory / f"{stale}.json").exists(), "listing without reap writes nothing"
+    assert not is_alive(tmp_path, stale)
+    assert not (directory / f"{stale}.json").exists(), "a writer found dead is reaped"
+
+
+def test_a_writer_that_ends_normally_removes_its_file(tmp_path: Path) -> None:
+    with Child(REGISTER, str(tmp_path)) as child:
+        writer = child.readline()
+        child.send()
+        assert child.finish() == 0
+    assert not is_alive(tmp_path, writer)
+    assert list((tmp_path / WRITERS).iterdir()) == []
+
+
+def test_a_forked_child_does_not_keep_a_killed_parent_alive(tmp_path: Path) -> None:
+    code = """
+    import os, sys, time
+    from pathlib import Path
+    from tastypy.storage.files._writers import WriterEntry
+    entry = WriterEntry(Path(sys.argv[1]))
+    child = os.fork()
+    if child == 0:
+        time.sleep(60)  # outlives its parent, with the parent's fds closed
+        os._exit(0)
+    print(entry.id, child, flush=True)
+    sys.stdin.readline()
+    """
+    with Child(code, str(tmp_path)) as parent:
+        writer, grandchild = parent.readline().split()
+        try:
+            parent.signal(signal.SIGKILL)
+            parent.proc.wait(timeout=20)
+            assert not is_alive(tmp_path, writer)
+        finally:
+            os.kill(int(grandchild), signal.SIGKILL)
+
+
+def test_several_writers_are_listed_oldest_first_and_one_process_sees_itself_alive(
+    tmp_path: Path,
+) -> None:
+    first = WriterEntry(tmp_path)
+    time.sleep(0.01)
+    second = WriterEntry(tmp_path)
+    try:
+        assert [w.id for w in live_writers(tmp_path)] == [first.id, second.id]
+        assert is_alive(tmp_path, first.id)
+        first.close()
+        first.close()  # idempotent
+        assert not is_alive(tmp_path, first.id)
+        assert [w.id for w in live_writers(tmp_path)] == [second.id]
+    finally:
+        second.close()
+
+
+def test_files_that_are_not_writers_are_neither_listed_nor_removed(tmp_path: Path) -> None:
+    directory = tmp_path / WRITERS
+    directory.mkdir()
+    (directory / "notes.txt").write_text("mine")
+    (directory / "x.json").write_text("{}")
+    os.symlink("/etc/passwd", directory / "1-2-deadbeef.json")
+    assert live_writers(tmp_path, reap=True) == []
+    assert not is_alive(tmp_path, "../../etc/passwd")
+    assert sorted(p.name for p in directory.iterdir()) == [
+        "1-2-deadbeef.json",
+        "notes.txt",
+        "x.json",
+    ]
+
+
+def test_a_writer_killed_while_registering_leaves_a_temporary_file_that_is_reaped(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / WRITERS
+    directory.mkdir()
+    leftover = directory / ".1-2-0badc0de.json.tmp"
+    leftover.write_text("")
+    assert live_writers(tmp_path) == []
+    assert leftover.exists()
+    live_writers(tmp_path, reap=True)
+    assert not leftover.exists()
+
+
+def test_process_start_is_known_for_a_live_process_and_zero_for_none() -> None:
+    assert process_start(os.getpid()) > 0
+    assert process_start(2**22 + 12345) == 0
