@@ -8,7 +8,9 @@ import reprlib
 import threading
 from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
-from typing import Any, ClassVar, NoReturn, TypeVar
+from typing import Any, ClassVar, NoReturn, TypeVar, cast
+
+import orjson
 
 from . import _lifecycle, _registry
 from ._codec import check_new_key, encode_value, normalize_key
@@ -27,7 +29,7 @@ from .errors import (
     ReadOnlyError,
     StoreClosedError,
 )
-from .storage import Storage
+from .storage import Merge, Shared, Storage
 from .storage.engines import open_engine
 from .storage.files._store_path import store_path
 
@@ -116,6 +118,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
     _opens: int
     _where: str  # what messages call the store
     _sync_at: int
+    _shared = False  # other processes may write the store at the same time
     _committing = False  # a commit runs (in the thread holding the lock)
     _committer = 0  # that thread's ident
     _exit_failure: str | None = None  # the last failure an exit sync reported
@@ -183,6 +186,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             storage.close()
             raise
         self._storage = storage
+        self._shared = "shared" in storage.capabilities
         self._where = where  # what messages call the store
         self._path = Path(path) if path is not None else None
         self._registered: str | None = None  # its key in _registry, if it is listed
@@ -447,7 +451,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         """
         self._check_writable()
         with self._lock, _lifecycle.critical():
-            left = self._commit(None) if self._dirty else []
+            left = self._commit(None) if self._dirty or self._shared else []
         self._raise_bad(left)
 
     def sync_key(self, key: Any) -> None:
@@ -495,14 +499,43 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             left: list[str] = []
             try:
                 changes = pending.changes(self._data, chosen, left, self._value_check())
-                self._storage.commit(changes)
+                if self._shared:
+                    merged = cast(Shared, self._storage).sync(changes)
+                else:
+                    self._storage.commit(changes)
             except BaseException:
                 pending.restore(chosen)
                 raise
             pending.settle(chosen, reach, left)
+            if self._shared and merged:
+                self._merge_in(merged)
         finally:
             self._committing = False
         return left
+
+    def _merge_in(self, merged: Merge) -> None:
+        """Take the other writers' changes that a shared sync brought (see ``storage/_merge.py``).
+
+        A key with a change still pending here keeps this process's value.
+        """
+        merged.apply(self._data, orjson.loads, keep=self._dirty.__contains__)
+        if self._touched is not None:
+            self._touched.update(merged.theirs)
+
+    def refresh(self) -> None:
+        """See what other processes committed since this one last synced.
+
+        A shared store syncs (which brings the others' changes); a read-only
+        one is reloaded (its unsynced view of a tracker's logged tries
+        included). A store with one writer, this one, has nothing to bring.
+        """
+        self._check_open()
+        if self._readonly:
+            self.revert()
+        elif self._shared:
+            with self._lock, _lifecycle.critical():
+                left = self._commit(None)
+            self._raise_bad(left)
 
     def _raise_bad(self, left: list[str]) -> None:
         if left:
@@ -618,6 +651,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         assert self._storage is not None
         new = copy_into(self._data, self._pending, self._storage, path, file_size, gzipped)
         old, self._storage = self._storage, new
+        self._shared = "shared" in new.capabilities
         old.close()
         if self._registered is not None:
             _registry.forget(self._registered, self)
@@ -736,6 +770,11 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
     @property
     def readonly(self) -> bool:
         return self._readonly
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes may write this store at the same time (``docs/SHARED.md``)."""
+        return self._shared
 
     @property
     def closed(self) -> bool:

@@ -31,6 +31,10 @@ class Engine:
         """Open the store under test (creating it on the first writable open)."""
         raise NotImplementedError
 
+    def open_shared(self) -> Storage:
+        """Open the store under test as one of several writers (capability "shared")."""
+        pytest.skip(f"the {self.name} engine has no shared opens yet")
+
     def failing_io(self) -> contextlib.AbstractContextManager[Any]:
         """Within the block, every write of the engine fails with an OSError."""
         raise NotImplementedError
@@ -63,6 +67,9 @@ class Memory(Engine):
 
     def open(self, *, readonly: bool = False) -> Storage:
         return MemoryStorage(self.store, readonly=readonly)
+
+    def open_shared(self) -> Storage:
+        return MemoryStorage(self.store, shared=True)
 
     def failing_io(self) -> contextlib.AbstractContextManager[Any]:
         pytest.skip("the memory engine does no I/O that could fail")

@@ -29,7 +29,15 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
         opened.append(storage)
         return storage
 
+    real_open_shared = made.open_shared
+
+    def tracked_shared() -> Storage:
+        storage = real_open_shared()
+        opened.append(storage)
+        return storage
+
     made.open = tracked  # type: ignore[method-assign]
+    made.open_shared = tracked_shared  # type: ignore[method-assign]
     yield made
     for storage in opened:
         storage.close()

@@ -7,6 +7,7 @@ This package's top level is the engine-neutral protocol only
 
 from __future__ import annotations
 
-from .protocol import CAPABILITIES, ChangesSince, Claims, Counts, OnDemand, Storage
+from ._merge import Merge
+from .protocol import CAPABILITIES, Claims, Counts, OnDemand, Shared, Storage
 
-__all__ = ["CAPABILITIES", "ChangesSince", "Claims", "Counts", "OnDemand", "Storage"]
+__all__ = ["CAPABILITIES", "Claims", "Counts", "Merge", "OnDemand", "Shared", "Storage"]

@@ -14,12 +14,14 @@ the store (as with files).
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
 import orjson
 
 from ..errors import CorruptStoreError, LockedError, ReadOnlyError, StoreClosedError
+from ._merge import Merge, merge
 
 __all__ = ["MemorySideLog", "MemoryStorage", "MemoryStore"]
 
@@ -38,7 +40,12 @@ class MemoryStore:
         self._meta: dict[str, Any] = {}
         self._writer: MemoryStorage | None = None
         self._side_logs: dict[str, bytearray] = {}
-        self.commits = 0  # non-empty batches committed
+        self.commits = 0  # non-empty batches committed: the store's version
+        # Shared opens, and the commits since the oldest version one of them
+        # has seen (the others' changes it has yet to merge).
+        self._shared: weakref.WeakSet[MemoryStorage] = weakref.WeakSet()
+        self._log: list[list[tuple[str, bytes | None]]] = []
+        self._log_start = 0  # the version before self._log[0]
 
     def __repr__(self) -> str:
         return f"<MemoryStore {self.name!r}: {len(self._values)} keys>"
@@ -50,6 +57,11 @@ class MemoryStorage:
     One writable open per store at a time, like the file engine's lock:
     another raises :class:`~tastypy.errors.LockedError` until the first is
     closed. Read-only opens are unlimited and see each commit whole.
+
+    With *shared*, any number of shared opens write the store at once (and
+    exclude a plain writer, as it excludes them): each :meth:`sync` commits
+    on top of the others' commits and says how to merge them
+    (``docs/SHARED.md``). Threads of one process can so share a store.
 
     Notes
     -----
@@ -64,25 +76,39 @@ class MemoryStorage:
         *,
         readonly: bool = False,
         durable: bool = True,
+        shared: bool = False,
     ) -> None:
         self.store = MemoryStore() if store is None else store
         self.readonly = readonly
         self.durable = durable
+        self.shared = shared and not readonly
+        self.capabilities = frozenset({"shared"}) if self.shared else frozenset()
         self._closed = False
-        if not readonly:
-            with self.store._lock:
-                if self.store._writer is not None:
-                    raise LockedError(
-                        f"{self.store.name} is already open for writing (in this process); "
-                        "close that store first"
-                    )
+        self._version = 0  # the last commit this open has merged
+        self._seen: dict[str, int] = {}  # key -> hash of its value as this open last saw it
+        if readonly:
+            return
+        with self.store._lock:
+            if self.store._writer is not None:
+                raise LockedError(
+                    f"{self.store.name} is already open for writing (in this process); "
+                    "close that store first"
+                )
+            if self.shared:
+                self.store._shared.add(self)
+                self._version = self.store.commits
+                self._trim_log()
+            elif len(self.store._shared):
+                raise LockedError(
+                    f"{self.store.name} is open for shared writing (in this process); "
+                    "open it with shared=True too, or close those first"
+                )
+            else:
                 self.store._writer = self
 
     def __repr__(self) -> str:
         mode = "read-only" if self.readonly else "writable"
         return f"<MemoryStorage of {self.store!r}, {mode}>"
-
-    capabilities: frozenset[str] = frozenset()
 
     @property
     def name(self) -> str:
@@ -118,6 +144,10 @@ class MemoryStorage:
         self._check_open()
         with self.store._lock:
             values = list(self.store._values.items())
+            if self.shared:
+                self._version = self.store.commits
+                self._seen = {key: hash(blob) for key, blob in values}
+                self._trim_log()
         data: dict[str, Any] = {}
         for key, blob in values:
             try:
@@ -133,6 +163,9 @@ class MemoryStorage:
         ``(key, None)`` deletes it (a missing key is ignored).
         """
         self._check_writable()
+        if self.shared:
+            self.sync(changes)
+            return
         batch = [(key, None if blob is None else bytes(blob)) for key, blob in changes]
         if not batch:
             return
@@ -146,6 +179,65 @@ class MemoryStorage:
                 else:
                     values[key] = blob
             self.store.commits += 1
+            self.store._log_start = self.store.commits  # no shared open needs the log
+
+    def sync(self, changes: Iterable[tuple[str, bytes | None]]) -> Merge:
+        """Commit *changes* on top of the others' commits; how to merge theirs into memory.
+
+        Of *changes*, only those that differ from what this open last saw
+        (its last :meth:`load` or sync) are committed: a key this writer did
+        not change is never written back over another's change. A raising
+        *changes* commits nothing.
+        """
+        self._check_writable()
+        if not self.shared:
+            raise ReadOnlyError(f"{self.location}: sync() is for shared opens (shared=True)")
+        batch = [(key, None if blob is None else bytes(blob)) for key, blob in changes]
+        store = self.store
+        with store._lock:
+            seen = self._seen
+            theirs = [
+                change
+                for commit in store._log[self._version - store._log_start :]
+                for change in commit
+            ]
+            mine: list[tuple[str, bytes | None]] = []
+            now: dict[str, int | None] = {}  # this batch's effect on what this open saw
+            for key, blob in batch:
+                before = now[key] if key in now else seen.get(key)
+                if blob is None:
+                    if before is not None:
+                        mine.append((key, None))
+                        now[key] = None
+                elif hash(blob) != before:
+                    mine.append((key, blob))
+                    now[key] = hash(blob)
+            result = merge(seen.__contains__, theirs, mine)
+            values = store._values  # holds theirs already
+            for key, blob in mine:
+                if blob is None:
+                    values.pop(key, None)
+                else:
+                    values[key] = blob
+            for key, blob in (*theirs, *mine):
+                if blob is None:
+                    seen.pop(key, None)
+                else:
+                    seen[key] = hash(blob)
+            if mine:
+                store.commits += 1
+                store._log.append(mine)
+            self._version = store.commits
+            self._trim_log()
+        return result
+
+    def _trim_log(self) -> None:
+        """Drop the commits every shared open has merged (the store's lock is held)."""
+        store = self.store
+        oldest = min((each._version for each in store._shared), default=store.commits)
+        if oldest > store._log_start:
+            del store._log[: oldest - store._log_start]
+            store._log_start = oldest
 
     def compact(self) -> None:
         """Nothing to fold: every commit is already in its final form."""
@@ -180,6 +272,9 @@ class MemoryStorage:
             with self.store._lock:
                 if self.store._writer is self:
                     self.store._writer = None
+                self.store._shared.discard(self)
+                if self.shared:
+                    self._trim_log()
 
     def _check_open(self) -> None:
         if self._closed:

@@ -10,11 +10,14 @@ Optional capabilities
 An engine may do more than the core protocol. It says so in
 :attr:`Storage.capabilities`, with the names below, and then also has the
 methods of the matching protocol class. The mapping layer uses a capability
-only when the engine declares it. No engine declares one yet: they are the
-seams the shared-store and PostgreSQL engines will fill.
+only when the engine declares it. The memory engine's shared opens declare
+``"shared"``; the others are seams the shared file store and the PostgreSQL
+engine will fill.
 
-``"changes"`` (:class:`ChangesSince`)
-    Tell what other writers committed since a version (shared stores).
+``"shared"`` (:class:`Shared`)
+    One of several writers at once: each sync commits on top of what the
+    others committed, and says how to merge that into memory
+    (``docs/SHARED.md``).
 ``"claims"`` (:class:`Claims`)
     Claim a task atomically across processes, and release it.
 ``"counts"`` (:class:`Counts`)
@@ -28,9 +31,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
-__all__ = ["CAPABILITIES", "ChangesSince", "Claims", "Counts", "OnDemand", "SideLog", "Storage"]
+from ._merge import Merge
 
-CAPABILITIES = frozenset({"changes", "claims", "counts", "on_demand"})
+__all__ = ["CAPABILITIES", "Claims", "Counts", "OnDemand", "Shared", "SideLog", "Storage"]
+
+CAPABILITIES = frozenset({"claims", "counts", "on_demand", "shared"})
 
 Change = tuple[str, "bytes | None"]
 
@@ -156,11 +161,17 @@ class SideLog(Protocol):
         ...
 
 
-class ChangesSince(Protocol):
-    """Capability ``"changes"``: what other writers committed (shared stores)."""
+class Shared(Protocol):
+    """Capability ``"shared"``: one of several writers of a store at once."""
 
-    def changes_since(self, version: int) -> tuple[int, list[Change]]:
-        """The store's version now, and every change committed after *version*."""
+    def sync(self, changes: Iterable[Change]) -> Merge:
+        """Commit *changes* on top of the others' commits; how to merge theirs into memory.
+
+        Atomic and durable as :meth:`Storage.commit`. Only the changes that
+        differ from what this open last saw (its last load or sync) are
+        written, so a key the caller did not change is never written back
+        over another writer's change. A raising *changes* commits nothing.
+        """
         ...
 
 

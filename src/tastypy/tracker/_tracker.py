@@ -68,6 +68,12 @@ class ProgressTracker(Progress, PersistentOrderedDict):
     ) -> None:
         if max_tries is not None and (type(max_tries) is not int or max_tries < 0):
             raise ValueError(f"max_tries must be None or a whole number >= 0, not {max_tries!r}")
+        if storage is not None and "shared" in storage.capabilities:
+            # try_it must claim a task across writers first (docs/SHARED.md, step 4).
+            raise SettingsError(
+                f"{storage.location}: a tracker cannot use a shared store yet; "
+                "open it without shared=True"
+            )
         reopened = getattr(self, "_tally", None) is not None
         super().__init__(
             path,
