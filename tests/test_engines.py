@@ -9,6 +9,8 @@ import pytest
 
 import tastypy
 from tastypy import LockedError, SettingsError
+from tastypy.storage import Storage
+from tastypy.storage.files import FileStorage
 from tastypy.storage.memory import MemoryStorage, MemoryStore
 
 from _smallfs import fill, small_filesystem
@@ -113,3 +115,40 @@ def test_a_copy_to_a_full_disk_leaves_nothing_behind(tmp_path: Path) -> None:
         assert sorted(os.listdir(root)) == ["filler.bin", "kept"]
         pod["k"] = "still syncing here"
     assert tastypy.POD(tmp_path / "p", readonly=True)["k"] == "still syncing here"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine bug: on files, discard() refuses a store "
+    "the open did not lay out, and its RuntimeError replaces the copy's TypeError and "
+    "leaves the target locked; on memory, discard() wipes the target's settings",
+)
+@pytest.mark.parametrize("kind", ["files", "memory"])
+def test_a_failed_copy_into_an_empty_store_given_as_an_engine_keeps_it(
+    tmp_path: Path, kind: str
+) -> None:
+    """An empty tracker store, given to copy() as an engine object: a failed copy leaves it be."""
+    memory = MemoryStore("target")
+    path = tmp_path / "target"
+
+    def target(readonly: bool = False) -> Storage:
+        if kind == "files":
+            return FileStorage(path, readonly=readonly)
+        return MemoryStorage(memory, readonly=readonly)
+
+    with tastypy.Tracker(storage=target(), max_tries=3) as tracker:
+        tracker.add("a")
+        del tracker["a"]  # empty again, but a tracker's store still
+    given = target()
+    pod = tastypy.POD(tmp_path / "source")
+    pod["a"] = {"x": 1}
+    pod["a"]["x"] = object()  # smuggled in: the copy cannot encode it
+    try:
+        with pytest.raises(TypeError, match="'a'"):
+            pod.copy(given)
+    finally:
+        pod["a"]["x"] = 1
+        pod.close()
+        given.close()
+    with tastypy.Tracker(storage=target(readonly=True)) as seen:
+        assert seen.max_tries == 3 and len(seen) == 0

@@ -129,10 +129,18 @@ class TrackerMachine(RuleBasedStateMachine):
         assert self.tracker is not None
         return self.tracker
 
+    def open_store(self, max_tries: int | None) -> ProgressTracker:
+        """Open the tracker's store, the first time and again after a close.
+
+        The one place that says where the store is: the memory engine's
+        machine (test_tracker_stateful_memory.py) overrides it.
+        """
+        return ProgressTracker(self.path, sync_at=self.sync_at, max_tries=max_tries)
+
     @initialize(sync_at=st.sampled_from([2, 3, 5, 1000]), max_tries=MAX_TRIES)
     def open_tracker(self, sync_at: int, max_tries: int | None) -> None:
         self.sync_at, self.max_tries = sync_at, max_tries
-        self.tracker = ProgressTracker(self.path, sync_at=sync_at, max_tries=max_tries)
+        self.tracker = self.open_store(max_tries)
 
     def teardown(self) -> None:
         try:
@@ -288,7 +296,7 @@ class TrackerMachine(RuleBasedStateMachine):
     @rule(max_tries=st.none() | st.sampled_from([0, 1, 2, 3]))
     def close_and_reopen(self, max_tries: int | None) -> None:
         self.t.close()
-        self.tracker = ProgressTracker(self.path, sync_at=self.sync_at, max_tries=max_tries)
+        self.tracker = self.open_store(max_tries)
         if max_tries is not None:  # an explicit value replaces the stored one
             self.max_tries = max_tries or None
         self.refs.clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -219,3 +220,84 @@ def test_describe_gives_json_scalars(engine: Engine) -> None:
     assert facts and all(isinstance(name, str) for name in facts)
     assert all(v is None or isinstance(v, (bool, int, float, str)) for v in facts.values())
     orjson.dumps(facts)
+
+
+def test_an_empty_batch_on_a_new_store_leaves_it_empty(engine: Engine) -> None:
+    storage = engine.open()
+    storage.commit([])
+    storage.commit(iter(()))
+    assert storage.load() == {}
+    assert after_reopen(engine, storage) == []
+
+
+@pytest.mark.parametrize("compact", [False, True], ids=["journal", "compacted"])
+def test_a_key_deleted_then_readded_after_a_reopen_goes_to_the_end(
+    engine: Engine, compact: bool
+) -> None:
+    storage = fresh(engine, [put("a", 1), put("b", 2), put("c", 3)], [gone("a")])
+    if compact:
+        storage.compact()
+    assert after_reopen(engine, storage) == [("b", 2), ("c", 3)]
+    again = fresh(engine, [put("a", "back")])
+    assert after_reopen(engine, again) == [("b", 2), ("c", 3), ("a", "back")]
+
+
+def test_a_batch_that_raises_midway_leaves_nothing_to_recover(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The failed batch is the store's first; a reopen straight after finds no trace of it."""
+    storage = engine.open()
+    storage.load()
+
+    def changes() -> Iterator[Change]:
+        yield put("n", 1)
+        yield gone("n")
+        yield put("a", 2)
+        raise RuntimeError("the caller failed while encoding")
+
+    with caplog.at_level(logging.DEBUG, logger="tastypy"):
+        with pytest.raises(RuntimeError, match="encoding"):
+            storage.commit(changes())
+        assert storage.load() == {}
+        assert after_reopen(engine, storage) == []
+    assert not caplog.records, [r.getMessage() for r in caplog.records]
+
+
+def test_a_set_meta_whose_io_fails_keeps_the_meta_it_had(engine: Engine) -> None:
+    if not engine.has_io:
+        pytest.skip(f"the {engine.name} engine does no I/O that could fail")
+    storage = fresh(engine, [put("a", 1)])
+    storage.set_meta({"kind": "tracker"})
+    with engine.failing_io(), pytest.raises(OSError, match="injected"):
+        storage.set_meta({"kind": "pod", "sync_at": 5})
+    assert storage.meta == {"kind": "tracker"}
+    assert engine.open(readonly=True).meta == {"kind": "tracker"}
+    storage.set_meta({"kind": "pod"})  # and it works once the fault is gone
+    storage.close()
+    assert engine.open(readonly=True).meta == {"kind": "pod"}
+
+
+def test_a_compact_whose_io_fails_keeps_everything(engine: Engine) -> None:
+    if not engine.has_io:
+        pytest.skip(f"the {engine.name} engine does no I/O that could fail")
+    storage = fresh(engine, [put(f"k{i}", i) for i in range(7)], [gone("k2"), put("k0", "x")])
+    expected = [("k0", "x"), ("k1", 1), *[(f"k{i}", i) for i in range(3, 7)]]
+    with engine.failing_io(), pytest.raises(OSError, match="injected"):
+        storage.compact()
+    assert list(engine.open(readonly=True).load().items()) == expected
+    storage.commit([put("k7", 7)])
+    storage.compact()
+    assert after_reopen(engine, storage) == [*expected, ("k7", 7)]
+
+
+def test_a_failing_batch_of_a_key_set_then_deleted_leaves_the_store_as_it_was(
+    engine: Engine,
+) -> None:
+    if not engine.has_io:
+        pytest.skip(f"the {engine.name} engine does no I/O that could fail")
+    storage = fresh(engine, [put("a", 1)])
+    with engine.failing_io(), pytest.raises(OSError, match="injected"):
+        storage.commit([put("n", 1), gone("n"), gone("a"), put("a", 2)])
+    assert engine.open(readonly=True).load() == {"a": 1}
+    storage.commit([put("n", 1), gone("n")])
+    assert after_reopen(engine, storage) == [("a", 1)]
