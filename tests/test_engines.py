@@ -117,12 +117,6 @@ def test_a_copy_to_a_full_disk_leaves_nothing_behind(tmp_path: Path) -> None:
     assert tastypy.POD(tmp_path / "p", readonly=True)["k"] == "still syncing here"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: on files, discard() refuses a store "
-    "the open did not lay out, and its RuntimeError replaces the copy's TypeError and "
-    "leaves the target locked; on memory, discard() wipes the target's settings",
-)
 @pytest.mark.parametrize("kind", ["files", "memory"])
 def test_a_failed_copy_into_an_empty_store_given_as_an_engine_keeps_it(
     tmp_path: Path, kind: str

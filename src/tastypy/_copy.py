@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -37,17 +38,29 @@ def copy_into(  # noqa: PLR0917  # copy()'s own arguments, with the POD's state
     encoded = ((key, encode_value(value, keep=False, key=key)) for key, value in data.items())
     try:
         new = _new_engine(source, target, file_size, gzipped)
+        made = isinstance(target, (str, os.PathLike))
+        before = None if made else new.meta
         try:
             new.set_meta(source.meta)
             new.commit(encoded)
         except BaseException:
-            new.discard()
+            if made:
+                new.discard()  # what was made for the copy goes again
+            else:  # the caller's store: as it was (the failed commit wrote nothing)
+                _restore_meta(new, before)
             raise
     except BaseException:
         pending.restore(taken)
         raise
     pending.settle([(key, False) for key in data], reach, [])
     return new
+
+
+def _restore_meta(engine: Storage, meta: dict[str, Any] | None) -> None:
+    """Put back the settings a failed copy replaced, if it can (its error is what counts)."""
+    if meta is not None:
+        with contextlib.suppress(Exception):
+            engine.set_meta(meta)
 
 
 def _new_engine(

@@ -81,18 +81,8 @@ def test_a_reader_reads_a_writers_side_log(engine: Engine) -> None:
     log.close()
 
 
-def test_a_read_only_side_log_refuses_changes(
-    engine: Engine, request: pytest.FixtureRequest
-) -> None:
+def test_a_read_only_side_log_refuses_changes(engine: Engine) -> None:
     """As ``commit`` and ``set_meta`` do on a read-only open: ReadOnlyError, nothing changed."""
-    if engine.name == "files":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="engine bug: FileSideLog.append raises a plain PermissionError "
-                "and clear() does nothing on a read-only open",
-            )
-        )
     writer = engine.open()
     writer.load()
     log = writer.side_log("tries")
@@ -136,17 +126,7 @@ def test_discard_removes_a_store_this_open_made(engine: Engine) -> None:
     assert again.side_log("tries").read() == b""
 
 
-def test_discard_refuses_a_store_this_open_did_not_make(
-    engine: Engine, request: pytest.FixtureRequest
-) -> None:
-    if engine.name == "memory":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="engine bug: MemoryStorage.discard() empties any store, "
-                "also one that held data before this open",
-            )
-        )
+def test_discard_refuses_a_store_this_open_did_not_make(engine: Engine) -> None:
     first = engine.open()
     first.set_meta({"kind": "pod"})
     first.commit([("a", b"1")])

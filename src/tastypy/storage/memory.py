@@ -84,6 +84,11 @@ class MemoryStorage:
         self.shared = shared and not readonly
         self.capabilities = frozenset({"shared"}) if self.shared else frozenset()
         self._closed = False
+        # Whether the store was new (never committed to, no meta) at this open:
+        # discard() empties only such a store, as the file engine removes only one it made.
+        self._created = not (
+            readonly or self.store.commits or self.store._values or self.store._meta
+        )
         self._version = 0  # the last commit this open has merged
         self._seen: dict[str, int] = {}  # key -> hash of its value as this open last saw it
         if readonly:
@@ -255,8 +260,15 @@ class MemoryStorage:
         return MemorySideLog(self, name, lines)
 
     def discard(self) -> None:
-        """Close, and empty the store (a copy into it failed midway)."""
+        """Close, and empty the store this open created (a copy into it failed midway).
+
+        Refuses a store that held anything when this open began.
+        """
         self._check_writable()
+        if not self._created:
+            raise RuntimeError(
+                f"{self.location}: discard() empties only a store this open created"
+            )
         with self.store._lock:
             self.store._values = {}
             self.store._meta = {}

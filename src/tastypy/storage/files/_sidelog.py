@@ -13,6 +13,7 @@ import re
 import stat
 from pathlib import Path
 
+from ...errors import ReadOnlyError
 from . import _fs
 
 __all__ = ["FileSideLog", "side_log_name"]
@@ -79,7 +80,7 @@ class FileSideLog:
         that makes the torn one unreadable as JSON, so it never glues onto it.
         """
         if self._readonly:
-            raise PermissionError(f"{self.path}: open read-only")
+            raise ReadOnlyError(f"{self.path}: the store is open read-only")
         if self._fd < 0:
             self._fd = _fs.open_inside(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             self._end = -1
@@ -113,7 +114,9 @@ class FileSideLog:
 
     def clear(self) -> None:
         """Empty the log: what it said is in the store proper now."""
-        if self._readonly or not self._dirty:
+        if self._readonly:
+            raise ReadOnlyError(f"{self.path}: the store is open read-only")
+        if not self._dirty:
             return
         if self._fd >= 0:
             _fs.ftruncate(self._fd, 0)
