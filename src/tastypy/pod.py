@@ -27,6 +27,7 @@ from ._settings import (
 from .errors import (
     LockedError,
     ReadOnlyError,
+    SettingsError,
     StoreClosedError,
 )
 from .storage import Merge, Shared, Storage
@@ -69,6 +70,12 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         An engine object to use instead of opening *path* (then give no
         *path*, and the engine's own settings to the engine): for example
         ``tastypy.storage.memory.MemoryStorage()`` for a POD with no disk.
+    shared
+        Let other processes on this machine write the store at the same time,
+        each opening it with ``shared=True``: each sync commits the keys this
+        process changed on top of the others' commits (per key, the last
+        writer wins) and brings in what they committed; :meth:`refresh`
+        brings it now. Plain and shared writers exclude each other.
 
     ``gzipped``, ``file_size`` and ``sync_at`` are stored with the data, so
     reopening needs only the path. Reopening with a different explicit
@@ -149,8 +156,11 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         timeout: float | None = 0.0,
         durable: bool = True,
         storage: Storage | None = None,
+        shared: bool = False,
     ) -> None:
         check_settings(gzipped, file_size, sync_at, timeout)
+        if type(shared) is not bool:
+            raise TypeError(f"shared must be True or False, not {shared!r}")
         if self._storage is not None:  # __new__ handed back the live object
             with self._lock:
                 check_same_settings(self._where, self.storage.options, gzipped, file_size)
@@ -166,10 +176,16 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
                 readonly=readonly,
                 durable=durable,
                 timeout=timeout,
+                shared=shared,
                 options={"file_size": file_size, "gzipped": gzipped},
             )
         else:
             check_engine_given(storage, path, gzipped, file_size, readonly, durable, timeout)
+            if shared and "shared" not in storage.capabilities:
+                raise SettingsError(
+                    f"{storage.location}: this engine object is not a shared open; "
+                    "make it shared, or leave out shared=True"
+                )
             readonly = storage.readonly
         self._lock = threading.RLock()
         where = storage.location

@@ -16,6 +16,7 @@ import pytest
 
 from tastypy.storage import Storage
 from tastypy.storage.files import FileStorage
+from tastypy.storage.files._shared import SharedFileStorage
 from tastypy.storage.memory import MemoryStorage, MemoryStore
 
 from _faults import failing
@@ -51,6 +52,9 @@ class Files(Engine):
         if readonly:
             return FileStorage(self.path, readonly=True)
         return FileStorage(self.path, file_size=3)
+
+    def open_shared(self) -> Storage:
+        return SharedFileStorage(self.path, file_size=3)
 
     @contextlib.contextmanager
     def failing_io(self) -> Iterator[None]:

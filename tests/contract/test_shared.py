@@ -215,7 +215,7 @@ def test_random_interleavings_leave_every_writer_as_the_store_with_the_last_writ
         seen[which] = set(model)
 
     serial = 0
-    for _ in range(60):
+    for _ in range(80):
         which = rng.randrange(len(pods))
         p, mine = pods[which], changed[which]
         roll = rng.random()
@@ -232,6 +232,9 @@ def test_random_interleavings_leave_every_writer_as_the_store_with_the_last_writ
                 mine[key] = None
         elif roll < 0.75 and len(p):
             _ = p[rng.choice(list(p))]  # a read: never a change
+        elif roll < 0.82:
+            p.compact()  # a sync, then a fold of every writer's commits
+            commit(which)
         else:
             p.sync()
             commit(which)

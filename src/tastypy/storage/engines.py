@@ -28,12 +28,15 @@ def open_engine(
     durable: bool = True,
     timeout: float | None = 0.0,
     new: bool = False,
+    shared: bool = False,
     options: dict[str, Any] | None = None,
 ) -> Storage:
     """Open the store at *target* with the engine that serves it.
 
     *options* are the engine's own settings (``None`` values: the stored or
-    default ones); *new* refuses a store that already exists.
+    default ones); *new* refuses a store that already exists. *shared* opens
+    it as one of several writers (``docs/SHARED.md``); read-only opens are
+    the same either way.
 
     Raises
     ------
@@ -51,6 +54,17 @@ def open_engine(
     unknown = sorted(set(given) - set(FILE_OPTIONS))
     if unknown:
         raise SettingsError(f"the file engine has no setting {', '.join(unknown)}")
+    if shared and not readonly:
+        from .files._shared import SharedFileStorage  # noqa: PLC0415  # only shared opens need it
+
+        return SharedFileStorage(
+            target,
+            durable=durable,
+            timeout=timeout,
+            new=new,
+            file_size=given.get("file_size"),
+            gzipped=given.get("gzipped"),
+        )
     return FileStorage(
         target,
         readonly=readonly,

@@ -141,7 +141,7 @@ def fold_journal(
     if the journal changes nothing. The manifest naming the new generation is
     the caller's to write.
     """
-    replayed = replay(path / manifest.journal, raw, manifest.gzipped)
+    replayed = replay(path / manifest.journal, raw, manifest.gzipped, first=manifest.journal_first)
     if replayed.torn or replayed.commits != commits:
         raise CorruptStoreError(
             f"{path / manifest.journal}: holds {replayed.commits} valid "

@@ -33,6 +33,7 @@ from typing import Any
 from ...errors import CorruptStoreError, LockedError, ReadOnlyError
 from . import _fs
 from ._chunks import CHUNKS, Chunk, load_chunk
+from ._commit_lock import CommitLock
 from ._compaction import Generation, discard, fold_journal
 from ._durable import DirSyncError, fsync_dir, unlink_quietly
 from ._journal import Journal, apply_ops, journal_records, replay
@@ -130,9 +131,11 @@ class FileStorage:
                 durable=durable,
                 new=new,
                 existed=self._existed,
+                shared=self._SHARED,
             )
             self._manifest, self._lock = opened.manifest, opened.lock
             self._created, self._made = opened.created, opened.made
+            self._commit_lock = opened.commit_lock
         try:
             check_setting(self.path, "file_size", file_size, self._manifest.file_size)
             check_setting(self.path, "gzipped", gzipped, self._manifest.gzipped)
@@ -141,6 +144,8 @@ class FileStorage:
             raise
 
     capabilities: frozenset[str] = frozenset()
+    _SHARED = False  # one of several writers (SharedFileStorage)
+    _commit_lock: CommitLock | None = None
 
     def discard(self) -> None:
         """Close, and remove the store this open created (the directory too, if new).
@@ -232,7 +237,8 @@ class FileStorage:
 
     def _replay_journal(self, raw: bytes, data: dict[str, Any]) -> None:
         path = self.path / self._manifest.journal
-        rep = replay(path, raw, self.gzipped)
+        first = self._manifest.journal_first
+        rep = replay(path, raw, self.gzipped, first=first)
         apply_ops(path, rep.ops, data, self._hash)
         if rep.torn and self.readonly:
             # Maybe a writer's append in progress, not a crash: nothing is discarded.
@@ -247,7 +253,7 @@ class FileStorage:
         if not self.readonly:
             if self._journal is not None:
                 self._journal.close()
-            self._journal = Journal(path, rep.end, rep.commits, self.gzipped, self.durable)
+            self._journal = Journal(path, rep.end, rep.commits, self.gzipped, self.durable, first)
             if rep.torn:
                 self._journal.cut()
 
@@ -278,14 +284,25 @@ class FileStorage:
             self.load()
         assert self._journal is not None
         records, batch = journal_records(changes, self._hash)
+        if self._write(records):
+            self._settle(batch)
+
+    def _write(self, records: list[bytes]) -> bool:
+        """Durably append the commit of *records*; False if there are none."""
+        assert self._journal is not None
         if self._dir_sync_owed:
             fsync_dir(self.path)
             self._dir_sync_owed = False
         if not records:
-            return
+            return False
         if self._manifest.journal_empty:
             self._mark_journal_used()
         self._journal.append(records)
+        return True
+
+    def _settle(self, batch: dict[str, int | None]) -> None:
+        """A commit is durable: *batch* (key -> line hash, None if deleted) is stored now."""
+        assert self._journal is not None
         hashes = self._hash
         for key, final in batch.items():
             if final is None:
@@ -364,6 +381,9 @@ class FileStorage:
             finally:
                 self._journal.close()
                 self._journal = None
+        if self._commit_lock is not None:
+            self._commit_lock.close()
+            self._commit_lock = None
         if self._lock is not None:
             self._lock.release()
             self._lock = None
@@ -388,10 +408,21 @@ class FileStorage:
         if new is None:
             return
         manifest = self._manifest
-        old = manifest.chunks, manifest.generation, manifest.journal, manifest.journal_empty
+        old = (
+            manifest.chunks,
+            manifest.generation,
+            manifest.journal,
+            manifest.journal_empty,
+            manifest.journal_first,
+        )
         manifest.chunks = [c.entry for c in new.chunks]
         manifest.generation, manifest.journal = new.number, new.journal
         manifest.journal_empty = True
+        # A shared store numbers its commits across compactions: the others
+        # tell by the number whether they had seen all that was folded in.
+        manifest.journal_first = (
+            manifest.journal_first + self._journal.commits if self._SHARED else 1
+        )
         try:
             manifest.write(self.path, durable=self.durable)
         except DirSyncError:
@@ -400,7 +431,13 @@ class FileStorage:
             self._adopt(new)
             raise
         except BaseException:
-            manifest.chunks, manifest.generation, manifest.journal, manifest.journal_empty = old
+            (
+                manifest.chunks,
+                manifest.generation,
+                manifest.journal,
+                manifest.journal_empty,
+                manifest.journal_first,
+            ) = old
             discard(self.path, new)
             raise
         self._adopt(new)
@@ -414,7 +451,9 @@ class FileStorage:
         assert self._journal is not None
         old_journal = self._journal.path
         self._journal.close()
-        self._journal = Journal(self.path / new.journal, 0, 0, self.gzipped, self.durable)
+        self._journal = Journal(
+            self.path / new.journal, 0, 0, self.gzipped, self.durable, self._manifest.journal_first
+        )
         self._set_chunks(new.chunks)
         if self._dir_sync_owed:
             return  # a power loss may still bring back the old manifest: keep its files

@@ -49,6 +49,7 @@ __all__ = [
     "journal_keys",
     "journal_records",
     "replay",
+    "split_record",
 ]
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,9 @@ def commit_bytes(records: list[bytes], number: int, gzipped: bool) -> bytes:
     return data
 
 
-def replay(path: Path, raw: bytes, gzipped: bool, *, strict: bool = True) -> Replay:
+def replay(
+    path: Path, raw: bytes, gzipped: bool, *, strict: bool = True, first: int = 1
+) -> Replay:
     """Check and split the journal bytes *raw* into commits.
 
     Only an incomplete final append is a torn tail: trailing bytes holding
@@ -92,12 +95,13 @@ def replay(path: Path, raw: bytes, gzipped: bool, *, strict: bool = True) -> Rep
     number is wrong, a gzip member that does not decompress) is damage, last
     commit or not: with *strict* it raises :class:`CorruptStoreError` naming
     the file and line; otherwise it is listed in ``Replay.problems`` and
-    replay stops there.
+    replay stops there. *first* is the number the first commit of *raw*
+    must have.
     """
     result = Replay()
     pieces = gzip_members(raw) if gzipped else plain_commits(raw)
     for _start, end, text, lineno, cut_short in pieces:
-        problem = check_commit(text, result.commits + 1)
+        problem = check_commit(text, first + result.commits)
         if problem is None:
             assert text is not None
             result.ops.extend(text.split(b"\n")[:-2])
@@ -106,14 +110,14 @@ def replay(path: Path, raw: bytes, gzipped: bool, *, strict: bool = True) -> Rep
             result.end = end
             continue
         if cut_short or (
-            not gzipped and torn_in_place(raw, result.end, pieces, result.commits + 1)
+            not gzipped and torn_in_place(raw, result.end, pieces, first + result.commits)
         ):
             # An append a crash interrupted: cut short, or (power loss) with
             # sectors that never reached the disk read back as zeros or garbage.
             result.torn = len(raw) - result.end
             break
         message = (
-            f"{path}:{lineno}: commit {result.commits + 1} {problem} (not an incomplete "
+            f"{path}:{lineno}: commit {first + result.commits} {problem} (not an incomplete "
             "last append, so no crash can have left it like this: the file is damaged)"
         )
         if strict:
@@ -131,19 +135,8 @@ def apply_ops(path: Path, ops: list[bytes], data: dict[str, Any], hashes: dict[s
     line that merely parses to the same thing would be folded in wrong).
     """
     for number, line in enumerate(ops, 1):
-        try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            # Its commit's checksum held, so it was written like this: a bug, not a crash.
-            raise CorruptStoreError(f"{path}: record {number} is not JSON ({exc})") from None
-        size = len(record) if type(record) is list and line.startswith(b'["') else 0
-        key = record[0] if size else None
-        if type(key) is not str or size not in (1, 2) or (size == 1) != is_delete(line):
-            raise CorruptStoreError(
-                f'{path}: record {number} is not a ["key", value] or ["key"] line '
-                f"({reprlib.repr(line[:80])})"
-            )
-        if size == 2:
+        key, record = _record(path, number, line)
+        if len(record) == 2:
             data[key] = record[1]
             hashes[key] = hash(line)
         else:
@@ -185,8 +178,17 @@ class Journal:
     again, so a later append never lands after garbage.
     """
 
-    def __init__(self, path: Path, end: int, commits: int, gzipped: bool, durable: bool) -> None:
+    def __init__(  # noqa: PLR0917  # the journal's state, as the writer holds it
+        self,
+        path: Path,
+        end: int,
+        commits: int,
+        gzipped: bool,
+        durable: bool,
+        first: int = 1,
+    ) -> None:
         self.path = path
+        self.first = first  # the number of the file's first commit
         self.gzipped = gzipped
         self.durable = durable
         self.end = end
@@ -197,7 +199,7 @@ class Journal:
     def append(self, records: list[bytes]) -> None:
         """Durably append one commit; on failure the journal is as before."""
         self._check_still_named()
-        data = commit_bytes(records, self.commits + 1, self.gzipped)
+        data = commit_bytes(records, self.first + self.commits, self.gzipped)
         if self._tail_dirty:
             self.cut()
         try:
@@ -239,6 +241,25 @@ class Journal:
                 "in memory: pod.copy(new_path) saves everything to a new store."
             )
 
+    def read_after(self) -> bytes:
+        """The bytes after the last commit this handle knows of (others' commits, shared)."""
+        size = _fs.fstat_size(self._fd)
+        parts = []
+        offset = self.end
+        while offset < size:
+            part = os.pread(self._fd, size - offset, offset)
+            if not part:
+                break
+            parts.append(part)
+            offset += len(part)
+        return b"".join(parts)
+
+    def advance(self, nbytes: int, commits: int) -> None:
+        """Others appended *commits* commits, *nbytes* long: append after them."""
+        self.end += nbytes
+        self.commits += commits
+        self._tail_dirty = _fs.fstat_size(self._fd) != self.end
+
     def cut(self) -> None:
         """Cut the file back to the end of the last good commit."""
         _fs.ftruncate(self._fd, self.end)
@@ -253,7 +274,9 @@ class Journal:
 
 
 def journal_records(
-    changes: Iterable[tuple[str, bytes | None]], hashes: dict[str, int]
+    changes: Iterable[tuple[str, bytes | None]],
+    hashes: dict[str, int],
+    written: list[tuple[str, bytes | None]] | None = None,
 ) -> tuple[list[bytes], dict[str, int | None]]:
     """The journal records of a batch, and each changed key's line hash once it is applied.
 
@@ -262,7 +285,8 @@ def journal_records(
     each key the batch changes to its new line's hash, ``None`` if it ends
     deleted: the caller applies it to *hashes* once the commit is durable.
     Hashes are ints, so these dicts stay out of the cyclic GC's way even for
-    a big commit.
+    a big commit. *written*, if given, receives each change that gives a
+    record, in order (a shared writer's merge needs them).
     """
     dumps = orjson.dumps
     records: list[bytes] = []
@@ -274,10 +298,51 @@ def journal_records(
             if now is not None:
                 records.append(b"[" + dumps(key) + b"]")
                 batch[key] = None
+                if written is not None:
+                    written.append((key, None))
             continue
         line = b"".join((b"[", dumps(key), b",", value, b"]"))
         digest = hash(line)
         if digest != now:
             records.append(line)
             batch[key] = digest
+            if written is not None:
+                written.append((key, value))
     return records, batch
+
+
+def _record(path: Path, number: int, line: bytes) -> tuple[str, list[Any]]:
+    """The key and the parsed record of a replayed line, which must be as tastypy writes it.
+
+    Only the exact forms tastypy writes are records: ``["key", value]`` and
+    ``["key"]`` (compaction finds keys and deletes by their bytes).
+    """
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        # Its commit's checksum held, so it was written like this: a bug, not a crash.
+        raise CorruptStoreError(f"{path}: record {number} is not JSON ({exc})") from None
+    size = len(record) if type(record) is list and line.startswith(b'["') else 0
+    key = record[0] if size else None
+    if type(key) is not str or size not in (1, 2) or (size == 1) != is_delete(line):
+        raise CorruptStoreError(
+            f'{path}: record {number} is not a ["key", value] or ["key"] line '
+            f"({reprlib.repr(line[:80])})"
+        )
+    return key, record
+
+
+def split_record(path: Path, number: int, line: bytes) -> tuple[str, bytes | None, int | None]:
+    """A replayed record line as ``(key, value bytes or None if a delete, line hash)``.
+
+    Checked as :func:`apply_ops` checks it (*number* is its place, for messages).
+    """
+    key, record = _record(path, number, line)
+    if len(record) == 1:
+        return key, None, None
+    head = orjson.dumps(key)
+    if line[1 : 1 + len(head)] == head and line[1 + len(head) : 2 + len(head)] == b",":
+        blob = line[2 + len(head) : -1]
+    else:  # the key written otherwise than tastypy writes it: encode the value anew
+        blob = orjson.dumps(record[1])
+    return key, blob, hash(line)

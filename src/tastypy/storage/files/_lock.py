@@ -31,6 +31,7 @@ from typing import Any
 
 from ...errors import LockedError
 from . import _fs
+from ._writers import live_writers
 
 __all__ = ["StoreLock", "describe_holder"]
 
@@ -71,30 +72,51 @@ class StoreLock:
     :func:`_after_fork_in_child`).
     """
 
-    def __init__(self, directory: Path, timeout: float | None = 0.0) -> None:
+    def __init__(
+        self, directory: Path, timeout: float | None = 0.0, *, shared: bool = False
+    ) -> None:
         self.directory = directory
         self.path = directory / LOCK_FILE
+        self.shared = shared
+        self._mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
         self._dir_fd: int | None = None
         self._fd: int | None = None
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._try_acquire():
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
-                holder = describe_holder(directory)
-                waited = f" after waiting {timeout:g}s" if timeout else ""
-                raise LockedError(
-                    f"{directory} is open for writing by {holder}{waited}; close it "
-                    "there, open with readonly=True, or pass timeout=SECONDS to wait"
-                )
+                raise self._refusal(timeout)
             time.sleep(_POLL_SECONDS if remaining is None else min(_POLL_SECONDS, remaining))
         _held.add(self)
-        self._write_holder_info()
+        if not shared:  # shared writers name themselves in writers/ instead
+            self._write_holder_info()
+
+    def _refusal(self, timeout: float | None) -> LockedError:
+        directory = self.directory
+        waited = f" after waiting {timeout:g}s" if timeout else ""
+        if self.shared:
+            return LockedError(
+                f"{directory} is open for writing by {describe_holder(directory)}{waited}, "
+                "not shared; close it there, or open it there with shared=True too"
+            )
+        others = live_writers(directory)
+        if others:
+            names = ", ".join(_describe(w.pid, w.host, w.argv) for w in others[:3])
+            more = f" and {len(others) - 3} more" if len(others) > 3 else ""
+            return LockedError(
+                f"{directory} is open for shared writing by {names}{more}{waited}; "
+                "open it with shared=True to write beside them, or with readonly=True"
+            )
+        return LockedError(
+            f"{directory} is open for writing by {describe_holder(directory)}{waited}; close "
+            "it there, open with readonly=True, or pass timeout=SECONDS to wait"
+        )
 
     def _try_acquire(self) -> bool:
         """Lock the directory, then the lock file; False if someone else holds either."""
         dir_fd = _fs.open_fd(self.directory, os.O_RDONLY | _O_DIRECTORY)
         try:
-            _fs.flock(dir_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _fs.flock(dir_fd, self._mode | fcntl.LOCK_NB)
             fd = self._lock_file()
         except BlockingIOError:
             _fs.close(dir_fd)
@@ -118,7 +140,7 @@ class StoreLock:
             # target), nor a FIFO or a device: CorruptStoreError naming it.
             fd = _fs.open_inside(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                _fs.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _fs.flock(fd, self._mode | fcntl.LOCK_NB)
                 if _same_file(os.fstat(fd), self.path):
                     return fd
             except BaseException:
@@ -144,8 +166,9 @@ class StoreLock:
         _held.discard(self)
         try:
             if fd is not None:
-                with contextlib.suppress(OSError):  # the holder line is cosmetic
-                    _fs.ftruncate(fd, 0)
+                if not self.shared:
+                    with contextlib.suppress(OSError):  # the holder line is cosmetic
+                        _fs.ftruncate(fd, 0)
                 _fs.close(fd)  # closing the last descriptor releases a flock
         finally:
             if dir_fd is not None:

@@ -27,6 +27,7 @@ __all__ = [
     "MANIFEST",
     "MAX_GENERATION",
     "VERSION",
+    "VERSIONS",
     "ChunkEntry",
     "Manifest",
     "read_manifest",
@@ -34,6 +35,10 @@ __all__ = [
 
 FORMAT = "tastypy-store"
 VERSION = 1
+# Version 2 adds "journal_first" (the number of the journal's first commit,
+# 1 in version 1): a shared store's commits are numbered across compactions.
+VERSIONS = (1, 2)
+MAX_COMMIT = 1 << 53
 # "records" counts the records in the data files only (the journal may add,
 # change and delete records on top of them).
 MANIFEST = "manifest.json"
@@ -69,19 +74,24 @@ class Manifest:
     # manifest was written (with a new, empty journal): then, and only then,
     # a missing journal provably lost nothing.
     journal_empty: bool = False
+    journal_first: int = 1  # the number of the journal's first commit
     synced_at: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     chunks: list[ChunkEntry] = field(default_factory=list)
 
     def encode(self) -> bytes:
-        head = {
+        head: dict[str, Any] = {
             "format": FORMAT,
-            "version": VERSION,
+            "version": VERSION if self.journal_first == 1 else 2,
             "file_size": self.file_size,
             "gzipped": self.gzipped,
             "generation": self.generation,
             "journal": self.journal,
             "journal_empty": self.journal_empty,
+        }
+        if self.journal_first != 1:
+            head["journal_first"] = self.journal_first
+        head |= {
             "synced_at": self.synced_at,
             "records": sum(c.records for c in self.chunks),
             "meta": self.meta,
@@ -138,10 +148,10 @@ def read_manifest(directory: Path) -> Manifest:
         raise CorruptStoreError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise NotAStoreError(f"{path} is not a tastypy manifest")
-    if doc.get("version") != VERSION:
+    if doc.get("version") not in VERSIONS or type(doc.get("version")) is not int:
         raise NotAStoreError(
             f"{path} has format version {doc.get('version')!r}; this tastypy reads "
-            f"version {VERSION} (upgrade tastypy?)"
+            f"versions {VERSIONS[0]} to {VERSIONS[-1]} (upgrade tastypy?)"
         )
     return _validated(path, doc)
 
@@ -198,6 +208,11 @@ def _validated(path: Path, doc: dict[str, Any]) -> Manifest:
     generation = top.integer("generation", 0, MAX_GENERATION)
     journal = top.name("journal", _JOURNAL, gzipped, "journal-<8 digits>.jsonl")
     journal_empty = top.boolean("journal_empty", default=False)
+    journal_first = 1
+    if doc["version"] >= 2:
+        journal_first = top.integer("journal_first", 1, MAX_COMMIT)
+    elif "journal_first" in doc:
+        raise top.fail("journal_first", "no such field in a version 1 manifest")
     synced_at = doc.get("synced_at")
     if synced_at is not None and type(synced_at) is not str:
         raise top.fail("synced_at", "a time as text, or null")
@@ -240,6 +255,7 @@ def _validated(path: Path, doc: dict[str, Any]) -> Manifest:
         generation=generation,
         journal=journal,
         journal_empty=journal_empty,
+        journal_first=journal_first,
         synced_at=synced_at,
         meta=dict(meta),
         chunks=chunks,

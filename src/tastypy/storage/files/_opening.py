@@ -15,6 +15,7 @@ from typing import Any
 from ...errors import NotAStoreError, SettingsError
 from . import _fs
 from ._chunks import CHUNKS
+from ._commit_lock import CommitLock
 from ._durable import fsync_dir
 from ._layout import (
     create_store,
@@ -47,6 +48,7 @@ class Opened:
     lock: StoreLock
     created: bool = False  # this open laid the store out
     made: list[Path] = field(default_factory=list)  # directories created, parents first
+    commit_lock: CommitLock | None = None  # a shared open's
 
 
 def open_readonly(path: Path) -> Manifest:
@@ -70,6 +72,7 @@ def open_writable(
     durable: bool,
     new: bool,
     existed: bool,
+    shared: bool = False,
 ) -> Opened:
     """Lock the store at *path* for writing, creating it (and its parents) if missing.
 
@@ -77,6 +80,9 @@ def open_writable(
     anything is written into it. On failure the lock is released, the
     directories made are removed again and, with *new*, a store this open laid
     out goes too (*existed*: whether anything was at *path* before).
+
+    With *shared*, the store is locked for shared writing, and read, laid
+    out or tidied under its commit lock, which the result carries.
     """
     if path.exists() and not path.is_dir():
         raise NotAStoreError(f"{path} is a file, not a store directory")
@@ -88,30 +94,36 @@ def open_writable(
         for directory in made:
             if durable:
                 fsync_dir(directory.parent)
-        lock = StoreLock(path, timeout)
+        lock = StoreLock(path, timeout, shared=shared)
     except BaseException:
         remove_dirs(made)  # a failed open leaves no empty directories
         raise
     created = False
+    commit_lock = None
     try:
-        if (path / MANIFEST).exists():
-            manifest = read_manifest(path)
-            remove_leftovers(path, manifest)
-        else:
-            created = True
-            manifest = create_store(  # checks for strangers again, now under the lock
-                path,
-                DEFAULT_FILE_SIZE if file_size is None else file_size,
-                bool(gzipped),
-                durable=durable,
-            )
+        # Shared writers share the store lock: one at a time lays out or tidies.
+        commit_lock = CommitLock(path) if shared else None
+        with commit_lock.held() if commit_lock is not None else contextlib.nullcontext():
+            if (path / MANIFEST).exists():
+                manifest = read_manifest(path)
+                remove_leftovers(path, manifest)
+            else:
+                created = True
+                manifest = create_store(  # checks for strangers again, now under the lock
+                    path,
+                    DEFAULT_FILE_SIZE if file_size is None else file_size,
+                    bool(gzipped),
+                    durable=durable,
+                )
     except BaseException:
+        if commit_lock is not None:
+            commit_lock.close()
         lock.release()
         if new and created:  # e.g. a full disk while laying it out
             remove_new_store(path, existed)
             remove_dirs(made)
         raise
-    return Opened(manifest, lock, created, made)
+    return Opened(manifest, lock, created, made, commit_lock)
 
 
 def remove_dirs(made: list[Path]) -> None:

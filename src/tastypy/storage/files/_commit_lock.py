@@ -1,0 +1,77 @@
+"""The commit lock of a shared store: one writer at a time appends, compacts, lays out.
+
+``<store>/commit.lock``, taken with ``flock(LOCK_EX)`` around every commit of
+a shared store (``docs/SHARED.md``). Each commit is appended and
+``fdatasync``ed while the lock is held, so the next writer appends only after
+it is durable, and at most the journal's last commit is ever unsynced: the
+torn-tail rule of a single writer holds unchanged. The kernel drops the lock
+of a writer that dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import weakref
+from collections.abc import Iterator
+from pathlib import Path
+
+from . import _fs
+
+__all__ = ["COMMIT_LOCK", "CommitLock"]
+
+COMMIT_LOCK = "commit.lock"
+# Locks this process holds open; a forked child closes its copies of their fds.
+_open: weakref.WeakSet[CommitLock] = weakref.WeakSet()
+
+
+class CommitLock:
+    """This open's handle on ``commit.lock`` (re-entrant within the open)."""
+
+    def __init__(self, store: Path) -> None:
+        self.path = store / COMMIT_LOCK
+        self._fd = _fs.open_inside(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._depth = 0
+        _open.add(self)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Hold the lock for the block (waiting for another writer's commit to end)."""
+        if self._fd < 0:
+            raise ValueError(f"{self.path}: this open's commit lock is closed")
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        _fs.flock(self._fd, fcntl.LOCK_EX)
+        self._depth = 1
+        try:
+            yield
+        finally:
+            self._depth = 0
+            _fs.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        """Let go of the file (and of the lock, if held). Idempotent."""
+        fd, self._fd = self._fd, -1
+        _open.discard(self)
+        if fd >= 0:
+            _fs.close(fd)
+
+    def _forget_in_child(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            _fs.close(fd)
+
+
+def _after_fork_in_child() -> None:
+    for lock in list(_open):
+        lock._forget_in_child()
+    _open.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

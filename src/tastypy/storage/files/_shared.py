@@ -1,0 +1,224 @@
+"""A store directory written by several processes at once (``docs/SHARED.md``).
+
+Each :class:`SharedFileStorage` is one writer. Writers share the store lock
+(``flock(LOCK_SH)``, so a plain writer and they exclude each other), name
+themselves in ``writers/``, and take the commit lock around every commit:
+there a writer first *catches up*, reading what the others committed since
+its last commit, then appends its own commit and ``fdatasync``s it before
+letting go. A sync returns the :class:`~tastypy.storage.Merge` that turns
+the writer's memory into the store.
+
+What a writer commits is what it changed: records are computed against the
+line hashes of what this open last saw (its baseline), before catching up,
+so a value it only read is never written back over another writer's change.
+The baseline moves to the store's state only when the POD takes the merge,
+that is after a successful commit; until then what was caught up is kept
+aside (``_theirs``).
+
+Compaction runs under the commit lock, after catching up, and numbers the
+new journal's commits on from the old one's (``journal_first``). A writer
+that sees a new generation and had seen every commit folded in loads only the
+data files new to it; one that had not reloads the store (rare: it missed a
+whole compaction between two of its syncs).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .._merge import Merge, merge
+from ._chunks import CHUNKS, Chunk, load_chunk
+from ._engine import FileStorage
+from ._journal import Journal, journal_records, replay, split_record
+from ._manifest import MANIFEST, Manifest, read_manifest
+from ._writers import WriterEntry
+
+__all__ = ["SharedFileStorage"]
+
+log = logging.getLogger(__name__)
+
+# (key, value bytes or None for a delete, hash of its line or None)
+Theirs = tuple[str, "bytes | None", "int | None"]
+
+
+class SharedFileStorage(FileStorage):
+    """One of several writers of the store at *path*; declares the "shared" capability.
+
+    Takes :class:`FileStorage`'s arguments but *readonly* (a reader is a
+    plain read-only :class:`FileStorage`). Raises
+    :class:`~tastypy.errors.LockedError` if a plain writer has the store.
+    """
+
+    _SHARED = True
+    capabilities = frozenset({"shared"})
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        file_size: int | None = None,
+        gzipped: bool | None = None,
+        durable: bool = True,
+        timeout: float | None = 0.0,
+        new: bool = False,
+    ) -> None:
+        super().__init__(
+            path, file_size=file_size, gzipped=gzipped, durable=durable, timeout=timeout, new=new
+        )
+        self._theirs: list[Theirs] = []  # caught up, not yet merged by the POD
+        self._manifest_seen: tuple[int, int, int] | None = None
+        try:
+            self._writer: WriterEntry | None = WriterEntry(self.path)
+        except BaseException:
+            self.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"<SharedFileStorage {str(self.path)!r}>"
+
+    # -- the protocol, under the commit lock -----------------------------------------
+
+    def load(self) -> dict[str, Any]:
+        """Everything as of the last commit of any writer (a new dict); the baseline too."""
+        assert self._commit_lock is not None
+        with self._commit_lock.held():
+            self._manifest_seen = _identity(self.path)
+            data = super().load()
+            self._theirs = []
+            return data
+
+    def set_meta(self, meta: dict[str, Any]) -> None:
+        """Durably replace the layer above's settings (the latest manifest's)."""
+        self._check_writable()
+        assert self._commit_lock is not None
+        with self._commit_lock.held():
+            self._catch_up()
+            super().set_meta(meta)
+
+    def commit(self, changes: Iterable[tuple[str, bytes | None]]) -> None:
+        """:meth:`sync`, merge not wanted (a copy into a new store has nothing to merge)."""
+        self.sync(changes)
+
+    def sync(self, changes: Iterable[tuple[str, bytes | None]]) -> Merge:
+        """Commit what of *changes* this open changed, on top of the others' commits.
+
+        Returns how to merge the others' changes into the caller's memory. A
+        raising *changes* commits nothing and catches up on nothing; a
+        failed commit leaves the store as it was and what was caught up kept
+        aside for the next sync.
+        """
+        self._check_writable()
+        if self._journal is None:
+            self.load()
+        assert self._journal is not None
+        assert self._commit_lock is not None
+        mine: list[tuple[str, bytes | None]] = []
+        # Against what this open last saw, and before the lock: a raising
+        # *changes* leaves everything as it was.
+        records, batch = journal_records(changes, self._hash, mine)
+        with self._commit_lock.held():
+            self._catch_up()
+            theirs = self._theirs
+            merged = merge(self._hash.__contains__, [(k, b) for k, b, _ in theirs], mine)
+            wrote = self._write(records)  # a failure: the baseline and theirs stay as they are
+            hashes = self._hash
+            for key, _blob, digest in theirs:
+                if digest is None:
+                    hashes.pop(key, None)
+                else:
+                    hashes[key] = digest
+            self._theirs = []
+            if wrote:
+                self._settle(batch)  # may compact, under the lock still
+        return merged
+
+    def compact(self) -> None:
+        """Fold the journal into the data files now, every writer's commits included."""
+        self._check_writable()
+        assert self._commit_lock is not None
+        with self._commit_lock.held():
+            self._catch_up()
+            super().compact()
+            self._manifest_seen = _identity(self.path)
+
+    def close(self) -> None:
+        """Compact if due (under the commit lock), then leave the writers. Idempotent."""
+        writer, self._writer = getattr(self, "_writer", None), None
+        try:
+            super().close()
+        finally:
+            if writer is not None:
+                writer.close()
+
+    # -- catching up ----------------------------------------------------------------
+
+    def _catch_up(self) -> None:
+        """Read what the others committed since this open last did (commit lock held)."""
+        assert self._journal is not None
+        seen = _identity(self.path)
+        if seen != self._manifest_seen:
+            fresh = read_manifest(self.path)
+            self._manifest_seen = seen
+            if fresh.generation != self._manifest.generation:
+                self._follow(fresh)
+            else:
+                self._manifest = fresh  # another's settings, or its first commit's mark
+        journal = self._journal
+        raw = journal.read_after()
+        if not raw:
+            return
+        path = journal.path
+        rep = replay(path, raw, self.gzipped, first=journal.first + journal.commits)
+        if rep.torn:
+            log.warning(
+                "%s: a writer stopped mid-commit (%d bytes after its last whole commit): "
+                "cutting them off",
+                path,
+                rep.torn,
+            )
+        journal.advance(rep.end, rep.commits)
+        self._theirs += [split_record(path, n, line) for n, line in enumerate(rep.ops, 1)]
+
+    def _follow(self, fresh: Manifest) -> None:
+        """Another writer compacted: move to its generation."""
+        assert self._journal is not None
+        journal = self._journal
+        if journal.first + journal.commits == fresh.journal_first:
+            # Every commit folded in was seen here: only the new data files are new.
+            known = {chunk.entry.file: chunk for chunk in self._chunks}
+            chunks: list[Chunk] = []
+            for entry in fresh.chunks:
+                chunk = known.get(entry.file)
+                if chunk is None or chunk.entry != entry:
+                    raw = self._read(f"{CHUNKS}/{entry.file}")
+                    where = self.path / CHUNKS / entry.file
+                    chunk = load_chunk(where, entry, raw, fresh.gzipped, into={}, hashes={})
+                chunks.append(chunk)
+            self._manifest = fresh
+            self._set_chunks(chunks)
+            journal.close()
+            self._journal = Journal(
+                self.path / fresh.journal, 0, 0, self.gzipped, self.durable, fresh.journal_first
+            )
+            return
+        # Commits this open never saw were folded in: start again from the store,
+        # as changes of the others to everything (order included). The baseline
+        # stays what the caller's memory is until the merge is taken.
+        baseline = self._hash
+        before = set(baseline).union(key for key, _blob, _digest in self._theirs)
+        data = FileStorage.load(self)
+        stored, self._hash = self._hash, baseline
+        self._theirs = [(key, None, None) for key in before]
+        self._theirs += [(key, orjson.dumps(value), stored[key]) for key, value in data.items()]
+
+
+def _identity(path: Path) -> tuple[int, int, int]:
+    """What changes when ``manifest.json`` is replaced (an atomic rename: a new inode)."""
+    found = os.stat(path / MANIFEST)
+    return found.st_ino, found.st_dev, found.st_mtime_ns
