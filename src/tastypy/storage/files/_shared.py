@@ -37,7 +37,7 @@ from ._chunks import CHUNKS, Chunk, load_chunk
 from ._engine import FileStorage
 from ._journal import Journal, journal_records, replay, split_record
 from ._manifest import MANIFEST, Manifest, read_manifest
-from ._writers import WriterEntry
+from ._writers import WriterEntry, live_writers
 
 __all__ = ["SharedFileStorage"]
 
@@ -74,6 +74,7 @@ class SharedFileStorage(FileStorage):
         self._theirs: list[Theirs] = []  # caught up, not yet merged by the POD
         self._manifest_seen: tuple[int, int, int] | None = None
         try:
+            live_writers(self.path, reap=True)  # the files of writers that died go
             self._writer: WriterEntry | None = WriterEntry(self.path)
         except BaseException:
             self.close()

@@ -135,7 +135,9 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
     if journal_raw is None:
         report.problems.append(f"{journal} is missing but {MANIFEST} names it")
     else:
-        rep = replay(journal, journal_raw, manifest.gzipped, strict=False)
+        rep = replay(
+            journal, journal_raw, manifest.gzipped, strict=False, first=manifest.journal_first
+        )
         report.problems += rep.problems
         try:
             apply_ops(journal, rep.ops, data, hashes)
