@@ -247,3 +247,37 @@ def test_random_interleavings_leave_every_writer_as_the_store_with_the_last_writ
     assert dict(final) == model
     for p in pods:
         assert list(p.items()) == final
+
+
+def test_a_key_only_read_is_not_written_back_after_a_partial_sync(
+    engine: Engine, pod: Callable[[], tastypy.POD]
+) -> None:
+    a, b = pod(), pod()
+    a.update({"k": "old", "other": 0})
+    a.sync()
+    b.refresh()
+    assert a["k"] == "old"  # read: marked, not changed
+    b["k"] = "new"
+    b.sync()
+    a["other"] = 1
+    a.sync_key("other")  # brings b's k, while a's read mark on k is still pending
+    assert a["k"] == "new"
+    a.sync()
+    assert dict(stored(engine)) == {"k": "new", "other": 1}
+
+
+def test_a_value_changed_in_place_and_pending_keeps_this_writers_change(
+    engine: Engine, pod: Callable[[], tastypy.POD]
+) -> None:
+    a, b = pod(), pod()
+    a.update({"k": {"n": 0}, "other": 0})
+    a.sync()
+    b.refresh()
+    a["k"]["n"] = 1  # changed in place here, not yet synced
+    b["k"] = {"n": 2}
+    b.sync()
+    a["other"] = 1
+    a.sync_key("other")
+    assert a["k"] == {"n": 1}, "a pending change here keeps this process's value"
+    a.sync()
+    assert dict(stored(engine)) == {"k": {"n": 1}, "other": 1}

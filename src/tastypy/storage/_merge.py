@@ -42,6 +42,9 @@ class Merge:
     updated: list[tuple[str, bytes]] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     appended: list[tuple[str, bytes | None]] = field(default_factory=list)
+    # Whether *blob* is the value the writer last saw of *key* (before these
+    # changes of the others): for a key it only read, never changed.
+    unchanged: Callable[[str, bytes], bool] = field(default=lambda key, blob: False)
 
     def __bool__(self) -> bool:
         return bool(self.updated or self.deleted or self.appended)
@@ -63,7 +66,8 @@ class Merge:
         """Make *data* (``S0 ∘ mine``) the store's state.
 
         Keys for which *keep* is true (changes still pending in the writer,
-        not part of this sync) keep the writer's value; they still move.
+        not part of this sync) keep the writer's value; they still move. It
+        is asked only of keys the others changed.
         """
         for key in self.deleted:
             if not keep(key):

@@ -218,6 +218,8 @@ class MemoryStorage:
                     mine.append((key, blob))
                     now[key] = hash(blob)
             result = merge(seen.__contains__, theirs, mine)
+            last_seen = {key: seen.get(key) for key, _blob in theirs}
+            result.unchanged = lambda key, blob: last_seen.get(key) == hash(blob)
             values = store._values  # holds theirs already
             for key, blob in mine:
                 if blob is None:

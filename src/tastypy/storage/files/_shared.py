@@ -127,6 +127,8 @@ class SharedFileStorage(FileStorage):
             self._catch_up()
             theirs = self._theirs
             merged = merge(self._hash.__contains__, [(k, b) for k, b, _ in theirs], mine)
+            before = {key: self._hash.get(key) for key, _blob, _digest in theirs}
+            merged.unchanged = lambda key, blob: before.get(key) == _line_hash(key, blob)
             wrote = self._write(records)  # a failure: the baseline and theirs stay as they are
             hashes = self._hash
             for key, _blob, digest in theirs:
@@ -223,3 +225,8 @@ def _identity(path: Path) -> tuple[int, int, int]:
     """What changes when ``manifest.json`` is replaced (an atomic rename: a new inode)."""
     found = os.stat(path / MANIFEST)
     return found.st_ino, found.st_dev, found.st_mtime_ns
+
+
+def _line_hash(key: str, blob: bytes) -> int:
+    """The hash of the journal line that sets *key* to *blob* (as the baseline keeps them)."""
+    return hash(b"".join((b"[", orjson.dumps(key), b",", blob, b"]")))
