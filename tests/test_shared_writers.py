@@ -53,11 +53,11 @@ def test_a_dead_writer_is_found_dead_and_reaped_though_its_pid_is_alive(tmp_path
     directory.mkdir()
     pid = os.getpid()
     stale = f"{pid}-{process_start(pid)}-0badc0de"
-    (directory / f"{stale}.json").write_text(json.dumps({"pid": pid, "since": 1.0}))
+    (directory / f"{stale}.jsonl").write_text(json.dumps({"pid": pid, "since": 1.0}))
     assert live_writers(tmp_path) == []
-    assert (directory / f"{stale}.json").exists(), "listing without reap writes nothing"
+    assert (directory / f"{stale}.jsonl").exists(), "listing without reap writes nothing"
     assert not is_alive(tmp_path, stale)
-    assert not (directory / f"{stale}.json").exists(), "a writer found dead is reaped"
+    assert not (directory / f"{stale}.jsonl").exists(), "a writer found dead is reaped"
 
 
 def test_a_writer_that_ends_normally_removes_its_file(tmp_path: Path) -> None:
@@ -113,14 +113,14 @@ def test_files_that_are_not_writers_are_neither_listed_nor_removed(tmp_path: Pat
     directory = tmp_path / WRITERS
     directory.mkdir()
     (directory / "notes.txt").write_text("mine")
-    (directory / "x.json").write_text("{}")
-    os.symlink("/etc/passwd", directory / "1-2-deadbeef.json")
+    (directory / "x.jsonl").write_text("{}")
+    os.symlink("/etc/passwd", directory / "1-2-deadbeef.jsonl")
     assert live_writers(tmp_path, reap=True) == []
     assert not is_alive(tmp_path, "../../etc/passwd")
     assert sorted(p.name for p in directory.iterdir()) == [
-        "1-2-deadbeef.json",
+        "1-2-deadbeef.jsonl",
         "notes.txt",
-        "x.json",
+        "x.jsonl",
     ]
 
 
@@ -129,7 +129,7 @@ def test_a_writer_killed_while_registering_leaves_a_temporary_file_that_is_reape
 ) -> None:
     directory = tmp_path / WRITERS
     directory.mkdir()
-    leftover = directory / ".1-2-0badc0de.json.tmp"
+    leftover = directory / ".1-2-0badc0de.jsonl.tmp"
     leftover.write_text("")
     assert live_writers(tmp_path) == []
     assert leftover.exists()

@@ -1,6 +1,6 @@
 """Who writes a shared store: one file per writer, alive exactly while it is locked.
 
-Each writer of a shared store has ``writers/<id>.json`` (``docs/SHARED.md``)
+Each writer of a shared store has ``writers/<id>.jsonl`` (``docs/SHARED.md``)
 and holds an exclusive ``flock`` on it while the store is open. The kernel
 drops that lock when the process ends, however it ends, so a writer is alive
 if and only if its file is locked: no clock, no pid test, and a reused pid
@@ -11,6 +11,9 @@ name is locked from birth.
 The id is ``<pid>-<start>-<random>``, ``start`` being the process start time
 in clock ticks since boot (``/proc/<pid>/stat``), for people reading the
 directory; nothing relies on it being unique but the random part.
+
+The file's first line describes the writer; the lines after it are its
+claims log (:mod:`._claims`), which only its writer appends to.
 """
 
 from __future__ import annotations
@@ -32,9 +35,19 @@ from typing import Any
 
 from . import _fs
 
-__all__ = ["WRITERS", "Writer", "WriterEntry", "is_alive", "live_writers", "process_start"]
+__all__ = [
+    "SUFFIX",
+    "WRITERS",
+    "Writer",
+    "WriterEntry",
+    "is_alive",
+    "live_writers",
+    "process_start",
+    "writer_id",
+]
 
 WRITERS = "writers"
+SUFFIX = ".jsonl"
 _ID = re.compile(r"\d{1,10}-\d{1,20}-[0-9a-f]{8}\Z")
 _MAX_INFO = 4096  # bytes of a writer file that are read
 # Entries this process holds; a forked child closes its copies of their fds.
@@ -78,8 +91,8 @@ class WriterEntry:
         directory = store / WRITERS
         with contextlib.suppress(FileExistsError):
             _fs.mkdir(directory)
-        self.path = directory / f"{self.id}.json"
-        temporary = directory / f".{self.id}.json.tmp"
+        self.path = directory / f"{self.id}{SUFFIX}"
+        temporary = directory / f".{self.id}{SUFFIX}.tmp"
         fd = _fs.open_inside(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             _fs.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: nobody else has it
@@ -89,7 +102,8 @@ class WriterEntry:
                 "argv": sys.argv[:4],
                 "since": round(time.time(), 3),
             }
-            _fs.pwrite(fd, json.dumps(info).encode() + b"\n", 0)
+            first = json.dumps(info).encode() + b"\n"
+            _fs.pwrite(fd, first, 0)
             _fs.replace(temporary, self.path)
         except BaseException:
             _fs.close(fd)
@@ -98,7 +112,22 @@ class WriterEntry:
             raise
         self._fd: int | None = fd
         self._pid = pid
+        self._end = len(first)  # where the next line goes
         _held.add(self)
+
+    def append(self, line: bytes) -> None:
+        """Append *line* (ending in a newline) to this writer's log, whole or not at all."""
+        if self._fd is None:
+            raise ValueError(f"{self.path}: this writer is closed")
+        try:
+            written = 0
+            while written < len(line):
+                written += _fs.pwrite(self._fd, memoryview(line)[written:], self._end + written)
+        except BaseException:
+            with contextlib.suppress(OSError):  # truncating needs no free space
+                _fs.ftruncate(self._fd, self._end)
+            raise
+        self._end += len(line)
 
     def close(self) -> None:
         """Unregister: remove the file, then let go of its lock. Idempotent."""
@@ -130,14 +159,23 @@ def is_alive(store: Path, writer_id: str) -> bool:
     """
     if not _ID.match(writer_id):
         return False
-    return _check(store / WRITERS / f"{writer_id}.json", reap=True) is not None
+    return _check(store / WRITERS / f"{writer_id}{SUFFIX}", reap=True) is not None
+
+
+def writer_id(name: str) -> str | None:
+    """The writer id of a file name in ``writers/``, or None if it is no writer's log."""
+    if not name.endswith(SUFFIX):
+        return None
+    found = name[: -len(SUFFIX)]
+    return found if _ID.match(found) else None
 
 
 def live_writers(store: Path, *, reap: bool = False) -> list[Writer]:
     """The live writers of the store at *store*, oldest first.
 
-    With *reap*, the files of dead writers (and temporary files of writers
-    killed while registering) are removed; without, nothing is written.
+    With *reap*, the files of dead writers that claimed nothing (and
+    temporary files of writers killed while registering) are removed;
+    without, nothing is written.
     """
     directory = store / WRITERS
     try:
@@ -146,11 +184,11 @@ def live_writers(store: Path, *, reap: bool = False) -> list[Writer]:
         return []
     found = []
     for name in names:
-        if name.startswith(".") and name.endswith(".json.tmp"):
+        if name.startswith(".") and name.endswith(SUFFIX + ".tmp"):
             if reap:
                 _check(directory / name, reap=True)
             continue
-        if not name.endswith(".json") or not _ID.match(name[: -len(".json")]):
+        if writer_id(name) is None:
             continue  # not ours: a writer's file is never named otherwise
         writer = _check(directory / name, reap=reap)
         if writer is not None:
@@ -170,8 +208,11 @@ def _check(path: Path, *, reap: bool) -> Writer | None:
         except OSError as exc:
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
                 raise
-            return _describe(path, os.pread(fd, _MAX_INFO, 0))
-        if reap:  # dead: its lock is ours now, and nobody will take it again
+            return _describe(path, os.pread(fd, _MAX_INFO, 0).split(b"\n", 1)[0])
+        # Dead: its lock is ours now, and nobody will take it again. A log
+        # that holds claims is kept: the tries it counts are settled first
+        # (docs/SHARED.md), by whoever reads it as the tracker.
+        if reap and b"\n" not in os.pread(fd, _MAX_INFO, 0).rstrip(b"\n"):
             with contextlib.suppress(OSError):
                 _fs.unlink(path)
         return None
@@ -181,7 +222,7 @@ def _check(path: Path, *, reap: bool) -> Writer | None:
 
 def _describe(path: Path, raw: bytes) -> Writer:
     """A live writer from its file's line; what it says is only shown, never trusted."""
-    name = path.name.removesuffix(".json")
+    name = path.name.removesuffix(SUFFIX)
     info: Any
     try:
         info = json.loads(raw)
