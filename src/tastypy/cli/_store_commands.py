@@ -22,12 +22,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .. import verify
 from ..errors import NotAStoreError
 from ..pod import PersistentOrderedDict
 from ..storage.engines import open_engine
 from ..storage.files._layout import lost_manifest
 from ..storage.files._manifest import MANIFEST
-from ..storage.files.verify import verify
 from ..tracker._records import BadRecordError
 from ..tracker._tracker import ProgressTracker
 from ._display import escaped, json_text, shown
