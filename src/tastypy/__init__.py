@@ -6,8 +6,8 @@ See the README for the user's manual.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
 
+from ._verify_repair import repair, verify
 from .errors import (
     CorruptStoreError,
     DuplicateKeyError,
@@ -20,7 +20,7 @@ from .errors import (
     TastypyError,
 )
 from .pod import POD, PersistentOrderedDict
-from .storage.files.verify import VerifyReport, verify
+from .storage.damage import RepairReport, VerifyReport
 from .tracker._tracker import ProgressTracker, Tracker
 
 __all__ = [
@@ -45,19 +45,9 @@ __all__ = [
 
 __version__ = "0.1.0.dev0"
 
-if TYPE_CHECKING:
-    from .storage.files.repair import RepairReport, repair
-
-
-def __getattr__(name: str) -> Any:
-    # repair() and its salvage scan are imported when first asked for: a
-    # program that never repairs a store should not pay for their import.
-    if name in ("repair", "RepairReport"):
-        from .storage.files import repair as module  # noqa: PLC0415
-
-        return getattr(module, name)
-    raise AttributeError(f"module 'tastypy' has no attribute {name!r}")
-
+# repair()'s salvage scan is imported when repair is first called (see
+# tastypy.storage.engines.repair): a program that never repairs a store does
+# not pay for its import.
 
 # No handler on "tastypy" itself: a warning that data was discarded or could
 # not be written (a torn tail cut off, a failed compaction or exit sync) must

@@ -31,8 +31,7 @@ from .errors import (
     StoreClosedError,
 )
 from .storage import Merge, Shared, Storage
-from .storage.engines import open_engine
-from .storage.files._store_path import store_path
+from .storage.engines import open_engine, store_key
 
 __all__ = ["POD", "PersistentOrderedDict"]
 
@@ -135,7 +134,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
 
     def __new__(cls, path: str | os.PathLike[str] | None = None, *args: Any, **kwargs: Any) -> Any:
         if path is not None and not kwargs.get("readonly"):
-            existing = _registry.find(_registry.key_of(store_path(path)))
+            existing = _registry.find(store_key(path))
             if existing is not None and not existing._closed:
                 if type(existing) is not cls:
                     raise LockedError(

@@ -16,9 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .. import repair
 from ..errors import CorruptStoreError
 from ..pod import PersistentOrderedDict
-from ..storage.files.repair import repair
 from ..tracker._records import BadRecordError
 from ..tracker._tracker import ProgressTracker
 from ._display import escaped

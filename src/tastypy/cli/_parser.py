@@ -31,6 +31,7 @@ from collections.abc import Iterator, Sequence
 from typing import TextIO, cast
 
 from ..errors import LockedError, TastypyError
+from ..storage.engines import cosmetic
 from . import _edit_commands
 from . import _store_commands as handlers
 from ._display import escaped
@@ -127,9 +128,10 @@ def _warnings_on_one_line() -> Iterator[None]:
     handler = logging.StreamHandler(sys.stderr)
     handler.setLevel(logging.WARNING)
     handler.setFormatter(_OneLine())
-    # The lock's note of who holds it is cosmetic (a full disk may refuse it
-    # while the store works): the command stays quiet about it.
-    handler.addFilter(lambda record: record.name != "tastypy.storage.files._lock")
+    # Some warnings are cosmetic (the file engine's note of who holds its lock,
+    # which a full disk may refuse while the store works): the command stays
+    # quiet about them.
+    handler.addFilter(lambda record: not cosmetic(record))
     logger = logging.getLogger("tastypy")
     logger.addHandler(handler)
     try:

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..storage.files._lock import holder_pid
+from ..storage.engines import writers
 from ..tracker._counts import ABORTED, DONE, EXHAUSTED, TRIED, TaskCounts
 from ._display import can_encode, escaped, fit
 
@@ -89,16 +89,17 @@ def snapshot(records: dict[str, Any], max_tries: int, top: int = 5) -> Snapshot:
 def writer(store: Path) -> tuple[int | None, str | None]:
     """Who holds *store* for writing now, and whether it runs: ``(pid, state)``.
 
-    The holder is the process the OS says holds the store's lock (see
-    :func:`tastypy.storage.files._lock.holder_pid`), never a pid merely named in
-    the lock file: a copied store, or a killed writer whose pid was reused,
-    has no writer. *state* is ``"stopped"`` when the holder is stopped by a
+    The holder is the process the OS says holds the store open for writing
+    (see :func:`tastypy.storage.engines.writers`), never a pid merely named in
+    a file: a copied store, or a killed writer whose pid was reused, has no
+    writer. *state* is ``"stopped"`` when the holder is stopped by a
     signal (``T`` or ``t`` in ``/proc/PID/stat``; SIGSTOP, Ctrl-Z, a
     debugger), else ``"running"``; ``(None, None)`` when nobody writes.
     """
-    pid = holder_pid(store)
-    if pid is None:
+    found = writers(store)
+    if not found:
         return None, None
+    pid = found[0]
     return pid, "stopped" if pid and _process_state(pid) in ("T", "t") else "running"
 
 

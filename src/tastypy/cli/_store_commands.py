@@ -22,12 +22,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .. import verify
 from ..errors import NotAStoreError
 from ..pod import PersistentOrderedDict
-from ..storage.engines import open_engine
-from ..storage.files._layout import lost_manifest
-from ..storage.files._manifest import MANIFEST
-from ..storage.files.verify import verify
+from ..storage.engines import is_store, open_engine, probe
 from ..tracker._records import BadRecordError
 from ..tracker._tracker import ProgressTracker
 from ._display import escaped, json_text, shown
@@ -105,7 +103,7 @@ def _removed_on_failure(path: Path, *, unless_a_store: bool = False) -> Iterator
     try:
         yield
     except BaseException:
-        if not (unless_a_store and (path / MANIFEST).is_file()):
+        if not (unless_a_store and is_store(path)):
             if top is not None:
                 shutil.rmtree(top, ignore_errors=True)
             elif was_empty:
@@ -125,13 +123,13 @@ def _check_store(path: str, *, damage_status: bool = False) -> Path:
     status ``verify`` gives damage (1) rather than that of bad input (2).
     """
     store = Path(path)
-    if not store.exists():
+    found = probe(store)
+    if found.kind == "missing":
         raise Fail(f"{path}: no such file or directory")
-    if not (store / MANIFEST).is_file():
-        lost = lost_manifest(store) if store.is_dir() else None
-        if lost is not None:  # a store's data without its manifest: damage, not a stranger
-            raise Fail(str(lost), status=EXIT_PROBLEMS if damage_status else None)
-        raise Fail(f"{path}: not a tastypy store (no {MANIFEST})")
+    if found.kind == "damaged":  # a store's data without its manifest: not a stranger
+        raise Fail(found.reason, status=EXIT_PROBLEMS if damage_status else None)
+    if found.kind == "other":
+        raise Fail(f"{path}: not a tastypy store ({found.reason})")
     return store
 
 
@@ -365,7 +363,7 @@ def import_file(args: argparse.Namespace) -> int:
     except BadImport as exc:
         raise Fail(f"{exc}; nothing was imported") from None
     store = Path(args.path)
-    is_tracker = (store / MANIFEST).is_file() and _is_tracker(store)
+    is_tracker = is_store(store) and _is_tracker(store)
     kind = ProgressTracker if is_tracker else PersistentOrderedDict
     with (
         _removed_on_failure(store),

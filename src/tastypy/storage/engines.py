@@ -3,22 +3,60 @@
 A filesystem path gives the file engine. (A ``postgresql://`` URL will give
 the PostgreSQL engine.) The POD and the tracker open every store through
 :func:`open_engine`; a caller with an engine object of its own passes it as
-``storage=`` instead.
+``storage=`` instead. What the layers above ask of a store without opening
+it goes through here too, so that none of them reads a store's files:
+:func:`probe` (is a store there?), :func:`is_store`, :func:`writers` (who
+writes to it), :func:`store_key` (its identity in this process),
+:func:`verify` and :func:`repair`, and :func:`cosmetic` (log records a
+command line may leave out).
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..errors import SettingsError
+from .damage import ContentChecks, VerifyReport
+from .files import _target
+from .files import verify as _file_verify
 from .files._engine import FileStorage
-from .protocol import Storage
+from .protocol import Probe, Storage
 
-__all__ = ["FILE_OPTIONS", "open_engine"]
+if TYPE_CHECKING:
+    from .damage import RepairReport
+
+__all__ = [
+    "FILE_OPTIONS",
+    "cosmetic",
+    "is_store",
+    "open_engine",
+    "probe",
+    "repair",
+    "store_key",
+    "verify",
+    "writers",
+]
 
 FILE_OPTIONS = ("file_size", "gzipped")
 _URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+def _is_url(text: object) -> bool:
+    return isinstance(text, str) and text.lower().startswith(_URL_SCHEMES)
+
+
+def _for_files(target: str | os.PathLike[str]) -> str | os.PathLike[str]:
+    """*target*, as given, once it is known to be the file engine's (a path)."""
+    text = os.fspath(target)
+    if _is_url(text):
+        assert isinstance(text, str)
+        raise SettingsError(
+            f"{text.split('@')[-1]}: tastypy has no PostgreSQL engine yet; give a directory"
+        )
+    return target
 
 
 def open_engine(
@@ -46,11 +84,7 @@ def open_engine(
         With *new*, if a store is there already.
     """
     given = {name: value for name, value in (options or {}).items() if value is not None}
-    text = os.fspath(target)
-    if isinstance(text, str) and text.lower().startswith(_URL_SCHEMES):
-        raise SettingsError(
-            f"{text.split('@')[-1]}: tastypy has no PostgreSQL engine yet; give a directory"
-        )
+    _for_files(target)
     unknown = sorted(set(given) - set(FILE_OPTIONS))
     if unknown:
         raise SettingsError(f"the file engine has no setting {', '.join(unknown)}")
@@ -73,4 +107,90 @@ def open_engine(
         new=new,
         file_size=given.get("file_size"),
         gzipped=given.get("gzipped"),
+    )
+
+
+def probe(target: str | os.PathLike[str]) -> Probe:
+    """What is at *target*: a store, nothing, something else, or a damaged store.
+
+    Reads nothing of the data; a command checks with it before it opens.
+
+    Raises
+    ------
+    SettingsError
+        For a target no engine serves.
+    CorruptStoreError
+        If what is there cannot even be looked at safely (a link where a
+        store's file should be).
+    """
+    return _target.probe(Path(_for_files(target)))
+
+
+def is_store(target: str | os.PathLike[str]) -> bool:
+    """Whether a store is at *target* (never raises for what is there instead)."""
+    return _target.is_store(Path(_for_files(target)))
+
+
+def writers(target: str | os.PathLike[str]) -> list[int]:
+    """The live processes holding the store at *target* open for writing, by pid.
+
+    Asked of the OS, never of a file alone: a copied store, or one whose
+    writer was killed, has none. 0 stands for a holder the OS does not name.
+    """
+    return _target.writers(Path(_for_files(target)))
+
+
+def store_key(target: str | os.PathLike[str]) -> str:
+    """What names the store at *target* in this process (two paths to it: one key).
+
+    Raises
+    ------
+    NotAStoreError
+        If *target* cannot name a store (an empty path, a link to nothing).
+    """
+    text = os.fspath(target)
+    if _is_url(text):
+        assert isinstance(text, str)
+        return text  # open_engine refuses it, with the reason
+    return _target.store_key(target)
+
+
+def cosmetic(record: logging.LogRecord) -> bool:
+    """Whether an engine's log *record* is cosmetic: the store works all the same.
+
+    (The file engine's note, in its lock file, of who holds the lock: a full
+    disk may refuse it.) A command line may leave such records out.
+    """
+    return _target.cosmetic(record)
+
+
+def verify(target: str | os.PathLike[str], *, checks: ContentChecks) -> VerifyReport:
+    """Check every part of the store at *target*, and *checks* on what it holds.
+
+    See :func:`tastypy.verify`, which gives the layers' *checks*.
+    """
+    return _file_verify.verify(_for_files(target), checks=checks)
+
+
+def repair(
+    target: str | os.PathLike[str],
+    output: str | os.PathLike[str] | None,
+    *,
+    in_place: bool,
+    accept_edits: bool,
+    timeout: float | None,
+    checks: ContentChecks,
+) -> RepairReport:
+    """Save what is intact in the store at *target*: see :func:`tastypy.repair`."""
+    # Imported when first asked for: a program that never repairs a store
+    # should not pay for the import of the salvage scan.
+    from .files import repair as file_repair  # noqa: PLC0415
+
+    return file_repair.repair(
+        _for_files(target),
+        output,
+        in_place=in_place,
+        accept_edits=accept_edits,
+        timeout=timeout,
+        checks=checks,
     )

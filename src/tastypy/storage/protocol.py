@@ -29,11 +29,21 @@ engine will fill.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 from ._merge import Merge
 
-__all__ = ["CAPABILITIES", "Claims", "Counts", "OnDemand", "Shared", "SideLog", "Storage"]
+__all__ = [
+    "CAPABILITIES",
+    "Claims",
+    "Counts",
+    "OnDemand",
+    "Probe",
+    "Shared",
+    "SideLog",
+    "Storage",
+]
 
 CAPABILITIES = frozenset({"claims", "counts", "on_demand", "shared"})
 
@@ -159,6 +169,21 @@ class SideLog(Protocol):
     def close(self) -> None:
         """Release the log's resources. Idempotent."""
         ...
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What is at a target, found without opening it: :func:`.engines.probe`.
+
+    *kind* is ``"store"``, ``"missing"`` (nothing there), ``"other"``
+    (something that is not a store) or ``"damaged"`` (what is left of a
+    store that cannot be opened). *reason*: for ``"other"``, what a store
+    would have (``"no manifest.json"``); for ``"damaged"``, the whole message,
+    naming the target, what is left and the fix; else empty.
+    """
+
+    kind: Literal["store", "missing", "other", "damaged"]
+    reason: str = ""
 
 
 class Shared(Protocol):

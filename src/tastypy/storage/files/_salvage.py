@@ -18,7 +18,6 @@ commit (an interrupted sync) is not lost: it never completed.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -27,20 +26,16 @@ import orjson
 
 from ..._codec import is_record
 from ...errors import CorruptStoreError
-from ...tracker._records import record_problem
-from ...tracker._tries import NAME as TRIES
+from ..damage import ContentChecks, Damage
+from ..damage import readable_key as _readable_key
 from . import _fs
 from ._chunks import CHUNKS, parse_records, split_chunk
 from ._commits import check_commit, plain_commits, torn_in_place
-from ._damage import SETTINGS as _SETTINGS
-from ._damage import Damage, bad_settings, lost_records
 from ._manifest import MANIFEST, ChunkEntry, Manifest
 from ._pieces import gzip_pieces, inflate_what_we_can, split_damaged
 from ._sidelog import side_log_name
 
-__all__ = ["Damage", "Salvage", "bad_settings", "lost_records", "salvage"]
-
-_KEY = re.compile(rb'\["((?:[^"\\\n]|\\.)*)"')
+__all__ = ["Salvage", "salvage"]
 
 
 @dataclass
@@ -63,11 +58,16 @@ def salvage(
     files: dict[str, bytes],
     journal_raw: bytes | None,
     *,
+    checks: ContentChecks,
     accept_edits: bool = False,
 ) -> Salvage:
-    """Scan a store's bytes (as :func:`read_snapshot` read them) for what is intact."""
+    """Scan a store's bytes (as :func:`read_snapshot` read them) for what is intact.
+
+    The settings of *checks* are checked first; its ``fix`` then makes of the
+    salvage what the layers above would (a tracker applies its logged tries).
+    """
     scan = _Scan(store, manifest, accept_edits)
-    scan.settings()
+    scan.settings(checks.settings)
     # First what passes its check, so that an unchecked line (a hand edit,
     # taken with accept_edits) never replaces an intact record, wherever it is.
     read = [(entry, scan.read_chunk(entry, files.get(entry.file))) for entry in manifest.chunks]
@@ -79,9 +79,7 @@ def salvage(
     for entry, outcome in read:
         scan.chunk(entry, outcome)
     scan.journal(journal_raw)
-    if manifest.meta.get("kind") == "tracker":
-        scan.tries()
-        scan.task_records()
+    checks.fix(scan)
     return scan.finish()
 
 
@@ -123,9 +121,9 @@ class _Scan:
 
     # -- settings -------------------------------------------------------------------
 
-    def settings(self) -> None:
+    def settings(self, settings: tuple[tuple[str, int], ...]) -> None:
         meta = self.result.meta
-        for name, low in _SETTINGS:
+        for name, low in settings:
             value = meta.get(name)
             if value is not None and (type(value) is not int or value < low):
                 del meta[name]
@@ -325,54 +323,27 @@ class _Scan:
                     Damage(path, at, _readable_key(line), "unreadable line in a damaged commit")
                 )
 
-    # -- tries.jsonl ------------------------------------------------------------------
+    # -- what the layers above fix (tastypy.storage.damage.Salvaging) -----------------
 
-    def tries(self) -> None:
-        """Apply a tracker's logged tries, as opening the tracker would."""
-        path = self.store / side_log_name(TRIES)
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.result.meta
+
+    def side_log_path(self, name: str) -> Path:
+        return self.store / side_log_name(name)
+
+    def read_side_log(self, name: str) -> bytes | None:
         try:
-            raw = _fs.read_file(path)
+            return _fs.read_file(self.side_log_path(name))
         except FileNotFoundError:
-            return
-        except CorruptStoreError as exc:  # a symbolic link: never followed
-            self.lose(
-                Damage(path, None, None, f"not read ({exc}): the tries it logged", records=0)
-            )
-            return
-        said: dict[str, int | None] = {}
-        for lineno, line in enumerate(raw.split(b"\n")[:-1], 1):
-            record = _loads(line)
-            if (
-                type(record) is list
-                and len(record) == 2
-                and type(record[0]) is str
-                and (record[1] is None or type(record[1]) is int)
-            ):
-                said[record[0]] = record[1]
-            else:
-                self.lose(
-                    Damage(path, lineno, _readable_key(line), "unreadable try count", records=0)
-                )
-        for key, tries in said.items():
-            if tries is None:
-                continue
-            record = self.data.get(key)
-            if record is None:
-                self.data[key] = {"_done": False, "_tries": tries}
-                self.rebuilt(path, key, tries)
-            elif isinstance(record, dict) and (
-                type(record.get("_tries")) is not int or record["_tries"] < tries
-            ):
-                record["_tries"] = tries
+            return None
 
-    def rebuilt(self, path: Path, key: str, tries: int) -> None:
-        """*key* was lost but comes back from tries.jsonl: with its try count only.
+    def restored(self, key: str, source: Path, why: str) -> None:
+        """*key* was lost but is back, from *source*: with what *why* says only.
 
         Its damage, if one names it, then costs no record; else one of the
         records of a stretch that is gone was this one.
         """
-        why = f"rebuilt from {path.name} with its try count ({tries}) only; its other fields"
-        why += " are lost"
         named = [i for i in self.open.get(key, ()) if self.damages[i].records]
         if named:
             for i in named:
@@ -383,25 +354,7 @@ class _Scan:
             if damage.key is None and damage.records and i not in self.dropped:
                 self.damages[i] = replace(damage, records=damage.records - 1)
                 break
-        self.lose(Damage(path, None, key, why, records=0))
-
-    # -- task records ---------------------------------------------------------------
-
-    def task_records(self) -> None:
-        """A tracker's records whose ``_tries`` it cannot count by get 0 tries (and are named)."""
-        for key, record in self.data.items():
-            problem = record_problem(record)
-            if problem is not None:
-                record["_tries"] = 0
-                self.lose(
-                    Damage(
-                        self.store,
-                        None,
-                        key,
-                        f"{problem}; set to 0 (the default: tried again up to max_tries)",
-                        records=0,
-                    )
-                )
+        self.lose(Damage(source, None, key, why, records=0))
 
 
 def _loads(line: bytes) -> Any:
@@ -409,10 +362,3 @@ def _loads(line: bytes) -> Any:
         return orjson.loads(line)
     except orjson.JSONDecodeError:
         return None
-
-
-def _readable_key(line: bytes) -> str | None:
-    """The key at the start of a line that is not a valid record, if it can be read."""
-    match = _KEY.match(line)
-    key = None if match is None else _loads(b'"' + match[1] + b'"')
-    return key if type(key) is str else None

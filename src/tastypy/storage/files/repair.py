@@ -1,10 +1,11 @@
-"""``tastypy.repair(path)``: save what is intact in a damaged store into one that opens.
+"""The file engine's repair: save what is intact in a damaged store into one that opens.
 
 What is saved, exactly (see :mod:`tastypy.storage.files._salvage`): the records of
 every data file that passes its check, then every intact journal commit in
-order, then (trackers) the tries logged in ``tries.jsonl``. The new store
-keeps the kind and settings (``file_size``, ``gzipped``, ``sync_at``,
-``max_tries``) of the damaged one.
+order, then what the ``fix`` of the layers above's checks makes of it
+(``tastypy.repair``: a tracker's tries logged in ``tries.jsonl``). The new
+store keeps the meta (kind, settings) and ``file_size`` and ``gzipped`` of
+the damaged one.
 """
 
 from __future__ import annotations
@@ -12,101 +13,27 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..._codec import encode_value
 from ...errors import CorruptStoreError, NotAStoreError, PathExistsError
+from ..damage import ContentChecks, RepairReport
 from . import _fs
 from ._durable import fsync_dir
 from ._engine import FileStorage
 from ._layout import lost_manifest
 from ._lock import StoreLock
 from ._manifest import MANIFEST
-from ._salvage import Damage, lost_records, salvage
+from ._salvage import salvage
 from ._snapshot import read_snapshot
-from .verify import SHOWN, verify
+from .verify import verify
 
-__all__ = ["RepairReport", "repair"]
+__all__ = ["repair"]
 
 REPAIRED = ".repaired"  # suffix of the new store's default path
 DAMAGED = ".damaged"  # suffix the original gets with in_place=True
 BUILDING = ".repairing-"  # ".<output>.repairing-XXXXXXXX": a repair still being built
-
-
-@dataclass
-class RepairReport:
-    """What :func:`repair` did.
-
-    Attributes
-    ----------
-    path
-        The damaged store.
-    output
-        Where the salvage was written (with *in_place*, *path* itself);
-        ``None`` if the store was healthy and nothing was written.
-    original
-        With *in_place*, where the damaged original now is.
-    records
-        Records in the salvaged store.
-    lost
-        What could not be saved: each :class:`~tastypy.storage.files._salvage.Damage`
-        names the file, the line (where known) and the key (where readable).
-    accepted
-        With *accept_edits*: lines that failed their check and were taken as
-        they read.
-    caveats
-        What the salvage may hold differently (values as of before a damaged
-        commit).
-    notes
-        Harmless findings (a torn last commit, leftovers).
-    """
-
-    path: Path
-    output: Path | None = None
-    original: Path | None = None
-    records: int = 0
-    lost: list[Damage] = field(default_factory=list)
-    accepted: list[Damage] = field(default_factory=list)
-    caveats: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def complete(self) -> bool:
-        """True if nothing was lost (the exit status of ``tastypy repair`` is then 0)."""
-        return not self.lost
-
-    def lines(self, shown: int | None = SHOWN) -> list[str]:
-        """The report as lines; at most *shown* of each list (``None``: all)."""
-        if self.output is None:
-            head = f"{self.path}: nothing to repair (OK, {self.records} records)"
-        else:
-            moved = f"; the damaged original is now {self.original}" if self.original else ""
-            head = f"{self.path}: saved {self.records} records into {self.output}{moved}"
-            if self.complete:
-                head += "; nothing was lost"
-            else:
-                count, exact = lost_records(self.lost)
-                entries = f"{len(self.lost)} entr{'y' if len(self.lost) == 1 else 'ies'}"
-                head += f"; {'' if exact else 'at least '}{count} records NOT saved ({entries}):"
-        out = [head]
-        out += _listed("not saved", self.lost, shown, self.path)
-        out += _listed("accepted unchecked", self.accepted, shown, self.path)
-        out += [f"  caveat: {c}" for c in self.caveats]
-        out += [f"  note: {n}" for n in self.notes]
-        return out
-
-    def __str__(self) -> str:
-        return "\n".join(self.lines())
-
-
-def _listed(label: str, items: list[Damage], shown: int | None, store: Path) -> list[str]:
-    cut = items if shown is None else items[:shown]
-    out = [f"  {label}: {d.shown(store)}" for d in cut]
-    if len(items) > len(cut):
-        out.append(f"  ... and {len(items) - len(cut)} more ({label})")
-    return out
 
 
 def repair(
@@ -116,6 +43,7 @@ def repair(
     in_place: bool = False,
     accept_edits: bool = False,
     timeout: float | None = 0.0,
+    checks: ContentChecks,
 ) -> RepairReport:
     """Save every intact record of the store at *path* into a new store.
 
@@ -128,6 +56,8 @@ def repair(
     names (nothing is lost; rename the ``.repaired`` one to *path*). With
     *accept_edits*, lines of damaged files that still read as records are
     taken as they read (hand edits are kept) and listed in ``accepted``.
+    *checks* are the layers above's (``tastypy.repair`` gives them): see
+    :class:`tastypy.storage.damage.ContentChecks`.
 
     Raises
     ------
@@ -160,14 +90,16 @@ def repair(
         raise ValueError("in_place=True writes <path>.repaired; do not pass output too")
     lock = StoreLock(store, timeout) if in_place else None
     try:
-        return _repair(store, target, in_place=in_place, accept_edits=accept_edits)
+        return _repair(store, target, in_place=in_place, accept_edits=accept_edits, checks=checks)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _repair(store: Path, target: Path, *, in_place: bool, accept_edits: bool) -> RepairReport:
-    checked = verify(store)
+def _repair(
+    store: Path, target: Path, *, in_place: bool, accept_edits: bool, checks: ContentChecks
+) -> RepairReport:
+    checked = verify(store, checks=checks)
     report = RepairReport(store, records=checked.records, notes=list(checked.notes))
     if checked.ok:
         return report
@@ -187,14 +119,14 @@ def _repair(store: Path, target: Path, *, in_place: bool, accept_edits: bool) ->
             "checksums, so nothing can be checked without it: restore it (e.g. from a "
             "backup)"
         ) from None
-    found = salvage(store, manifest, files, journal, accept_edits=accept_edits)
+    found = salvage(store, manifest, files, journal, checks=checks, accept_edits=accept_edits)
     parent = target.absolute().parent
     report.notes += _remove_half_built(parent, target.name)
     # Built under a temporary name, renamed to *target* only once it verifies:
     # a repair killed midway never leaves a half-made store under a final name.
     build = parent / f".{target.name}{BUILDING}{os.urandom(4).hex()}"
     try:
-        _write(build, found.data, manifest.file_size, manifest.gzipped, found.meta)
+        _write(build, found.data, manifest.file_size, manifest.gzipped, found.meta, checks=checks)
         _fs.replace(build, target.absolute())
         fsync_dir(parent)
     except BaseException as exc:
@@ -236,7 +168,13 @@ def _remove_half_built(parent: Path, name: str) -> list[str]:
 
 
 def _write(
-    target: Path, data: dict[str, Any], file_size: int, gzipped: bool, meta: dict[str, Any]
+    target: Path,
+    data: dict[str, Any],
+    file_size: int,
+    gzipped: bool,
+    meta: dict[str, Any],
+    *,
+    checks: ContentChecks,
 ) -> None:
     """Write *data* as a new store at *target*, compacted, and check that it verifies."""
     encoded = ((k, encode_value(v, keep=False, key=k)) for k, v in data.items())
@@ -257,7 +195,7 @@ def _write(
             engine_log.setLevel(level)
         raise
     new.close()
-    if not verify(target).ok:  # never hand out a salvage that does not open
+    if not verify(target, checks=checks).ok:  # never hand out a salvage that does not open
         raise CorruptStoreError(f"{target}: the repaired store does not verify (a bug)")
 
 

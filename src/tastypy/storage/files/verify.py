@@ -1,18 +1,20 @@
-"""``tastypy.verify(path)``: check every file of a store without changing any."""
+"""The file engine's verify: check every file of a store without changing any.
+
+``tastypy.verify`` calls it with the checks of the layers above (the
+settings they keep, their side logs, what their records must be): see
+:class:`tastypy.storage.damage.ContentChecks`.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ...errors import CorruptStoreError, NotAStoreError
-from ...tracker._records import bad_records
-from ...tracker._tries import NAME as TRIES
+from ..damage import ContentChecks, VerifyReport
 from . import _fs
 from ._chunks import CHUNKS, load_chunk
-from ._damage import Damage, bad_settings, lost_records
 from ._journal import apply_ops, replay
 from ._layout import find_leftovers, lost_manifest
 from ._lock import LOCK_FILE
@@ -21,77 +23,15 @@ from ._sidelog import side_log_name
 from ._snapshot import read_snapshot
 from ._store_path import store_path
 
-__all__ = ["SHOWN", "Damage", "VerifyReport", "verify"]
-
-SHOWN = 10  # damaged records listed by str(); the rest are counted
+__all__ = ["bad_settings", "verify"]
 
 
-@dataclass
-class VerifyReport:
-    """What :func:`verify` found.
-
-    Attributes
-    ----------
-    path
-        The store.
-    problems
-        Damage: each entry names the file (and line where one can be named).
-        Opening the store for use would raise :class:`CorruptStoreError`.
-    notes
-        Things a writable open repairs by itself: a torn last commit left by a
-        crash, leftover files of an interrupted compaction.
-    records
-        Intact records: what ``tastypy.repair`` saves (all of them, for a
-        healthy store).
-    damaged
-        Each record, or stretch of a file, that is not intact and would be
-        lost: a :class:`Damage` naming the file, the line (where known) and
-        the key (where it can still be read). Empty for a healthy store, and
-        when the manifest itself cannot be read.
-    """
-
-    @property
-    def lost(self) -> int:
-        """Records that would be lost: what the entries of ``damaged`` cost (at least)."""
-        return lost_records(self.damaged)[0]
-
-    path: Path
-    problems: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    records: int = 0
-    damaged: list[Damage] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """True if no damage was found (notes do not count)."""
-        return not self.problems
-
-    def __str__(self) -> str:
-        return "\n".join(self.lines())
-
-    def lines(self) -> list[str]:
-        """The report as lines (a path holding a line break stays in its line)."""
-        if self.ok:
-            lines = [f"{self.path}: OK, {self.records} records"]
-        elif not self.damaged and not self.records:  # e.g. no readable manifest: no count
-            lines = [f"{self.path}: DAMAGED"]
-        else:
-            count, exact = lost_records(self.damaged)
-            lost = f"{'' if exact else 'at least '}{count} records lost"
-            lines = [f"{self.path}: DAMAGED, {self.records} records intact, {lost}"]
-        lines += [f"  problem: {p}" for p in self.problems]
-        lines += [f"  damaged: {d.shown(self.path)}" for d in self.damaged[:SHOWN]]
-        if len(self.damaged) > SHOWN:
-            lines.append(f"  ... and {len(self.damaged) - SHOWN} more damaged")
-        lines += [f"  note: {n}" for n in self.notes]
-        return lines
-
-
-def verify(path: str | os.PathLike[str]) -> VerifyReport:
+def verify(path: str | os.PathLike[str], *, checks: ContentChecks) -> VerifyReport:
     """Read every file of the store at *path* and report each problem found.
 
-    Never writes, never takes the lock: safe while another process writes to
-    the store (a compaction under our feet is retried).
+    *checks* are the layers above's: their settings, side logs and records
+    are checked too. Never writes, never takes the lock: safe while another
+    process writes to the store (a compaction under our feet is retried).
 
     Raises
     ------
@@ -113,7 +53,7 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
     except CorruptStoreError as exc:
         report.problems.append(str(exc))
         return report
-    report.problems.extend(bad_settings(store, manifest.meta))
+    report.problems.extend(bad_settings(store, manifest.meta, checks.settings))
     data: dict[str, Any] = {}
     hashes: dict[str, int] = {}
     for entry in manifest.chunks:
@@ -148,31 +88,43 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
                 f"{journal}: a torn last commit ({rep.torn} bytes) from an interrupted "
                 "sync; it is discarded (a writable open cuts it off)"
             )
-    report.problems += _record_problems(store, manifest.meta, data)
+    report.problems += checks.problems(store, manifest.meta, data)
     report.records = len(data)
     if report.problems:  # count what is intact, and name what is not
         # Imported here: only a damaged store needs the salvage scan.
         from ._salvage import salvage  # noqa: PLC0415
 
-        found = salvage(store, manifest, files, journal_raw)
+        found = salvage(store, manifest, files, journal_raw, checks=checks)
         report.records, report.damaged = len(found.data), found.lost
     _leftovers(store, manifest, report)
-    _files_changed_in_place(store, manifest.journal, report)
+    _files_changed_in_place(store, manifest.journal, checks.side_logs, report)
     return report
 
 
-def _record_problems(store: Path, meta: dict[str, Any], data: dict[str, Any]) -> list[str]:
-    """A tracker's task records whose ``_tries`` or ``_done`` it cannot count by."""
-    return bad_records(store, data) if meta.get("kind") == "tracker" else []
+def bad_settings(
+    store: Path, meta: dict[str, Any], settings: tuple[tuple[str, int], ...]
+) -> list[str]:
+    """Problems with the *settings* (name, minimum) the layers above keep in the meta."""
+    problems = []
+    for name, low in settings:
+        value = meta.get(name)
+        if value is not None and (type(value) is not int or value < low):
+            problems.append(
+                f"{store / MANIFEST}: field meta.{name} must be a whole number >= {low}, "
+                f"not {value!r}"
+            )
+    return problems
 
 
-def _files_changed_in_place(store: Path, journal: str, report: VerifyReport) -> None:
+def _files_changed_in_place(
+    store: Path, journal: str, side_logs: tuple[str, ...], report: VerifyReport
+) -> None:
     """The files a writer appends to or rewrites where they are: what it would refuse.
 
     Each must be a regular file with no other hard link, or the writable
     open (which refuses it) would fail where verify said OK.
     """
-    for name in (LOCK_FILE, side_log_name(TRIES), journal):
+    for name in (LOCK_FILE, *map(side_log_name, side_logs), journal):
         try:
             found = os.lstat(store / name)
         except FileNotFoundError:
