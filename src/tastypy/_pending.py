@@ -172,6 +172,36 @@ class Pending:
             flags = dict(chosen)
             self._put_back((k, flags[k]) for k in left)
 
+    def keeps(
+        self, data: dict[str, Any], unchanged: Callable[[str, bytes], bool]
+    ) -> Callable[[str], bool]:
+        """Which keys keep this writer's value when another writer's change comes in.
+
+        A key set, deleted or moved here keeps it; so does one changed in
+        place. A key only read here (marked, its value still the one last
+        seen, which *unchanged* tells from its encoding) takes theirs: its
+        mark goes.
+        """
+        dirty, encoded = self.dirty, self.encoded
+
+        def keep(key: str) -> bool:
+            mark = dirty.get(key)
+            if mark is None:
+                return False
+            if mark or key not in data:
+                return True  # set, deleted or moved here
+            try:
+                blob = encoded.get(key) or encode_value(data[key], keep=False)
+            except TypeError:
+                return True  # cannot be written as it is: it stays pending
+            if not unchanged(key, blob):
+                return True  # changed in place here
+            del dirty[key]
+            encoded.pop(key, None)
+            return False
+
+        return keep
+
     def forget(self) -> None:
         """Drop everything (the data was reloaded from the store)."""
         self.dirty.clear()

@@ -534,25 +534,8 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         A key with a change still pending here keeps this process's value. A
         key only read here (marked, its value as last seen) takes theirs.
         """
-        data, dirty, encoded = self._data, self._dirty, self._encoded
-
-        def keep(key: str) -> bool:
-            mark = dirty.get(key)
-            if mark is None:
-                return False
-            if mark or key not in data:
-                return True  # set, deleted or moved here
-            try:
-                blob = encoded.get(key) or encode_value(data[key], keep=False)
-            except TypeError:
-                return True  # cannot be written as it is: it stays pending
-            if not merged.unchanged(key, blob):
-                return True  # changed in place here
-            del dirty[key]  # only read here: its value is theirs now
-            encoded.pop(key, None)
-            return False
-
-        merged.apply(data, orjson.loads, keep=keep)
+        data = self._data
+        merged.apply(data, orjson.loads, keep=self._pending.keeps(data, merged.unchanged))
         if self._touched is not None:
             self._touched.update(merged.theirs)
 
