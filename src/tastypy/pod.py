@@ -581,6 +581,8 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             return
         if self._committing and self._committer == threading.get_ident():
             return  # called inside our own commit (a handler): that commit is under way
+        if not self._dirty and not (full and self._pending.session):
+            return  # nothing to save (a shared store's sync would only catch up)
         # Never hang the exit: another thread may hold the lock while it waits
         # for something this thread holds (a logging lock, at a signal).
         if not self._lock.acquire(timeout=EXIT_LOCK_SECONDS):

@@ -13,6 +13,7 @@ from ..pod import PersistentOrderedDict
 from ..storage import Storage
 from . import _tries
 from ._counts import ABORTED, DONE, EXHAUSTED, TaskCounts
+from ._fleet import FleetTasks
 from ._progress import Progress
 from ._records import check_records, record_problem
 from ._run import RunSummary, run
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 _NEW_RECORD = b'{"_done":false,"_tries":0}'
 
 
-class ProgressTracker(Progress, PersistentOrderedDict):
+class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
     """A :class:`PersistentOrderedDict` whose values are task records.
 
     Each value is a dict with ``_done`` (bool) and ``_tries`` (int); attach any
@@ -65,14 +66,16 @@ class ProgressTracker(Progress, PersistentOrderedDict):
         timeout: float | None = 0.0,
         durable: bool = True,
         storage: Storage | None = None,
+        shared: bool = False,
     ) -> None:
         if max_tries is not None and (type(max_tries) is not int or max_tries < 0):
             raise ValueError(f"max_tries must be None or a whole number >= 0, not {max_tries!r}")
-        if storage is not None and "shared" in storage.capabilities:
-            # try_it must claim a task across writers first (docs/SHARED.md, step 4).
+        caps = storage.capabilities if storage is not None else frozenset()
+        if "shared" in caps and "claims" not in caps:
+            # try_it must claim a task across writers (docs/SHARED.md).
             raise SettingsError(
-                f"{storage.location}: a tracker cannot use a shared store yet; "
-                "open it without shared=True"
+                f"{storage.location if storage is not None else ''}: this engine's shared "
+                "opens cannot claim tasks, so a tracker cannot use one"
             )
         reopened = getattr(self, "_tally", None) is not None
         super().__init__(
@@ -84,6 +87,7 @@ class ProgressTracker(Progress, PersistentOrderedDict):
             timeout=timeout,
             durable=durable,
             storage=storage,
+            shared=shared,
         )
         if reopened:
             if max_tries is not None:
@@ -95,6 +99,7 @@ class ProgressTracker(Progress, PersistentOrderedDict):
         valid = type(stored) is int and stored >= 0
         self._tally = TaskCounts(stored if valid else 0)
         self._touched = self._tally.unchecked  # every key touched is re-checked before a count
+        self._finished: set[str] = set()
         self._tries_log = _tries.TriesLog(
             self._storage.side_log(_tries.NAME), readonly=self._readonly
         )
@@ -108,6 +113,8 @@ class ProgressTracker(Progress, PersistentOrderedDict):
         try:
             check_records(self._where, self._data)
             logged = self._tries_log.read()
+            if not self._shared:  # a shared writer counts them when it claims, and settles
+                logged += _claimed_tries(self._storage)  # those of dead writers as it syncs
         except BaseException:  # a hand-edited record, a tries.jsonl that is a link or a FIFO
             self.close()  # nothing was changed yet: this writes nothing
             raise
@@ -183,13 +190,18 @@ class ProgressTracker(Progress, PersistentOrderedDict):
         self._tally.recount(self._data)
 
     def _commit(self, keys: list[str] | None, *, full: bool = False) -> list[str]:
+        if self._shared:
+            return self._fleet_commit(keys, full)
         # First make the log agree with what this commit writes (a reset, a
         # deleted task), so no later reopen undoes it.
         self._tries_log.settle(self._data, keys)
-        left = super()._commit(keys, full=full)
+        left = self._commit_here(keys, full)
         if keys is None and not left:  # every try logged so far is now in the store
             try:
                 self._tries_log.clear()
+                clear = getattr(self._storage, "clear_claims_logs", None)
+                if clear is not None:  # shared writers' logs, settled by this commit
+                    clear()
             except OSError as exc:
                 # The commit is durable; a log left full only repeats what it
                 # holds (settle() made the two agree), so this costs nothing.
@@ -197,6 +209,10 @@ class ProgressTracker(Progress, PersistentOrderedDict):
                     "%s: could not empty %s: %s", self._where, self._tries_log.location, exc
                 )
         return left
+
+    def _commit_here(self, keys: list[str] | None, full: bool) -> list[str]:
+        """The POD's commit, below the tracker's bookkeeping."""
+        return PersistentOrderedDict._commit(self, keys, full=full)
 
     def _replay_tries(self, logged: list[tuple[str, int, dict[str, Any] | None]]) -> None:
         """Apply what was logged after the last sync (a crash cut it off).
@@ -232,6 +248,9 @@ class ProgressTracker(Progress, PersistentOrderedDict):
         lose the outcome. Does nothing for a record that cannot be encoded.
         """
         with self._lock:
+            if self._shared:  # its claim ends once the next sync commits the outcome
+                self._finished.add(key)
+                return
             record = self._data.get(key)
             if not isinstance(record, dict) or record_problem(record) is not None:
                 return
@@ -313,6 +332,9 @@ class ProgressTracker(Progress, PersistentOrderedDict):
             self._add_fresh(dict.fromkeys(k for k in normalized if k not in data))
 
     def _add_fresh(self, keys: dict[str, None]) -> None:
+        if self._shared:
+            self._fleet_add(list(keys))
+            return
         # Every new record encodes the same: skip the per-key encode and checks
         # of __setitem__ (an untried task has no status bits to count). The
         # caller holds the lock.
@@ -371,6 +393,8 @@ class ProgressTracker(Progress, PersistentOrderedDict):
         if type(key) is not str:
             key = normalize_key(key)
         self._check_writable()
+        if self._shared:
+            return self._fleet_try(key, self._tally.max_tries)
         with self._lock:  # one claim at a time: two threads never both get True
             if key not in self._data:
                 self._add_new({key: {"_done": False, "_tries": 0}}, _NEW_RECORD)
@@ -457,3 +481,14 @@ def _first_repeat(keys: list[str]) -> str:
             return key
         seen.add(key)
     return ""
+
+
+def _claimed_tries(storage: Storage | None) -> list[tuple[str, int, dict[str, Any] | None]]:
+    """Tries that shared writers' claims logs count (dead ones' too), as logged tries.
+
+    Only the file engine keeps such logs; another engine has none to give.
+    """
+    counted = getattr(storage, "claims_log_tries", None)
+    if counted is None:
+        return []
+    return [(key, tries, None) for key, tries in counted().items()]

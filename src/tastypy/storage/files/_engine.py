@@ -33,6 +33,7 @@ from typing import Any
 from ...errors import CorruptStoreError, LockedError, ReadOnlyError
 from . import _fs
 from ._chunks import CHUNKS, Chunk, load_chunk
+from ._claims import Fleet
 from ._commit_lock import CommitLock
 from ._compaction import Generation, discard, fold_journal
 from ._durable import DirSyncError, fsync_dir, unlink_quietly
@@ -161,6 +162,26 @@ class FileStorage:
     def describe(self) -> dict[str, Any]:
         """Size on disk, number of files, format version and time of the last write."""
         return describe(self.path)
+
+    def claims_log_tries(self) -> dict[str, int]:
+        """The tries shared writers' claims logs count (``docs/SHARED.md``), dead ones' too."""
+        fleet = Fleet(self.path, me="")
+        try:
+            fleet.refresh()
+            return fleet.all_tries()
+        finally:
+            fleet.close()
+
+    def clear_claims_logs(self) -> None:
+        """Remove the claims logs of shared writers, all dead: their tries are committed now."""
+        self._check_writable()
+        fleet = Fleet(self.path, me="")
+        try:
+            fleet.refresh()
+            for writer in fleet.dead():
+                fleet.forget(writer)
+        finally:
+            fleet.close()
 
     def side_log(self, name: str) -> FileSideLog:
         """``<store>/<name>.jsonl``, the side log *name* (the tracker's ``tries``)."""

@@ -24,9 +24,10 @@ whole compaction between two of its syncs).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ import orjson
 
 from .._merge import Merge, merge
 from ._chunks import CHUNKS, Chunk, load_chunk
+from ._claims import Fleet, claim_line, release_line
 from ._engine import FileStorage
 from ._journal import Journal, journal_records, replay, split_record
 from ._manifest import MANIFEST, Manifest, read_manifest
@@ -56,7 +58,7 @@ class SharedFileStorage(FileStorage):
     """
 
     _SHARED = True
-    capabilities = frozenset({"shared"})
+    capabilities = frozenset({"shared", "claims"})
 
     def __init__(
         self,
@@ -73,12 +75,15 @@ class SharedFileStorage(FileStorage):
         )
         self._theirs: list[Theirs] = []  # caught up, not yet merged by the POD
         self._manifest_seen: tuple[int, int, int] | None = None
+        self._held: set[str] = set()  # keys this open claimed and has not released
+        self._tries: dict[str, int] = {}  # key -> tries this open's claims counted
         try:
             live_writers(self.path, reap=True)  # the files of writers that died go
             self._writer: WriterEntry | None = WriterEntry(self.path)
         except BaseException:
             self.close()
             raise
+        self._fleet = Fleet(self.path, self._writer.id)
 
     def __repr__(self) -> str:
         return f"<SharedFileStorage {str(self.path)!r}>"
@@ -151,13 +156,91 @@ class SharedFileStorage(FileStorage):
             self._manifest_seen = _identity(self.path)
 
     def close(self) -> None:
-        """Compact if due (under the commit lock), then leave the writers. Idempotent."""
+        """Compact if due (under the commit lock), then leave the writers. Idempotent.
+
+        This open's claims end with it; the tries they counted are the
+        caller's to have committed first (the tracker syncs before closing).
+        """
         writer, self._writer = getattr(self, "_writer", None), None
         try:
             super().close()
         finally:
+            fleet = getattr(self, "_fleet", None)
+            if fleet is not None:
+                fleet.close()
             if writer is not None:
                 writer.close()
+
+    # -- claims (capability "claims") ----------------------------------------------
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the commit lock, with every writer's claims read: no other writer commits."""
+        self._check_writable()
+        assert self._commit_lock is not None
+        with self._commit_lock.held():
+            self._fleet.refresh()
+            yield
+
+    def claims_log_tries(self) -> dict[str, int]:
+        """The tries every writer's claims log counts (this open's own included)."""
+        assert self._commit_lock is not None
+        with self._commit_lock.held():
+            self._fleet.refresh()
+            return self.all_logged_tries()
+
+    def clear_claims_logs(self) -> None:
+        """Nothing to do here: a shared writer settles dead writers' logs at its syncs."""
+
+    def holder(self, key: str) -> str | None:
+        """The other live writer holding *key* (inside :meth:`locked`), or None."""
+        return self._fleet.holder(key)
+
+    def logged_tries(self, key: str) -> int:
+        """The most tries any writer's claims counted for *key* (0 if none)."""
+        return max(self._fleet.tries(key), self._tries.get(key, 0))
+
+    def all_logged_tries(self) -> dict[str, int]:
+        """Every key a writer's claims counted tries for, with the most counted."""
+        merged = self._fleet.all_tries()
+        for key, tries in self._tries.items():
+            if tries > merged.get(key, 0):
+                merged[key] = tries
+        return merged
+
+    def claim(self, key: str, tries: int) -> None:
+        """Claim *key* for this open, its *tries* th try (inside :meth:`locked`).
+
+        Written before this returns, so it survives this process being killed.
+        """
+        assert self._writer is not None
+        self._writer.append(claim_line(key, tries))
+        self._held.add(key)
+        if tries > self._tries.get(key, 0):
+            self._tries[key] = tries
+
+    def release(self, key: str) -> None:
+        """End this open's claim of *key*, if it has one."""
+        if key not in self._held:
+            return
+        assert self._writer is not None
+        assert self._commit_lock is not None
+        with self._commit_lock.held():
+            self._writer.append(release_line(key))
+        self._held.discard(key)
+
+    @property
+    def held(self) -> frozenset[str]:
+        """The keys this open holds."""
+        return frozenset(self._held)
+
+    def dead_claims(self) -> dict[str, dict[str, int]]:
+        """Dead writers whose logs count tries: writer -> {key: tries} (inside :meth:`locked`)."""
+        return self._fleet.dead()
+
+    def forget_writer(self, writer: str) -> None:
+        """Remove dead *writer*'s log, what it counts being settled (inside :meth:`locked`)."""
+        self._fleet.forget(writer)
 
     # -- catching up ----------------------------------------------------------------
 

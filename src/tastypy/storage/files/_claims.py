@@ -1,0 +1,207 @@
+"""What the writers of a shared store have claimed, read from their logs (``docs/SHARED.md``).
+
+Each writer's file in ``writers/`` is its claims log: after its first line
+(the writer), one JSON line per claim, ``{"claim": key, "tries": n}``, and per
+release, ``{"release": key}``. Only its writer appends to it, under the
+store's commit lock. :class:`Fleet` is one shared open's view of all of
+them: it remembers how far it has read each log and reads only what was
+added since, so keeping up costs a ``stat`` of the directory and an
+``fstat`` per log.
+
+A key is *held* by the writer whose log claims it last without releasing it
+since, while that writer is alive (its log locked: :mod:`._writers`). A
+claim of a dead writer is void at once; the tries its log counts are not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from . import _fs
+from ._writers import WRITERS, writer_id
+
+__all__ = ["Fleet", "claim_line", "release_line"]
+
+log = logging.getLogger(__name__)
+
+_MAX_KEY = 1 << 20  # characters; a key longer than that in a log is not tastypy's
+
+
+def claim_line(key: str, tries: int) -> bytes:
+    return orjson.dumps({"claim": key, "tries": tries}) + b"\n"
+
+
+def release_line(key: str) -> bytes:
+    return orjson.dumps({"release": key}) + b"\n"
+
+
+@dataclass
+class _Log:
+    """One writer's log, as far as this open has read it."""
+
+    fd: int
+    offset: int = 0  # bytes read so far (whole lines only)
+    first: bool = True  # the describing line is still to be skipped
+    held: set[str] = field(default_factory=set)  # claimed, not released since
+    tries: dict[str, int] = field(default_factory=dict)  # key -> most tries a line gives
+    dead: bool = False
+    warned: bool = False
+
+
+class Fleet:
+    """The claims of every writer of the store at *store* but this open's own (*me*)."""
+
+    def __init__(self, store: Path, me: str) -> None:
+        self._dir = store / WRITERS
+        self._me = me
+        self._logs: dict[str, _Log] = {}
+        self._listed: tuple[int, int] | None = None  # (inode, mtime) of writers/ when listed
+        self.holders: dict[str, str] = {}  # key -> the writer holding it (maybe dead)
+
+    def refresh(self) -> None:
+        """Read what every log gained since (the commit lock is held)."""
+        try:
+            found = os.stat(self._dir)
+        except FileNotFoundError:
+            found = None
+        listed = None if found is None else (found.st_ino, found.st_mtime_ns)
+        if listed != self._listed:
+            self._listed = listed
+            self._list()
+        for writer, entry in self._logs.items():
+            if not entry.dead:
+                self._read(writer, entry)
+
+    def holder(self, key: str) -> str | None:
+        """The live writer other than this open that holds *key*, if any."""
+        writer = self.holders.get(key)
+        if writer is None:
+            return None
+        entry = self._logs.get(writer)
+        if entry is None or entry.dead or key not in entry.held:
+            return None
+        if not _alive(entry.fd):
+            entry.dead = True
+            return None
+        return writer
+
+    def tries(self, key: str) -> int:
+        """The most tries any writer's log (alive or dead) counts for *key*."""
+        return max((entry.tries.get(key, 0) for entry in self._logs.values()), default=0)
+
+    def all_tries(self) -> dict[str, int]:
+        """Every key any log counts tries for, with the most tries counted."""
+        merged: dict[str, int] = {}
+        for entry in self._logs.values():
+            for key, tries in entry.tries.items():
+                if tries > merged.get(key, 0):
+                    merged[key] = tries
+        return merged
+
+    def dead(self) -> dict[str, dict[str, int]]:
+        """The logs of writers found dead that count tries: writer -> {key: tries}."""
+        gone = {}
+        for writer, entry in self._logs.items():
+            if not entry.dead and not _alive(entry.fd):
+                entry.dead = True
+                self._read(writer, entry)  # whatever it wrote before it died
+            if entry.dead and entry.tries:
+                gone[writer] = dict(entry.tries)
+        return gone
+
+    def forget(self, writer: str) -> None:
+        """Remove a dead writer's log, once what it counts is settled in the records."""
+        entry = self._logs.pop(writer, None)
+        if entry is None:
+            return
+        with contextlib.suppress(OSError):
+            _fs.unlink(self._dir / f"{writer}.jsonl")
+        _fs.close(entry.fd)
+        for key in entry.held:
+            if self.holders.get(key) == writer:
+                del self.holders[key]
+
+    def close(self) -> None:
+        for entry in self._logs.values():
+            _fs.close(entry.fd)
+        self._logs.clear()
+
+    def _list(self) -> None:
+        try:
+            names = _fs.listdir(self._dir)
+        except OSError:
+            names = []
+        present = set()
+        for name in names:
+            writer = writer_id(name)
+            if writer is None or writer == self._me:
+                continue
+            present.add(writer)
+            if writer not in self._logs:
+                try:
+                    fd = _fs.open_inside(self._dir / name, os.O_RDONLY)
+                except (OSError, ValueError):  # gone meanwhile, or not a file
+                    continue
+                self._logs[writer] = _Log(fd)
+        for writer in set(self._logs) - present:  # removed: settled by whoever removed it
+            entry = self._logs.pop(writer)
+            _fs.close(entry.fd)
+            for key in entry.held:
+                if self.holders.get(key) == writer:
+                    del self.holders[key]
+
+    def _read(self, writer: str, entry: _Log) -> None:
+        size = _fs.fstat_size(entry.fd)
+        if size <= entry.offset:
+            return
+        raw = os.pread(entry.fd, size - entry.offset, entry.offset)
+        whole = raw[: raw.rfind(b"\n") + 1]  # a line being written (or torn) waits
+        entry.offset += len(whole)
+        lines = whole.split(b"\n")[:-1]
+        if entry.first and lines:
+            lines = lines[1:]
+            entry.first = False
+        for line in lines:
+            self._apply(writer, entry, line)
+
+    def _apply(self, writer: str, entry: _Log, line: bytes) -> None:
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            record = None
+        claimed = record.get("claim") if type(record) is dict else None
+        released = record.get("release") if type(record) is dict else None
+        if type(claimed) is str and len(claimed) <= _MAX_KEY:
+            tries = record.get("tries") if type(record) is dict else None
+            if type(tries) is int and 0 <= tries < 1 << 62:
+                entry.held.add(claimed)
+                self.holders[claimed] = writer
+                if tries > entry.tries.get(claimed, 0):
+                    entry.tries[claimed] = tries
+                return
+        elif type(released) is str and len(released) <= _MAX_KEY:
+            entry.held.discard(released)
+            return
+        if not entry.warned:  # a power cut's garbage, or a hand edit: skipped
+            entry.warned = True
+            log.warning("%s: skipping a line that is no claim or release", self._dir / writer)
+
+
+def _alive(fd: int) -> bool:
+    """Whether the writer whose log *fd* reads still holds its lock."""
+    try:
+        _fs.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return True
+        raise
+    _fs.flock(fd, fcntl.LOCK_UN)
+    return False

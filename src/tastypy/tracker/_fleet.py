@@ -1,0 +1,181 @@
+"""A tracker one of several processes share: tasks claimed across them (``docs/SHARED.md``).
+
+:class:`FleetTasks` is a mixin of :class:`~._tracker.ProgressTracker`, used
+when its store is shared (``Tracker(path, shared=True)``). The engine keeps
+the claims (capability ``"claims"``); this module gives them the tracker's
+meaning:
+
+- ``try_it(key)`` under the store's commit lock: bring in the others'
+  commits, refuse a task done, aborted, exhausted (counting every writer's
+  logged tries) or held by another live process, else claim it, counting
+  the try in this process's claims log before returning True;
+- a claim ends at :meth:`release`, at the sync that commits the task done
+  or aborted or a finished attempt of ``run()`` (released after that
+  commit), or when the process ends;
+- tasks are added under the lock and committed at once, so a task another
+  process added (and perhaps finished) is never overwritten by a fresh one;
+- a dead process's logged tries are settled into the records (committed)
+  before its log is removed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+from .. import _lifecycle
+from ..storage import Storage
+
+__all__ = ["FleetStorage", "FleetTasks"]
+
+
+class FleetStorage(Protocol):
+    """What the tracker needs of an engine with the "shared" and "claims" capabilities."""
+
+    def locked(self) -> AbstractContextManager[None]: ...
+
+    def holder(self, key: str) -> str | None: ...
+
+    def logged_tries(self, key: str) -> int: ...
+
+    def all_logged_tries(self) -> dict[str, int]: ...
+
+    def claim(self, key: str, tries: int) -> None: ...
+
+    def release(self, key: str) -> None: ...
+
+    @property
+    def held(self) -> frozenset[str]: ...
+
+    def dead_claims(self) -> dict[str, dict[str, int]]: ...
+
+    def forget_writer(self, writer: str) -> None: ...
+
+
+class FleetTasks:
+    """The shared-store half of a tracker (a mixin; see the module notes)."""
+
+    _lock: threading.RLock
+    _data: dict[str, Any]
+    _storage: Storage | None
+    _shared: bool
+    _finished: set[str]  # attempts run() ended: released at the next full sync
+
+    if TYPE_CHECKING:  # the POD's and the tracker's, which this mixin calls
+
+        def _commit(self, keys: list[str] | None, *, full: bool = False) -> list[str]: ...
+
+        def _commit_here(self, keys: list[str] | None, full: bool) -> list[str]: ...
+
+        def _hand_out(self, key: str) -> Any: ...
+
+        def __setitem__(self, key: Any, value: Any) -> None: ...
+
+    def _fleet(self) -> FleetStorage:
+        return cast(FleetStorage, self._storage)
+
+    def _catch_up(self) -> None:
+        """Bring in what the others committed (the engine's lock held): a sync of nothing."""
+        self._commit([])
+
+    def _fleet_try(self, key: str, limit: int) -> bool:
+        """``try_it`` on a shared store: see the module notes."""
+        storage = self._fleet()
+        with self._lock, _lifecycle.critical(), storage.locked():
+            self._catch_up()
+            record = self._data.get(key)
+            tries = 0
+            if record is not None:
+                if record.get("_done") or record.get("_aborted"):
+                    return False
+                found = record.get("_tries")
+                tries = found if type(found) is int else 0
+            tries = max(tries, storage.logged_tries(key))
+            if limit and tries >= limit:
+                return False
+            if storage.holder(key) is not None:
+                return False
+            try:
+                storage.claim(key, tries + 1)
+            except OSError as exc:  # e.g. a full disk: no try is counted that is not logged
+                raise type(exc)(
+                    exc.errno,
+                    f"{exc.strerror}; the try of task {key!r} was not counted (do not try it now)",
+                ) from exc
+            if record is None:
+                self[key] = {"_done": False, "_tries": tries + 1}
+            else:
+                self._hand_out(key)["_tries"] = tries + 1
+            return True
+
+    def _fleet_add(self, keys: list[str]) -> None:
+        """Add the tasks among *keys* that no process has added, and commit them at once."""
+        storage = self._fleet()
+        with self._lock, _lifecycle.critical(), storage.locked():
+            self._catch_up()
+            fresh = [key for key in dict.fromkeys(keys) if key not in self._data]
+            for key in fresh:
+                self[key] = {"_done": False, "_tries": storage.logged_tries(key)}
+            if fresh:
+                self._commit(fresh)
+
+    def _fleet_commit(self, keys: list[str] | None, full: bool) -> list[str]:
+        """A sync of a shared tracker: dead writers' tries settled, finished claims released."""
+        storage = self._fleet()
+        with storage.locked():
+            dead = storage.dead_claims() if keys is None else {}
+            if dead:
+                self._catch_up()  # the records as committed, before raising their tries
+                self._settle(dead)
+            left = self._commit_here(keys, full)
+            for writer in dead:
+                storage.forget_writer(writer)
+            if keys is None and not left:
+                self._release_finished(storage)
+        return left
+
+    def _settle(self, dead: dict[str, dict[str, int]]) -> None:
+        """Raise the records' tries to what dead writers' logs count (committed next)."""
+        for counted in dead.values():
+            for key, tries in counted.items():
+                record = self._data.get(key)
+                if record is None:
+                    self[key] = {"_done": False, "_tries": tries}
+                    continue
+                found = record.get("_tries")
+                if type(found) is int and found < tries:
+                    self._hand_out(key)["_tries"] = tries
+
+    def _release_finished(self, storage: FleetStorage) -> None:
+        """End the claims whose work is committed: done, aborted, or an attempt that ended."""
+        finished = self._finished
+        for key in storage.held:
+            record = self._data.get(key)
+            if (
+                key in finished
+                or not isinstance(record, dict)
+                or record.get("_done")
+                or record.get("_aborted")
+            ):
+                storage.release(key)
+        finished.clear()
+
+    def release(self, key: Any) -> None:
+        """Let another process try *key*: sync it, then end this process's claim of it.
+
+        Only for a shared tracker; a task this process does not hold is left alone.
+        """
+        if not self._shared:
+            return
+        storage = self._fleet()
+        with self._lock, storage.locked():
+            if key in storage.held:
+                if key in self._data:
+                    self._commit([key])
+                storage.release(key)
+
+    def holders(self) -> Iterator[str]:
+        """The keys this process holds (shared trackers)."""
+        return iter(sorted(self._fleet().held)) if self._shared else iter(())
