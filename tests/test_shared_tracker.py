@@ -126,16 +126,20 @@ def test_a_plain_open_after_killed_shared_writers_counts_their_tries(tmp_path: P
 
 
 FLEET = """
-import os, sys, time
+import glob, os, sys, time
 import tastypy
-path, log, tasks = sys.argv[1], sys.argv[2], int(sys.argv[3])
+path, log, tasks, fleet = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 with tastypy.Tracker(path, shared=True, sync_at=20) as tracker, open(log, "a") as out:
+    open(f"{log}.ready-{os.getpid()}", "w").close()
+    while len(glob.glob(f"{log}.ready-*")) < fleet:  # all start together
+        time.sleep(0.005)
     for i in range(tasks):
         key = f"task{i}"
         if not tracker.try_it(key):
             continue
         out.write(f"start {key} {os.getpid()} {time.monotonic()}\\n")
         out.flush()
+        time.sleep(0.001)  # some work, so that the others get their turn
         tracker[key]["result"] = os.getpid()
         out.write(f"end {key} {os.getpid()} {time.monotonic()}\\n")
         out.flush()
@@ -146,7 +150,7 @@ with tastypy.Tracker(path, shared=True, sync_at=20) as tracker, open(log, "a") a
 def test_four_processes_split_the_seed_loop_and_each_task_runs_once(tmp_path: Path) -> None:
     store, log = tmp_path / "t", tmp_path / "log"
     procs = [
-        subprocess.Popen([sys.executable, "-c", FLEET, str(store), str(log), "400"])
+        subprocess.Popen([sys.executable, "-c", FLEET, str(store), str(log), "400", "4"])
         for _ in range(4)
     ]
     for proc in procs:

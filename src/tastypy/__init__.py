@@ -6,8 +6,8 @@ See the README for the user's manual.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, Any
 
-from ._verify_repair import repair, verify
 from .errors import (
     CorruptStoreError,
     DuplicateKeyError,
@@ -20,8 +20,11 @@ from .errors import (
     TastypyError,
 )
 from .pod import POD, PersistentOrderedDict
-from .storage.damage import RepairReport, VerifyReport
 from .tracker._tracker import ProgressTracker, Tracker
+
+if TYPE_CHECKING:
+    from ._verify_repair import repair, verify
+    from .storage.damage import RepairReport, VerifyReport
 
 __all__ = [
     "POD",
@@ -45,9 +48,25 @@ __all__ = [
 
 __version__ = "0.1.0.dev0"
 
-# repair()'s salvage scan is imported when repair is first called (see
-# tastypy.storage.engines.repair): a program that never repairs a store does
-# not pay for its import.
+# verify, repair and their reports are imported when first used: a program
+# that never checks or repairs a store does not pay for their import.
+_LAZY = {
+    "verify": "._verify_repair",
+    "repair": "._verify_repair",
+    "VerifyReport": ".storage.damage",
+    "RepairReport": ".storage.damage",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib  # noqa: PLC0415
+
+    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    globals()[name] = value
+    return value
+
 
 # No handler on "tastypy" itself: a warning that data was discarded or could
 # not be written (a torn tail cut off, a failed compaction or exit sync) must

@@ -8,7 +8,7 @@ import reprlib
 import threading
 from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
-from typing import Any, ClassVar, NoReturn, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, TypeVar, cast
 
 import orjson
 
@@ -30,7 +30,7 @@ from .errors import (
     SettingsError,
     StoreClosedError,
 )
-from .storage import Merge, Shared, Storage
+from .storage import Storage
 from .storage.engines import open_engine, store_key
 
 __all__ = ["POD", "PersistentOrderedDict"]
@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 
 # How long the sync at exit or on SIGTERM waits for another thread's operation.
 EXIT_LOCK_SECONDS = 10.0
+
+if TYPE_CHECKING:
+    from .storage import Merge, Shared
 
 _Self = TypeVar("_Self", bound="PersistentOrderedDict")
 
@@ -515,7 +518,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             try:
                 changes = pending.changes(self._data, chosen, left, self._value_check())
                 if self._shared:
-                    merged = cast(Shared, self._storage).sync(changes)
+                    merged = cast("Shared", self._storage).sync(changes)
                 else:
                     self._storage.commit(changes)
             except BaseException:

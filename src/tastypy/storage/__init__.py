@@ -10,7 +10,20 @@ Nothing here imports the layers above (tests/test_layers.py checks it).
 
 from __future__ import annotations
 
-from ._merge import Merge
+from typing import TYPE_CHECKING, Any
+
 from .protocol import CAPABILITIES, Claims, Counts, OnDemand, Shared, Storage
 
+if TYPE_CHECKING:
+    from ._merge import Merge
+
 __all__ = ["CAPABILITIES", "Claims", "Counts", "Merge", "OnDemand", "Shared", "Storage"]
+
+
+def __getattr__(name: str) -> Any:
+    # Merge is needed only by shared stores: imported when first asked for.
+    if name == "Merge":
+        from ._merge import Merge  # noqa: PLC0415
+
+        return Merge
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,14 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SettingsError
-from .damage import ContentChecks, VerifyReport
 from .files import _target
-from .files import verify as _file_verify
 from .files._engine import FileStorage
 from .protocol import Probe, Storage
 
 if TYPE_CHECKING:
-    from .damage import RepairReport
+    from .damage import ContentChecks, RepairReport, VerifyReport
 
 __all__ = [
     "FILE_OPTIONS",
@@ -169,7 +167,9 @@ def verify(target: str | os.PathLike[str], *, checks: ContentChecks) -> VerifyRe
 
     See :func:`tastypy.verify`, which gives the layers' *checks*.
     """
-    return _file_verify.verify(_for_files(target), checks=checks)
+    from .files import verify as file_verify  # noqa: PLC0415  # see repair()
+
+    return file_verify.verify(_for_files(target), checks=checks)
 
 
 def repair(
@@ -182,8 +182,8 @@ def repair(
     checks: ContentChecks,
 ) -> RepairReport:
     """Save what is intact in the store at *target*: see :func:`tastypy.repair`."""
-    # Imported when first asked for: a program that never repairs a store
-    # should not pay for the import of the salvage scan.
+    # Imported when first asked for: a program that never checks or repairs
+    # a store should not pay for the import of the checks and the salvage scan.
     from .files import repair as file_repair  # noqa: PLC0415
 
     return file_repair.repair(

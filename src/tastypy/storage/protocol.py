@@ -29,10 +29,12 @@ engine will fill.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from ._merge import Merge
+if TYPE_CHECKING:
+    from ._merge import Merge
 
 __all__ = [
     "CAPABILITIES",
@@ -201,14 +203,49 @@ class Shared(Protocol):
 
 
 class Claims(Protocol):
-    """Capability ``"claims"``: atomic claims of tasks across processes."""
+    """Capability ``"claims"``: tasks claimed across the writers of a shared store.
 
-    def claim(self, key: str) -> bool:
-        """Claim *key* for this open unless a live holder has it; True if claimed."""
+    Each writer logs its claims where the others read them; a claim of a
+    writer that is no longer alive is void, the tries it counted are not
+    (``docs/SHARED.md``). The methods marked so are called inside
+    :meth:`locked`.
+    """
+
+    def locked(self) -> AbstractContextManager[None]:
+        """Hold the store's commit lock, every writer's claims read: nobody else commits."""
+        ...
+
+    def holder(self, key: str) -> str | None:
+        """The other live writer holding *key*, or None (inside :meth:`locked`)."""
+        ...
+
+    def logged_tries(self, key: str) -> int:
+        """The most tries any writer's claims counted for *key* (inside :meth:`locked`)."""
+        ...
+
+    def all_logged_tries(self) -> dict[str, int]:
+        """Every key any writer's claims counted tries for, with the most counted."""
+        ...
+
+    def claim(self, key: str, tries: int) -> None:
+        """Claim *key* for this open (its *tries* th try), logged before this returns."""
         ...
 
     def release(self, key: str) -> None:
-        """Give up a claim of this open."""
+        """End this open's claim of *key*, if it has one."""
+        ...
+
+    @property
+    def held(self) -> frozenset[str]:
+        """The keys this open holds."""
+        ...
+
+    def dead_claims(self) -> dict[str, dict[str, int]]:
+        """Dead writers whose claims counted tries: writer -> {key: tries}."""
+        ...
+
+    def forget_writer(self, writer: str) -> None:
+        """Forget dead *writer*'s claims, its tries now settled (inside :meth:`locked`)."""
         ...
 
 

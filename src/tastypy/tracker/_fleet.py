@@ -22,36 +22,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from .. import _lifecycle
 from ..storage import Storage
 
-__all__ = ["FleetStorage", "FleetTasks"]
+__all__ = ["FleetTasks"]
 
-
-class FleetStorage(Protocol):
-    """What the tracker needs of an engine with the "shared" and "claims" capabilities."""
-
-    def locked(self) -> AbstractContextManager[None]: ...
-
-    def holder(self, key: str) -> str | None: ...
-
-    def logged_tries(self, key: str) -> int: ...
-
-    def all_logged_tries(self) -> dict[str, int]: ...
-
-    def claim(self, key: str, tries: int) -> None: ...
-
-    def release(self, key: str) -> None: ...
-
-    @property
-    def held(self) -> frozenset[str]: ...
-
-    def dead_claims(self) -> dict[str, dict[str, int]]: ...
-
-    def forget_writer(self, writer: str) -> None: ...
+if TYPE_CHECKING:
+    from ..storage.protocol import Claims as FleetStorage
 
 
 class FleetTasks:
@@ -74,7 +53,7 @@ class FleetTasks:
         def __setitem__(self, key: Any, value: Any) -> None: ...
 
     def _fleet(self) -> FleetStorage:
-        return cast(FleetStorage, self._storage)
+        return cast("FleetStorage", self._storage)
 
     def _catch_up(self) -> None:
         """Bring in what the others committed (the engine's lock held): a sync of nothing."""

@@ -28,13 +28,11 @@ import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import CorruptStoreError, LockedError, ReadOnlyError
 from . import _fs
 from ._chunks import CHUNKS, Chunk, load_chunk
-from ._claims import Fleet
-from ._commit_lock import CommitLock
 from ._compaction import Generation, discard, fold_journal
 from ._durable import DirSyncError, fsync_dir, unlink_quietly
 from ._journal import Journal, apply_ops, journal_records, replay
@@ -52,6 +50,9 @@ from ._opening import (
 from ._sidelog import FileSideLog
 from ._snapshot import read_snapshot
 from ._store_path import store_path
+
+if TYPE_CHECKING:
+    from ._commit_lock import CommitLock
 
 __all__ = ["DEFAULT_FILE_SIZE", "FileStorage"]
 
@@ -165,6 +166,8 @@ class FileStorage:
 
     def claims_log_tries(self) -> dict[str, int]:
         """The tries shared writers' claims logs count (``docs/SHARED.md``), dead ones' too."""
+        from ._claims import Fleet  # noqa: PLC0415  # most stores never were shared
+
         fleet = Fleet(self.path, me="")
         try:
             fleet.refresh()
@@ -175,6 +178,8 @@ class FileStorage:
     def clear_claims_logs(self) -> None:
         """Remove the claims logs of shared writers, all dead: their tries are committed now."""
         self._check_writable()
+        from ._claims import Fleet  # noqa: PLC0415  # most stores never were shared
+
         fleet = Fleet(self.path, me="")
         try:
             fleet.refresh()

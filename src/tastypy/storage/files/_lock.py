@@ -31,7 +31,6 @@ from typing import Any
 
 from ...errors import LockedError
 from . import _fs
-from ._writers import live_writers
 
 __all__ = ["StoreLock", "describe_holder"]
 
@@ -99,6 +98,8 @@ class StoreLock:
                 f"{directory} is open for writing by {describe_holder(directory)}{waited}, "
                 "not shared; close it there, or open it there with shared=True too"
             )
+        from ._writers import live_writers  # noqa: PLC0415  # shared stores only
+
         others = live_writers(directory)
         if others:
             names = ", ".join(_describe(w.pid, w.host, w.argv) for w in others[:3])

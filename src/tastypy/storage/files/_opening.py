@@ -10,12 +10,11 @@ import contextlib
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import NotAStoreError, SettingsError
 from . import _fs
 from ._chunks import CHUNKS
-from ._commit_lock import CommitLock
 from ._durable import fsync_dir
 from ._layout import (
     create_store,
@@ -26,6 +25,9 @@ from ._layout import (
 )
 from ._lock import LOCK_FILE, StoreLock
 from ._manifest import MANIFEST, VERSION, Manifest, read_manifest
+
+if TYPE_CHECKING:
+    from ._commit_lock import CommitLock
 
 __all__ = [
     "DEFAULT_FILE_SIZE",
@@ -102,7 +104,10 @@ def open_writable(
     commit_lock = None
     try:
         # Shared writers share the store lock: one at a time lays out or tidies.
-        commit_lock = CommitLock(path) if shared else None
+        if shared:
+            from ._commit_lock import CommitLock  # noqa: PLC0415  # shared stores only
+
+            commit_lock = CommitLock(path)
         with commit_lock.held() if commit_lock is not None else contextlib.nullcontext():
             if (path / MANIFEST).exists():
                 manifest = read_manifest(path)

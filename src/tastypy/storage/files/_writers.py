@@ -24,7 +24,6 @@ import fcntl
 import json
 import os
 import re
-import secrets
 import socket
 import sys
 import time
@@ -87,7 +86,7 @@ class WriterEntry:
 
     def __init__(self, store: Path) -> None:
         pid = os.getpid()
-        self.id = f"{pid}-{process_start(pid)}-{secrets.token_hex(4)}"
+        self.id = f"{pid}-{process_start(pid)}-{os.urandom(4).hex()}"
         directory = store / WRITERS
         with contextlib.suppress(FileExistsError):
             _fs.mkdir(directory)
