@@ -195,3 +195,40 @@ def test_a_shared_writer_killed_at_each_step_of_a_sync_and_compaction_costs_only
         assert live_writers(store) == []
         kill_at += 1
     assert kill_at > 8  # the sync and compaction reached several OS calls before finishing
+
+
+INCREMENT = """
+import sys
+import tastypy
+with tastypy.POD(sys.argv[1], shared=True) as pod:
+    print("open", flush=True)
+    sys.stdin.readline()
+    for _ in range(200):
+        with pod.locked():
+            pod["n"] = pod.get("n", 0) + 1
+"""
+
+
+def test_two_processes_incrementing_in_locked_blocks_lose_no_increment(tmp_path: Path) -> None:
+    store = tmp_path / "s"
+    with Child(INCREMENT, str(store)) as a, Child(INCREMENT, str(store)) as b:
+        a.expect("open")
+        b.expect("open")
+        a.send()
+        b.send()
+        assert a.finish() == 0, a.stderr
+        assert b.finish() == 0, b.stderr
+    assert dict(read_store(store)) == {"n": 400}
+
+
+def test_a_locked_block_on_a_plain_store_is_one_sync_or_none(tmp_path: Path) -> None:
+    with tastypy.POD(tmp_path / "p") as pod:
+        pod["a"] = 1
+        with pod.locked():
+            pod["a"] += 1
+            pod["b"] = 1
+        assert dict(read_store(tmp_path / "p")) == {"a": 2, "b": 1}
+        with pytest.raises(KeyError), pod.locked():
+            pod["a"] = 100
+            _ = pod["missing"]
+        assert dict(pod) == {"a": 2, "b": 1}

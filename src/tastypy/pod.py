@@ -7,6 +7,7 @@ import os
 import reprlib
 import threading
 from collections.abc import Callable, Iterator, MutableMapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, TypeVar, cast
 
@@ -15,6 +16,7 @@ import orjson
 from . import _lifecycle, _registry
 from ._codec import check_new_key, encode_value, normalize_key
 from ._copy import copy_into
+from ._locked import locked_block
 from ._pending import Pending
 from ._settings import (
     CLOSED,
@@ -128,6 +130,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
     _where: str  # what messages call the store
     _sync_at: int
     _shared = False  # other processes may write the store at the same time
+    _in_block = False  # inside a locked() block
     _committing = False  # a commit runs (in the thread holding the lock)
     _committer = 0  # that thread's ident
     _exit_failure: str | None = None  # the last failure an exit sync reported
@@ -586,6 +589,12 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             return  # called inside our own commit (a handler): that commit is under way
         if not self._dirty and not (full and self._pending.session):
             return  # nothing to save (a shared store's sync would only catch up)
+        if self._in_block:
+            _lifecycle.report(
+                f"tastypy: {self._where} {how}: a locked() block was under way; "
+                "none of its changes were saved"
+            )
+            return
         # Never hang the exit: another thread may hold the lock while it waits
         # for something this thread holds (a logging lock, at a signal).
         if not self._lock.acquire(timeout=EXIT_LOCK_SECONDS):
@@ -625,6 +634,19 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         self._held = False
         if not self._readonly:
             self.sync()
+
+    def locked(self) -> AbstractContextManager[None]:
+        """Read-modify-write as one transaction: ``with pod.locked(): pod["n"] += 1``.
+
+        Inside the block this process sees everything committed so far and,
+        in a shared store, no other process commits until the block ends. The
+        block's changes commit as one atomic, durable sync at its end; on an
+        exception nothing commits and the POD is reloaded as the store is,
+        undoing the block's changes in memory too. Automatic syncs wait for
+        the end of the block; an exit sync during it saves none of its
+        changes. Blocks do not nest. See :mod:`tastypy._locked`.
+        """
+        return locked_block(self)
 
     def revert(self) -> None:
         """Reload from disk, discarding unsynced changes."""

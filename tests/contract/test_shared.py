@@ -281,3 +281,37 @@ def test_a_value_changed_in_place_and_pending_keeps_this_writers_change(
     assert a["k"] == {"n": 1}, "a pending change here keeps this process's value"
     a.sync()
     assert dict(stored(engine)) == {"k": {"n": 1}, "other": 1}
+
+
+def test_a_locked_block_commits_its_changes_whole_at_its_end(
+    engine: Engine, pod: Callable[[], tastypy.POD]
+) -> None:
+    a, b = pod(), pod()
+    a["n"] = 0
+    a.sync()
+    with b.locked():
+        assert b["n"] == 0  # sees what was committed when the block began
+        b["n"] += 1
+        b["m"] = "in the block"
+        assert stored(engine) == [("n", 0)], "nothing commits before the block ends"
+    assert dict(stored(engine)) == {"n": 1, "m": "in the block"}
+    with a.locked():
+        a["n"] += 1
+    assert a["n"] == 2 and dict(stored(engine))["n"] == 2
+
+
+def test_an_exception_in_a_locked_block_commits_nothing_and_undoes_the_block(
+    engine: Engine, pod: Callable[[], tastypy.POD]
+) -> None:
+    a = pod()
+    a.update({"n": 0, "keep": 1})
+    a["pending"] = "before the block"  # not yet synced: the block syncs it first
+    with pytest.raises(ZeroDivisionError), a.locked():
+        a["n"] = 10
+        del a["keep"]
+        a["new"] = 1
+        _ = 1 / 0
+    assert dict(a) == {"n": 0, "keep": 1, "pending": "before the block"}
+    assert dict(stored(engine)) == dict(a)
+    with pytest.raises(RuntimeError, match="nest"), a.locked(), a.locked():
+        pass

@@ -13,9 +13,10 @@ the store (as with files).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -36,6 +37,8 @@ class MemoryStore:
     def __init__(self, name: str = "memory") -> None:
         self.name = name
         self._lock = threading.Lock()
+        # Held by a shared open's sync and locked() block: one writer commits at a time.
+        self._commit_lock = threading.RLock()
         self._values: dict[str, bytes] = {}
         self._meta: dict[str, Any] = {}
         self._writer: MemoryStorage | None = None
@@ -199,7 +202,7 @@ class MemoryStorage:
             raise ReadOnlyError(f"{self.location}: sync() is for shared opens (shared=True)")
         batch = [(key, None if blob is None else bytes(blob)) for key, blob in changes]
         store = self.store
-        with store._lock:
+        with store._commit_lock, store._lock:
             seen = self._seen
             theirs = [
                 change
@@ -237,6 +240,13 @@ class MemoryStorage:
             self._version = store.commits
             self._trim_log()
         return result
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the store for this open's commits only (shared opens): the others' wait."""
+        self._check_writable()
+        with self.store._commit_lock:
+            yield
 
     def _trim_log(self) -> None:
         """Drop the commits every shared open has merged (the store's lock is held)."""

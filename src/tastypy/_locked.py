@@ -1,0 +1,46 @@
+"""``POD.locked()``: read-modify-write as one transaction, across processes for a shared store.
+
+Inside the block this process sees everything committed so far, and no
+other process commits until the block ends (the engine's commit lock is
+held throughout: ``Claims.locked``). What the block changed commits as one
+atomic, durable sync at its end. On an exception nothing commits and the
+POD is reloaded from the store, which is exactly as it was when the block
+began: the block's changes are undone in memory too. Automatic syncs wait
+for the end of the block, and an exit sync during the block saves none of
+its changes (as a database drops an unfinished transaction).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .pod import PersistentOrderedDict
+
+__all__ = ["locked_block"]
+
+
+@contextlib.contextmanager
+def locked_block(pod: PersistentOrderedDict) -> Iterator[None]:
+    """The body of :meth:`PersistentOrderedDict.locked` (see the module notes)."""
+    pod._check_writable()
+    storage: Any = pod.storage
+    engine_lock = getattr(storage, "locked", None) if pod.shared else None
+    with pod._lock, engine_lock() if engine_lock is not None else contextlib.nullcontext():
+        if pod._in_block:
+            raise RuntimeError(f"{pod._where}: locked() blocks do not nest")
+        pod.sync()  # what was pending commits now; the others' changes come in
+        held, pod._held = pod._held, True
+        pod._in_block = True
+        try:
+            yield
+        except BaseException:
+            pod._in_block = False
+            pod.revert()  # nothing of the block was committed: the store is as it began
+            raise
+        finally:
+            pod._held = held
+        pod._in_block = False
+        pod.sync()
