@@ -162,3 +162,50 @@ def test_four_processes_split_the_seed_loop_and_each_task_runs_once(tmp_path: Pa
         assert all(seen[f"task{i}"]["_tries"] == 1 for i in range(400))
         assert len({seen[f"task{i}"]["result"] for i in range(400)}) > 1, "the work was split"
     assert tastypy.verify(store).ok
+
+
+RUNNER = """
+import glob, os, sys, time
+import tastypy
+path, log, fleet, workers = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+
+def work(key):
+    with open(log, "a") as out:
+        out.write(f"{key} {os.getpid()}\\n")
+    time.sleep(0.002)
+    return key.upper()
+
+if __name__ == "__main__":
+    tracker = tastypy.Tracker(path, shared=True, sync_at=10)
+    open(f"{log}.ready-{os.getpid()}", "w").close()
+    while len(glob.glob(f"{log}.ready-*")) < fleet:
+        time.sleep(0.005)
+    summary = tracker.run(work, [f"t{i}" for i in range(150)], workers=workers, progress=False)
+    tracker.close()
+    print(summary.done, flush=True)
+"""
+
+
+def test_processes_each_calling_run_split_the_work_and_each_task_runs_once(
+    tmp_path: Path,
+) -> None:
+    store, log = tmp_path / "t", tmp_path / "log"
+    script = tmp_path / "runner.py"
+    script.write_text(RUNNER)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(store), str(log), "3", str(workers)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for workers in (1, 2, 2)
+    ]
+    done = [int(proc.communicate(timeout=120)[0].split()[-1]) for proc in procs]
+    assert all(proc.returncode == 0 for proc in procs)
+    ran = [line.split()[0] for line in log.read_text().splitlines()]
+    assert sorted(ran) == sorted(f"t{i}" for i in range(150)), "each task exactly once"
+    assert sum(done) == 150
+    with tastypy.Tracker(store, readonly=True) as seen:
+        assert seen.num_done() == 150
+        assert all(seen[f"t{i}"]["result"] == f"T{i}" for i in range(150))
+        assert all(seen[f"t{i}"]["_tries"] == 1 for i in range(150))
