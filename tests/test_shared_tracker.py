@@ -13,7 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import tastypy
+from tastypy.cli import main
 
 from _subproc import Child
 
@@ -209,3 +212,28 @@ def test_processes_each_calling_run_split_the_work_and_each_task_runs_once(
         assert seen.num_done() == 150
         assert all(seen[f"t{i}"]["result"] == f"T{i}" for i in range(150))
         assert all(seen[f"t{i}"]["_tries"] == 1 for i in range(150))
+
+
+def test_status_shows_each_live_process_with_the_tasks_it_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = tmp_path / "t"
+    with worker(store) as a, worker(store) as b:
+        assert ask(a, "try x") is True
+        assert ask(a, "try y") is True
+        assert ask(b, "try z") is True
+        a.send("done x")
+        a.readline()
+        assert main(["status", "--json", str(store)]) == 0
+        shot = json.loads(capsys.readouterr().out)
+        holding = {each["pid"]: each["holding"] for each in shot["processes"]}
+        assert holding == {a.pid: 1, b.pid: 1}, "x is done: a holds only y"
+        assert main(["status", str(store)]) == 0
+        screen = capsys.readouterr().out
+        assert "2 processes sharing it" in screen
+        assert f"pid {a.pid}: holds 1" in screen and f"pid {b.pid}: holds 1" in screen
+        b.signal(signal.SIGKILL)
+        b.proc.wait(timeout=20)
+        assert main(["status", "--json", str(store)]) == 0
+        shot = json.loads(capsys.readouterr().out)
+        assert [each["pid"] for each in shot["processes"]] == [a.pid]

@@ -8,11 +8,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..storage.engines import writers
+from ..storage.engines import members, writers
 from ..tracker._counts import ABORTED, DONE, EXHAUSTED, TRIED, TaskCounts
 from ._display import can_encode, escaped, fit
 
-__all__ = ["STATES", "Snapshot", "in_state", "render", "snapshot", "writer"]
+__all__ = ["STATES", "Snapshot", "in_state", "processes", "render", "snapshot", "writer"]
 
 STATES = ("done", "todo", "failed", "exhausted", "aborted", "untried")
 
@@ -33,6 +33,8 @@ class Snapshot:
     eta_seconds: float | None = None
     writer: int | None = None  # pid of the process holding the store for writing (0: unknown)
     writer_state: str | None = None  # "running", or "stopped" (SIGSTOP, Ctrl-Z)
+    # A shared store's live writers: pid, tasks held, tries claimed per second.
+    processes: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -103,6 +105,26 @@ def writer(store: Path) -> tuple[int | None, str | None]:
     return pid, "stopped" if pid and _process_state(pid) in ("T", "t") else "running"
 
 
+def processes(store: Path, now: float) -> list[dict[str, Any]]:
+    """Each live process writing the shared store at *store*: pid, tasks held, its rate.
+
+    The rate is the tries it claimed per second since it opened the store.
+    """
+    found = []
+    for member in members(store):
+        seconds = now - member.since
+        rate = member.claims / seconds if seconds > 0 and member.since else None
+        found.append(
+            {
+                "pid": member.pid,
+                "holding": member.holding,
+                "rate": None if rate is None else round(rate, 1),
+                "state": "stopped" if _process_state(member.pid) in ("T", "t") else "running",
+            }
+        )
+    return found
+
+
 def _process_state(pid: int) -> str | None:
     """The one-letter state of process *pid* (Linux ``/proc``); None where unknown."""
     try:
@@ -142,7 +164,16 @@ def render(path: str, shot: Snapshot, *, colour: bool, width: int = 80) -> str:
         lines.append(f"  {label:<10} {count:>10,}  {share:6.2f} %")
     lines.append("")
     pid = f" (pid {shot.writer})" if shot.writer else ""
-    if shot.writer is not None and shot.writer_state == "stopped":
+    if shot.processes:
+        count = len(shot.processes)
+        rate = "measuring..." if shot.rate is None else f"{shot.rate:,.1f} tasks/s"
+        eta = "" if shot.eta_seconds is None else f", done in about {_duration(shot.eta_seconds)}"
+        lines.append(f"{count} process{'es' if count > 1 else ''} sharing it: {rate}{eta}")
+        for each in shot.processes:
+            each_rate = "" if each["rate"] is None else f", {each['rate']:,.1f} tries/s"
+            stopped = " (stopped)" if each["state"] == "stopped" else ""
+            lines.append(f"  pid {each['pid']}{stopped}: holds {each['holding']:,}{each_rate}")
+    elif shot.writer is not None and shot.writer_state == "stopped":
         resume = f"kill -CONT {shot.writer}" if shot.writer else "kill -CONT"
         lines.append(f"job stopped{pid}: no progress until it is resumed ({resume})")
     elif shot.writer is not None:

@@ -30,7 +30,7 @@ from ..tracker._records import BadRecordError
 from ..tracker._tracker import ProgressTracker
 from ._display import escaped, json_text, shown
 from ._errors import EXIT_PROBLEMS, Fail, os_error_line, os_error_status, os_errors_fail
-from ._status import Snapshot, in_state, render, snapshot, writer
+from ._status import Snapshot, in_state, processes, render, snapshot, writer
 from ._transfer import BadImport, export_to_file, read_numbered, write_export
 
 __all__ = ["EXIT_PROBLEMS", "Fail", "open_for_writing", "plural"]
@@ -262,6 +262,7 @@ def status(args: argparse.Namespace) -> int:
             records, max_tries = _records(args.path)
             shot = snapshot(records, max_tries)
             shot.writer, shot.writer_state = pid, state
+            shot.processes = processes(Path(args.path), time.time())
             history.append((time.monotonic(), shot.done))
             _rate(shot, history)
             if state == "running" and len(history) == 1 and not args.watch:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import SettingsError
 from .files import _target
 from .files._engine import FileStorage
-from .protocol import Probe, Storage
+from .protocol import Member, Probe, Storage
 
 if TYPE_CHECKING:
     from .damage import ContentChecks, RepairReport, VerifyReport
@@ -30,6 +30,7 @@ __all__ = [
     "FILE_OPTIONS",
     "cosmetic",
     "is_store",
+    "members",
     "open_engine",
     "probe",
     "repair",
@@ -136,6 +137,11 @@ def writers(target: str | os.PathLike[str]) -> list[int]:
     writer was killed, has none. 0 stands for a holder the OS does not name.
     """
     return _target.writers(Path(_for_files(target)))
+
+
+def members(target: str | os.PathLike[str]) -> list[Member]:
+    """The live processes writing the shared store at *target*, with what they hold."""
+    return _target.members(Path(_for_files(target)))
 
 
 def store_key(target: str | os.PathLike[str]) -> str:

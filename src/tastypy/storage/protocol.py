@@ -40,6 +40,7 @@ __all__ = [
     "CAPABILITIES",
     "Claims",
     "Counts",
+    "Member",
     "OnDemand",
     "Probe",
     "Shared",
@@ -186,6 +187,20 @@ class Probe:
 
     kind: Literal["store", "missing", "other", "damaged"]
     reason: str = ""
+
+
+@dataclass(frozen=True)
+class Member:
+    """A live process writing a shared store: :func:`.engines.members`.
+
+    *holding*: the tasks it holds now; *claims*: the tries it has claimed
+    since it opened the store, at *since* (Unix time).
+    """
+
+    pid: int
+    since: float
+    holding: int
+    claims: int
 
 
 class Shared(Protocol):

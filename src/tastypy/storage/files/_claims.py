@@ -28,7 +28,7 @@ import orjson
 from . import _fs
 from ._writers import WRITERS, writer_id
 
-__all__ = ["Fleet", "claim_line", "release_line"]
+__all__ = ["Fleet", "claim_line", "count_claims", "release_line"]
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,9 @@ class Fleet:
         size = _fs.fstat_size(entry.fd)
         if size <= entry.offset:
             return
-        raw = os.pread(entry.fd, size - entry.offset, entry.offset)
+        self._apply_all(writer, entry, os.pread(entry.fd, size - entry.offset, entry.offset))
+
+    def _apply_all(self, writer: str, entry: _Log, raw: bytes) -> None:
         whole = raw[: raw.rfind(b"\n") + 1]  # a line being written (or torn) waits
         entry.offset += len(whole)
         lines = whole.split(b"\n")[:-1]
@@ -193,6 +195,29 @@ class Fleet:
         if not entry.warned:  # a power cut's garbage, or a hand edit: skipped
             entry.warned = True
             log.warning("%s: skipping a line that is no claim or release", self._dir / writer)
+
+
+def count_claims(store: Path, writer: str) -> tuple[int, int]:
+    """How many tasks *writer*'s log holds now, and how many claims it made in all."""
+    try:
+        raw = _fs.read_file(store / WRITERS / f"{writer}.jsonl")
+    except (OSError, ValueError):  # gone meanwhile, or not a file
+        return 0, 0
+    held: set[str] = set()
+    claims = 0
+    for line in raw[: raw.rfind(b"\n") + 1].split(b"\n")[1:-1]:
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if type(record) is not dict:
+            continue
+        if type(record.get("claim")) is str:
+            held.add(record["claim"])
+            claims += 1
+        elif type(record.get("release")) is str:
+            held.discard(record["release"])
+    return len(held), claims
 
 
 def _alive(fd: int) -> bool:

@@ -11,14 +11,14 @@ import logging
 import os
 from pathlib import Path
 
-from ..protocol import Probe
+from ..protocol import Member, Probe
 from ._layout import lost_manifest
 from ._lock import holder_pid
 from ._lock import log as _lock_log
 from ._manifest import MANIFEST
 from ._store_path import store_path
 
-__all__ = ["cosmetic", "is_store", "probe", "store_key", "writers"]
+__all__ = ["cosmetic", "is_store", "members", "probe", "store_key", "writers"]
 
 
 def probe(path: Path) -> Probe:
@@ -54,6 +54,18 @@ def writers(path: Path) -> list[int]:
     """
     pid = holder_pid(path)
     return [] if pid is None else [pid]
+
+
+def members(path: Path) -> list[Member]:
+    """The live shared writers of the store at *path*, oldest first, with their claims."""
+    from ._claims import count_claims  # noqa: PLC0415  # shared stores only
+    from ._writers import live_writers  # noqa: PLC0415
+
+    found = []
+    for writer in live_writers(path):
+        holding, claims = count_claims(path, writer.id)
+        found.append(Member(writer.pid, writer.since, holding, claims))
+    return found
 
 
 def store_key(path: str | os.PathLike[str]) -> str:
