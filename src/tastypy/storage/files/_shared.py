@@ -39,6 +39,8 @@ from ._claims import Fleet, claim_line, release_line
 from ._engine import FileStorage
 from ._journal import Journal, journal_records, replay, split_record
 from ._manifest import MANIFEST, Manifest, read_manifest
+from ._mounts import check_local
+from ._store_path import store_path
 from ._writers import WriterEntry, live_writers
 
 __all__ = ["SharedFileStorage"]
@@ -70,6 +72,7 @@ class SharedFileStorage(FileStorage):
         timeout: float | None = 0.0,
         new: bool = False,
     ) -> None:
+        check_local(store_path(path))  # before anything is made there
         super().__init__(
             path, file_size=file_size, gzipped=gzipped, durable=durable, timeout=timeout, new=new
         )
