@@ -1,4 +1,4 @@
-"""Shared mode refuses a store on a network filesystem, where flock does not exclude every process."""
+"""Shared mode refuses a store on a network filesystem: flock there may not exclude everyone."""
 
 from __future__ import annotations
 
