@@ -72,8 +72,8 @@ def check_local(path: Path, mountinfo: str | None = None) -> None:
         raise SettingsError(
             f"{path} is on a {kind} filesystem: shared=True needs the file locks of one "
             "machine, which a network filesystem does not give every process. Put the "
-            "store on a local disk, or share it between machines with the PostgreSQL "
-            "engine"
+            "store on a local disk; sharing one between machines needs the PostgreSQL "
+            "engine, which is not released yet"
         )
 
 
