@@ -13,6 +13,8 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from tastypy.storage.files._writers import (
     WRITERS,
     WriterEntry,
@@ -140,3 +142,30 @@ def test_a_writer_killed_while_registering_leaves_a_temporary_file_that_is_reape
 def test_process_start_is_known_for_a_live_process_and_zero_for_none() -> None:
     assert process_start(os.getpid()) > 0
     assert process_start(2**22 + 12345) == 0
+
+
+def test_a_live_claim_is_found_whatever_order_the_logs_are_read_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found by the fleet torture test: a dead writer's old claim of a task,
+    # read after a live writer's newer claim of it, hid the live one.
+    from tastypy.storage.files import _fs
+    from tastypy.storage.files._claims import Fleet, claim_line
+
+    live = WriterEntry(tmp_path)
+    live.append(claim_line("k", 2))
+    dead_id = "1-2-0badc0de"
+    (tmp_path / WRITERS / f"{dead_id}.jsonl").write_bytes(b"{}\n" + claim_line("k", 1))
+    real_listdir = _fs.listdir
+    try:
+        for reverse in (False, True):
+            monkeypatch.setattr(
+                _fs, "listdir", lambda path, r=reverse: sorted(real_listdir(path), reverse=r)
+            )
+            fleet = Fleet(tmp_path, me="")
+            fleet.refresh()
+            assert fleet.holder("k") == live.id
+            assert fleet.tries("k") == 2
+            fleet.close()
+    finally:
+        live.close()

@@ -41,6 +41,7 @@ class FleetTasks:
     _storage: Storage | None
     _shared: bool
     _finished: set[str]  # attempts run() ended: released at the next full sync
+    _held: bool  # automatic syncs suspended (the POD's hold())
 
     if TYPE_CHECKING:  # the POD's and the tracker's, which this mixin calls
 
@@ -116,16 +117,24 @@ class FleetTasks:
         return left
 
     def _settle(self, dead: dict[str, dict[str, int]]) -> None:
-        """Raise the records' tries to what dead writers' logs count (committed next)."""
-        for counted in dead.values():
-            for key, tries in counted.items():
-                record = self._data.get(key)
-                if record is None:
-                    self[key] = {"_done": False, "_tries": tries}
-                    continue
-                found = record.get("_tries")
-                if type(found) is int and found < tries:
-                    self._hand_out(key)["_tries"] = tries
+        """Raise the records' tries to what dead writers' logs count (committed next).
+
+        Automatic syncs wait meanwhile: the sync this is part of commits them
+        all, and one set off in the middle would settle the same logs again.
+        """
+        held, self._held = self._held, True
+        try:
+            for counted in dead.values():
+                for key, tries in counted.items():
+                    record = self._data.get(key)
+                    if record is None:
+                        self[key] = {"_done": False, "_tries": tries}
+                        continue
+                    found = record.get("_tries")
+                    if type(found) is int and found < tries:
+                        self._hand_out(key)["_tries"] = tries
+        finally:
+            self._held = held
 
     def _release_finished(self, storage: FleetStorage) -> None:
         """End the claims whose work is committed: done, aborted, or an attempt that ended."""

@@ -63,35 +63,38 @@ class Fleet:
         self._dir = store / WRITERS
         self._me = me
         self._logs: dict[str, _Log] = {}
-        self._listed: tuple[int, int] | None = None  # (inode, mtime) of writers/ when listed
-        self.holders: dict[str, str] = {}  # key -> the writer holding it (maybe dead)
+        # key -> the writers whose logs hold it (some maybe dead). A set, not
+        # the last claimer: logs are read in no particular order, so a dead
+        # writer's old claim may be read after a live one's newer claim.
+        self.holders: dict[str, set[str]] = {}
 
     def refresh(self) -> None:
-        """Read what every log gained since (the commit lock is held)."""
-        try:
-            found = os.stat(self._dir)
-        except FileNotFoundError:
-            found = None
-        listed = None if found is None else (found.st_ino, found.st_mtime_ns)
-        if listed != self._listed:
-            self._listed = listed
-            self._list()
+        """Read what every log gained since (the commit lock is held).
+
+        The directory is listed every time: its modification time is kept in
+        the kernel's coarse clock ticks, so two writers registering within
+        one tick would leave it unchanged, and a log missed is a claim missed.
+        """
+        self._list()
         for writer, entry in self._logs.items():
             if not entry.dead:
                 self._read(writer, entry)
 
     def holder(self, key: str) -> str | None:
         """The live writer other than this open that holds *key*, if any."""
-        writer = self.holders.get(key)
-        if writer is None:
+        writers = self.holders.get(key)
+        if not writers:
             return None
-        entry = self._logs.get(writer)
-        if entry is None or entry.dead or key not in entry.held:
-            return None
-        if not _alive(entry.fd):
+        for writer in sorted(writers):
+            entry = self._logs.get(writer)
+            if entry is None or entry.dead or key not in entry.held:
+                writers.discard(writer)
+                continue
+            if _alive(entry.fd):
+                return writer
             entry.dead = True
-            return None
-        return writer
+            writers.discard(writer)
+        return None
 
     def tries(self, key: str) -> int:
         """The most tries any writer's log (alive or dead) counts for *key*."""
@@ -126,8 +129,7 @@ class Fleet:
             _fs.unlink(self._dir / f"{writer}.jsonl")
         _fs.close(entry.fd)
         for key in entry.held:
-            if self.holders.get(key) == writer:
-                del self.holders[key]
+            self.holders.get(key, set()).discard(writer)
 
     def close(self) -> None:
         for entry in self._logs.values():
@@ -155,8 +157,7 @@ class Fleet:
             entry = self._logs.pop(writer)
             _fs.close(entry.fd)
             for key in entry.held:
-                if self.holders.get(key) == writer:
-                    del self.holders[key]
+                self.holders.get(key, set()).discard(writer)
 
     def _read(self, writer: str, entry: _Log) -> None:
         size = _fs.fstat_size(entry.fd)
@@ -185,12 +186,13 @@ class Fleet:
             tries = record.get("tries") if type(record) is dict else None
             if type(tries) is int and 0 <= tries < 1 << 62:
                 entry.held.add(claimed)
-                self.holders[claimed] = writer
+                self.holders.setdefault(claimed, set()).add(writer)
                 if tries > entry.tries.get(claimed, 0):
                     entry.tries[claimed] = tries
                 return
         elif type(released) is str and len(released) <= _MAX_KEY:
             entry.held.discard(released)
+            self.holders.get(released, set()).discard(writer)
             return
         if not entry.warned:  # a power cut's garbage, or a hand edit: skipped
             entry.warned = True

@@ -254,6 +254,10 @@ class Journal:
             offset += len(part)
         return b"".join(parts)
 
+    def unlinked(self) -> bool:
+        """Whether the file was deleted (another writer's compaction replaced it)."""
+        return _fs.fstat(self._fd).st_nlink == 0
+
     def advance(self, nbytes: int, commits: int) -> None:
         """Others appended *commits* commits, *nbytes* long: append after them."""
         self.end += nbytes

@@ -77,7 +77,7 @@ class SharedFileStorage(FileStorage):
             path, file_size=file_size, gzipped=gzipped, durable=durable, timeout=timeout, new=new
         )
         self._theirs: list[Theirs] = []  # caught up, not yet merged by the POD
-        self._manifest_seen: tuple[int, int, int] | None = None
+        self._manifest_seen: tuple[int, ...] | None = None
         self._held: set[str] = set()  # keys this open claimed and has not released
         self._tries: dict[str, int] = {}  # key -> tries this open's claims counted
         try:
@@ -251,7 +251,7 @@ class SharedFileStorage(FileStorage):
         """Read what the others committed since this open last did (commit lock held)."""
         assert self._journal is not None
         seen = _identity(self.path)
-        if seen != self._manifest_seen:
+        if seen != self._manifest_seen or self._journal.unlinked():
             fresh = read_manifest(self.path)
             self._manifest_seen = seen
             if fresh.generation != self._manifest.generation:
@@ -307,10 +307,15 @@ class SharedFileStorage(FileStorage):
         self._theirs += [(key, orjson.dumps(value), stored[key]) for key, value in data.items()]
 
 
-def _identity(path: Path) -> tuple[int, int, int]:
-    """What changes when ``manifest.json`` is replaced (an atomic rename: a new inode)."""
+def _identity(path: Path) -> tuple[int, ...]:
+    """What changes when ``manifest.json`` is replaced (an atomic rename: a new inode).
+
+    An inode number can be reused and times have coarse ticks, so the size
+    and change time are compared too, and a compaction is also told by the
+    old journal being deleted (:meth:`Journal.unlinked`).
+    """
     found = os.stat(path / MANIFEST)
-    return found.st_ino, found.st_dev, found.st_mtime_ns
+    return found.st_ino, found.st_dev, found.st_mtime_ns, found.st_ctime_ns, found.st_size
 
 
 def _line_hash(key: str, blob: bytes) -> int:
