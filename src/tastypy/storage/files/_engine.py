@@ -162,7 +162,10 @@ class FileStorage:
 
     def describe(self) -> dict[str, Any]:
         """Size on disk, number of files, format version and time of the last write."""
-        return describe(self.path)
+        facts = describe(self.path)
+        if self._manifest.journal_first != 1:  # a shared store's compaction wrote version 2
+            facts["format_version"] = 2
+        return facts
 
     def claims_log_tries(self) -> dict[str, int]:
         """The tries shared writers' claims logs count (``docs/SHARED.md``), dead ones' too."""
