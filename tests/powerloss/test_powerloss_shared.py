@@ -24,7 +24,7 @@ from test_powerloss import SAMPLES, assert_recording_complete, report
 
 import tastypy
 from tastypy.storage.files import _engine as files
-from tastypy.storage.files import _manifest
+from tastypy.storage.files import _manifest, _shared
 from tastypy.storage.files._shared import SharedFileStorage
 
 
@@ -54,12 +54,27 @@ def record_two_writers(
         with history.sync(state):
             b = tastypy.POD(storage=SharedFileStorage(root / STORE), sync_at=NO_AUTO_SYNC)
             synced(b)
+        real_fold = _shared.fold_journal
         for n in range(batches):
-            writer = (a, b)[n % 2]
+            writer, other = (a, b) if n % 2 == 0 else (b, a)
             change(writer, n)
+            if n % 5 == 4:  # its own changes first, so that the fold block holds one change
+                with history.sync(state):
+                    writer.sync()
+                    synced(writer)
             with history.sync(state):
                 if n % 5 == 4:
+                    # The other writer commits while this one folds, without the lock:
+                    # its commit goes into the new journal with the new data files.
+                    def fold(*args: Any, other: tastypy.POD = other, n: int = n, **kw: Any) -> Any:
+                        change(other, 1000 + n)
+                        other.sync()
+                        return real_fold(*args, **kw)
+
+                    patch.setattr(_shared, "fold_journal", fold)
                     writer.compact()
+                    patch.setattr(_shared, "fold_journal", real_fold)
+                    writer.refresh()  # brings in the other's commit
                 else:
                     writer.sync()
                 synced(writer)

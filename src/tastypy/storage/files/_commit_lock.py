@@ -19,9 +19,12 @@ from pathlib import Path
 
 from . import _fs
 
-__all__ = ["COMMIT_LOCK", "CommitLock"]
+__all__ = ["COMMIT_LOCK", "COMPACT_LOCK", "CommitLock"]
 
 COMMIT_LOCK = "commit.lock"
+# Held by a shared writer while it compacts, the store's commit lock held or
+# not: one compaction at a time, and its files are nobody else's leftovers.
+COMPACT_LOCK = "compact.lock"
 # Locks this process holds open; a forked child closes its copies of their fds.
 _open: weakref.WeakSet[CommitLock] = weakref.WeakSet()
 
@@ -29,8 +32,8 @@ _open: weakref.WeakSet[CommitLock] = weakref.WeakSet()
 class CommitLock:
     """This open's handle on ``commit.lock`` (re-entrant within the open)."""
 
-    def __init__(self, store: Path) -> None:
-        self.path = store / COMMIT_LOCK
+    def __init__(self, store: Path, name: str = COMMIT_LOCK) -> None:
+        self.path = store / name
         self._fd = _fs.open_inside(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         self._depth = 0
         _open.add(self)
@@ -54,6 +57,31 @@ class CommitLock:
         finally:
             self._depth = 0
             _fs.flock(self._fd, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def held_if_free(self) -> Iterator[bool]:
+        """Hold the lock for the block if nobody else does; yields whether it is held."""
+        if self._fd < 0:
+            raise ValueError(f"{self.path}: this open's lock is closed")
+        if self._depth:
+            yield False  # this open holds it already (a compaction inside a compaction)
+            return
+        try:
+            _fs.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        self._depth = 1
+        try:
+            yield True
+        finally:
+            self._depth = 0
+            _fs.flock(self._fd, fcntl.LOCK_UN)
+
+    @property
+    def depth(self) -> int:
+        """How many blocks of this open hold the lock now (0: not held)."""
+        return self._depth
 
     def close(self) -> None:
         """Let go of the file (and of the lock, if held). Idempotent."""

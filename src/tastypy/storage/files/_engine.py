@@ -34,7 +34,7 @@ from ...errors import CorruptStoreError, LockedError, ReadOnlyError
 from . import _fs
 from ._chunks import CHUNKS, Chunk, load_chunk
 from ._compaction import Generation, discard, fold_journal
-from ._durable import DirSyncError, fsync_dir, unlink_quietly
+from ._durable import DirSyncError, datasync, fsync_dir, unlink_quietly
 from ._journal import Journal, apply_ops, journal_records, replay
 from ._layout import remove_new_store
 from ._lock import StoreLock
@@ -436,6 +436,21 @@ class FileStorage:
         )
         if new is None:
             return
+        self._install(new, 1 if not self._SHARED else None)
+
+    def _install(
+        self, new: Generation, first: int | None, tail: bytes = b"", tail_commits: int = 0
+    ) -> None:
+        """Make generation *new* the store's: its manifest written, its files adopted.
+
+        *first* numbers its journal's first commit (None: on from the old
+        journal's). *tail*, commits made after those folded in, goes into the
+        new journal first (a shared store's compaction that did not hold the
+        store while it folded).
+        """
+        assert self._journal is not None
+        if tail:
+            _write_tail(self.path / new.journal, tail, durable=self.durable)
         manifest = self._manifest
         old = (
             manifest.chunks,
@@ -446,18 +461,17 @@ class FileStorage:
         )
         manifest.chunks = [c.entry for c in new.chunks]
         manifest.generation, manifest.journal = new.number, new.journal
-        manifest.journal_empty = True
+        manifest.journal_empty = not tail
         # A shared store numbers its commits across compactions: the others
         # tell by the number whether they had seen all that was folded in.
-        manifest.journal_first = (
-            manifest.journal_first + self._journal.commits if self._SHARED else 1
-        )
+        folded = self._journal.commits - tail_commits
+        manifest.journal_first = manifest.journal_first + folded if first is None else first
         try:
             manifest.write(self.path, durable=self.durable)
         except DirSyncError:
             # The new manifest is in place: keep its files, owe the fsync.
             self._dir_sync_owed = True
-            self._adopt(new)
+            self._adopt(new, len(tail), tail_commits)
             raise
         except BaseException:
             (
@@ -469,19 +483,27 @@ class FileStorage:
             ) = old
             discard(self.path, new)
             raise
-        self._adopt(new)
+        self._adopt(new, len(tail), tail_commits)
 
     def _set_chunks(self, chunks: list[Chunk]) -> None:
         self._chunks = chunks
         self._data_bytes = sum(c.entry.nbytes for c in chunks)
 
-    def _adopt(self, new: Generation) -> None:
-        """The new generation is on disk: switch to it, then tidy up."""
+    def _adopt(self, new: Generation, end: int = 0, commits: int = 0) -> None:
+        """The new generation is on disk: switch to it, then tidy up.
+
+        Its journal holds *commits* commits already, *end* bytes (a tail).
+        """
         assert self._journal is not None
         old_journal = self._journal.path
         self._journal.close()
         self._journal = Journal(
-            self.path / new.journal, 0, 0, self.gzipped, self.durable, self._manifest.journal_first
+            self.path / new.journal,
+            end,
+            commits,
+            self.gzipped,
+            self.durable,
+            self._manifest.journal_first,
         )
         self._set_chunks(new.chunks)
         if self._dir_sync_owed:
@@ -519,3 +541,16 @@ class FileStorage:
                 f"{self.path} was opened by process {self._pid}; this forked child "
                 "may not write to it (open it in the child instead)"
             )
+
+
+def _write_tail(path: Path, tail: bytes, *, durable: bool) -> None:
+    """Put *tail* (whole commits) into the new, empty journal at *path*, durably."""
+    fd = _fs.open_inside(path, os.O_WRONLY)
+    try:
+        view, offset = memoryview(tail), 0
+        while offset < len(tail):
+            offset += _fs.pwrite(fd, view[offset:], offset)
+        if durable:
+            datasync(fd)
+    finally:
+        _fs.close(fd)

@@ -65,6 +65,7 @@ class Replay:
     """What a journal file holds: its valid commits and where they end."""
 
     ops: list[bytes] = field(default_factory=list)  # record lines of valid commits, in order
+    ends: list[int] = field(default_factory=list)  # byte offset just past each valid commit
     texts: list[bytes] = field(default_factory=list)  # the valid commits, whole
     commits: int = 0
     end: int = 0  # byte offset just past the last valid commit
@@ -108,6 +109,7 @@ def replay(
             result.texts.append(text)
             result.commits += 1
             result.end = end
+            result.ends.append(end)
             continue
         if cut_short or (
             not gzipped and torn_in_place(raw, result.end, pieces, first + result.commits)
@@ -240,6 +242,17 @@ class Journal:
                 "was written, since a commit to it would be lost. The changes are still "
                 "in memory: pod.copy(new_path) saves everything to a new store."
             )
+
+    def read_range(self, start: int, stop: int) -> bytes:
+        """The file's bytes from *start* to *stop*."""
+        parts = []
+        while start < stop:
+            part = os.pread(self._fd, stop - start, start)
+            if not part:
+                break
+            parts.append(part)
+            start += len(part)
+        return b"".join(parts)
 
     def read_after(self) -> bytes:
         """The bytes after the last commit this handle knows of (others' commits, shared)."""

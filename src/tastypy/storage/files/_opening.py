@@ -111,7 +111,9 @@ def open_writable(
         with commit_lock.held() if commit_lock is not None else contextlib.nullcontext():
             if (path / MANIFEST).exists():
                 manifest = read_manifest(path)
-                remove_leftovers(path, manifest)
+                # A shared writer never takes another's compaction in progress for debris.
+                tidy = remove_leftovers if not shared else _remove_leftovers_unless_compacting
+                tidy(path, manifest)
             else:
                 created = True
                 manifest = create_store(  # checks for strangers again, now under the lock
@@ -129,6 +131,19 @@ def open_writable(
             remove_dirs(made)
         raise
     return Opened(manifest, lock, created, made, commit_lock)
+
+
+def _remove_leftovers_unless_compacting(path: Path, manifest: Manifest) -> None:
+    """A shared writer's tidying: only while no other writer compacts (its lock free)."""
+    from ._commit_lock import COMPACT_LOCK, CommitLock  # noqa: PLC0415  # shared stores only
+
+    compacting = CommitLock(path, COMPACT_LOCK)
+    try:
+        with compacting.held_if_free() as free:
+            if free:
+                remove_leftovers(path, manifest)
+    finally:
+        compacting.close()
 
 
 def remove_dirs(made: list[Path]) -> None:

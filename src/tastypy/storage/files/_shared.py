@@ -25,6 +25,7 @@ whole compaction between two of its syncs).
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 from collections.abc import Iterable, Iterator
@@ -36,6 +37,8 @@ import orjson
 from .._merge import Merge, merge
 from ._chunks import CHUNKS, Chunk, load_chunk
 from ._claims import Fleet, claim_line, release_line
+from ._commit_lock import COMPACT_LOCK, CommitLock
+from ._compaction import discard, fold_journal
 from ._engine import FileStorage
 from ._journal import Journal, journal_records, replay, split_record
 from ._manifest import MANIFEST, Manifest, read_manifest
@@ -78,6 +81,7 @@ class SharedFileStorage(FileStorage):
         )
         self._theirs: list[Theirs] = []  # caught up, not yet merged by the POD
         self._manifest_seen: tuple[int, ...] | None = None
+        self._compact_due = False  # a sync's commit asked for a compaction
         self._held: set[str] = set()  # keys this open claimed and has not released
         self._tries: dict[str, int] = {}  # key -> tries this open's claims counted
         try:
@@ -87,6 +91,7 @@ class SharedFileStorage(FileStorage):
             self.close()
             raise
         self._fleet = Fleet(self.path, self._writer.id)
+        self._compact_lock = CommitLock(self.path, COMPACT_LOCK)
 
     def __repr__(self) -> str:
         return f"<SharedFileStorage {str(self.path)!r}>"
@@ -146,17 +151,52 @@ class SharedFileStorage(FileStorage):
                     hashes[key] = digest
             self._theirs = []
             if wrote:
-                self._settle(batch)  # may compact, under the lock still
+                self._settle(batch)  # may ask for a compaction (_compact_due)
+        if self._compact_due and self._commit_lock.depth == 0:
+            self._compact_due = False
+            FileStorage._compact_after_commit(self)  # logged, not raised, if it fails
         return merged
 
     def compact(self) -> None:
-        """Fold the journal into the data files now, every writer's commits included."""
+        """Fold the journal into the data files now, every writer's commits included.
+
+        The other writers wait only for the two short steps under the commit
+        lock: noting what to fold, and putting the new generation in place
+        with the commits made meanwhile copied into its journal. The folding
+        itself, which reads and writes data files, runs without the lock.
+        Does nothing if another writer is compacting.
+        """
         self._check_writable()
         assert self._commit_lock is not None
-        with self._commit_lock.held():
-            self._catch_up()
-            super().compact()
-            self._manifest_seen = _identity(self.path)
+        with self._compact_lock.held_if_free() as free:
+            if not free:
+                return
+            with self._commit_lock.held():  # what to fold: every commit so far
+                self._catch_up()
+                assert self._journal is not None
+                journal, manifest = self._journal, copy.copy(self._manifest)
+                end, commits, chunks = journal.end, journal.commits, list(self._chunks)
+                raw = self._read_journal()[:end]
+            new = fold_journal(
+                self.path, manifest, chunks, raw, commits, durable=self.durable
+            )  # the others commit meanwhile
+            if new is None:
+                return
+            try:
+                with self._commit_lock.held():
+                    self._catch_up()  # the commits made while folding: the new journal's
+                    assert self._journal is journal, "one compaction at a time"
+                    tail = journal.read_range(end, journal.end)
+                    self._install(new, None, tail, journal.commits - commits)
+                    self._manifest_seen = _identity(self.path)
+            except BaseException:
+                if self._journal is journal:  # not installed: its files go
+                    discard(self.path, new)
+                raise
+
+    def _compact_after_commit(self) -> None:
+        """Compact once this sync has let go of the commit lock (see :meth:`compact`)."""
+        self._compact_due = True
 
     def close(self) -> None:
         """Compact if due (under the commit lock), then leave the writers. Idempotent.
@@ -171,6 +211,9 @@ class SharedFileStorage(FileStorage):
             fleet = getattr(self, "_fleet", None)
             if fleet is not None:
                 fleet.close()
+            compact_lock = getattr(self, "_compact_lock", None)
+            if compact_lock is not None:
+                compact_lock.close()
             if writer is not None:
                 writer.close()
 
@@ -278,8 +321,12 @@ class SharedFileStorage(FileStorage):
         """Another writer compacted: move to its generation."""
         assert self._journal is not None
         journal = self._journal
-        if journal.first + journal.commits == fresh.journal_first:
-            # Every commit folded in was seen here: only the new data files are new.
+        seen = journal.first + journal.commits - fresh.journal_first  # of the new journal's
+        position = self._position_in(fresh, seen) if seen >= 0 else None
+        if position is not None:
+            # Every commit folded in was seen here (and *seen* of the new journal's
+            # commits, copied in by a compaction that folded without the lock): only
+            # the new data files are new, and the new journal's later commits.
             known = {chunk.entry.file: chunk for chunk in self._chunks}
             chunks: list[Chunk] = []
             for entry in fresh.chunks:
@@ -293,7 +340,12 @@ class SharedFileStorage(FileStorage):
             self._set_chunks(chunks)
             journal.close()
             self._journal = Journal(
-                self.path / fresh.journal, 0, 0, self.gzipped, self.durable, fresh.journal_first
+                self.path / fresh.journal,
+                position,
+                seen,
+                self.gzipped,
+                self.durable,
+                fresh.journal_first,
             )
             return
         # Commits this open never saw were folded in: start again from the store,
@@ -305,6 +357,19 @@ class SharedFileStorage(FileStorage):
         stored, self._hash = self._hash, baseline
         self._theirs = [(key, None, None) for key in before]
         self._theirs += [(key, orjson.dumps(value), stored[key]) for key, value in data.items()]
+
+    def _position_in(self, fresh: Manifest, seen: int) -> int | None:
+        """The byte offset past the first *seen* commits of *fresh*'s journal (None: fewer)."""
+        if seen == 0:
+            return 0
+        raw = self._read_journal_of(fresh)
+        rep = replay(self.path / fresh.journal, raw, self.gzipped, first=fresh.journal_first)
+        return rep.ends[seen - 1] if rep.commits >= seen else None
+
+    def _read_journal_of(self, fresh: Manifest) -> bytes:
+        if fresh.journal_empty and not (self.path / fresh.journal).exists():
+            return b""
+        return self._read(fresh.journal)
 
 
 def _identity(path: Path) -> tuple[int, ...]:
