@@ -86,6 +86,7 @@ def test_status_json(tracker_store: Path) -> None:
         "eta_seconds": None,
         "writer": None,
         "writer_state": None,
+        "processes": [],  # the live writers of a shared tracker
     }
     assert _files(tracker_store) == before
 
