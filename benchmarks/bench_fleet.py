@@ -7,6 +7,9 @@ Usage:  .venv/bin/python benchmarks/bench_fleet.py [--processes 4] [--tasks 4000
   on one ``Tracker(path, shared=True)`` over the same task list, each task
   sleeping 5 ms; the time is compared with one process doing it all.
   Target: at most 0.35x (the ideal is 1/P).
+- **Compaction pause.** One writer compacts a store of 200,000 values while
+  another syncs a changed key again and again: how long each compaction
+  took, and the longest (and 99th percentile) sync the other writer saw.
 - **Coordination.** The same fleet loop with no-op tasks, tasks per second
   summed over the P processes, against the same loop, claims included, on:
   SQLite in WAL mode (a hand-written claim: ``BEGIN IMMEDIATE``, then
@@ -131,10 +134,14 @@ def seed_diskcache(path: str, names: list[str]) -> None:
     index.cache.close()
 
 
-def _run(worker: Callable[[str, list[str], float], int], args: tuple[Any, ...]) -> int:
-    barrier, path, names, work = args
+def _run(
+    worker: Callable[[str, list[str], float], int],
+    barrier: Any,
+    results: Any,
+    args: tuple[str, list[str], float],
+) -> None:
     barrier.wait()
-    return worker(path, names, work)
+    results.put(worker(*args))
 
 
 def fleet(
@@ -147,14 +154,69 @@ def fleet(
     """Seconds for *processes* workers, started together, to do every task; tasks done."""
     context = multiprocessing.get_context("fork")
     barrier = context.Barrier(processes + 1)
-    with context.Pool(processes) as pool:
-        pending = pool.starmap_async(
-            _run, [(worker, (barrier, path, names, work)) for _ in range(processes)]
-        )
-        barrier.wait()
-        start = time.perf_counter()
-        done = sum(pending.get())
-        return time.perf_counter() - start, done
+    results = context.Queue()
+    procs = [
+        context.Process(target=_run, args=(worker, barrier, results, (path, names, work)))
+        for _ in range(processes)
+    ]
+    for proc in procs:
+        proc.start()
+    barrier.wait()
+    start = time.perf_counter()
+    done = sum(results.get(timeout=600) for _ in procs)
+    seconds = time.perf_counter() - start
+    for proc in procs:
+        proc.join()
+        assert proc.exitcode == 0, proc.exitcode
+    return seconds, done
+
+
+def syncing_worker(path: str, seconds: float) -> tuple[int, float, float]:
+    """Sync one changed key again and again for *seconds*: syncs, longest and p99 (s)."""
+    took = []
+    with tastypy.POD(path, shared=True) as pod:
+        end = time.monotonic() + seconds
+        n = 0
+        while time.monotonic() < end:
+            pod[f"small{n % 100}"] = n
+            started = time.perf_counter()
+            pod.sync()
+            took.append(time.perf_counter() - started)
+            n += 1
+    took.sort()
+    return len(took), took[-1], took[int(len(took) * 0.99)]
+
+
+def compacting_worker(path: str, rounds: int, values: int) -> list[float]:
+    """Change every tenth value and compact, *rounds* times: how long each compaction took."""
+    took = []
+    with tastypy.POD(path, shared=True, sync_at=10**9) as pod:
+        for round_ in range(rounds):
+            pod.update(
+                {f"big{i}": {"round": round_, "pad": "x" * 100} for i in range(0, values, 10)}
+            )
+            pod.sync()
+            started = time.perf_counter()
+            pod.compact()
+            took.append(time.perf_counter() - started)
+    return took
+
+
+def compaction_pause(
+    root: Path, values: int, rounds: int
+) -> tuple[list[float], int, float, float]:
+    """One writer compacts a store of *values* values while another syncs; what each saw."""
+    path = str(root / "pause")
+    with tastypy.POD(path) as pod:
+        pod.update({f"big{i}": {"round": -1, "pad": "x" * 100} for i in range(values)})
+    context = multiprocessing.get_context("fork")
+    with context.Pool(2) as pool:  # plain arguments only: nothing to share but the store
+        compacting = pool.apply_async(compacting_worker, (path, rounds, values))
+        time.sleep(0.5)  # the compactor's first fold is under way
+        syncing = pool.apply_async(syncing_worker, (path, 8.0))
+        took = compacting.get(timeout=600)
+        syncs, longest, p99 = syncing.get(timeout=600)
+    return took, syncs, longest, p99
 
 
 def main() -> None:
@@ -163,6 +225,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=4000)
     parser.add_argument("--noop-tasks", type=int, default=20_000)
     parser.add_argument("--work", type=float, default=0.005)
+    parser.add_argument("--pause-values", type=int, default=200_000)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="tastypy-bench-fleet-"))
     p = args.processes
@@ -203,6 +266,12 @@ def main() -> None:
             ratio = "" if label.startswith("tastypy") else f"{ours / rate:.1f}x"
             print(f"| {label} | {rate:,.0f} | {ratio} |")
         print(f"\ntastypy / the faster peer: {ours / best_peer:.2f}x (target >= 2x)")
+        took, syncs, longest, p99 = compaction_pause(root, args.pause_values, 4)
+        print(
+            f"\ncompaction while another writer syncs ({args.pause_values:,} values): "
+            f"compactions took {', '.join(f'{t:.2f}' for t in took)} s; the other writer's "
+            f"{syncs:,} syncs meanwhile: longest {longest * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms"
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

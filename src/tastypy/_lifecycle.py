@@ -148,8 +148,10 @@ try:  # the C module's getsignal is ten times faster: no enum conversion
     import _signal  # type: ignore[import-not-found]
 
     _getsignal: Callable[[int], Any] = _signal.getsignal
+    _setsignal: Callable[[int, Any], Any] = _signal.signal
 except ImportError:  # pragma: no cover - another interpreter
     _getsignal = signal.getsignal
+    _setsignal = signal.signal
 _CATCHABLE = [int(s) for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP)]
 
 
@@ -167,12 +169,20 @@ def critical() -> Iterator[None]:
     outermost = depth == 0 and threading.current_thread() is threading.main_thread()
     held: dict[int, Callable[[int, FrameType | None], Any]] = {}
     if outermost:
-        for signum in _CATCHABLE:
-            handler = _getsignal(signum)
-            if callable(handler) and handler is not _on_sigterm and handler is not _defer:
+        # SIG_DFL and SIG_IGN are ints (and a handler set outside Python is
+        # None): only callables are Python handlers. map() keeps the scan of
+        # every signal in C: this runs at every sync.
+        for signum, handler in zip(_CATCHABLE, map(_getsignal, _CATCHABLE), strict=True):
+            if (
+                handler.__class__ is not int
+                and handler is not None
+                and handler is not _on_sigterm
+                and handler is not _defer
+                and callable(handler)
+            ):
                 held[signum] = handler
         for signum in held:
-            signal.signal(signum, _defer)
+            _setsignal(signum, _defer)
     _state.depth = depth + 1
     try:
         yield
@@ -180,7 +190,7 @@ def critical() -> Iterator[None]:
         _state.depth = depth
         if outermost:
             for signum, handler in held.items():
-                signal.signal(signum, handler)
+                _setsignal(signum, handler)
             _deliver_pending(held)
 
 

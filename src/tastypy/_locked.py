@@ -16,6 +16,8 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from ._codec import encode_value
+
 if TYPE_CHECKING:
     from .pod import PersistentOrderedDict
 
@@ -43,4 +45,26 @@ def locked_block(pod: PersistentOrderedDict) -> Iterator[None]:
         finally:
             pod._held = held
         pod._in_block = False
+        problem = _unwritable(pod)
+        if problem is not None:  # all or nothing: a sync would write the other keys
+            pod.revert()
+            raise TypeError(f"{pod._where}: {problem}; the locked() block committed nothing")
         pod.sync()
+
+
+def _unwritable(pod: PersistentOrderedDict) -> str | None:
+    """Why one of the block's changed values cannot be written, if one cannot."""
+    check = pod._value_check()
+    data = pod._data
+    for key in list(pod._dirty):
+        if key not in data:
+            continue  # deleted
+        value = data[key]
+        try:
+            encode_value(value, keep=False, key=key)
+        except TypeError as exc:
+            return str(exc)
+        reason = check(value) if check is not None else None
+        if reason is not None:
+            return f"key {key!r}: {reason}"
+    return None

@@ -542,8 +542,29 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         """
         data = self._data
         merged.apply(data, orjson.loads, keep=self._pending.keeps(data, merged.unchanged))
+        if merged.appended:
+            # Keys added here and not synced yet go to the end of the store when
+            # they are: after the others' new keys, in the order they were added.
+            for key, appended in list(self._dirty.items()):
+                if appended and key in data:
+                    data[key] = data.pop(key)
         if self._touched is not None:
             self._touched.update(merged.theirs)
+
+    def _catch_up_shared(self) -> None:
+        """Bring in what the other writers committed, committing nothing (a shared store).
+
+        The caller holds the lock and signals back (``_lifecycle.critical``).
+        """
+        if self._committing:
+            raise RuntimeError(f"{self._where}: cannot catch up from inside its own sync")
+        self._committing, self._committer = True, threading.get_ident()
+        try:
+            merged = cast("Shared", self._storage).sync(())
+            if merged:
+                self._merge_in(merged)
+        finally:
+            self._committing = False
 
     def refresh(self) -> None:
         """See what other processes committed since this one last synced.

@@ -234,6 +234,14 @@ class Claims(Protocol):
         """The other live writer holding *key*, or None (inside :meth:`locked`)."""
         ...
 
+    def held_elsewhere(self, key: str) -> bool:
+        """Whether another live writer holds *key*, read without the lock.
+
+        True is sure (a claim, once read, holds until its writer releases it
+        or dies); False may be out of date: :meth:`holder` under the lock decides.
+        """
+        ...
+
     def logged_tries(self, key: str) -> int:
         """The most tries any writer's claims counted for *key* (inside :meth:`locked`)."""
         ...
@@ -250,9 +258,25 @@ class Claims(Protocol):
         """End this open's claim of *key*, if it has one."""
         ...
 
+    def release_many(self, keys: list[str]) -> None:
+        """End this open's claims of *keys* (those it has), in one write."""
+        ...
+
     @property
     def held(self) -> frozenset[str]:
         """The keys this open holds."""
+        ...
+
+    def settled(self) -> None:
+        """The tries this open's claims counted are all committed now.
+
+        Until it is said (again, after a later claim), the open's claims log
+        outlives it when it closes, for the others to settle as a dead writer's.
+        """
+        ...
+
+    def own_tries(self) -> dict[str, int]:
+        """Each key this open's claims counted tries for, with the most counted."""
         ...
 
     def dead_claims(self) -> dict[str, dict[str, int]]:

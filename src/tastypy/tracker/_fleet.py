@@ -51,6 +51,8 @@ class FleetTasks:
 
         def _hand_out(self, key: str) -> Any: ...
 
+        def _catch_up_shared(self) -> None: ...
+
         def __setitem__(self, key: Any, value: Any) -> None: ...
 
     def _fleet(self) -> FleetStorage:
@@ -58,11 +60,26 @@ class FleetTasks:
 
     def _catch_up(self) -> None:
         """Bring in what the others committed (the engine's lock held): a sync of nothing."""
-        self._commit([])
+        self._catch_up_shared()
 
     def _fleet_try(self, key: str, limit: int) -> bool:
         """``try_it`` on a shared store: see the module notes."""
         storage = self._fleet()
+        with self._lock:
+            # Refusals first, without the store's lock: a task done here stays
+            # done, tries only grow, and another writer's claim read from its
+            # log is one (claims are appended whole). Only a claim needs the lock.
+            record = self._data.get(key)
+            if record is not None:
+                tries = record.get("_tries")
+                if (
+                    record.get("_done")
+                    or record.get("_aborted")
+                    or (limit and type(tries) is int and tries >= limit)
+                ):
+                    return False
+            if storage.held_elsewhere(key):
+                return False
         with self._lock, _lifecycle.critical(), storage.locked():
             self._catch_up()
             record = self._data.get(key)
@@ -104,6 +121,8 @@ class FleetTasks:
     def _fleet_commit(self, keys: list[str] | None, full: bool) -> list[str]:
         """A sync of a shared tracker: dead writers' tries settled, finished claims released."""
         storage = self._fleet()
+        if keys is not None and not keys:  # a sync of nothing: no claims to look at
+            return self._commit_here(keys, full)
         with storage.locked():
             dead = storage.dead_claims() if keys is None else {}
             if dead:
@@ -114,6 +133,7 @@ class FleetTasks:
                 storage.forget_writer(writer)
             if keys is None and not left:
                 self._release_finished(storage)
+                storage.settled()  # every try this process counted is in the store now
         return left
 
     def _settle(self, dead: dict[str, dict[str, int]]) -> None:
@@ -128,6 +148,8 @@ class FleetTasks:
                 for key, tries in counted.items():
                     record = self._data.get(key)
                     if record is None:
+                        # Never committed (its writer died first), or deleted since: the
+                        # tries must count either way, or max_tries would not hold.
                         self[key] = {"_done": False, "_tries": tries}
                         continue
                     found = record.get("_tries")
@@ -138,16 +160,18 @@ class FleetTasks:
 
     def _release_finished(self, storage: FleetStorage) -> None:
         """End the claims whose work is committed: done, aborted, or an attempt that ended."""
-        finished = self._finished
+        finished, data = self._finished, self._data
+        ended = []
         for key in storage.held:
-            record = self._data.get(key)
+            record = data.get(key)
             if (
                 key in finished
                 or not isinstance(record, dict)
                 or record.get("_done")
                 or record.get("_aborted")
             ):
-                storage.release(key)
+                ended.append(key)
+        storage.release_many(ended)
         finished.clear()
 
     def release(self, key: Any) -> None:

@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from .. import _lifecycle
 from .._codec import check_new_key, encode_value, normalize_key
 from ..errors import CorruptStoreError, DuplicateKeyError, SettingsError
 from ..pod import PersistentOrderedDict
@@ -121,7 +122,10 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
         if max_tries is not None:
             self._set_max_tries(max_tries)
         self._repair_all()
-        self._replay_tries(logged)
+        if self._shared and logged:
+            self._fleet_adopt_tries_log()  # a plain writer's, left by a crash
+        else:
+            self._replay_tries(logged)
 
     def _value_check(self) -> Callable[[Any], str | None]:
         """A task record whose ``_tries`` is unusable must not be written."""
@@ -162,9 +166,12 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
     def revert(self) -> None:
         with self._lock:
             logged = self._tries_log.read()
+            # The tries this process's claims counted, perhaps not yet committed.
+            own = self._fleet().own_tries() if self._shared else {}
             super().revert()
             check_records(self._where, self._data)
             self._repair_all()
+            logged += [(key, tries, None) for key, tries in own.items()]
             self._replay_tries(logged)
 
     def _repair_all(self) -> None:
@@ -209,6 +216,23 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
                     "%s: could not empty %s: %s", self._where, self._tries_log.location, exc
                 )
         return left
+
+    def _fleet_adopt_tries_log(self) -> None:
+        """Apply a plain writer's ``tries.jsonl``, commit what it says and empty it, at once.
+
+        Under the store's commit lock, before any other shared writer can
+        commit over those records: once shared writers have committed newer
+        records, the log would be stale.
+        """
+        storage = self._fleet()
+        with self._lock, _lifecycle.critical(), storage.locked():
+            self._catch_up()
+            logged = self._tries_log.read()
+            self._replay_tries(logged)
+            keys = [key for key in dict.fromkeys(k for k, _t, _r in logged) if key in self._data]
+            if keys:
+                self._commit(keys)
+            self._tries_log.clear()
 
     def _commit_here(self, keys: list[str] | None, full: bool) -> list[str]:
         """The POD's commit, below the tracker's bookkeeping."""

@@ -26,7 +26,7 @@ from pathlib import Path
 import orjson
 
 from . import _fs
-from ._writers import WRITERS, writer_id
+from ._writers import JOINED, WRITERS, check_directory, writer_id
 
 __all__ = ["Fleet", "claim_line", "count_claims", "release_line"]
 
@@ -63,6 +63,7 @@ class Fleet:
         self._dir = store / WRITERS
         self._me = me
         self._logs: dict[str, _Log] = {}
+        self._joined = -1  # the size of writers/.joined when last listed
         # key -> the writers whose logs hold it (some maybe dead). A set, not
         # the last claimer: logs are read in no particular order, so a dead
         # writer's old claim may be read after a live one's newer claim.
@@ -71,14 +72,29 @@ class Fleet:
     def refresh(self) -> None:
         """Read what every log gained since (the commit lock is held).
 
-        The directory is listed every time: its modification time is kept in
-        the kernel's coarse clock ticks, so two writers registering within
-        one tick would leave it unchanged, and a log missed is a claim missed.
+        ``writers/`` is listed again only when ``.joined`` grew, which every
+        writer does once its log is in place and before it claims anything
+        (the directory's modification time ticks too coarsely: two writers
+        registering within one tick would leave it unchanged, and a log
+        missed is a claim missed). A log deleted since (its writer closed, or
+        was settled after it died) holds nothing any more.
         """
-        self._list()
+        try:
+            joined = os.stat(self._dir / JOINED).st_size
+        except FileNotFoundError:
+            joined = -1
+        if joined != self._joined or joined < 0:
+            self._list()
+            self._joined = joined  # only once listed: a failed listing is tried again
+        gone = []
         for writer, entry in self._logs.items():
-            if not entry.dead:
+            found = _fs.fstat(entry.fd)
+            if found.st_nlink == 0:
+                gone.append(writer)
+            elif not entry.dead and found.st_size > entry.offset:
                 self._read(writer, entry)
+        for writer in gone:
+            self._drop(writer)
 
     def holder(self, key: str) -> str | None:
         """The live writer other than this open that holds *key*, if any."""
@@ -137,9 +153,12 @@ class Fleet:
         self._logs.clear()
 
     def _list(self) -> None:
+        # Only a missing writers/ means no writers: any other failure (out of
+        # file descriptors, say) must not pass for "nobody holds anything".
         try:
+            check_directory(self._dir)
             names = _fs.listdir(self._dir)
-        except OSError:
+        except FileNotFoundError:
             names = []
         present = set()
         for name in names:
@@ -150,14 +169,18 @@ class Fleet:
             if writer not in self._logs:
                 try:
                     fd = _fs.open_inside(self._dir / name, os.O_RDONLY)
-                except (OSError, ValueError):  # gone meanwhile, or not a file
+                except FileNotFoundError:  # its writer closed meanwhile
                     continue
                 self._logs[writer] = _Log(fd)
         for writer in set(self._logs) - present:  # removed: settled by whoever removed it
-            entry = self._logs.pop(writer)
-            _fs.close(entry.fd)
-            for key in entry.held:
-                self.holders.get(key, set()).discard(writer)
+            self._drop(writer)
+
+    def _drop(self, writer: str) -> None:
+        """Forget a log whose file is gone: its claims hold nothing now."""
+        entry = self._logs.pop(writer)
+        _fs.close(entry.fd)
+        for key in entry.held:
+            self.holders.get(key, set()).discard(writer)
 
     def _read(self, writer: str, entry: _Log) -> None:
         size = _fs.fstat_size(entry.fd)

@@ -38,24 +38,24 @@ class CommitLock:
         self._depth = 0
         _open.add(self)
 
-    @contextlib.contextmanager
-    def held(self) -> Iterator[None]:
-        """Hold the lock for the block (waiting for another writer's commit to end)."""
+    def held(self) -> CommitLock:
+        """``with lock.held():`` holds the lock for the block (waiting for another writer).
+
+        A plain class context manager, not a generator: it is taken several
+        times per claim of a shared tracker.
+        """
+        return self
+
+    def __enter__(self) -> None:
         if self._fd < 0:
             raise ValueError(f"{self.path}: this open's commit lock is closed")
-        if self._depth:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-            return
-        _fs.flock(self._fd, fcntl.LOCK_EX)
-        self._depth = 1
-        try:
-            yield
-        finally:
-            self._depth = 0
+        if not self._depth:
+            _fs.flock(self._fd, fcntl.LOCK_EX)
+        self._depth += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._depth -= 1
+        if not self._depth and self._fd >= 0:
             _fs.flock(self._fd, fcntl.LOCK_UN)
 
     @contextlib.contextmanager

@@ -29,7 +29,6 @@ import copy
 import logging
 import os
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -80,8 +79,10 @@ class SharedFileStorage(FileStorage):
             path, file_size=file_size, gzipped=gzipped, durable=durable, timeout=timeout, new=new
         )
         self._theirs: list[Theirs] = []  # caught up, not yet merged by the POD
+        self._manifest_path = str(self.path / MANIFEST)
         self._manifest_seen: tuple[int, ...] | None = None
         self._compact_due = False  # a sync's commit asked for a compaction
+        self._settled = True  # every try this open's claims counted is committed
         self._held: set[str] = set()  # keys this open claimed and has not released
         self._tries: dict[str, int] = {}  # key -> tries this open's claims counted
         try:
@@ -102,7 +103,7 @@ class SharedFileStorage(FileStorage):
         """Everything as of the last commit of any writer (a new dict); the baseline too."""
         assert self._commit_lock is not None
         with self._commit_lock.held():
-            self._manifest_seen = _identity(self.path)
+            self._manifest_seen = _identity(self._manifest_path)
             data = super().load()
             self._theirs = []
             return data
@@ -152,9 +153,7 @@ class SharedFileStorage(FileStorage):
             self._theirs = []
             if wrote:
                 self._settle(batch)  # may ask for a compaction (_compact_due)
-        if self._compact_due and self._commit_lock.depth == 0:
-            self._compact_due = False
-            FileStorage._compact_after_commit(self)  # logged, not raised, if it fails
+        self._compact_if_due()
         return merged
 
     def compact(self) -> None:
@@ -188,7 +187,7 @@ class SharedFileStorage(FileStorage):
                     assert self._journal is journal, "one compaction at a time"
                     tail = journal.read_range(end, journal.end)
                     self._install(new, None, tail, journal.commits - commits)
-                    self._manifest_seen = _identity(self.path)
+                    self._manifest_seen = _identity(self._manifest_path)
             except BaseException:
                 if self._journal is journal:  # not installed: its files go
                     discard(self.path, new)
@@ -215,7 +214,9 @@ class SharedFileStorage(FileStorage):
             if compact_lock is not None:
                 compact_lock.close()
             if writer is not None:
-                writer.close()
+                # A log whose tries are not all committed stays, a dead writer's
+                # for the others to settle; its lock goes with the descriptor.
+                writer.close(remove=self._settled)
 
     # -- claims (capability "claims") ----------------------------------------------
 
@@ -227,6 +228,14 @@ class SharedFileStorage(FileStorage):
         with self._commit_lock.held():
             self._fleet.refresh()
             yield
+        self._compact_if_due()
+
+    def _compact_if_due(self) -> None:
+        """Run the compaction a commit asked for, once this open no longer holds the lock."""
+        assert self._commit_lock is not None
+        if self._compact_due and self._commit_lock.depth == 0:
+            self._compact_due = False
+            FileStorage._compact_after_commit(self)  # logged, not raised, if it fails
 
     def claims_log_tries(self) -> dict[str, int]:
         """The tries every writer's claims log counts (this open's own included)."""
@@ -241,6 +250,12 @@ class SharedFileStorage(FileStorage):
     def holder(self, key: str) -> str | None:
         """The other live writer holding *key* (inside :meth:`locked`), or None."""
         return self._fleet.holder(key)
+
+    def held_elsewhere(self, key: str) -> bool:
+        """Whether another live writer holds *key*, read without the commit lock."""
+        self._check_writable()
+        self._fleet.refresh()
+        return self._fleet.holder(key) is not None
 
     def logged_tries(self, key: str) -> int:
         """The most tries any writer's claims counted for *key* (0 if none)."""
@@ -261,6 +276,7 @@ class SharedFileStorage(FileStorage):
         """
         assert self._writer is not None
         self._writer.append(claim_line(key, tries))
+        self._settled = False
         self._held.add(key)
         if tries > self._tries.get(key, 0):
             self._tries[key] = tries
@@ -275,10 +291,29 @@ class SharedFileStorage(FileStorage):
             self._writer.append(release_line(key))
         self._held.discard(key)
 
+    def release_many(self, keys: list[str]) -> None:
+        """End this open's claims of *keys* (those it has), in one write."""
+        mine = [key for key in keys if key in self._held]
+        if not mine:
+            return
+        assert self._writer is not None
+        assert self._commit_lock is not None
+        with self._commit_lock.held():
+            self._writer.append(b"".join(release_line(key) for key in mine))
+        self._held.difference_update(mine)
+
     @property
     def held(self) -> frozenset[str]:
         """The keys this open holds."""
         return frozenset(self._held)
+
+    def settled(self) -> None:
+        """Every try this open's claims counted is committed: its log may go at close."""
+        self._settled = True
+
+    def own_tries(self) -> dict[str, int]:
+        """Each key this open's claims counted tries for, with the most counted."""
+        return dict(self._tries)
 
     def dead_claims(self) -> dict[str, dict[str, int]]:
         """Dead writers whose logs count tries: writer -> {key: tries} (inside :meth:`locked`)."""
@@ -293,7 +328,7 @@ class SharedFileStorage(FileStorage):
     def _catch_up(self) -> None:
         """Read what the others committed since this open last did (commit lock held)."""
         assert self._journal is not None
-        seen = _identity(self.path)
+        seen = _identity(self._manifest_path)
         if seen != self._manifest_seen or self._journal.unlinked():
             fresh = read_manifest(self.path)
             self._manifest_seen = seen
@@ -372,14 +407,14 @@ class SharedFileStorage(FileStorage):
         return self._read(fresh.journal)
 
 
-def _identity(path: Path) -> tuple[int, ...]:
+def _identity(manifest: str) -> tuple[int, ...]:
     """What changes when ``manifest.json`` is replaced (an atomic rename: a new inode).
 
     An inode number can be reused and times have coarse ticks, so the size
     and change time are compared too, and a compaction is also told by the
     old journal being deleted (:meth:`Journal.unlinked`).
     """
-    found = os.stat(path / MANIFEST)
+    found = os.stat(manifest)
     return found.st_ino, found.st_dev, found.st_mtime_ns, found.st_ctime_ns, found.st_size
 
 

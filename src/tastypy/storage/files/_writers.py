@@ -25,6 +25,7 @@ import json
 import os
 import re
 import socket
+import stat
 import sys
 import time
 import weakref
@@ -32,13 +33,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ...errors import CorruptStoreError
 from . import _fs
 
 __all__ = [
+    "JOINED",
     "SUFFIX",
     "WRITERS",
     "Writer",
     "WriterEntry",
+    "check_directory",
     "is_alive",
     "live_writers",
     "process_start",
@@ -47,6 +51,10 @@ __all__ = [
 
 WRITERS = "writers"
 SUFFIX = ".jsonl"
+# One byte is appended here each time a writer's log is in place: a reader
+# lists writers/ again only when it grew (the directory's mtime ticks too
+# coarsely to tell two registrations apart).
+JOINED = ".joined"
 _ID = re.compile(r"\d{1,10}-\d{1,20}-[0-9a-f]{8}\Z")
 _MAX_INFO = 4096  # bytes of a writer file that are read
 # Entries this process holds; a forked child closes its copies of their fds.
@@ -85,11 +93,13 @@ class WriterEntry:
     """
 
     def __init__(self, store: Path) -> None:
+        self._fd: int | None = None
         pid = os.getpid()
         self.id = f"{pid}-{process_start(pid)}-{os.urandom(4).hex()}"
         directory = store / WRITERS
         with contextlib.suppress(FileExistsError):
             _fs.mkdir(directory)
+        check_directory(directory)
         self.path = directory / f"{self.id}{SUFFIX}"
         temporary = directory / f".{self.id}{SUFFIX}.tmp"
         fd = _fs.open_inside(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
@@ -104,12 +114,13 @@ class WriterEntry:
             first = json.dumps(info).encode() + b"\n"
             _fs.pwrite(fd, first, 0)
             _fs.replace(temporary, self.path)
+            _announce(directory)  # before this writer's first claim
         except BaseException:
             _fs.close(fd)
             with contextlib.suppress(OSError):
                 _fs.unlink(temporary)
             raise
-        self._fd: int | None = fd
+        self._fd = fd
         self._pid = pid
         self._end = len(first)  # where the next line goes
         _held.add(self)
@@ -128,27 +139,39 @@ class WriterEntry:
             raise
         self._end += len(line)
 
-    def close(self) -> None:
-        """Unregister: remove the file, then let go of its lock. Idempotent."""
+    def close(self, *, remove: bool = True) -> None:
+        """Unregister: remove the file (unless not *remove*), then let go of its lock.
+
+        Idempotent. A file kept is a dead writer's from now on.
+        """
         fd, self._fd = self._fd, None
         _held.discard(self)
         if fd is None:
             return
         try:
-            if os.getpid() == self._pid:
+            if remove and os.getpid() == self._pid:
                 with contextlib.suppress(OSError):  # found dead all the same once unlocked
                     _fs.unlink(self.path)
         finally:
             _fs.close(fd)
 
     def __del__(self) -> None:
-        self.close()
+        self.close(remove=False)  # dropped unclosed: a dead writer's, for the others to settle
 
     def _forget_in_child(self) -> None:
         # Closing the child's copy leaves the parent's lock as it is.
         fd, self._fd = self._fd, None
         if fd is not None:
             _fs.close(fd)
+
+
+def _announce(directory: Path) -> None:
+    """Tell the readers of ``writers/`` that a writer's log is in place (one byte, appended)."""
+    fd = _fs.open_inside(directory / JOINED, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        _fs.write(fd, b"+")
+    finally:
+        _fs.close(fd)
 
 
 def is_alive(store: Path, writer_id: str) -> bool:
@@ -177,9 +200,14 @@ def live_writers(store: Path, *, reap: bool = False) -> list[Writer]:
     without, nothing is written.
     """
     directory = store / WRITERS
+    if reap:
+        try:
+            check_directory(directory)  # never unlink through a link out of the store
+        except FileNotFoundError:
+            return []
     try:
         names = _fs.listdir(directory)
-    except OSError:
+    except OSError:  # missing, or not a directory: nobody is listed there
         return []
     found = []
     for name in names:
@@ -208,15 +236,37 @@ def _check(path: Path, *, reap: bool) -> Writer | None:
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
                 raise
             return _describe(path, os.pread(fd, _MAX_INFO, 0).split(b"\n", 1)[0])
-        # Dead: its lock is ours now, and nobody will take it again. A log
-        # that holds claims is kept: the tries it counts are settled first
-        # (docs/SHARED.md), by whoever reads it as the tracker.
-        if reap and b"\n" not in os.pread(fd, _MAX_INFO, 0).rstrip(b"\n"):
+        # Dead, or (a temporary file) not yet locked by a writer registering:
+        # its lock is ours for now. Only a file that surely claims nothing
+        # goes: the tries a claims log counts are settled first
+        # (docs/SHARED.md), by whoever reads it as the tracker. An empty
+        # temporary file is a writer between its open and its lock.
+        if reap and _claims_nothing(fd):
             with contextlib.suppress(OSError):
                 _fs.unlink(path)
         return None
     finally:
         _fs.close(fd)
+
+
+def _claims_nothing(fd: int) -> bool:
+    """Whether the writer file open at *fd* holds its describing line and nothing more."""
+    size = _fs.fstat_size(fd)
+    if size == 0:
+        return False  # a temporary file its writer has yet to lock and fill
+    first = os.pread(fd, min(size, 1 << 20), 0)
+    end = first.find(b"\n")
+    return end == size - 1  # one line, whatever its length (argv may be long)
+
+
+def check_directory(directory: Path) -> None:
+    """Refuse a ``writers/`` that is not a directory of the store's own (a link, say)."""
+    found = os.lstat(directory)
+    if not stat.S_ISDIR(found.st_mode):
+        raise CorruptStoreError(
+            f"{directory} is not a directory (a link?); a store's own directories never "
+            "are anything else, and tastypy does not follow one out of the store"
+        )
 
 
 def _describe(path: Path, raw: bytes) -> Writer:
@@ -240,7 +290,7 @@ def _describe(path: Path, raw: bytes) -> Writer:
         pid=pid,
         host=host if isinstance(host, str) else "",
         argv=[str(a) for a in argv][:4] if isinstance(argv, list) else [],
-        since=float(since) if type(since) in (int, float) else 0.0,
+        since=_number(since),
     )
 
 
@@ -251,3 +301,13 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _number(value: object) -> float:
+    """A time from an untrusted line, as a float; 0.0 if it is none."""
+    if type(value) not in (int, float):
+        return 0.0
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except OverflowError:  # a 400-digit integer
+        return 0.0
