@@ -227,3 +227,30 @@ def test_7_a_locked_block_with_a_value_that_cannot_be_written_commits_nothing(
         assert dict(pod) == {"alice": {"balance": 50}, "bob": {"balance": 0}}
     with tastypy.POD(store, readonly=True) as seen:
         assert dict(seen) == {"alice": {"balance": 50}, "bob": {"balance": 0}}
+
+
+def test_6_a_deleted_commit_lock_still_excludes_the_writers_opened_after(
+    tmp_path: Path,
+) -> None:
+    store = tmp_path / "n"
+    with tastypy.POD(store, shared=True) as pod:
+        pod["n"] = 0
+    a = tastypy.POD(store, shared=True)
+    (store / "commit.lock").unlink()  # "a stale lock?"
+    code = """
+    import sys, tastypy
+    with tastypy.POD(sys.argv[1], shared=True) as pod:
+        for _ in range(100):
+            with pod.locked():
+                pod["n"] += 1
+    """
+    with a.locked():
+        n = a["n"]
+        later = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), str(store)])
+        with pytest.raises(subprocess.TimeoutExpired):
+            later.wait(timeout=1.0)  # it waits for this block
+        a["n"] = n + 1
+    assert later.wait(timeout=60) == 0
+    a.close()
+    with tastypy.POD(store, readonly=True) as seen:
+        assert seen["n"] == 101

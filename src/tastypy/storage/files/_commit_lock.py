@@ -50,8 +50,25 @@ class CommitLock:
         if self._fd < 0:
             raise ValueError(f"{self.path}: this open's commit lock is closed")
         if not self._depth:
-            _fs.flock(self._fd, fcntl.LOCK_EX)
+            self._lock(fcntl.LOCK_EX)
         self._depth += 1
+
+    def _lock(self, how: int) -> None:
+        """``flock`` the file now at the path (a deleted or replaced one is opened anew).
+
+        Writers exclude each other only if they lock the same file: one that
+        someone deleted (a "stale lock" reflex) would let a writer opened
+        since lock another. Raises ``BlockingIOError`` for a held
+        non-blocking lock.
+        """
+        while True:
+            _fs.flock(self._fd, how)
+            if _same_file(self._fd, self.path):
+                return
+            _fs.flock(self._fd, fcntl.LOCK_UN)
+            replaced = _fs.open_inside(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            _fs.close(self._fd)
+            self._fd = replaced
 
     def __exit__(self, *exc_info: object) -> None:
         self._depth -= 1
@@ -67,7 +84,7 @@ class CommitLock:
             yield False  # this open holds it already (a compaction inside a compaction)
             return
         try:
-            _fs.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._lock(fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             yield False
             return
@@ -94,6 +111,16 @@ class CommitLock:
         fd, self._fd = self._fd, -1
         if fd >= 0:
             _fs.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether *fd* is the file now at *path*."""
+    held = os.fstat(fd)
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (held.st_ino, held.st_dev) == (named.st_ino, named.st_dev)
 
 
 def _after_fork_in_child() -> None:
