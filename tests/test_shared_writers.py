@@ -132,7 +132,7 @@ def test_a_writer_killed_while_registering_leaves_a_temporary_file_that_is_reape
     directory = tmp_path / WRITERS
     directory.mkdir()
     leftover = directory / ".1-2-0badc0de.jsonl.tmp"
-    leftover.write_text("")
+    leftover.write_text('{"pid": 1}\n')  # locked and written, then killed before the rename
     assert live_writers(tmp_path) == []
     assert leftover.exists()
     live_writers(tmp_path, reap=True)

@@ -256,7 +256,9 @@ def _claims_nothing(fd: int) -> bool:
         return False  # a temporary file its writer has yet to lock and fill
     first = os.pread(fd, min(size, 1 << 20), 0)
     end = first.find(b"\n")
-    return end == size - 1  # one line, whatever its length (argv may be long)
+    # One line, whatever its length (argv may be long), or not even that (a
+    # line cut short): claims come only after the first line's newline.
+    return end == size - 1 or (end < 0 and size <= len(first))
 
 
 def check_directory(directory: Path) -> None:
