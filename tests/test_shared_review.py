@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -254,3 +255,49 @@ def test_6_a_deleted_commit_lock_still_excludes_the_writers_opened_after(
     a.close()
     with tastypy.POD(store, readonly=True) as seen:
         assert seen["n"] == 101
+
+
+HOLD_BLOCK = """
+import sys, tastypy
+with tastypy.POD(sys.argv[1], shared=True) as pod:
+    with pod.locked():
+        pod["held"] = True
+        print("holding", flush=True)
+        sys.stdin.readline()
+"""
+
+WAIT_TO_SYNC = """
+import sys, tastypy
+pod = tastypy.POD(sys.argv[1], shared=True)
+pod["mine"] = 1
+print("syncing", flush=True)
+sys.stdin.readline()
+pod.sync()
+print("synced", flush=True)
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_10_a_writer_waiting_for_anothers_commit_answers_ctrl_c_and_sigterm(
+    tmp_path: Path, signum: int
+) -> None:
+    store = tmp_path / "s"
+    tastypy.POD(store, shared=True).close()
+    with Child(WAIT_TO_SYNC, str(store)) as waiter, Child(HOLD_BLOCK, str(store)) as holder:
+        waiter.expect("syncing")  # opened
+        holder.expect("holding")
+        waiter.send()  # its sync now waits for the holder's block
+        time.sleep(0.5)
+        assert waiter.alive()
+        waiter.signal(signum)
+        status = waiter.proc.wait(timeout=30)  # within the exit's 10 s bound, not never
+        assert status != 0
+        if signum == signal.SIGTERM:
+            assert status == -signal.SIGTERM
+            assert "not saved" in waiter.proc.stderr.read().decode()
+        else:
+            assert b"KeyboardInterrupt" in waiter.proc.stderr.read()
+        holder.send()
+        assert holder.finish() == 0
+    with tastypy.POD(store, readonly=True) as seen:
+        assert dict(seen) == {"held": True}, "the interrupted sync committed nothing"

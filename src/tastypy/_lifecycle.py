@@ -27,6 +27,8 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any, Protocol
 
+from .storage import engines
+
 __all__ = ["critical", "install_signal_handler", "register", "report", "sync_all"]
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,7 @@ _state = threading.local()  # .depth: nesting of critical() in this thread
 _pending: list[int] = []
 _handling_sigterm = False
 exiting = False  # the at-exit sync ran: the interpreter is shutting down
+EXIT_WAIT_SECONDS = 10.0  # an exit sync waits at most this long for another writer's commit
 
 
 def register(store: ExitSyncable) -> None:
@@ -195,12 +198,35 @@ def critical() -> Iterator[None]:
 
 
 def _deliver_pending(held: dict[int, Callable[[int, FrameType | None], Any]]) -> None:
+    # Every signal held back is delivered, SIGTERM first, even if a handler
+    # raises (the default SIGINT handler raises KeyboardInterrupt): the first
+    # exception goes on once all have been handled.
+    raised: BaseException | None = None
+    _pending.sort(key=lambda signum: signum != signal.SIGTERM)
     while _pending:
         signum = _pending.pop(0)
-        if signum in held:
-            held[signum](signum, None)  # the default SIGINT handler raises KeyboardInterrupt
-        elif signum == signal.SIGTERM:
-            _on_sigterm(signum, None)
+        try:
+            if signum in held:
+                held[signum](signum, None)
+            elif signum == signal.SIGTERM:
+                _on_sigterm(signum, None)
+        except BaseException as exc:
+            if raised is None:
+                raised = exc
+    if raised is not None:
+        raise raised
+
+
+def _give_up(waited: float) -> bool:
+    """Whether a shared writer waiting for another's commit should stop waiting.
+
+    Yes if a signal was held back meanwhile (Ctrl-C, SIGTERM: the program is
+    asked to stop) or, at exit or on SIGTERM, once it has waited the exit's
+    bound: an exit never hangs on another process.
+    """
+    if _pending:
+        return True
+    return (exiting or _handling_sigterm) and waited >= EXIT_WAIT_SECONDS
 
 
 def _forget_in_child() -> None:
@@ -217,3 +243,6 @@ def _forget_in_child() -> None:
 atexit.register(sync_all)
 os.register_at_fork(after_in_child=_forget_in_child)
 install_signal_handler()
+
+
+engines.set_give_up(_give_up)  # a shared writer's wait for the commit lock asks it

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ __all__ = [
     "open_engine",
     "probe",
     "repair",
+    "set_give_up",
     "store_key",
     "verify",
     "writers",
@@ -137,6 +139,18 @@ def writers(target: str | os.PathLike[str]) -> list[int]:
     writer was killed, has none. 0 stands for a holder the OS does not name.
     """
     return _target.writers(Path(_for_files(target)))
+
+
+def set_give_up(check: Callable[[float], bool]) -> None:
+    """What a shared writer waiting for another's commit asks, with the seconds waited.
+
+    True makes it give up (``InterruptedError``, nothing held): the mapping
+    layer says so when a signal is waiting to be handled or the program is
+    ending and has waited long enough.
+    """
+    from .files import _commit_lock  # noqa: PLC0415  # shared stores only
+
+    _commit_lock.give_up = check
 
 
 def members(target: str | os.PathLike[str]) -> list[Member]:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from . import _fs
@@ -25,6 +26,17 @@ COMMIT_LOCK = "commit.lock"
 # Held by a shared writer while it compacts, the store's commit lock held or
 # not: one compaction at a time, and its files are nobody else's leftovers.
 COMPACT_LOCK = "compact.lock"
+_POLL_SECONDS = (0.0005, 0.05)  # the first and the longest pause between attempts
+
+
+def _never(waited: float) -> bool:
+    return False
+
+
+# Asked while a writer waits for another's commit: whether to give up now
+# (a signal is waiting to be handled, or the program is ending and has
+# waited long enough). The layer above sets it (``engines.set_give_up``).
+give_up: Callable[[float], bool] = _never
 # Locks this process holds open; a forked child closes its copies of their fds.
 _open: weakref.WeakSet[CommitLock] = weakref.WeakSet()
 
@@ -62,7 +74,10 @@ class CommitLock:
         non-blocking lock.
         """
         while True:
-            _fs.flock(self._fd, how)
+            if how & fcntl.LOCK_NB:
+                _fs.flock(self._fd, how)
+            else:
+                self._wait(how)
             if _same_file(self._fd, self.path):
                 return
             _fs.flock(self._fd, fcntl.LOCK_UN)
@@ -94,6 +109,28 @@ class CommitLock:
         finally:
             self._depth = 0
             _fs.flock(self._fd, fcntl.LOCK_UN)
+
+    def _wait(self, how: int) -> None:
+        """Take the lock, polling, so that a signal or the program's end can cut the wait.
+
+        Raises ``InterruptedError`` (nothing is held) when :data:`give_up` says so.
+        """
+        started = time.monotonic()
+        pause = _POLL_SECONDS[0]
+        while True:
+            try:
+                _fs.flock(self._fd, how | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                pass
+            waited = time.monotonic() - started
+            if give_up(waited):
+                raise InterruptedError(
+                    f"{self.path}: gave up waiting for another writer's commit "
+                    f"after {waited:.1f} s (a signal, or the program is ending)"
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, _POLL_SECONDS[1])
 
     @property
     def depth(self) -> int:
