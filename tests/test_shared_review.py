@@ -283,21 +283,22 @@ def test_10_a_writer_waiting_for_anothers_commit_answers_ctrl_c_and_sigterm(
 ) -> None:
     store = tmp_path / "s"
     tastypy.POD(store, shared=True).close()
-    with Child(WAIT_TO_SYNC, str(store)) as waiter, Child(HOLD_BLOCK, str(store)) as holder:
-        waiter.expect("syncing")  # opened
-        holder.expect("holding")
-        waiter.send()  # its sync now waits for the holder's block
-        time.sleep(0.5)
-        assert waiter.alive()
-        waiter.signal(signum)
-        status = waiter.proc.wait(timeout=30)  # within the exit's 10 s bound, not never
-        assert status != 0
-        if signum == signal.SIGTERM:
-            assert status == -signal.SIGTERM
-            assert "not saved" in waiter.proc.stderr.read().decode()
-        else:
-            assert b"KeyboardInterrupt" in waiter.proc.stderr.read()
-        holder.send()
-        assert holder.finish() == 0
+    with Child(WAIT_TO_SYNC, str(store)) as waiter:
+        waiter.expect("syncing")  # opened, before the holder starts
+        with Child(HOLD_BLOCK, str(store)) as holder:
+            holder.expect("holding")
+            waiter.send()  # its sync now waits for the holder's block
+            time.sleep(0.5)
+            assert waiter.alive()
+            waiter.signal(signum)
+            status = waiter.proc.wait(timeout=30)  # within the exit's 10 s bound, not never
+            assert status != 0
+            if signum == signal.SIGTERM:
+                assert status == -signal.SIGTERM
+                assert "not saved" in waiter.proc.stderr.read().decode()
+            else:
+                assert b"KeyboardInterrupt" in waiter.proc.stderr.read()
+            holder.send()
+            assert holder.finish() == 0
     with tastypy.POD(store, readonly=True) as seen:
         assert dict(seen) == {"held": True}, "the interrupted sync committed nothing"
