@@ -31,6 +31,7 @@ __all__ = ["FleetTasks"]
 
 if TYPE_CHECKING:
     from ..storage.protocol import Claims as FleetStorage
+    from ._tries import TriesLog
 
 
 class FleetTasks:
@@ -42,6 +43,7 @@ class FleetTasks:
     _shared: bool
     _finished: set[str]  # attempts run() ended: released at the next full sync
     _held: bool  # automatic syncs suspended (the POD's hold())
+    _tries_log: TriesLog
 
     if TYPE_CHECKING:  # the POD's and the tracker's, which this mixin calls
 
@@ -52,6 +54,8 @@ class FleetTasks:
         def _hand_out(self, key: str) -> Any: ...
 
         def _catch_up_shared(self) -> None: ...
+
+        def _replay_tries(self, logged: list[tuple[str, int, dict[str, Any] | None]]) -> None: ...
 
         def __setitem__(self, key: Any, value: Any) -> None: ...
 
@@ -117,6 +121,23 @@ class FleetTasks:
                 self[key] = {"_done": False, "_tries": storage.logged_tries(key)}
             if fresh:
                 self._commit(fresh)
+
+    def _fleet_adopt_tries_log(self) -> None:
+        """Apply a plain writer's ``tries.jsonl``, commit what it says and empty it, at once.
+
+        Under the store's commit lock, before any other shared writer can
+        commit over those records: once shared writers have committed newer
+        records, the log would be stale.
+        """
+        storage = self._fleet()
+        with self._lock, _lifecycle.critical(), storage.locked():
+            self._catch_up()
+            logged = self._tries_log.read()
+            self._replay_tries(logged)
+            keys = [key for key in dict.fromkeys(k for k, _t, _r in logged) if key in self._data]
+            if keys:
+                self._commit(keys)
+            self._tries_log.clear()
 
     def _fleet_commit(self, keys: list[str] | None, full: bool) -> list[str]:
         """A sync of a shared tracker: dead writers' tries settled, finished claims released."""

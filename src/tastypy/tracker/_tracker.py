@@ -7,7 +7,6 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from .. import _lifecycle
 from .._codec import check_new_key, encode_value, normalize_key
 from ..errors import CorruptStoreError, DuplicateKeyError, SettingsError
 from ..pod import PersistentOrderedDict
@@ -216,23 +215,6 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
                     "%s: could not empty %s: %s", self._where, self._tries_log.location, exc
                 )
         return left
-
-    def _fleet_adopt_tries_log(self) -> None:
-        """Apply a plain writer's ``tries.jsonl``, commit what it says and empty it, at once.
-
-        Under the store's commit lock, before any other shared writer can
-        commit over those records: once shared writers have committed newer
-        records, the log would be stale.
-        """
-        storage = self._fleet()
-        with self._lock, _lifecycle.critical(), storage.locked():
-            self._catch_up()
-            logged = self._tries_log.read()
-            self._replay_tries(logged)
-            keys = [key for key in dict.fromkeys(k for k, _t, _r in logged) if key in self._data]
-            if keys:
-                self._commit(keys)
-            self._tries_log.clear()
 
     def _commit_here(self, keys: list[str] | None, full: bool) -> list[str]:
         """The POD's commit, below the tracker's bookkeeping."""

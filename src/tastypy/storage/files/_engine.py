@@ -34,8 +34,8 @@ from ...errors import CorruptStoreError, LockedError, ReadOnlyError
 from . import _fs
 from ._chunks import CHUNKS, Chunk, load_chunk
 from ._compaction import Generation, discard, fold_journal
-from ._durable import DirSyncError, datasync, fsync_dir, unlink_quietly
-from ._journal import Journal, apply_ops, journal_records, replay
+from ._durable import DirSyncError, fsync_dir, unlink_quietly
+from ._journal import Journal, apply_ops, journal_records, replay, write_tail
 from ._layout import remove_new_store
 from ._lock import StoreLock
 from ._manifest import MANIFEST, read_manifest
@@ -181,6 +181,8 @@ class FileStorage:
     def clear_claims_logs(self) -> None:
         """Remove the claims logs of shared writers, all dead: their tries are committed now."""
         self._check_writable()
+        if not os.path.lexists(self.path / "writers"):
+            return  # never shared: one stat at each full sync of a plain tracker
         from ._claims import Fleet  # noqa: PLC0415  # most stores never were shared
 
         fleet = Fleet(self.path, me="")
@@ -450,7 +452,7 @@ class FileStorage:
         """
         assert self._journal is not None
         if tail:
-            _write_tail(self.path / new.journal, tail, durable=self.durable)
+            write_tail(self.path / new.journal, tail, durable=self.durable)
         manifest = self._manifest
         old = (
             manifest.chunks,
@@ -541,16 +543,3 @@ class FileStorage:
                 f"{self.path} was opened by process {self._pid}; this forked child "
                 "may not write to it (open it in the child instead)"
             )
-
-
-def _write_tail(path: Path, tail: bytes, *, durable: bool) -> None:
-    """Put *tail* (whole commits) into the new, empty journal at *path*, durably."""
-    fd = _fs.open_inside(path, os.O_WRONLY)
-    try:
-        view, offset = memoryview(tail), 0
-        while offset < len(tail):
-            offset += _fs.pwrite(fd, view[offset:], offset)
-        if durable:
-            datasync(fd)
-    finally:
-        _fs.close(fd)

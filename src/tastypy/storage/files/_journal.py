@@ -50,6 +50,7 @@ __all__ = [
     "journal_records",
     "replay",
     "split_record",
+    "write_tail",
 ]
 
 log = logging.getLogger(__name__)
@@ -256,16 +257,7 @@ class Journal:
 
     def read_after(self) -> bytes:
         """The bytes after the last commit this handle knows of (others' commits, shared)."""
-        size = _fs.fstat_size(self._fd)
-        parts = []
-        offset = self.end
-        while offset < size:
-            part = os.pread(self._fd, size - offset, offset)
-            if not part:
-                break
-            parts.append(part)
-            offset += len(part)
-        return b"".join(parts)
+        return self.read_range(self.end, _fs.fstat_size(self._fd))
 
     def unlinked(self) -> bool:
         """Whether the file was deleted (another writer's compaction replaced it)."""
@@ -363,3 +355,16 @@ def split_record(path: Path, number: int, line: bytes) -> tuple[str, bytes | Non
     else:  # the key written otherwise than tastypy writes it: encode the value anew
         blob = orjson.dumps(record[1])
     return key, blob, hash(line)
+
+
+def write_tail(path: Path, tail: bytes, *, durable: bool) -> None:
+    """Put *tail* (whole commits) into the new, empty journal at *path*, durably."""
+    fd = _fs.open_inside(path, os.O_WRONLY)
+    try:
+        view, offset = memoryview(tail), 0
+        while offset < len(tail):
+            offset += _fs.pwrite(fd, view[offset:], offset)
+        if durable:
+            datasync(fd)
+    finally:
+        _fs.close(fd)
