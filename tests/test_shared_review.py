@@ -128,10 +128,13 @@ def test_5_a_failure_to_list_the_writers_raises_rather_than_claim_a_held_task(
                 raise OSError(errno.EMFILE, "Too many open files", str(path))
 
             monkeypatch.setattr(_fs, "listdir", out_of_fds)
+            # A task held elsewhere is refused by its claim lock, before any listing.
+            assert not t.try_it("task")
             with pytest.raises(OSError, match="Too many open files"):
-                t.try_it("task")
+                t.try_it("free")
             monkeypatch.undo()
             assert not t.try_it("task"), "the holder lives"
+            assert t.try_it("free"), "the failed try took nothing"
         finally:
             t.close()
 

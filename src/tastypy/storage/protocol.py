@@ -234,12 +234,22 @@ class Claims(Protocol):
         """The other live writer holding *key*, or None (inside :meth:`locked`)."""
         ...
 
-    def held_elsewhere(self, key: str) -> bool:
-        """Whether another live writer holds *key*, read without the lock.
+    def claiming(self) -> AbstractContextManager[None]:
+        """Hold what a claim needs: every commit so far readable, nobody committing.
 
-        True is sure (a claim, once read, holds until its writer releases it
-        or dies); False may be out of date: :meth:`holder` under the lock decides.
+        Other writers may claim meanwhile (where :meth:`take` excludes them).
         """
+        ...
+
+    def take(self, key: str) -> bool:
+        """Hold *key* against the other live writers; False if one holds it now.
+
+        Needs no lock. A :meth:`claim` of *key* follows, or :meth:`untake`.
+        """
+        ...
+
+    def untake(self, key: str) -> None:
+        """Undo a :meth:`take` not followed by a claim (a claim held stays)."""
         ...
 
     def logged_tries(self, key: str) -> int:

@@ -5,10 +5,12 @@ when its store is shared (``Tracker(path, shared=True)``). The engine keeps
 the claims (capability ``"claims"``); this module gives them the tracker's
 meaning:
 
-- ``try_it(key)`` under the store's commit lock: bring in the others'
-  commits, refuse a task done, aborted, exhausted (counting every writer's
-  logged tries) or held by another live process, else claim it, counting
-  the try in this process's claims log before returning True;
+- ``try_it(key)`` takes the task's claim lock (refused at once if another
+  live process holds it), then, under a shared hold of the store's commit
+  lock (others claim meanwhile, nobody commits), brings in the others'
+  commits, refuses a task done, aborted or exhausted (counting every
+  writer's logged tries), else claims it, counting the try in this
+  process's claims log before returning True;
 - a claim ends at :meth:`release`, at the sync that commits the task done
   or aborted or a finished attempt of ``run()`` (released after that
   commit), or when the process ends;
@@ -71,8 +73,7 @@ class FleetTasks:
         storage = self._fleet()
         with self._lock:
             # Refusals first, without the store's lock: a task done here stays
-            # done, tries only grow, and another writer's claim read from its
-            # log is one (claims are appended whole). Only a claim needs the lock.
+            # done, and tries only grow.
             record = self._data.get(key)
             if record is not None:
                 tries = record.get("_tries")
@@ -82,34 +83,47 @@ class FleetTasks:
                     or (limit and type(tries) is int and tries >= limit)
                 ):
                     return False
-            if storage.held_elsewhere(key):
+            if not storage.take(key):  # another live process holds it
                 return False
-        with self._lock, _lifecycle.critical(), storage.locked():
-            self._catch_up()
-            record = self._data.get(key)
-            tries = 0
-            if record is not None:
-                if record.get("_done") or record.get("_aborted"):
-                    return False
-                found = record.get("_tries")
-                tries = found if type(found) is int else 0
-            tries = max(tries, storage.logged_tries(key))
-            if limit and tries >= limit:
-                return False
-            if storage.holder(key) is not None:
-                return False
+            tries = -1
             try:
-                storage.claim(key, tries + 1)
-            except OSError as exc:  # e.g. a full disk: no try is counted that is not logged
-                raise type(exc)(
-                    exc.errno,
-                    f"{exc.strerror}; the try of task {key!r} was not counted (do not try it now)",
-                ) from exc
-            if record is None:
-                self[key] = {"_done": False, "_tries": tries + 1}
-            else:
-                self._hand_out(key)["_tries"] = tries + 1
-            return True
+                with _lifecycle.critical():
+                    with storage.claiming():
+                        tries = self._claim(storage, key, limit)
+                    if tries < 0:
+                        return False
+                    # Out of the lock's shared hold: this may set off a sync.
+                    record = self._data.get(key)
+                    if record is None:
+                        self[key] = {"_done": False, "_tries": tries}
+                    else:
+                        self._hand_out(key)["_tries"] = tries
+                    return True
+            finally:
+                if tries < 0:
+                    storage.untake(key)
+
+    def _claim(self, storage: FleetStorage, key: str, limit: int) -> int:
+        """Claim *key* (its lock taken), logging the try: its number, or -1 if refused."""
+        self._catch_up()
+        record = self._data.get(key)
+        tries = 0
+        if record is not None:
+            if record.get("_done") or record.get("_aborted"):
+                return -1
+            found = record.get("_tries")
+            tries = found if type(found) is int else 0
+        tries = max(tries, storage.logged_tries(key))
+        if (limit and tries >= limit) or storage.holder(key) is not None:
+            return -1
+        try:
+            storage.claim(key, tries + 1)
+        except OSError as exc:  # e.g. a full disk: no try is counted that is not logged
+            raise type(exc)(
+                exc.errno,
+                f"{exc.strerror}; the try of task {key!r} was not counted (do not try it now)",
+            ) from exc
+        return tries + 1
 
     def _fleet_add(self, keys: list[str]) -> None:
         """Add the tasks among *keys* that no process has added, and commit them at once."""
@@ -140,21 +154,33 @@ class FleetTasks:
             self._tries_log.clear()
 
     def _fleet_commit(self, keys: list[str] | None, full: bool) -> list[str]:
-        """A sync of a shared tracker: dead writers' tries settled, finished claims released."""
+        """A sync of a shared tracker: dead writers' tries settled, finished claims released.
+
+        The commit lock is held exclusively only for the commit itself (and,
+        when a dead writer's tries are to be settled, from reading them to
+        removing its log), so that other processes go on claiming meanwhile.
+        """
         storage = self._fleet()
         if keys is not None and not keys:  # a sync of nothing: no claims to look at
             return self._commit_here(keys, full)
-        with storage.locked():
-            dead = storage.dead_claims() if keys is None else {}
-            if dead:
+        dead: dict[str, dict[str, int]] = {}
+        if keys is None:
+            with storage.claiming():
+                dead = storage.dead_claims()
+        if dead:
+            with storage.locked():
+                dead = storage.dead_claims()  # what the logs count now, nobody committing
                 self._catch_up()  # the records as committed, before raising their tries
                 self._settle(dead)
+                left = self._commit_here(keys, full)
+                for writer in dead:
+                    storage.forget_writer(writer)
+        else:
             left = self._commit_here(keys, full)
-            for writer in dead:
-                storage.forget_writer(writer)
-            if keys is None and not left:
-                self._release_finished(storage)
-                storage.settled()  # every try this process counted is in the store now
+        if keys is None and not left:
+            # After the commit: another process that can claim a task sees its record.
+            self._release_finished(storage)
+            storage.settled()  # every try this process counted is in the store now
         return left
 
     def _settle(self, dead: dict[str, dict[str, int]]) -> None:

@@ -6,6 +6,17 @@ a shared store (``docs/SHARED.md``). Each commit is appended and
 it is durable, and at most the journal's last commit is ever unsynced: the
 torn-tail rule of a single writer holds unchanged. The kernel drops the lock
 of a writer that dies.
+
+The file's content is one line a committing writer rewrites (in place, one
+``pwrite``) once its commit is durable: the journal's generation and where
+its last durable commit ends, with a CRC-32 of the two::
+
+    {"generation": 3, "journal_end": 48213, "crc32": 2915630114}
+
+(padded with spaces to a fixed width). A writer that only reads reads the
+journal up to there without taking the lock: every commit before that end
+is whole and durable, so nothing it adopts can be cut off again. A line that
+is missing, torn or of another generation sends the reader to the lock.
 """
 
 from __future__ import annotations
@@ -15,8 +26,11 @@ import fcntl
 import os
 import time
 import weakref
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import orjson
 
 from . import _fs
 
@@ -27,6 +41,7 @@ COMMIT_LOCK = "commit.lock"
 # not: one compaction at a time, and its files are nobody else's leftovers.
 COMPACT_LOCK = "compact.lock"
 _POLL_SECONDS = (0.0005, 0.05)  # the first and the longest pause between attempts
+_PUBLISHED_SIZE = 96  # bytes of the published line, newline included
 
 
 def _never(waited: float) -> bool:
@@ -48,6 +63,8 @@ class CommitLock:
         self.path = store / name
         self._fd = _fs.open_inside(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         self._depth = 0
+        self._how = 0  # LOCK_EX or LOCK_SH while held
+        self._shared = _SharedHold(self)
         _open.add(self)
 
     def held(self) -> CommitLock:
@@ -58,11 +75,27 @@ class CommitLock:
         """
         return self
 
+    def held_shared(self) -> _SharedHold:
+        """``with lock.held_shared():`` holds it shared: others may read, nobody commits.
+
+        For reading what was committed (catching up, claiming a task): any
+        number of writers hold it so at once. Inside :meth:`held` it nests
+        (the exclusive hold covers it); :meth:`held` inside it is refused,
+        since ``flock`` cannot turn a shared lock exclusive atomically.
+        """
+        return self._shared
+
     def __enter__(self) -> None:
+        self._enter(fcntl.LOCK_EX)
+
+    def _enter(self, how: int) -> None:
         if self._fd < 0:
             raise ValueError(f"{self.path}: this open's commit lock is closed")
         if not self._depth:
-            self._lock(fcntl.LOCK_EX)
+            self._lock(how)
+            self._how = how
+        elif how == fcntl.LOCK_EX and self._how != fcntl.LOCK_EX:
+            raise RuntimeError(f"{self.path}: cannot commit inside a shared hold of the lock")
         self._depth += 1
 
     def _lock(self, how: int) -> None:
@@ -103,7 +136,7 @@ class CommitLock:
         except BlockingIOError:
             yield False
             return
-        self._depth = 1
+        self._depth, self._how = 1, fcntl.LOCK_EX
         try:
             yield True
         finally:
@@ -132,6 +165,31 @@ class CommitLock:
             time.sleep(pause)
             pause = min(pause * 2, _POLL_SECONDS[1])
 
+    def publish(self, generation: int, journal_end: int) -> None:
+        """Say where the journal's durable commits end (the lock held exclusively)."""
+        assert self.exclusive, "published only by the committing writer"
+        crc = zlib.crc32(b"%d %d" % (generation, journal_end))
+        line = orjson.dumps({"generation": generation, "journal_end": journal_end, "crc32": crc})
+        data = line.ljust(_PUBLISHED_SIZE - 1) + b"\n"
+        _fs.pwrite(self._fd, data, 0)
+
+    def published(self, generation: int) -> int | None:
+        """Where generation *generation*'s durable commits end, as published (None: unsure)."""
+        raw = os.pread(self._fd, _PUBLISHED_SIZE, 0)
+        try:
+            found = orjson.loads(raw)
+            end = found["journal_end"]
+            same = found["generation"] == generation
+            checked = found["crc32"] == zlib.crc32(b"%d %d" % (found["generation"], end))
+        except (ValueError, KeyError, TypeError):
+            return None
+        return end if same and checked and type(end) is int and end >= 0 else None
+
+    @property
+    def exclusive(self) -> bool:
+        """Whether this open holds the lock exclusively now."""
+        return bool(self._depth) and self._how == fcntl.LOCK_EX
+
     @property
     def depth(self) -> int:
         """How many blocks of this open hold the lock now (0: not held)."""
@@ -148,6 +206,21 @@ class CommitLock:
         fd, self._fd = self._fd, -1
         if fd >= 0:
             _fs.close(fd)
+
+
+class _SharedHold:
+    """The context manager of :meth:`CommitLock.held_shared`."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self, lock: CommitLock) -> None:
+        self._lock = lock
+
+    def __enter__(self) -> None:
+        self._lock._enter(fcntl.LOCK_SH)
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._lock.__exit__()
 
 
 def _same_file(fd: int, path: Path) -> bool:

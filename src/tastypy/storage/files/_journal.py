@@ -263,11 +263,17 @@ class Journal:
         """Whether the file was deleted (another writer's compaction replaced it)."""
         return _fs.fstat(self._fd).st_nlink == 0
 
-    def advance(self, nbytes: int, commits: int) -> None:
-        """Others appended *commits* commits, *nbytes* long: append after them."""
+    def advance(self, nbytes: int, commits: int, *, check_tail: bool = True) -> None:
+        """Others appended *commits* commits, *nbytes* long: append after them.
+
+        Without *check_tail* (read without the commit lock, while another
+        writer may be appending) whether a torn tail follows is left for the
+        next advance under the lock to tell.
+        """
         self.end += nbytes
         self.commits += commits
-        self._tail_dirty = _fs.fstat_size(self._fd) != self.end
+        if check_tail:
+            self._tail_dirty = _fs.fstat_size(self._fd) != self.end
 
     def cut(self) -> None:
         """Cut the file back to the end of the last good commit."""

@@ -35,7 +35,15 @@ JOURNAL_NAME = re.compile(r"journal-\d{8}\.jsonl(\.gz)?\Z")
 _CHUNK_NAME = re.compile(r"\d{8}-\d{6}\.jsonl(\.gz)?\Z")
 # What a directory may hold before its manifest exists (an interrupted creation).
 # A shared store's writers add their commit lock and registry (docs/SHARED.md).
-_FRESH_DIR_ENTRIES = {"lock", CHUNKS, MANIFEST + ".tmp", "commit.lock", "compact.lock", "writers"}
+_FRESH_DIR_ENTRIES = {
+    "lock",
+    CHUNKS,
+    MANIFEST + ".tmp",
+    "commit.lock",
+    "compact.lock",
+    "writers",
+    "claims",
+}
 
 
 def journal_name(generation: int, gzipped: bool) -> str:

@@ -35,6 +35,8 @@ import orjson
 
 from .._merge import Merge, merge
 from ._chunks import CHUNKS, Chunk, load_chunk
+from ._claim_locks import AVAILABLE as CLAIM_LOCKS
+from ._claim_locks import ClaimLocks
 from ._claims import Fleet, claim_line, release_line
 from ._commit_lock import COMPACT_LOCK, CommitLock
 from ._compaction import discard, fold_journal
@@ -93,6 +95,7 @@ class SharedFileStorage(FileStorage):
             raise
         self._fleet = Fleet(self.path, self._writer.id)
         self._compact_lock = CommitLock(self.path, COMPACT_LOCK)
+        self._claim_locks = ClaimLocks(self.path)
 
     def __repr__(self) -> str:
         return f"<SharedFileStorage {str(self.path)!r}>"
@@ -106,6 +109,8 @@ class SharedFileStorage(FileStorage):
             self._manifest_seen = _identity(self._manifest_path)
             data = super().load()
             self._theirs = []
+            assert self._journal is not None  # what was published before may be stale
+            self._commit_lock.publish(self._manifest.generation, self._journal.end)
             return data
 
     def set_meta(self, meta: dict[str, Any]) -> None:
@@ -137,24 +142,45 @@ class SharedFileStorage(FileStorage):
         # Against what this open last saw, and before the lock: a raising
         # *changes* leaves everything as it was.
         records, batch = journal_records(changes, self._hash, mine)
-        with self._commit_lock.held():
-            self._catch_up()
-            theirs = self._theirs
-            merged = merge(self._hash.__contains__, [(k, b) for k, b, _ in theirs], mine)
-            before = {key: self._hash.get(key) for key, _blob, _digest in theirs}
-            merged.unchanged = lambda key, blob: before.get(key) == _line_hash(key, blob)
-            wrote = self._write(records)  # a failure: the baseline and theirs stay as they are
-            hashes = self._hash
-            for key, _blob, digest in theirs:
-                if digest is None:
-                    hashes.pop(key, None)
-                else:
-                    hashes[key] = digest
-            self._theirs = []
-            if wrote:
-                self._settle(batch)  # may ask for a compaction (_compact_due)
+        lock = self._commit_lock
+        if records:
+            with lock.held():
+                self._catch_up()
+                merged = self._merged(mine)
+                wrote = self._write(records)  # a failure: the baseline and theirs stay
+                self._adopt_theirs()
+                if wrote:
+                    lock.publish(self._manifest.generation, self._journal.end)
+                    self._settle(batch)  # may ask for a compaction (_compact_due)
+        elif lock.depth or not self._catch_up_unlocked():
+            # Nothing to write: a shared hold, which other readers share.
+            with lock.held_shared():
+                self._catch_up()
+                merged = self._merged(mine)
+                self._adopt_theirs()
+        else:
+            merged = self._merged(mine)
+            self._adopt_theirs()
         self._compact_if_due()
         return merged
+
+    def _merged(self, mine: list[tuple[str, bytes | None]]) -> Merge:
+        """How to merge what was caught up (``_theirs``) into memory that has *mine*."""
+        theirs = self._theirs
+        merged = merge(self._hash.__contains__, [(k, b) for k, b, _ in theirs], mine)
+        before = {key: self._hash.get(key) for key, _blob, _digest in theirs}
+        merged.unchanged = lambda key, blob: before.get(key) == _line_hash(key, blob)
+        return merged
+
+    def _adopt_theirs(self) -> None:
+        """The baseline takes what was caught up (the caller takes the merge)."""
+        hashes = self._hash
+        for key, _blob, digest in self._theirs:
+            if digest is None:
+                hashes.pop(key, None)
+            else:
+                hashes[key] = digest
+        self._theirs = []
 
     def compact(self) -> None:
         """Fold the journal into the data files now, every writer's commits included.
@@ -188,6 +214,8 @@ class SharedFileStorage(FileStorage):
                     tail = journal.read_range(end, journal.end)
                     self._install(new, None, tail, journal.commits - commits)
                     self._manifest_seen = _identity(self._manifest_path)
+                    assert self._journal is not None
+                    self._commit_lock.publish(self._manifest.generation, self._journal.end)
             except BaseException:
                 if self._journal is journal:  # not installed: its files go
                     discard(self.path, new)
@@ -217,6 +245,9 @@ class SharedFileStorage(FileStorage):
                 # A log whose tries are not all committed stays, a dead writer's
                 # for the others to settle; its lock goes with the descriptor.
                 writer.close(remove=self._settled)
+            claim_locks = getattr(self, "_claim_locks", None)
+            if claim_locks is not None:  # after the log: a claim never looks held by it
+                claim_locks.close()
 
     # -- claims (capability "claims") ----------------------------------------------
 
@@ -229,6 +260,35 @@ class SharedFileStorage(FileStorage):
             self._fleet.refresh()
             yield
         self._compact_if_due()
+
+    @contextlib.contextmanager
+    def claiming(self) -> Iterator[None]:
+        """What a claim is made under, with every writer's claims read.
+
+        Where a claim is a byte lock (:meth:`take`), no commit lock: the
+        catch-up inside reads what is published as durable, and other
+        writers claim and commit meanwhile. Elsewhere the logs alone decide,
+        so the commit lock is held exclusively.
+        """
+        self._check_writable()
+        assert self._commit_lock is not None
+        with contextlib.nullcontext() if CLAIM_LOCKS else self._commit_lock.held():
+            self._fleet.refresh()
+            yield
+        self._compact_if_due()
+
+    def take(self, key: str) -> bool:
+        """Lock *key* against the other writers' claims; False if a live one holds it.
+
+        No commit lock is needed. Follow with :meth:`claim`, or :meth:`untake`.
+        """
+        self._check_writable()
+        return self._claim_locks.take(key)
+
+    def untake(self, key: str) -> None:
+        """Undo a :meth:`take` that did not lead to a claim (a claim held stays)."""
+        if key not in self._held:
+            self._claim_locks.drop((key,))
 
     def _compact_if_due(self) -> None:
         """Run the compaction a commit asked for, once this open no longer holds the lock."""
@@ -250,12 +310,6 @@ class SharedFileStorage(FileStorage):
     def holder(self, key: str) -> str | None:
         """The other live writer holding *key* (inside :meth:`locked`), or None."""
         return self._fleet.holder(key)
-
-    def held_elsewhere(self, key: str) -> bool:
-        """Whether another live writer holds *key*, read without the commit lock."""
-        self._check_writable()
-        self._fleet.refresh()
-        return self._fleet.holder(key) is not None
 
     def logged_tries(self, key: str) -> int:
         """The most tries any writer's claims counted for *key* (0 if none)."""
@@ -286,10 +340,10 @@ class SharedFileStorage(FileStorage):
         if key not in self._held:
             return
         assert self._writer is not None
-        assert self._commit_lock is not None
-        with self._commit_lock.held():
+        with self._log_lock():
             self._writer.append(release_line(key))
         self._held.discard(key)
+        self._claim_locks.drop((key,))  # after the log says so: never held by a log alone
 
     def release_many(self, keys: list[str]) -> None:
         """End this open's claims of *keys* (those it has), in one write."""
@@ -297,10 +351,20 @@ class SharedFileStorage(FileStorage):
         if not mine:
             return
         assert self._writer is not None
-        assert self._commit_lock is not None
-        with self._commit_lock.held():
+        with self._log_lock():
             self._writer.append(b"".join(release_line(key) for key in mine))
         self._held.difference_update(mine)
+        self._claim_locks.drop(mine)
+
+    def _log_lock(self) -> contextlib.AbstractContextManager[None]:
+        """What a release line is written under: nothing where claims are byte locks.
+
+        The line goes before the byte lock is let go, so no log claims a key
+        another writer has taken since. Without byte locks the logs alone
+        decide, read under the commit lock: the line is written under it.
+        """
+        assert self._commit_lock is not None
+        return self._commit_lock.held() if not CLAIM_LOCKS else contextlib.nullcontext()
 
     @property
     def held(self) -> frozenset[str]:
@@ -351,6 +415,31 @@ class SharedFileStorage(FileStorage):
             )
         journal.advance(rep.end, rep.commits)
         self._theirs += [split_record(path, n, line) for n, line in enumerate(rep.ops, 1)]
+
+    def _catch_up_unlocked(self) -> bool:
+        """Catch up without the commit lock, up to the published durable end.
+
+        False if that cannot be done (a compaction or a settings change since,
+        nothing published, an unexpected tail): the caller takes the lock.
+        """
+        journal = self._journal
+        assert journal is not None
+        assert self._commit_lock is not None
+        if _identity(self._manifest_path) != self._manifest_seen or journal.unlinked():
+            return False
+        end = self._commit_lock.published(self._manifest.generation)
+        if end is None:
+            return False
+        if end <= journal.end:
+            return True
+        raw = journal.read_range(journal.end, end)
+        rep = replay(journal.path, raw, self.gzipped, first=journal.first + journal.commits)
+        if rep.torn or rep.end != len(raw):
+            return False
+        journal.advance(rep.end, rep.commits, check_tail=False)
+        path = journal.path
+        self._theirs += [split_record(path, n, line) for n, line in enumerate(rep.ops, 1)]
+        return True
 
     def _follow(self, fresh: Manifest) -> None:
         """Another writer compacted: move to its generation."""
