@@ -22,8 +22,8 @@ import signal
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from itertools import compress
 from types import FrameType
 from typing import Any, Protocol
 
@@ -158,8 +158,7 @@ except ImportError:  # pragma: no cover - another interpreter
 _CATCHABLE = [int(s) for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP)]
 
 
-@contextmanager
-def critical() -> Iterator[None]:
+class critical:  # used as a function: ``with critical():``
     """Hold back every signal that has a Python handler while the block runs.
 
     Python runs signal handlers in the main thread, between any two
@@ -167,31 +166,37 @@ def critical() -> Iterator[None]:
     ``KeyboardInterrupt``) or that writes to the store would otherwise land
     in the middle of a sync. Each is delivered, in order, when the block
     ends. Only the main thread needs this (and only it may set handlers).
+    A class, not a generator: it runs at every sync and every claim.
     """
-    depth = getattr(_state, "depth", 0)
-    outermost = depth == 0 and threading.current_thread() is threading.main_thread()
-    held: dict[int, Callable[[int, FrameType | None], Any]] = {}
-    if outermost:
-        # SIG_DFL and SIG_IGN are ints (and a handler set outside Python is
-        # None): only callables are Python handlers. map() keeps the scan of
-        # every signal in C: this runs at every sync.
-        for signum, handler in zip(_CATCHABLE, map(_getsignal, _CATCHABLE), strict=True):
-            if (
-                handler.__class__ is not int
-                and handler is not None
-                and handler is not _on_sigterm
-                and handler is not _defer
-                and callable(handler)
-            ):
-                held[signum] = handler
-        for signum in held:
-            _setsignal(signum, _defer)
-    _state.depth = depth + 1
-    try:
-        yield
-    finally:
-        _state.depth = depth
+
+    __slots__ = ("_depth", "_held", "_outermost")
+
+    def __enter__(self) -> None:
+        depth = getattr(_state, "depth", 0)
+        outermost = depth == 0 and threading.current_thread() is threading.main_thread()
+        held: dict[int, Callable[[int, FrameType | None], Any]] = {}
         if outermost:
+            # SIG_DFL and SIG_IGN are ints (and a handler set outside Python is
+            # None): only callables are Python handlers. map() and compress()
+            # keep the scan of every signal in C; Python looks only at the
+            # few signals that have a handler.
+            handlers = list(map(_getsignal, _CATCHABLE))
+            for signum, handler in zip(
+                compress(_CATCHABLE, map(callable, handlers)),
+                compress(handlers, map(callable, handlers)),
+                strict=True,
+            ):
+                if handler is not _on_sigterm and handler is not _defer:
+                    held[signum] = handler
+            for signum in held:
+                _setsignal(signum, _defer)
+        self._depth, self._held, self._outermost = depth, held, outermost
+        _state.depth = depth + 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        _state.depth = self._depth
+        if self._outermost:
+            held = self._held
             for signum, handler in held.items():
                 _setsignal(signum, handler)
             _deliver_pending(held)

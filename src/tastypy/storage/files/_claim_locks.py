@@ -43,6 +43,7 @@ AVAILABLE = hasattr(fcntl, "F_OFD_SETLK")
 # struct flock: l_type, l_whence, l_start, l_len, l_pid, padded as the C struct is.
 _FLOCK = struct.Struct("@hhqqi0q")
 _HELD = (errno.EAGAIN, errno.EACCES)
+_FEW = 8  # keys unlocked one by one, without looking at what else is held
 _open: weakref.WeakSet[ClaimLocks] = weakref.WeakSet()
 
 
@@ -78,7 +79,7 @@ class ClaimLocks:
     def __init__(self, store: Path) -> None:
         self.path = store / CLAIMS
         self._files: dict[int, _File] = {}  # opened when first needed
-        self._mine: set[str] = set()  # the keys whose bytes this open has locked
+        self._mine: dict[str, int] = {}  # key -> its file, for the keys this open locked
         self._closed = False
         if AVAILABLE:
             with contextlib.suppress(FileExistsError):
@@ -92,8 +93,7 @@ class ClaimLocks:
             found = self._files[number] = _File(self.path / f"{number:02d}.lock")
         return found
 
-    def _set(self, key: str, kind: int) -> bool:
-        number, offset = _place(key)
+    def _set(self, number: int, offset: int, kind: int) -> bool:
         request = _FLOCK.pack(kind, os.SEEK_SET, offset, 1, 0)
         try:
             fcntl.fcntl(self._file(number).fd, fcntl.F_OFD_SETLK, request)
@@ -111,22 +111,42 @@ class ClaimLocks:
             raise ValueError(f"{self.path}: this open's claim locks are closed")
         if not AVAILABLE:
             return True
-        if not self._set(key, fcntl.F_WRLCK):
+        number, offset = _place(key)
+        if not self._set(number, offset, fcntl.F_WRLCK):
             return False
-        self._mine.add(key)
-        if not self._file(_place(key)[0]).still_named():
+        self._mine[key] = number
+        if not self._file(number).still_named():
             return self._move(key)
         return True
 
     def drop(self, keys: Iterable[str]) -> None:
-        """Unlock the bytes of *keys* (those this open has locked)."""
+        """Unlock the bytes of *keys* (those this open has locked).
+
+        A file none of whose keys stay locked is unlocked whole, in one call
+        (a sync releases hundreds of claims at once).
+        """
         if self._closed or not AVAILABLE:
             return
         mine = self._mine
+        going: dict[int, list[str]] = {}
         for key in keys:
-            if key in mine:
-                self._set(key, fcntl.F_UNLCK)
-                mine.discard(key)
+            number = mine.pop(key, None)
+            if number is not None:
+                going.setdefault(number, []).append(key)
+        if not going:
+            return
+        few = sum(map(len, going.values())) <= _FEW
+        staying = set(mine.values()) if mine and not few else set()
+        for number, key_list in going.items():
+            if few or number in staying:
+                for key in key_list:
+                    self._set(number, _place(key)[1], fcntl.F_UNLCK)
+            else:
+                self._unlock_all(number)
+
+    def _unlock_all(self, number: int) -> None:
+        request = _FLOCK.pack(fcntl.F_UNLCK, os.SEEK_SET, 0, 0, 0)  # length 0: to the end
+        fcntl.fcntl(self._file(number).fd, fcntl.F_OFD_SETLK, request)
 
     def _move(self, key: str) -> bool:
         """*key*'s lock file was deleted or replaced: lock its held keys on the new file.
@@ -137,14 +157,13 @@ class ClaimLocks:
         """
         number = _place(key)[0]
         _fs.close(self._files.pop(number).fd)
-        moved = sorted(other for other in self._mine if _place(other)[0] == number)
-        self._mine.difference_update(moved)
+        moved = sorted(other for other, at in self._mine.items() if at == number)
         lost = []
         for other in moved:
-            if self._set(other, fcntl.F_WRLCK):
-                self._mine.add(other)
-            elif other != key:
-                lost.append(other)
+            if not self._set(number, _place(other)[1], fcntl.F_WRLCK):
+                del self._mine[other]
+                if other != key:
+                    lost.append(other)
         if lost:
             log.warning(
                 "%s was deleted or replaced while tasks were held; %d of them (%r ...) are "
@@ -158,7 +177,7 @@ class ClaimLocks:
     def close(self) -> None:
         """Let go of every lock (closing the file does). Idempotent."""
         self._closed = True
-        self._mine = set()
+        self._mine = {}
         _open.discard(self)
         self._forget_in_child()
 

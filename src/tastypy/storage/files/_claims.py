@@ -64,6 +64,8 @@ class Fleet:
         self._me = me
         self._logs: dict[str, _Log] = {}
         self._joined = -1  # the size of writers/.joined when last listed
+        self._joined_path = str(self._dir / JOINED)
+        self._most: dict[str, int] = {}  # key -> the most tries any log read counts
         # key -> the writers whose logs hold it (some maybe dead). A set, not
         # the last claimer: logs are read in no particular order, so a dead
         # writer's old claim may be read after a live one's newer claim.
@@ -80,7 +82,7 @@ class Fleet:
         was settled after it died) holds nothing any more.
         """
         try:
-            joined = os.stat(self._dir / JOINED).st_size
+            joined = os.stat(self._joined_path).st_size
         except FileNotFoundError:
             joined = -1
         if joined != self._joined or joined < 0:
@@ -114,16 +116,20 @@ class Fleet:
 
     def tries(self, key: str) -> int:
         """The most tries any writer's log (alive or dead) counts for *key*."""
-        return max((entry.tries.get(key, 0) for entry in self._logs.values()), default=0)
+        return self._most.get(key, 0)
 
     def all_tries(self) -> dict[str, int]:
         """Every key any log counts tries for, with the most tries counted."""
+        return dict(self._most)
+
+    def _recount(self) -> None:
+        """The most tries per key, once a log is no longer counted."""
         merged: dict[str, int] = {}
         for entry in self._logs.values():
             for key, tries in entry.tries.items():
                 if tries > merged.get(key, 0):
                     merged[key] = tries
-        return merged
+        self._most = merged
 
     def dead(self) -> dict[str, dict[str, int]]:
         """The logs of writers found dead that count tries: writer -> {key: tries}."""
@@ -146,6 +152,7 @@ class Fleet:
         _fs.close(entry.fd)
         for key in entry.held:
             self.holders.get(key, set()).discard(writer)
+        self._recount()
 
     def close(self) -> None:
         for entry in self._logs.values():
@@ -181,6 +188,7 @@ class Fleet:
         _fs.close(entry.fd)
         for key in entry.held:
             self.holders.get(key, set()).discard(writer)
+        self._recount()
 
     def _read(self, writer: str, entry: _Log) -> None:
         size = _fs.fstat_size(entry.fd)
@@ -195,8 +203,42 @@ class Fleet:
         if entry.first and lines:
             lines = lines[1:]
             entry.first = False
-        for line in lines:
-            self._apply(writer, entry, line)
+        if not lines:
+            return
+        try:  # one parse for them all; a bad line sends each to its own
+            records = orjson.loads(b"[" + b",".join(lines) + b"]")
+        except orjson.JSONDecodeError:
+            records = None
+        if type(records) is not list or len(records) != len(lines):
+            for line in lines:
+                self._apply(writer, entry, line)
+            return
+        held, tries_of, most, holders = entry.held, entry.tries, self._most, self.holders
+        for record, line in zip(records, lines, strict=True):
+            if type(record) is dict and len(record) <= 2:
+                claimed = record.get("claim")
+                tries = record.get("tries")
+                if (
+                    type(claimed) is str
+                    and type(tries) is int
+                    and 0 <= tries < 1 << 62
+                    and len(claimed) <= _MAX_KEY
+                ):
+                    held.add(claimed)
+                    holders.setdefault(claimed, set()).add(writer)
+                    if tries > tries_of.get(claimed, 0):
+                        tries_of[claimed] = tries
+                        if tries > most.get(claimed, 0):
+                            most[claimed] = tries
+                    continue
+                released = record.get("release")
+                if type(released) is str and claimed is None and len(released) <= _MAX_KEY:
+                    held.discard(released)
+                    found = holders.get(released)
+                    if found is not None:
+                        found.discard(writer)
+                    continue
+            self._apply(writer, entry, line)  # not one: the careful path warns
 
     def _apply(self, writer: str, entry: _Log, line: bytes) -> None:
         try:
@@ -212,6 +254,8 @@ class Fleet:
                 self.holders.setdefault(claimed, set()).add(writer)
                 if tries > entry.tries.get(claimed, 0):
                     entry.tries[claimed] = tries
+                    if tries > self._most.get(claimed, 0):
+                        self._most[claimed] = tries
                 return
         elif type(released) is str and len(released) <= _MAX_KEY:
             entry.held.discard(released)

@@ -56,6 +56,17 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_FILE_SIZE", "FileStorage"]
 
+# This process's pid, kept up to date across forks: os.getpid() is a system
+# call, and the writable check runs several times per claim of a shared store.
+_this_process = [os.getpid()]
+
+
+def _after_fork_in_child() -> None:
+    _this_process[0] = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
 log = logging.getLogger(__name__)
 
 # Compact once the journal is larger than the data files, but not before it
@@ -110,7 +121,7 @@ class FileStorage:
         self._existed = self.path.exists()
         self.readonly = readonly
         self.durable = durable
-        self._pid = os.getpid()
+        self._pid = _this_process[0]
         self._lock: StoreLock | None = None
         self._journal: Journal | None = None
         self._chunks: list[Chunk] = []
@@ -398,7 +409,7 @@ class FileStorage:
                 if (
                     self._journal.end * CLOSE_COMPACT_FRACTION > self._data_bytes
                     and self._lock is not None
-                    and os.getpid() == self._pid
+                    and _this_process[0] == self._pid
                     and not sys.is_finalizing()
                 ):
                     self.compact()
@@ -538,7 +549,7 @@ class FileStorage:
             raise ReadOnlyError(f"{self.path} is open read-only")
         if self._lock is None:
             raise LockedError(f"{self.path}: storage is closed")
-        if os.getpid() != self._pid:
+        if _this_process[0] != self._pid:
             raise LockedError(
                 f"{self.path} was opened by process {self._pid}; this forked child "
                 "may not write to it (open it in the child instead)"

@@ -261,8 +261,7 @@ class SharedFileStorage(FileStorage):
             yield
         self._compact_if_due()
 
-    @contextlib.contextmanager
-    def claiming(self) -> Iterator[None]:
+    def claiming(self) -> contextlib.AbstractContextManager[None]:
         """What a claim is made under, with every writer's claims read.
 
         Where a claim is a byte lock (:meth:`take`), no commit lock: the
@@ -271,11 +270,10 @@ class SharedFileStorage(FileStorage):
         so the commit lock is held exclusively.
         """
         self._check_writable()
-        assert self._commit_lock is not None
-        with contextlib.nullcontext() if CLAIM_LOCKS else self._commit_lock.held():
+        if CLAIM_LOCKS:
             self._fleet.refresh()
-            yield
-        self._compact_if_due()
+            return contextlib.nullcontext()
+        return self.locked()
 
     def take(self, key: str) -> bool:
         """Lock *key* against the other writers' claims; False if a live one holds it.
