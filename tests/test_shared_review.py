@@ -33,6 +33,14 @@ print("claimed", flush=True)
 sys.stdin.readline()
 """
 
+CLAIM_BOTH_AND_WAIT = """
+import sys, tastypy
+t = tastypy.Tracker(sys.argv[1], shared=True)
+assert t.try_it("kept") and t.try_it("deleted") and t.try_it("never_committed")
+print("claimed", flush=True)
+sys.stdin.readline()
+"""
+
 
 def killed_after_claiming(store: Path, *extra: str) -> None:
     with Child(CLAIM_AND_WAIT, str(store), *extra) as child:
@@ -305,3 +313,50 @@ def test_10_a_writer_waiting_for_anothers_commit_answers_ctrl_c_and_sigterm(
             assert holder.finish() == 0
     with tastypy.POD(store, readonly=True) as seen:
         assert dict(seen) == {"held": True}, "the interrupted sync committed nothing"
+
+
+def test_13_reset_tries_in_a_shared_tracker_sticks(tmp_path: Path) -> None:
+    store = tmp_path / "t"
+    with (
+        tastypy.Tracker(store, shared=True, max_tries=2) as a,
+        tastypy.Tracker(store, shared=True, max_tries=2) as b,
+    ):
+        for _ in range(2):  # two tries, each claimed and released (committed)
+            assert a.try_it("k")
+            a.release("k")
+        assert not b.try_it("k"), "exhausted across the fleet"
+        b.reset_tries("k")
+        b.sync()
+        assert a.try_it("k"), "the reset holds: a's old claims no longer count"
+        assert a.tries("k") == 1
+        a.release("k")
+        assert b.try_it("k")
+        assert b.tries("k") == 2
+        b.reset_tries("k")  # of a task this process holds
+        assert b.tries("k") == 0
+        b.release("k")
+        assert a.try_it("k") and a.tries("k") == 1
+    with tastypy.Tracker(store, readonly=True) as seen:
+        assert seen.tries("k") == 1
+
+
+@pytest.mark.parametrize("plain", [False, True], ids=["shared", "plain"])
+def test_8_a_task_deleted_while_a_killed_writer_held_it_stays_deleted(
+    tmp_path: Path, plain: bool
+) -> None:
+    store = tmp_path / "t"
+    with tastypy.Tracker(store, shared=True) as seed:
+        seed.add_many(["kept", "deleted"])
+    with Child(CLAIM_BOTH_AND_WAIT, str(store)) as holder:
+        holder.expect("claimed")
+        with tastypy.Tracker(store, shared=True) as other:
+            del other["deleted"]  # while its holder lives
+        holder.signal(signal.SIGKILL)
+        holder.proc.wait(timeout=20)
+    with tastypy.Tracker(store, shared=not plain) as after:  # settles the dead log
+        after.sync()
+        assert "deleted" not in after, "a deleted task does not come back"
+        assert after.tries("kept") == 1, "the killed writer's try of the other counts"
+        assert after.tries("never_committed") == 1, "so does one of a task it added"
+    with tastypy.Tracker(store, readonly=True) as seen:
+        assert list(seen) == ["kept", "never_committed"]

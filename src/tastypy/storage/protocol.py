@@ -256,12 +256,19 @@ class Claims(Protocol):
         """The most tries any writer's claims counted for *key* (inside :meth:`locked`)."""
         ...
 
-    def all_logged_tries(self) -> dict[str, int]:
-        """Every key any writer's claims counted tries for, with the most counted."""
+    def claim(self, key: str, tries: int, *, new: bool = False) -> None:
+        """Claim *key* for this open (its *tries* th try), logged before this returns.
+
+        *new*: no record of *key* is committed (see :meth:`claimed_new`).
+        """
         ...
 
-    def claim(self, key: str, tries: int) -> None:
-        """Claim *key* for this open (its *tries* th try), logged before this returns."""
+    def claimed_new(self, key: str) -> bool:
+        """Whether another writer's unreleased claim of *key* found no record committed.
+
+        A dead writer's tries of a task whose record is missing count only
+        then: otherwise the task was deleted since.
+        """
         ...
 
     def release(self, key: str) -> None:
@@ -283,6 +290,10 @@ class Claims(Protocol):
         Until it is said (again, after a later claim), the open's claims log
         outlives it when it closes, for the others to settle as a dead writer's.
         """
+        ...
+
+    def forget_tries(self, key: str) -> None:
+        """Count no more the tries this open's claims gave *key* (they were reset)."""
         ...
 
     def own_tries(self) -> dict[str, int]:

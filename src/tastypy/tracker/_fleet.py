@@ -117,7 +117,7 @@ class FleetTasks:
         if (limit and tries >= limit) or storage.holder(key) is not None:
             return -1
         try:
-            storage.claim(key, tries + 1)
+            storage.claim(key, tries + 1, new=record is None)
         except OSError as exc:  # e.g. a full disk: no try is counted that is not logged
             raise type(exc)(
                 exc.errno,
@@ -189,15 +189,17 @@ class FleetTasks:
         Automatic syncs wait meanwhile: the sync this is part of commits them
         all, and one set off in the middle would settle the same logs again.
         """
+        storage = self._fleet()
         held, self._held = self._held, True
         try:
             for counted in dead.values():
                 for key, tries in counted.items():
                     record = self._data.get(key)
                     if record is None:
-                        # Never committed (its writer died first), or deleted since: the
-                        # tries must count either way, or max_tries would not hold.
-                        self[key] = {"_done": False, "_tries": tries}
+                        # Never committed (its writer died first: the try counts, or
+                        # max_tries would not hold), or deleted since (it does not).
+                        if storage.claimed_new(key):
+                            self[key] = {"_done": False, "_tries": tries}
                         continue
                     found = record.get("_tries")
                     if type(found) is int and found < tries:

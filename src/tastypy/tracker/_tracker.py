@@ -114,7 +114,8 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
             check_records(self._where, self._data)
             logged = self._tries_log.read()
             if not self._shared:  # a shared writer counts them when it claims, and settles
-                logged += _claimed_tries(self._storage)  # those of dead writers as it syncs
+                # those of dead writers as it syncs
+                logged += _claimed_tries(self._storage, self._data)
         except BaseException:  # a hand-edited record, a tries.jsonl that is a link or a FIFO
             self.close()  # nothing was changed yet: this writes nothing
             raise
@@ -381,7 +382,10 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
             self._set(key, "_tries", max(0, self.tries(key) - 1))
 
     def reset_tries(self, key: Any) -> None:
-        self._set(key, "_tries", 0)
+        with self._lock:
+            self._set(key, "_tries", 0)
+            if self._shared:  # this process's own claims of it count no more
+                self._fleet().forget_tries(key if type(key) is str else normalize_key(key))
 
     def mark_done(self, key: Any) -> None:
         self._set(key, "_done", True)
@@ -489,12 +493,20 @@ def _first_repeat(keys: list[str]) -> str:
     return ""
 
 
-def _claimed_tries(storage: Storage | None) -> list[tuple[str, int, dict[str, Any] | None]]:
+def _claimed_tries(
+    storage: Storage | None, data: dict[str, Any]
+) -> list[tuple[str, int, dict[str, Any] | None]]:
     """Tries that shared writers' claims logs count (dead ones' too), as logged tries.
 
-    Only the file engine keeps such logs; another engine has none to give.
+    A task missing from *data* counts only if its claim found no record
+    committed (its writer died before committing it); else it was deleted
+    since. Only the file engine keeps such logs; another engine has none.
     """
     counted = getattr(storage, "claims_log_tries", None)
     if counted is None:
         return []
-    return [(key, tries, None) for key, tries in counted().items()]
+    return [
+        (key, tries, None)
+        for key, (tries, new) in counted().items()
+        if new or key in data
+    ]

@@ -35,7 +35,10 @@ log = logging.getLogger(__name__)
 _MAX_KEY = 1 << 20  # characters; a key longer than that in a log is not tastypy's
 
 
-def claim_line(key: str, tries: int) -> bytes:
+def claim_line(key: str, tries: int, new: bool = False) -> bytes:
+    """A claim of *key*, its *tries* th try; *new*: no record of it was committed then."""
+    if new:
+        return orjson.dumps({"claim": key, "tries": tries, "new": True}) + b"\n"
     return orjson.dumps({"claim": key, "tries": tries}) + b"\n"
 
 
@@ -52,6 +55,7 @@ class _Log:
     first: bool = True  # the describing line is still to be skipped
     held: set[str] = field(default_factory=set)  # claimed, not released since
     tries: dict[str, int] = field(default_factory=dict)  # key -> most tries a line gives
+    fresh: set[str] = field(default_factory=set)  # held, claimed with no record committed
     dead: bool = False
     warned: bool = False
 
@@ -118,9 +122,19 @@ class Fleet:
         """The most tries any writer's log (alive or dead) counts for *key*."""
         return self._most.get(key, 0)
 
-    def all_tries(self) -> dict[str, int]:
-        """Every key any log counts tries for, with the most tries counted."""
-        return dict(self._most)
+    def all_claimed(self) -> dict[str, tuple[int, bool]]:
+        """Every key a log counts tries for: the most counted, and :meth:`claimed_new`."""
+        fresh = set().union(*(entry.fresh for entry in self._logs.values()))
+        return {key: (tries, key in fresh) for key, tries in self._most.items()}
+
+    def claimed_new(self, key: str) -> bool:
+        """Whether a log's claim of *key*, not released, found no record of it committed.
+
+        Its tries then count even with the record missing (its writer died
+        before committing it); otherwise a missing record was deleted since,
+        and the claim's tries no longer matter.
+        """
+        return any(key in entry.fresh for entry in self._logs.values())
 
     def _recount(self) -> None:
         """The most tries per key, once a log is no longer counted."""
@@ -213,53 +227,60 @@ class Fleet:
             for line in lines:
                 self._apply(writer, entry, line)
             return
-        held, tries_of, most, holders = entry.held, entry.tries, self._most, self.holders
         for record, line in zip(records, lines, strict=True):
-            if type(record) is dict and len(record) <= 2:
-                claimed = record.get("claim")
-                tries = record.get("tries")
-                if (
-                    type(claimed) is str
-                    and type(tries) is int
-                    and 0 <= tries < 1 << 62
-                    and len(claimed) <= _MAX_KEY
-                ):
-                    held.add(claimed)
-                    holders.setdefault(claimed, set()).add(writer)
-                    if tries > tries_of.get(claimed, 0):
-                        tries_of[claimed] = tries
-                        if tries > most.get(claimed, 0):
-                            most[claimed] = tries
-                    continue
-                released = record.get("release")
-                if type(released) is str and claimed is None and len(released) <= _MAX_KEY:
-                    held.discard(released)
-                    found = holders.get(released)
-                    if found is not None:
-                        found.discard(writer)
-                    continue
-            self._apply(writer, entry, line)  # not one: the careful path warns
+            if not self._apply_record(writer, entry, record):
+                self._apply(writer, entry, line)  # not one: the careful path warns
+
+    def _released(self, writer: str, entry: _Log, key: str) -> None:
+        """*writer* ended its claim of *key*: it holds it no more, and its tries are
+        committed in the record (a release follows that commit), which now alone
+        counts them (so that ``reset_tries`` holds).
+        """
+        entry.held.discard(key)
+        entry.fresh.discard(key)
+        found = self.holders.get(key)
+        if found is not None:
+            found.discard(writer)
+        counted = entry.tries.pop(key, None)
+        if counted is not None and self._most.get(key) == counted:
+            most = max((other.tries.get(key, 0) for other in self._logs.values()), default=0)
+            if most:
+                self._most[key] = most
+            else:
+                del self._most[key]
+
+    def _apply_record(self, writer: str, entry: _Log, record: object) -> bool:
+        """Apply one parsed line of *writer*'s log; False if it is no claim or release."""
+        if type(record) is not dict:
+            return False
+        claimed = record.get("claim")
+        if type(claimed) is str:
+            tries = record.get("tries")
+            if type(tries) is not int or not 0 <= tries < 1 << 62 or len(claimed) > _MAX_KEY:
+                return False
+            if record.get("new") is True:
+                entry.fresh.add(claimed)
+            else:
+                entry.fresh.discard(claimed)
+            entry.held.add(claimed)
+            self.holders.setdefault(claimed, set()).add(writer)
+            if tries > entry.tries.get(claimed, 0):
+                entry.tries[claimed] = tries
+                if tries > self._most.get(claimed, 0):
+                    self._most[claimed] = tries
+            return True
+        released = record.get("release")
+        if type(released) is str and claimed is None and len(released) <= _MAX_KEY:
+            self._released(writer, entry, released)
+            return True
+        return False
 
     def _apply(self, writer: str, entry: _Log, line: bytes) -> None:
         try:
             record = orjson.loads(line)
         except orjson.JSONDecodeError:
             record = None
-        claimed = record.get("claim") if type(record) is dict else None
-        released = record.get("release") if type(record) is dict else None
-        if type(claimed) is str and len(claimed) <= _MAX_KEY:
-            tries = record.get("tries") if type(record) is dict else None
-            if type(tries) is int and 0 <= tries < 1 << 62:
-                entry.held.add(claimed)
-                self.holders.setdefault(claimed, set()).add(writer)
-                if tries > entry.tries.get(claimed, 0):
-                    entry.tries[claimed] = tries
-                    if tries > self._most.get(claimed, 0):
-                        self._most[claimed] = tries
-                return
-        elif type(released) is str and len(released) <= _MAX_KEY:
-            entry.held.discard(released)
-            self.holders.get(released, set()).discard(writer)
+        if self._apply_record(writer, entry, record):
             return
         if not entry.warned:  # a power cut's garbage, or a hand edit: skipped
             entry.warned = True

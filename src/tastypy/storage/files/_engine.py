@@ -178,14 +178,18 @@ class FileStorage:
             facts["format_version"] = 2
         return facts
 
-    def claims_log_tries(self) -> dict[str, int]:
-        """The tries shared writers' claims logs count (``docs/SHARED.md``), dead ones' too."""
+    def claims_log_tries(self) -> dict[str, tuple[int, bool]]:
+        """The tries shared writers' claims logs count (``docs/SHARED.md``), dead ones' too.
+
+        Each with whether the claim found no record committed (a missing
+        record's tries count only then: otherwise it was deleted since).
+        """
         from ._claims import Fleet  # noqa: PLC0415  # most stores never were shared
 
         fleet = Fleet(self.path, me="")
         try:
             fleet.refresh()
-            return fleet.all_tries()
+            return fleet.all_claimed()
         finally:
             fleet.close()
 

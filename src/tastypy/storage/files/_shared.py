@@ -295,12 +295,9 @@ class SharedFileStorage(FileStorage):
             self._compact_due = False
             FileStorage._compact_after_commit(self)  # logged, not raised, if it fails
 
-    def claims_log_tries(self) -> dict[str, int]:
-        """The tries every writer's claims log counts (this open's own included)."""
-        assert self._commit_lock is not None
-        with self._commit_lock.held():
-            self._fleet.refresh()
-            return self.all_logged_tries()
+    def claimed_new(self, key: str) -> bool:
+        """Whether another writer's claim of *key*, not released, found no record of it."""
+        return self._fleet.claimed_new(key)
 
     def clear_claims_logs(self) -> None:
         """Nothing to do here: a shared writer settles dead writers' logs at its syncs."""
@@ -313,21 +310,14 @@ class SharedFileStorage(FileStorage):
         """The most tries any writer's claims counted for *key* (0 if none)."""
         return max(self._fleet.tries(key), self._tries.get(key, 0))
 
-    def all_logged_tries(self) -> dict[str, int]:
-        """Every key a writer's claims counted tries for, with the most counted."""
-        merged = self._fleet.all_tries()
-        for key, tries in self._tries.items():
-            if tries > merged.get(key, 0):
-                merged[key] = tries
-        return merged
+    def claim(self, key: str, tries: int, *, new: bool = False) -> None:
+        """Claim *key* for this open, its *tries* th try (inside :meth:`claiming`).
 
-    def claim(self, key: str, tries: int) -> None:
-        """Claim *key* for this open, its *tries* th try (inside :meth:`locked`).
-
-        Written before this returns, so it survives this process being killed.
+        *new*: no record of *key* is committed. Written before this returns,
+        so it survives this process being killed.
         """
         assert self._writer is not None
-        self._writer.append(claim_line(key, tries))
+        self._writer.append(claim_line(key, tries, new))
         self._settled = False
         self._held.add(key)
         if tries > self._tries.get(key, 0):
@@ -341,6 +331,7 @@ class SharedFileStorage(FileStorage):
         with self._log_lock():
             self._writer.append(release_line(key))
         self._held.discard(key)
+        self._tries.pop(key, None)  # committed before the release: the record counts them
         self._claim_locks.drop((key,))  # after the log says so: never held by a log alone
 
     def release_many(self, keys: list[str]) -> None:
@@ -352,6 +343,9 @@ class SharedFileStorage(FileStorage):
         with self._log_lock():
             self._writer.append(b"".join(release_line(key) for key in mine))
         self._held.difference_update(mine)
+        tries = self._tries
+        for key in mine:  # committed before the release: the records count them
+            tries.pop(key, None)
         self._claim_locks.drop(mine)
 
     def _log_lock(self) -> contextlib.AbstractContextManager[None]:
@@ -372,6 +366,15 @@ class SharedFileStorage(FileStorage):
     def settled(self) -> None:
         """Every try this open's claims counted is committed: its log may go at close."""
         self._settled = True
+
+    def forget_tries(self, key: str) -> None:
+        """Count no more the tries this open's claims gave *key* (its tries were reset).
+
+        A log line already written still counts for the others while this
+        open holds *key*, which keeps them off it anyway, and stops counting
+        at its release.
+        """
+        self._tries.pop(key, None)
 
     def own_tries(self) -> dict[str, int]:
         """Each key this open's claims counted tries for, with the most counted."""
