@@ -188,12 +188,12 @@ def syncing_worker(path: str, seconds: float) -> tuple[int, float, float]:
 
 
 def compacting_worker(path: str, rounds: int, values: int) -> list[float]:
-    """Change every tenth value and compact, *rounds* times: how long each compaction took."""
+    """Change every hundredth value and compact, *rounds* times: how long each compaction took."""
     took = []
     with tastypy.POD(path, shared=True, sync_at=10**9) as pod:
         for round_ in range(rounds):
             pod.update(
-                {f"big{i}": {"round": round_, "pad": "x" * 100} for i in range(0, values, 10)}
+                {f"big{i}": {"round": round_, "pad": "x" * 100} for i in range(0, values, 100)}
             )
             pod.sync()
             started = time.perf_counter()

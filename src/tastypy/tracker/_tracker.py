@@ -505,8 +505,4 @@ def _claimed_tries(
     counted = getattr(storage, "claims_log_tries", None)
     if counted is None:
         return []
-    return [
-        (key, tries, None)
-        for key, (tries, new) in counted().items()
-        if new or key in data
-    ]
+    return [(key, tries, None) for key, (tries, new) in counted().items() if new or key in data]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gzip
 import operator
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,32 @@ class Chunk:
     def __init__(self, entry: ChunkEntry, keys: list[str]) -> None:
         self.entry = entry
         self.keys = keys
+
+
+class LazyChunk(Chunk):
+    """A data file whose keys are read only when first asked for.
+
+    For a shared writer following another's compaction: it has every value
+    already, and needs a data file's keys only to compact, which it does
+    with the files of the generation it follows still in place.
+    """
+
+    __slots__ = ("_keys", "_load")
+
+    def __init__(self, entry: ChunkEntry, load: Callable[[], list[str]]) -> None:
+        self.entry = entry
+        self._load: Callable[[], list[str]] | None = load
+        self._keys: list[str] = []
+
+    @property
+    def keys(self) -> list[str]:
+        if self._load is not None:
+            self._keys, self._load = self._load(), None
+        return self._keys
+
+    @keys.setter
+    def keys(self, keys: list[str]) -> None:
+        self._keys, self._load = keys, None
 
 
 _MAX_SERIAL = 999_999  # the 6 digits of the file names

@@ -159,6 +159,7 @@ class FileStorage:
     capabilities: frozenset[str] = frozenset()
     _SHARED = False  # one of several writers (SharedFileStorage)
     _commit_lock: CommitLock | None = None
+    _obsolete: list[Path] = []  # noqa: RUF012  # replaced per open, never mutated in place
 
     def discard(self) -> None:
         """Close, and remove the store this open created (the directory too, if new).
@@ -525,9 +526,15 @@ class FileStorage:
         self._set_chunks(new.chunks)
         if self._dir_sync_owed:
             return  # a power loss may still bring back the old manifest: keep its files
-        for name in new.obsolete:
-            unlink_quietly(self.path / CHUNKS / name)
-        unlink_quietly(old_journal)
+        self._obsolete = [self.path / CHUNKS / name for name in new.obsolete] + [old_journal]
+        if not self._SHARED:  # a shared writer's compaction removes them once others may commit
+            self._remove_obsolete()
+
+    def _remove_obsolete(self) -> None:
+        """Delete the files of the generation before the last compaction."""
+        obsolete, self._obsolete = self._obsolete, []
+        for path in obsolete:
+            unlink_quietly(path)
 
     # -- reading --------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import logging
 import os
 from collections.abc import Iterable, Iterator
@@ -34,7 +35,7 @@ from typing import Any
 import orjson
 
 from .._merge import Merge, merge
-from ._chunks import CHUNKS, Chunk, load_chunk
+from ._chunks import CHUNKS, Chunk, LazyChunk, load_chunk
 from ._claim_locks import AVAILABLE as CLAIM_LOCKS
 from ._claim_locks import ClaimLocks
 from ._claims import Fleet, claim_line, release_line
@@ -42,7 +43,7 @@ from ._commit_lock import COMPACT_LOCK, CommitLock
 from ._compaction import discard, fold_journal
 from ._engine import FileStorage
 from ._journal import Journal, journal_records, replay, split_record
-from ._manifest import MANIFEST, Manifest, read_manifest
+from ._manifest import MANIFEST, ChunkEntry, Manifest, read_manifest
 from ._mounts import check_local
 from ._store_path import store_path
 from ._writers import WriterEntry, live_writers
@@ -201,7 +202,10 @@ class SharedFileStorage(FileStorage):
                 assert self._journal is not None
                 journal, manifest = self._journal, copy.copy(self._manifest)
                 end, commits, chunks = journal.end, journal.commits, list(self._chunks)
-                raw = self._read_journal()[:end]
+            # Commits up to *end* never change (appends go after them, and only a
+            # torn tail past the durable end is ever cut), and no other writer
+            # compacts (the compact lock): they are read without the commit lock.
+            raw = journal.read_range(0, end)
             new = fold_journal(
                 self.path, manifest, chunks, raw, commits, durable=self.durable
             )  # the others commit meanwhile
@@ -220,6 +224,11 @@ class SharedFileStorage(FileStorage):
                 if self._journal is journal:  # not installed: its files go
                     discard(self.path, new)
                 raise
+            # The old generation's files go with the commit lock let go (deleting
+            # hundreds of files takes a while): the compact lock, held still,
+            # keeps any other writer from compacting meanwhile, and nobody
+            # reads them any more.
+            self._remove_obsolete()
 
     def _compact_after_commit(self) -> None:
         """Compact once this sync has let go of the commit lock (see :meth:`compact`)."""
@@ -457,9 +466,9 @@ class SharedFileStorage(FileStorage):
             for entry in fresh.chunks:
                 chunk = known.get(entry.file)
                 if chunk is None or chunk.entry != entry:
-                    raw = self._read(f"{CHUNKS}/{entry.file}")
-                    where = self.path / CHUNKS / entry.file
-                    chunk = load_chunk(where, entry, raw, fresh.gzipped, into={}, hashes={})
+                    # Its values are here already: its keys are read when this
+                    # writer compacts, not now (the pause a compaction costs).
+                    chunk = LazyChunk(entry, functools.partial(self._chunk_keys, entry))
                 chunks.append(chunk)
             self._manifest = fresh
             self._set_chunks(chunks)
@@ -482,6 +491,12 @@ class SharedFileStorage(FileStorage):
         stored, self._hash = self._hash, baseline
         self._theirs = [(key, None, None) for key in before]
         self._theirs += [(key, orjson.dumps(value), stored[key]) for key, value in data.items()]
+
+    def _chunk_keys(self, entry: ChunkEntry) -> list[str]:
+        """The keys of data file *entry*, checked as at open."""
+        raw = self._read(f"{CHUNKS}/{entry.file}")
+        where = self.path / CHUNKS / entry.file
+        return load_chunk(where, entry, raw, self.gzipped, into={}, hashes={}).keys
 
     def _position_in(self, fresh: Manifest, seen: int) -> int | None:
         """The byte offset past the first *seen* commits of *fresh*'s journal (None: fewer)."""
