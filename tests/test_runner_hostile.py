@@ -275,10 +275,13 @@ def test_a_dead_worker_fails_only_the_task_that_killed_it(
     segv = only_error(tracker, "segv-10")
     assert segv["type"] == "BrokenProcessPool"
     assert f"died (signal {int(signal.SIGSEGV)}, SIGSEGV)" in segv["message"], segv
-    # Each killer was run once in the pool and once alone, on one try.
+    # Each killer ran alone after a death, on one try; before that it ran in the
+    # pool too, unless the pool broke while it was waiting there to start (a
+    # matter of timing on a loaded machine).
     for key in ("crash-1", "segv-10"):
         assert tracker.tries(key) == 1
-        assert calls(tmp_path, key) == 2
+        assert calls(tmp_path, key) in (1, 2)
+    assert calls(tmp_path, "crash-1") + calls(tmp_path, "segv-10") >= 3, "one ran in the pool"
 
     # A task that kills its worker every time is given up on at max_tries.
     second = tracker.run(fn, keys, workers=2, progress=False)
