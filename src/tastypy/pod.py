@@ -290,7 +290,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
 
         The caller holds the lock and has normalized *key*.
         """
-        value = self._data[key]
+        value = self._data[key]  # a missing key raises KeyError, and nothing changes
         if self._touched is not None:
             self._touched.add(key)
         dirty = self._dirty
@@ -300,6 +300,10 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             # others first, then mark it.
             if len(dirty) + 1 >= self._sync_at and dirty and not self._held:
                 self._auto_sync()
+                # A shared store's sync may have put the others' value of the key
+                # in its place, reloaded everything, or deleted it.
+                value = self._data[key]
+                dirty = self._dirty
             dirty[key] = False
         self._encoded.pop(key, None)  # the caller may now mutate the value
         return value

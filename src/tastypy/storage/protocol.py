@@ -263,6 +263,10 @@ class Claims(Protocol):
         """
         ...
 
+    def committed(self, key: str) -> bool:
+        """Whether a record of *key* is committed, as of this open's last catch-up."""
+        ...
+
     def claimed_new(self, key: str) -> bool:
         """Whether another writer's unreleased claim of *key* found no record committed.
 

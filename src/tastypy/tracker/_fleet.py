@@ -22,6 +22,7 @@ meaning:
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
@@ -59,6 +60,8 @@ class FleetTasks:
 
         def _replay_tries(self, logged: list[tuple[str, int, dict[str, Any] | None]]) -> None: ...
 
+        def _raise_bad(self, left: list[str]) -> None: ...
+
         def __setitem__(self, key: Any, value: Any) -> None: ...
 
     def _fleet(self) -> FleetStorage:
@@ -83,25 +86,25 @@ class FleetTasks:
                     or (limit and type(tries) is int and tries >= limit)
                 ):
                     return False
-            if not storage.take(key):  # another live process holds it
-                return False
             tries = -1
-            try:
-                with _lifecycle.critical():
+            with _lifecycle.critical():  # no signal between the lock and its claim
+                try:
+                    if not storage.take(key):  # another live process holds it
+                        return False
                     with storage.claiming():
                         tries = self._claim(storage, key, limit)
                     if tries < 0:
                         return False
-                    # Out of the lock's shared hold: this may set off a sync.
-                    record = self._data.get(key)
-                    if record is None:
-                        self[key] = {"_done": False, "_tries": tries}
-                    else:
-                        self._hand_out(key)["_tries"] = tries
+                    # Out of the claiming hold: this may set off a sync.
+                    if key in self._data:
+                        with contextlib.suppress(KeyError):  # deleted, the sync says
+                            self._hand_out(key)["_tries"] = tries
+                            return True
+                    self[key] = {"_done": False, "_tries": tries}
                     return True
-            finally:
-                if tries < 0:
-                    storage.untake(key)
+                finally:
+                    if tries < 0:
+                        storage.untake(key)
 
     def _claim(self, storage: FleetStorage, key: str, limit: int) -> int:
         """Claim *key* (its lock taken), logging the try: its number, or -1 if refused."""
@@ -117,7 +120,9 @@ class FleetTasks:
         if (limit and tries >= limit) or storage.holder(key) is not None:
             return -1
         try:
-            storage.claim(key, tries + 1, new=record is None)
+            # "new": no record is committed (one added here and not yet synced
+            # is not): a killed writer's try of it then brings it back.
+            storage.claim(key, tries + 1, new=not storage.committed(key))
         except OSError as exc:  # e.g. a full disk: no try is counted that is not logged
             raise type(exc)(
                 exc.errno,
@@ -231,10 +236,12 @@ class FleetTasks:
         if not self._shared:
             return
         storage = self._fleet()
-        with self._lock, storage.locked():
+        with self._lock, _lifecycle.critical(), storage.locked():
             if key in storage.held:
-                if key in self._data:
-                    self._commit([key])
+                if key in self._data and self._commit([key]):
+                    # Not committed (a value that cannot be written): the claim
+                    # stays, and with it the count of its tries.
+                    self._raise_bad([key])
                 storage.release(key)
 
     def holders(self) -> Iterator[str]:

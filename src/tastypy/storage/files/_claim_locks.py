@@ -90,8 +90,18 @@ class ClaimLocks:
     def _file(self, number: int) -> _File:
         found = self._files.get(number)
         if found is None:
-            found = self._files[number] = _File(self.path / f"{number:02d}.lock")
+            found = self._files[number] = self._open_file(number)
         return found
+
+    def _open_file(self, number: int) -> _File:
+        path = self.path / f"{number:02d}.lock"
+        try:
+            return _File(path)
+        except FileNotFoundError:  # claims/ was deleted: made again, as commit.lock is
+            with contextlib.suppress(FileExistsError):
+                _fs.mkdir(self.path)
+            check_directory(self.path)
+            return _File(path)
 
     def _set(self, number: int, offset: int, kind: int) -> bool:
         request = _FLOCK.pack(kind, os.SEEK_SET, offset, 1, 0)
@@ -156,7 +166,9 @@ class ClaimLocks:
         says so); *key* itself is then refused.
         """
         number = _place(key)[0]
-        _fs.close(self._files.pop(number).fd)
+        fresh = self._open_file(number)  # before the old one goes: a failure keeps it
+        _fs.close(self._files[number].fd)
+        self._files[number] = fresh
         moved = sorted(other for other, at in self._mine.items() if at == number)
         lost = []
         for other in moved:

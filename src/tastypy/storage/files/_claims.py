@@ -28,7 +28,7 @@ import orjson
 from . import _fs
 from ._writers import JOINED, WRITERS, check_directory, writer_id
 
-__all__ = ["Fleet", "claim_line", "count_claims", "release_line"]
+__all__ = ["Fleet", "claim_line", "count_claims", "release_line", "reset_line"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,11 @@ def claim_line(key: str, tries: int, new: bool = False) -> bytes:
 
 def release_line(key: str) -> bytes:
     return orjson.dumps({"release": key}) + b"\n"
+
+
+def reset_line(key: str) -> bytes:
+    """The tries this log's claims gave *key* count no more (``reset_tries``)."""
+    return orjson.dumps({"reset": key}) + b"\n"
 
 
 @dataclass
@@ -114,6 +119,7 @@ class Fleet:
                 continue
             if _alive(entry.fd):
                 return writer
+            self._read(writer, entry)  # whatever it wrote before it died, as dead() does
             entry.dead = True
             writers.discard(writer)
         return None
@@ -227,9 +233,12 @@ class Fleet:
             for line in lines:
                 self._apply(writer, entry, line)
             return
+        dumps = orjson.dumps
         for record, line in zip(records, lines, strict=True):
-            if not self._apply_record(writer, entry, record):
-                self._apply(writer, entry, line)  # not one: the careful path warns
+            # A record counts here only if it is its own line exactly as a writer
+            # writes it (damaged lines joined by "," could make up another).
+            if dumps(record) != line or not self._apply_record(writer, entry, record):
+                self._apply(writer, entry, line)  # the careful path, line by line
 
     def _released(self, writer: str, entry: _Log, key: str) -> None:
         """*writer* ended its claim of *key*: it holds it no more, and its tries are
@@ -241,6 +250,10 @@ class Fleet:
         found = self.holders.get(key)
         if found is not None:
             found.discard(writer)
+        self._uncount(entry, key)
+
+    def _uncount(self, entry: _Log, key: str) -> None:
+        """The tries *entry*'s claims gave *key* count no more."""
         counted = entry.tries.pop(key, None)
         if counted is not None and self._most.get(key) == counted:
             most = max((other.tries.get(key, 0) for other in self._logs.values()), default=0)
@@ -272,6 +285,10 @@ class Fleet:
         released = record.get("release")
         if type(released) is str and claimed is None and len(released) <= _MAX_KEY:
             self._released(writer, entry, released)
+            return True
+        reset = record.get("reset")
+        if type(reset) is str and claimed is None and released is None:
+            self._uncount(entry, reset)
             return True
         return False
 

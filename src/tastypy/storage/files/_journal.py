@@ -259,6 +259,10 @@ class Journal:
         """The bytes after the last commit this handle knows of (others' commits, shared)."""
         return self.read_range(self.end, _fs.fstat_size(self._fd))
 
+    def stat(self) -> os.stat_result:
+        """The file's status (its size, and whether it was deleted: ``st_nlink``)."""
+        return _fs.fstat(self._fd)
+
     def unlinked(self) -> bool:
         """Whether the file was deleted (another writer's compaction replaced it)."""
         return _fs.fstat(self._fd).st_nlink == 0

@@ -38,7 +38,7 @@ from .._merge import Merge, merge
 from ._chunks import CHUNKS, Chunk, LazyChunk, load_chunk
 from ._claim_locks import AVAILABLE as CLAIM_LOCKS
 from ._claim_locks import ClaimLocks
-from ._claims import Fleet, claim_line, release_line
+from ._claims import Fleet, claim_line, release_line, reset_line
 from ._commit_lock import COMPACT_LOCK, CommitLock
 from ._compaction import discard, fold_journal
 from ._engine import FileStorage
@@ -88,6 +88,7 @@ class SharedFileStorage(FileStorage):
         self._settled = True  # every try this open's claims counted is committed
         self._held: set[str] = set()  # keys this open claimed and has not released
         self._tries: dict[str, int] = {}  # key -> tries this open's claims counted
+        self._fresh: set[str] = set()  # held keys claimed "new", not said committed since
         try:
             live_writers(self.path, reap=True)  # the files of writers that died go
             self._writer: WriterEntry | None = WriterEntry(self.path)
@@ -304,6 +305,10 @@ class SharedFileStorage(FileStorage):
             self._compact_due = False
             FileStorage._compact_after_commit(self)  # logged, not raised, if it fails
 
+    def committed(self, key: str) -> bool:
+        """Whether a record of *key* is committed, as of this open's last catch-up."""
+        return key in self._hash
+
     def claimed_new(self, key: str) -> bool:
         """Whether another writer's claim of *key*, not released, found no record of it."""
         return self._fleet.claimed_new(key)
@@ -329,6 +334,10 @@ class SharedFileStorage(FileStorage):
         self._writer.append(claim_line(key, tries, new))
         self._settled = False
         self._held.add(key)
+        if new:
+            self._fresh.add(key)
+        else:
+            self._fresh.discard(key)
         if tries > self._tries.get(key, 0):
             self._tries[key] = tries
 
@@ -340,6 +349,7 @@ class SharedFileStorage(FileStorage):
         with self._log_lock():
             self._writer.append(release_line(key))
         self._held.discard(key)
+        self._fresh.discard(key)
         self._tries.pop(key, None)  # committed before the release: the record counts them
         self._claim_locks.drop((key,))  # after the log says so: never held by a log alone
 
@@ -373,17 +383,32 @@ class SharedFileStorage(FileStorage):
         return frozenset(self._held)
 
     def settled(self) -> None:
-        """Every try this open's claims counted is committed: its log may go at close."""
+        """Every try this open's claims counted is committed: its log may go at close.
+
+        The log says so of each task it claimed as new and still holds: a
+        claim line without "new" (so that, this process killed later, a task
+        deleted since does not come back).
+        """
+        fresh = self._fresh
+        done = [key for key in fresh if key in self._held and key in self._hash]
+        if done:
+            assert self._writer is not None
+            with self._log_lock():
+                self._writer.append(b"".join(claim_line(k, self._tries.get(k, 0)) for k in done))
+        fresh.difference_update(done)
+        fresh.intersection_update(self._held)
         self._settled = True
 
     def forget_tries(self, key: str) -> None:
         """Count no more the tries this open's claims gave *key* (its tries were reset).
 
-        A log line already written still counts for the others while this
-        open holds *key*, which keeps them off it anyway, and stops counting
-        at its release.
+        A line in the log says so at once, so that the reset holds even if
+        this process is killed before it releases the task.
         """
-        self._tries.pop(key, None)
+        if self._tries.pop(key, None) is not None:
+            assert self._writer is not None
+            with self._log_lock():
+                self._writer.append(reset_line(key))
 
     def own_tries(self) -> dict[str, int]:
         """Each key this open's claims counted tries for, with the most counted."""
@@ -435,10 +460,14 @@ class SharedFileStorage(FileStorage):
         journal = self._journal
         assert journal is not None
         assert self._commit_lock is not None
-        if _identity(self._manifest_path) != self._manifest_seen or journal.unlinked():
+        if _identity(self._manifest_path) != self._manifest_seen:
             return False
+        found = journal.stat()
         end = self._commit_lock.published(self._manifest.generation)
-        if end is None:
+        # More bytes than published: a commit being appended, or one whose
+        # writer died before publishing it (durable, so it must be seen), or
+        # a torn tail: the lock tells them apart. Fewer: not this journal's line.
+        if found.st_nlink == 0 or end is None or found.st_size != end:
             return False
         if end <= journal.end:
             return True
