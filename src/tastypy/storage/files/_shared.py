@@ -485,6 +485,8 @@ class SharedFileStorage(FileStorage):
         assert self._journal is not None
         journal = self._journal
         seen = journal.first + journal.commits - fresh.journal_first  # of the new journal's
+        if seen < 0 and self._catch_up_folded(-seen):
+            seen = 0
         position = self._position_in(fresh, seen) if seen >= 0 else None
         if position is not None:
             # Every commit folded in was seen here (and *seen* of the new journal's
@@ -520,6 +522,26 @@ class SharedFileStorage(FileStorage):
         stored, self._hash = self._hash, baseline
         self._theirs = [(key, None, None) for key in before]
         self._theirs += [(key, orjson.dumps(value), stored[key]) for key, value in data.items()]
+
+    def _catch_up_folded(self, missed: int) -> bool:
+        """Read the *missed* commits a compaction folded in from the journal it replaced.
+
+        This open still has that journal open (deleted or not), and the
+        commits in it never change: caught up from there, following the
+        compaction costs what it changed, not a reload of the store. False
+        if the journal does not hold them all (a second compaction since).
+        """
+        assert self._journal is not None
+        journal = self._journal
+        raw = journal.read_after()
+        rep = replay(journal.path, raw, self.gzipped, first=journal.first + journal.commits)
+        if rep.commits < missed:
+            return False
+        ops = [op for text in rep.texts[:missed] for op in text.split(b"\n")[:-2]]
+        journal.advance(rep.ends[missed - 1], missed, check_tail=False)
+        path = journal.path
+        self._theirs += [split_record(path, n, line) for n, line in enumerate(ops, 1)]
+        return True
 
     def _chunk_keys(self, entry: ChunkEntry) -> list[str]:
         """The keys of data file *entry*, checked as at open."""
