@@ -252,6 +252,10 @@ class Claims(Protocol):
         """Undo a :meth:`take` not followed by a claim (a claim held stays)."""
         ...
 
+    def untake_left(self) -> None:
+        """Undo a :meth:`take` that an exception cut short (done by the next take too)."""
+        ...
+
     def logged_tries(self, key: str) -> int:
         """The most tries any writer's claims counted for *key* (inside :meth:`locked`)."""
         ...

@@ -86,11 +86,14 @@ class FleetTasks:
                     or (limit and type(tries) is int and tries >= limit)
                 ):
                     return False
+            # Another live process holds it: refused with one system call. A
+            # signal that cuts this short after the lock was taken leaves it
+            # taken until this process's next try_it (take() lets it go then).
+            if not storage.take(key):
+                return False
             tries = -1
-            with _lifecycle.critical():  # no signal between the lock and its claim
+            with _lifecycle.critical():  # no signal between the claim and its record
                 try:
-                    if not storage.take(key):  # another live process holds it
-                        return False
                     with storage.claiming():
                         tries = self._claim(storage, key, limit)
                     if tries < 0:
@@ -166,6 +169,7 @@ class FleetTasks:
         removing its log), so that other processes go on claiming meanwhile.
         """
         storage = self._fleet()
+        storage.untake_left()  # a try_it that a signal cut short holds nothing after a sync
         if keys is not None and not keys:  # a sync of nothing: no claims to look at
             return self._commit_here(keys, full)
         dead: dict[str, dict[str, int]] = {}

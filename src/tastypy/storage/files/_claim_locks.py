@@ -122,9 +122,13 @@ class ClaimLocks:
         if not AVAILABLE:
             return True
         number, offset = _place(key)
+        mine = self._mine
+        had = key in mine
+        mine[key] = number  # before the lock: an exception after it cannot hide it
         if not self._set(number, offset, fcntl.F_WRLCK):
+            if not had:
+                del mine[key]
             return False
-        self._mine[key] = number
         if not self._file(number).still_named():
             return self._move(key)
         return True

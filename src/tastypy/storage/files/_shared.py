@@ -89,6 +89,7 @@ class SharedFileStorage(FileStorage):
         self._held: set[str] = set()  # keys this open claimed and has not released
         self._tries: dict[str, int] = {}  # key -> tries this open's claims counted
         self._fresh: set[str] = set()  # held keys claimed "new", not said committed since
+        self._taking: str | None = None  # taken, neither claimed nor untaken yet
         try:
             live_writers(self.path, reap=True)  # the files of writers that died go
             self._writer: WriterEntry | None = WriterEntry(self.path)
@@ -291,10 +292,22 @@ class SharedFileStorage(FileStorage):
         No commit lock is needed. Follow with :meth:`claim`, or :meth:`untake`.
         """
         self._check_writable()
-        return self._claim_locks.take(key)
+        self.untake_left()
+        self._taking = key
+        taken = self._claim_locks.take(key)
+        if not taken:
+            self._taking = None
+        return taken
+
+    def untake_left(self) -> None:
+        """Undo a :meth:`take` that an exception cut short before its claim or untake."""
+        left = self._taking
+        if left is not None:
+            self.untake(left)
 
     def untake(self, key: str) -> None:
         """Undo a :meth:`take` that did not lead to a claim (a claim held stays)."""
+        self._taking = None
         if key not in self._held:
             self._claim_locks.drop((key,))
 
@@ -334,6 +347,7 @@ class SharedFileStorage(FileStorage):
         self._writer.append(claim_line(key, tries, new))
         self._settled = False
         self._held.add(key)
+        self._taking = None
         if new:
             self._fresh.add(key)
         else:
