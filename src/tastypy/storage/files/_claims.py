@@ -311,7 +311,7 @@ def count_claims(store: Path, writer: str) -> tuple[int, int]:
     except (OSError, ValueError):  # gone meanwhile, or not a file
         return 0, 0
     held: set[str] = set()
-    claims = 0
+    tried: set[tuple[str, object]] = set()  # a claim written again (after a commit) is one
     for line in raw[: raw.rfind(b"\n") + 1].split(b"\n")[1:-1]:
         try:
             record = orjson.loads(line)
@@ -321,10 +321,11 @@ def count_claims(store: Path, writer: str) -> tuple[int, int]:
             continue
         if type(record.get("claim")) is str:
             held.add(record["claim"])
-            claims += 1
+            tries = record.get("tries")
+            tried.add((record["claim"], tries if type(tries) is int else None))
         elif type(record.get("release")) is str:
             held.discard(record["release"])
-    return len(held), claims
+    return len(held), len(tried)
 
 
 def _alive(fd: int) -> bool:
