@@ -6,11 +6,10 @@ the claims (capability ``"claims"``); this module gives them the tracker's
 meaning:
 
 - ``try_it(key)`` takes the task's claim lock (refused at once if another
-  live process holds it), then, under a shared hold of the store's commit
-  lock (others claim meanwhile, nobody commits), brings in the others'
-  commits, refuses a task done, aborted or exhausted (counting every
-  writer's logged tries), else claims it, counting the try in this
-  process's claims log before returning True;
+  live process holds it), then, taking no lock the others wait for, brings
+  in what they committed and logged, refuses a task done, aborted or
+  exhausted (counting every writer's logged tries), else claims it,
+  counting the try in this process's claims log before returning True;
 - a claim ends at :meth:`release`, at the sync that commits the task done
   or aborted or a finished attempt of ``run()`` (released after that
   commit), or when the process ends;

@@ -3,12 +3,12 @@
 A shared writer that claims task ``key`` takes an open-file-description
 lock (``F_OFD_SETLK``, Linux) on one byte of one of the files
 ``<store>/claims/NN.lock``, file and offset given by a 64-bit hash of the
-key. (The kernel walks a file's whole list of locks at each lock and
-unlock: spread over 32 files, thousands of held claims cost a few
-microseconds each, where one file would make it tens.) Another writer's attempt on the
-same byte fails at once: the task is held. The kernel drops the lock when
-its holder lets go or dies, however it dies, and pid reuse cannot fool it,
-so a claim needs neither the store's commit lock nor a clock.
+key. Another writer's attempt on the same byte fails at once: the task is
+held. The kernel drops the lock when its holder lets go or dies, however it
+dies, and pid reuse cannot fool it, so a claim needs neither the store's
+commit lock nor a clock. (The kernel walks a file's whole list of locks at
+each lock and unlock: spread over 32 files, thousands of held claims cost a
+few microseconds each, where one file would make it tens.)
 
 Two keys with the same hash only make each other look held (a false "no"
 from ``try_it``, about once in 10^9 for 100,000 tasks held at once), never
@@ -163,8 +163,8 @@ class ClaimLocks:
         """*key*'s lock file was deleted or replaced: lock its held keys on the new file.
 
         Writers exclude each other only on one file. A key another writer
-        took on the new file meanwhile stays this open's claim (a warning
-        says so); *key* itself is then refused.
+        took on the new file meanwhile stays claimed in this open's log, its
+        lock the other's (a warning says so); *key* itself is then refused.
         """
         number = _place(key)[0]
         fresh = self._open_file(number)  # before the old one goes: a failure keeps it

@@ -94,11 +94,11 @@ class WriterClaims:
         """Nothing to do here: a shared writer settles dead writers' logs at its syncs."""
 
     def holder(self, key: str) -> str | None:
-        """The other live writer holding *key* (inside :meth:`locked`), or None."""
+        """The other live writer whose log holds *key* (inside :meth:`claiming`), or None."""
         return self._fleet.holder(key)
 
     def logged_tries(self, key: str) -> int:
-        """The most tries any writer's claims counted for *key* (0 if none)."""
+        """The most tries any writer's unreleased claims counted for *key* (0 if none)."""
         return max(self._fleet.tries(key), self._tries.get(key, 0))
 
     def claim(self, key: str, tries: int, *, new: bool = False) -> None:
@@ -140,6 +140,7 @@ class WriterClaims:
         with self._log_lock():
             self._writer.append(b"".join(release_line(key) for key in mine))
         self._held.difference_update(mine)
+        self._fresh.difference_update(mine)
         tries = self._tries
         for key in mine:  # committed before the release: the records count them
             tries.pop(key, None)
