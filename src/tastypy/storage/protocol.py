@@ -252,6 +252,10 @@ class Claims(Protocol):
         """Undo a :meth:`take` not followed by a claim (a claim held stays)."""
         ...
 
+    def taking(self, key: str) -> bool:
+        """Whether *key* is taken and neither claimed nor let go since."""
+        ...
+
     def untake_left(self) -> None:
         """Undo a :meth:`take` that an exception cut short (done by the next take too)."""
         ...

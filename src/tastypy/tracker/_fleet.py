@@ -21,7 +21,6 @@ meaning:
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
@@ -45,6 +44,8 @@ class FleetTasks:
     _shared: bool
     _finished: set[str]  # attempts run() ended: released at the next full sync
     _held: bool  # automatic syncs suspended (the POD's hold())
+    _dirty: dict[str, bool]
+    _sync_at: int
     _tries_log: TriesLog
 
     if TYPE_CHECKING:  # the POD's and the tracker's, which this mixin calls
@@ -60,6 +61,8 @@ class FleetTasks:
         def _replay_tries(self, logged: list[tuple[str, int, dict[str, Any] | None]]) -> None: ...
 
         def _raise_bad(self, left: list[str]) -> None: ...
+
+        def _auto_sync(self) -> None: ...
 
         def __setitem__(self, key: Any, value: Any) -> None: ...
 
@@ -91,22 +94,35 @@ class FleetTasks:
             if not storage.take(key):
                 return False
             tries = -1
-            with _lifecycle.critical():  # no signal between the claim and its record
-                try:
-                    with storage.claiming():
-                        tries = self._claim(storage, key, limit)
-                    if tries < 0:
-                        return False
-                    # Out of the claiming hold: this may set off a sync.
-                    if key in self._data:
-                        with contextlib.suppress(KeyError):  # deleted, the sync says
+            # No signal between the claim and its record, and no automatic sync
+            # either (one would release a claim whose record it does not see yet,
+            # or call the tries settled before the record counts them): a sync
+            # due runs once the record is set.
+            held, self._held = self._held, True
+            try:
+                with _lifecycle.critical():
+                    try:
+                        # A signal handler's sync or try_it between take() and here
+                        # let the lock go: take it again.
+                        if not storage.taking(key) and not storage.take(key):
+                            return False
+                        with storage.claiming():
+                            tries = self._claim(storage, key, limit)
+                        if tries < 0:
+                            return False
+                        self._finished.discard(key)  # this try is not run()'s last one
+                        if key in self._data:
                             self._hand_out(key)["_tries"] = tries
-                            return True
-                    self[key] = {"_done": False, "_tries": tries}
-                    return True
-                finally:
-                    if tries < 0:
-                        storage.untake(key)
+                        else:
+                            self[key] = {"_done": False, "_tries": tries}
+                    finally:
+                        if tries < 0:
+                            storage.untake(key)
+            finally:
+                self._held = held
+            if not held and len(self._dirty) >= self._sync_at:
+                self._auto_sync()
+            return True
 
     def _claim(self, storage: FleetStorage, key: str, limit: int) -> int:
         """Claim *key* (its lock taken), logging the try: its number, or -1 if refused."""
@@ -181,8 +197,10 @@ class FleetTasks:
                 self._catch_up()  # the records as committed, before raising their tries
                 self._settle(dead)
                 left = self._commit_here(keys, full)
-                for writer in dead:
-                    storage.forget_writer(writer)
+                unsaved = set(left)
+                for writer, counted in dead.items():
+                    if unsaved.isdisjoint(counted):  # its tries are all committed now
+                        storage.forget_writer(writer)
         else:
             left = self._commit_here(keys, full)
         if keys is None and not left:

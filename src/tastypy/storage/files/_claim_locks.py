@@ -57,17 +57,21 @@ def _place(key: str) -> tuple[int, int]:
 class _File:
     """One of the lock files, as this open has it."""
 
-    __slots__ = ("fd", "path")
+    __slots__ = ("fd", "ident", "path")
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.fd = _fs.open_inside(path, os.O_RDWR | os.O_CREAT, 0o644)
+        found = os.fstat(self.fd)
+        self.ident = (found.st_ino, found.st_dev)
 
     def still_named(self) -> bool:
-        """Whether the path still names this file: deleting it, or renaming
-        another file over it, leaves this one without a link (one ``fstat``).
-        """
-        return os.fstat(self.fd).st_nlink > 0
+        """Whether the path still names this file (not deleted, replaced or moved)."""
+        try:
+            named = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        return (named.st_ino, named.st_dev) == self.ident
 
 
 class ClaimLocks:

@@ -152,13 +152,17 @@ class Fleet:
         self._most = merged
 
     def dead(self) -> dict[str, dict[str, int]]:
-        """The logs of writers found dead that count tries: writer -> {key: tries}."""
+        """The logs of writers found dead: writer -> {key: tries} (maybe empty).
+
+        One that counts nothing (every claim released or reset) is only to be
+        removed; the others' tries are to be settled first.
+        """
         gone = {}
         for writer, entry in self._logs.items():
             if not entry.dead and not _alive(entry.fd):
                 entry.dead = True
                 self._read(writer, entry)  # whatever it wrote before it died
-            if entry.dead and entry.tries:
+            if entry.dead:  # counting nothing, it is only to be removed
                 gone[writer] = dict(entry.tries)
         return gone
 
@@ -233,11 +237,10 @@ class Fleet:
             for line in lines:
                 self._apply(writer, entry, line)
             return
-        dumps = orjson.dumps
         for record, line in zip(records, lines, strict=True):
             # A record counts here only if it is its own line exactly as a writer
             # writes it (damaged lines joined by "," could make up another).
-            if dumps(record) != line or not self._apply_record(writer, entry, record):
+            if not _written_as(record, line) or not self._apply_record(writer, entry, record):
                 self._apply(writer, entry, line)  # the careful path, line by line
 
     def _released(self, writer: str, entry: _Log, key: str) -> None:
@@ -302,6 +305,14 @@ class Fleet:
         if not entry.warned:  # a power cut's garbage, or a hand edit: skipped
             entry.warned = True
             log.warning("%s: skipping a line that is no claim or release", self._dir / writer)
+
+
+def _written_as(record: object, line: bytes) -> bool:
+    """Whether *line* is *record* exactly as a writer writes it."""
+    try:
+        return orjson.dumps(record) == line
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes: no writer's line
+        return False
 
 
 def count_claims(store: Path, writer: str) -> tuple[int, int]:

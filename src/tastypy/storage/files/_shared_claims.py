@@ -70,6 +70,10 @@ class WriterClaims:
             self._taking = None
         return taken
 
+    def taking(self, key: str) -> bool:
+        """Whether *key* is taken (by :meth:`take`) and neither claimed nor let go since."""
+        return self._taking == key
+
     def untake_left(self) -> None:
         """Undo a :meth:`take` that an exception cut short before its claim or untake."""
         left = self._taking
