@@ -11,12 +11,13 @@ The file's content is one line a committing writer rewrites (in place, one
 ``pwrite``) once its commit is durable: the journal's generation and where
 its last durable commit ends, with a CRC-32 of the two::
 
-    {"generation": 3, "journal_end": 48213, "crc32": 2915630114}
+    {"generation":3,"journal_end":48213,"crc32":2915630114}
 
 (padded with spaces to a fixed width). A writer that only reads reads the
 journal up to there without taking the lock: every commit before that end
 is whole and durable, so nothing it adopts can be cut off again. A line that
-is missing, torn or of another generation sends the reader to the lock.
+is missing, torn or of another generation, or a journal longer than it says,
+sends the reader to the lock.
 """
 
 from __future__ import annotations
@@ -78,8 +79,8 @@ class CommitLock:
     def held_shared(self) -> _SharedHold:
         """``with lock.held_shared():`` holds it shared: others may read, nobody commits.
 
-        For reading what was committed (catching up, claiming a task): any
-        number of writers hold it so at once. Inside :meth:`held` it nests
+        For reading what was committed (a catch-up with nothing to write):
+        any number of writers hold it so at once. Inside :meth:`held` it nests
         (the exclusive hold covers it); :meth:`held` inside it is refused,
         since ``flock`` cannot turn a shared lock exclusive atomically.
         """
