@@ -77,10 +77,13 @@ def test_a_forked_child_does_not_keep_a_killed_parent_alive(tmp_path: Path) -> N
     from pathlib import Path
     from tastypy.storage.files._writers import WriterEntry
     entry = WriterEntry(Path(sys.argv[1]))
+    ready, tell = os.pipe()
     child = os.fork()
     if child == 0:
-        time.sleep(60)  # outlives its parent, with the parent's fds closed
+        os.write(tell, b"x")  # its fork hooks have run: the parent's fds are closed
+        time.sleep(60)  # outlives its parent
         os._exit(0)
+    os.read(ready, 1)  # else the parent may die before the child ran at all
     print(entry.id, child, flush=True)
     sys.stdin.readline()
     """
