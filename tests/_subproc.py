@@ -39,6 +39,20 @@ def run(code: str, *args: str, timeout: float = WAIT) -> subprocess.CompletedPro
     )
 
 
+TRY_IN_OTHER_PROCESS = """
+import sys, tastypy
+with tastypy.Tracker(sys.argv[1], shared=True, max_tries=int(sys.argv[2])) as b:
+    print(b.try_it(sys.argv[3]), b.tries(sys.argv[3]) if sys.argv[3] in b else None)
+"""
+
+
+def try_elsewhere(store: Path, key: str, max_tries: int = 0) -> str:
+    """``try_it(key)`` on the shared tracker at *store*, in a fresh process: "True 1", say."""
+    done = run(TRY_IN_OTHER_PROCESS, str(store), str(max_tries), key)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
 class Child:
     """A running child with line-based handshakes on stdin/stdout.
 

@@ -18,21 +18,7 @@ import pytest
 import tastypy
 from tastypy.storage.files import _shared
 
-from _subproc import Child, run
-
-TRY_IN_OTHER_PROCESS = """
-import sys, tastypy
-with tastypy.Tracker(sys.argv[1], shared=True, max_tries=int(sys.argv[2])) as b:
-    print(b.try_it(sys.argv[3]), b.tries(sys.argv[3]) if sys.argv[3] in b else None)
-"""
-
-
-def try_elsewhere(store: Path, key: str, max_tries: int = 0) -> str:
-    """``try_it(key)`` in a fresh process: its output, "True 1" say."""
-    done = run(TRY_IN_OTHER_PROCESS, str(store), str(max_tries), key)
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
-
+from _subproc import Child, try_elsewhere
 
 # -- 1. a task added in memory, then claimed: the claim says "not new" ---------------
 

@@ -18,21 +18,7 @@ from tastypy import _lifecycle
 from tastypy.storage.files import _claim_locks, _shared
 from tastypy.tracker import _fleet
 
-from _subproc import Child, run
-
-TRY_IN_OTHER_PROCESS = """
-import sys, tastypy
-with tastypy.Tracker(sys.argv[1], shared=True, max_tries=int(sys.argv[2])) as b:
-    print(b.try_it(sys.argv[3]), b.tries(sys.argv[3]) if sys.argv[3] in b else None)
-"""
-
-
-def try_elsewhere(store: Path, key: str, max_tries: int = 0) -> str:
-    """``try_it(key)`` in a fresh process: its output, "True 1" say."""
-    done = run(TRY_IN_OTHER_PROCESS, str(store), str(max_tries), key)
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
-
+from _subproc import Child, run, try_elsewhere
 
 # -- 1. the fast parse's exact re-encoding check raises on a deeply nested line -------
 
