@@ -360,3 +360,29 @@ def test_8_a_task_deleted_while_a_killed_writer_held_it_stays_deleted(
         assert after.tries("never_committed") == 1, "so does one of a task it added"
     with tastypy.Tracker(store, readonly=True) as seen:
         assert list(seen) == ["kept", "never_committed"]
+
+
+def test_add_and_add_if_absent_commit_at_once_in_a_shared_tracker(tmp_path: Path) -> None:
+    store = tmp_path / "t"
+    with tastypy.Tracker(store, shared=True) as a, tastypy.Tracker(store, readonly=True) as view:
+        a.add("one")
+        a.add_if_absent("two")
+        a.add_if_absent("two")
+        view.refresh()
+        assert list(view) == ["one", "two"], "seen by another process before any sync"
+        with pytest.raises(tastypy.errors.DuplicateKeyError):
+            a.add("one")
+    with Child(ADD_IN_CHILD, str(store)) as child:
+        assert child.readline() == "duplicate"
+        assert child.finish() == 0
+
+
+ADD_IN_CHILD = """
+import sys, tastypy
+with tastypy.Tracker(sys.argv[1], shared=True) as t:
+    t.add_if_absent("three")
+    try:
+        t.add("one")   # another process added it (and committed it)
+    except tastypy.errors.DuplicateKeyError:
+        print("duplicate", flush=True)
+"""

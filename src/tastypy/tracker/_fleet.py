@@ -148,8 +148,11 @@ class FleetTasks:
             ) from exc
         return tries + 1
 
-    def _fleet_add(self, keys: list[str]) -> None:
-        """Add the tasks among *keys* that no process has added, and commit them at once."""
+    def _fleet_add(self, keys: list[str]) -> list[str]:
+        """Add the tasks among *keys* that no process has added, and commit them at once.
+
+        Returns those added here.
+        """
         storage = self._fleet()
         with self._lock, _lifecycle.critical(), storage.locked():
             self._catch_up()
@@ -158,6 +161,7 @@ class FleetTasks:
                 self[key] = {"_done": False, "_tries": storage.logged_tries(key)}
             if fresh:
                 self._commit(fresh)
+            return fresh
 
     def _fleet_adopt_tries_log(self) -> None:
         """Apply a plain writer's ``tries.jsonl``, commit what it says and empty it, at once.

@@ -301,13 +301,28 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
         with self._lock:
             if key in self:
                 raise DuplicateKeyError(f"task {key!r} is already in {self._where}")
-            self[key] = {"_done": False, "_tries": 0}
+            if not self._shared:
+                self[key] = {"_done": False, "_tries": 0}
+            elif not self._fleet_add([self._new_key(key)]):  # another process added it
+                raise DuplicateKeyError(f"task {key!r} is already in {self._where}")
 
     def add_if_absent(self, key: Any) -> None:
         """Add the task unless it exists."""
         with self._lock:
-            if key not in self:
+            if key in self:
+                return
+            if not self._shared:
                 self[key] = {"_done": False, "_tries": 0}
+            else:  # committed at once, unless another process added it first
+                self._fleet_add([self._new_key(key)])
+
+    @staticmethod
+    def _new_key(key: Any) -> str:
+        """*key* as stored, checked as a new key is (a shared add commits it at once)."""
+        name: str = key if type(key) is str else normalize_key(key)
+        if not name.isascii():
+            check_new_key(name)
+        return name
 
     def add_many(self, keys: Iterable[Any]) -> None:
         """Add many tasks at once (fast); all or nothing.
