@@ -5,7 +5,8 @@ pass (``dict`` and ``UserDict`` run the larger subclasses, which also test
 ``fromkeys``, ``copy`` and comparisons a POD does not offer). It runs three
 times on the file engine: with default settings, with ``sync_at=1`` and
 ``file_size=2`` (a sync after nearly every operation, spread over many data
-files), and gzipped; then on the memory engine, syncing constantly.
+files), and gzipped; then on the memory engine and on the PostgreSQL
+engine, syncing constantly.
 
 Every POD the suite creates lives in its own temporary directory. When a test
 ends, each POD is closed and opened again, and must hold exactly what it held
@@ -14,14 +15,19 @@ in memory: the suite's operations must also have reached the disk intact.
 
 from __future__ import annotations
 
+import itertools
+import os
 import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pytest
 from test import mapping_tests
 
 from tastypy import POD
 from tastypy.storage.memory import MemoryStorage, MemoryStore
+
+from _postgres import Server
 
 
 class TestPODMappingProtocol(mapping_tests.BasicTestMappingProtocol):
@@ -96,5 +102,33 @@ class TestPODMappingProtocolInMemory(mapping_tests.BasicTestMappingProtocol):
         in_memory = list(pod.items())
         pod.close()
         reopened = POD(storage=MemoryStorage(store, readonly=True))
+        assert list(reopened.items()) == in_memory
+        reopened.close()
+
+
+class TestPODMappingProtocolOnPostgres(mapping_tests.BasicTestMappingProtocol):
+    """The suite on the PostgreSQL engine (the session's real server), syncing constantly."""
+
+    _reference = TestPODMappingProtocol._reference
+    url = ""
+    names = itertools.count()
+
+    @pytest.fixture(autouse=True)
+    def _server(self, pg_server: Server) -> None:
+        type(self).url = pg_server.url()
+
+    def type2test(self, *args: Any, **kwargs: Any) -> POD:
+        name = f"mapping-{os.getpid()}-{next(self.names)}"
+        pod = POD(self.url, name=name, sync_at=1)
+        self.addCleanup(self._close_and_check_reopened, pod, name)
+        pod.update(dict(*args, **kwargs))
+        return pod
+
+    def _close_and_check_reopened(self, pod: POD, name: str) -> None:
+        if pod.closed:
+            return
+        in_memory = list(pod.items())
+        pod.close()
+        reopened = POD(self.url, name=name, readonly=True)
         assert list(reopened.items()) == in_memory
         reopened.close()

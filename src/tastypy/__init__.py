@@ -9,6 +9,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
+    ConnectionFailedError,
     CorruptStoreError,
     DuplicateKeyError,
     LockedError,
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "POD",
+    "ConnectionFailedError",
     "CorruptStoreError",
     "DuplicateKeyError",
     "LockedError",

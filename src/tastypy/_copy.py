@@ -11,7 +11,7 @@ from ._pending import Pending
 from ._references import reachable_among
 from .errors import SettingsError
 from .storage import Storage
-from .storage.engines import FILE_OPTIONS, open_engine
+from .storage.engines import FILE_OPTIONS, is_url, open_engine
 
 __all__ = ["copy_into"]
 
@@ -23,6 +23,7 @@ def copy_into(  # noqa: PLR0917  # copy()'s own arguments, with the POD's state
     target: str | os.PathLike[str] | Storage,
     file_size: int | None,
     gzipped: bool | None,
+    name: str | None = None,
 ) -> Storage:
     """Write *data* and *source*'s meta to a new store at *target*, and return its engine.
 
@@ -37,7 +38,7 @@ def copy_into(  # noqa: PLR0917  # copy()'s own arguments, with the POD's state
     taken, _reach = pending.take(data, None, full=False)
     encoded = ((key, encode_value(value, keep=False, key=key)) for key, value in data.items())
     try:
-        new = _new_engine(source, target, file_size, gzipped)
+        new = _new_engine(source, target, file_size, gzipped, name)
         made = isinstance(target, (str, os.PathLike))
         before = None if made else new.meta
         try:
@@ -68,15 +69,19 @@ def _new_engine(
     target: str | os.PathLike[str] | Storage,
     file_size: int | None,
     gzipped: bool | None,
+    name: str | None,
 ) -> Storage:
     """The engine a copy goes to: *target* opened as a new store, or the engine given."""
     if not isinstance(target, (str, os.PathLike)):
         if file_size is not None or gzipped is not None:
             raise SettingsError("give file_size and gzipped to the engine, not to copy()")
+        if name is not None:
+            raise TypeError("give name= with a URL, not with an engine object")
         if target.readonly or target.load():
             raise FileExistsError(f"{target.location}: copy() needs an empty, writable store")
         return target
-    options = {name: source.options.get(name) for name in FILE_OPTIONS}
     asked = {"file_size": file_size, "gzipped": gzipped}
-    options.update({name: value for name, value in asked.items() if value is not None})
-    return open_engine(target, durable=source.durable, new=True, options=options)
+    # The source's own settings carry over to an engine that has them.
+    options = {} if is_url(target) else {key: source.options.get(key) for key in FILE_OPTIONS}
+    options.update({key: value for key, value in asked.items() if value is not None})
+    return open_engine(target, durable=source.durable, new=True, options=options, name=name)

@@ -9,6 +9,7 @@ from .storage import Storage
 
 __all__ = [
     "CLOSED",
+    "DEFAULT_SHARED_SYNC_AT",
     "DEFAULT_SYNC_AT",
     "IgnoreAll",
     "check_engine_given",
@@ -18,6 +19,10 @@ __all__ = [
 ]
 
 DEFAULT_SYNC_AT = 1000
+# A store many processes share (PostgreSQL): the others see a change, and can
+# claim a task another finished, only once it is synced; a sync there is one
+# short transaction, so it comes sooner.
+DEFAULT_SHARED_SYNC_AT = 100
 
 
 def check_settings(gzipped: object, file_size: object, sync_at: object, timeout: object) -> None:
@@ -39,10 +44,14 @@ def check_engine_given(  # noqa: PLR0917  # the POD's own arguments, passed on a
     readonly: bool,
     durable: bool,
     timeout: float | None,
+    *,
+    name: object = None,
 ) -> None:
     """Refuse settings that belong to an engine given as ``storage=``."""
     if path is not None:
         raise TypeError("give either a path or storage=, not both")
+    if name is not None:
+        raise TypeError("give name= with a postgresql:// URL, not with storage=")
     if gzipped is not None or file_size is not None or not durable or timeout != 0.0:
         raise SettingsError(
             "gzipped, file_size, durable and timeout belong to the engine given as "
@@ -52,11 +61,16 @@ def check_engine_given(  # noqa: PLR0917  # the POD's own arguments, passed on a
         raise SettingsError(f"{storage.location}: storage= is open for writing; open it read-only")
 
 
-def sync_at_of(meta: dict[str, Any], asked: int | None, where: str) -> int:
-    """The ``sync_at`` an open uses: *asked*, else the one stored in *meta* (checked)."""
+def sync_at_of(
+    meta: dict[str, Any], asked: int | None, where: str, default: int = DEFAULT_SYNC_AT
+) -> int:
+    """The ``sync_at`` an open uses: *asked*, else the one stored in *meta* (checked).
+
+    *default* is for a store that has none yet.
+    """
     if asked is not None:
         return asked
-    stored = meta.get("sync_at", DEFAULT_SYNC_AT)
+    stored = meta.get("sync_at", default)
     if type(stored) is not int or stored < 1:
         raise CorruptStoreError(
             f"{where}: setting meta.sync_at must be a whole "

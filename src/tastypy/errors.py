@@ -8,6 +8,7 @@ exception a caller would naturally catch, so ``except KeyError`` or
 from __future__ import annotations
 
 __all__ = [
+    "ConnectionFailedError",
     "CorruptStoreError",
     "DuplicateKeyError",
     "LockedError",
@@ -22,6 +23,13 @@ __all__ = [
 
 class TastypyError(Exception):
     """Base class of every error raised by tastypy."""
+
+
+class ConnectionFailedError(TastypyError, ConnectionError):
+    """A database server cannot be reached, refused the login, or was lost for too long.
+
+    The message names the server (never its password) and the store.
+    """
 
 
 class CorruptStoreError(TastypyError, ValueError):

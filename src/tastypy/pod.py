@@ -20,6 +20,8 @@ from ._locked import locked_block
 from ._pending import Pending
 from ._settings import (
     CLOSED,
+    DEFAULT_SHARED_SYNC_AT,
+    DEFAULT_SYNC_AT,
     IgnoreAll,
     check_engine_given,
     check_same_settings,
@@ -33,7 +35,7 @@ from .errors import (
     StoreClosedError,
 )
 from .storage import Storage
-from .storage.engines import open_engine, store_key
+from .storage.engines import is_url, open_engine, store_key
 
 __all__ = ["POD", "PersistentOrderedDict"]
 
@@ -140,7 +142,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
 
     def __new__(cls, path: str | os.PathLike[str] | None = None, *args: Any, **kwargs: Any) -> Any:
         if path is not None and not kwargs.get("readonly"):
-            existing = _registry.find(store_key(path))
+            existing = _registry.find(store_key(path, kwargs.get("name")))
             if existing is not None and not existing._closed:
                 if type(existing) is not cls:
                     raise LockedError(
@@ -162,6 +164,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         durable: bool = True,
         storage: Storage | None = None,
         shared: bool = False,
+        name: str | None = None,
     ) -> None:
         check_settings(gzipped, file_size, sync_at, timeout)
         if type(shared) is not bool:
@@ -183,9 +186,12 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
                 timeout=timeout,
                 shared=shared,
                 options={"file_size": file_size, "gzipped": gzipped},
+                name=name,
             )
         else:
-            check_engine_given(storage, path, gzipped, file_size, readonly, durable, timeout)
+            check_engine_given(
+                storage, path, gzipped, file_size, readonly, durable, timeout, name=name
+            )
             if shared and "shared" not in storage.capabilities:
                 raise SettingsError(
                     f"{storage.location}: this engine object is not a shared open; "
@@ -199,7 +205,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             self._data: dict[str, Any] = storage.load()
             # Settle the kind before writing anything (a tracker refuses a POD's data).
             kind = self._adopt_kind(meta.get("kind") or self._KIND, where)
-            self._sync_at = sync_at_of(meta, sync_at, where)
+            self._sync_at = sync_at_of(meta, sync_at, where, _default_sync_at(path))
             wanted = {**meta, "kind": kind, "sync_at": self._sync_at}
             if not readonly and wanted != meta:
                 storage.set_meta(wanted)
@@ -209,7 +215,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         self._storage = storage
         self._shared = "shared" in storage.capabilities
         self._where = where  # what messages call the store
-        self._path = Path(path) if path is not None else None
+        self._path = Path(path) if path is not None and not is_url(path) else None
         self._registered: str | None = None  # its key in _registry, if it is listed
         self._readonly = readonly
         self._pending = Pending(readonly=readonly)
@@ -226,7 +232,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         self._closed = False
         if not readonly:
             if path is not None:
-                self._registered = _registry.key_of(path)
+                self._registered = store_key(path, name)
                 _registry.add(self._registered, self)
             _lifecycle.register(self)
 
@@ -686,11 +692,14 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         path: str | os.PathLike[str] | Storage,
         file_size: int | None = None,
         gzipped: bool | None = None,
+        *,
+        name: str | None = None,
     ) -> None:
         """Write everything to a new store at *path* and sync there from now on.
 
-        *path* may also be an engine object holding an empty store, open for
-        writing: the copy goes there, to whatever engine it is.
+        *path* may be a directory, or a ``postgresql://`` URL with the new
+        store's *name*. It may also be an engine object holding an empty
+        store, open for writing: the copy goes there, to whatever engine it is.
 
         The old location is left as of its last sync. Ignores :meth:`hold`.
 
@@ -709,16 +718,20 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
                 raise RuntimeError(f"{self._where}: cannot copy from inside its own sync")
             self._committing, self._committer = True, threading.get_ident()
             try:  # a handler's write meanwhile waits (see _commit)
-                self._copy_to(path, file_size, gzipped)
+                self._copy_to(path, file_size, gzipped, name)
             finally:
                 self._committing = False
 
     def _copy_to(
-        self, path: str | os.PathLike[str] | Storage, file_size: int | None, gzipped: bool | None
+        self,
+        path: str | os.PathLike[str] | Storage,
+        file_size: int | None,
+        gzipped: bool | None,
+        name: str | None,
     ) -> None:
         """:meth:`copy`, with the lock held and signals held back."""
         assert self._storage is not None
-        new = copy_into(self._data, self._pending, self._storage, path, file_size, gzipped)
+        new = copy_into(self._data, self._pending, self._storage, path, file_size, gzipped, name)
         old, self._storage = self._storage, new
         self._shared = "shared" in new.capabilities
         old.close()
@@ -727,8 +740,8 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             self._registered = None
         self._where = new.location
         if isinstance(path, (str, os.PathLike)):
-            self._path = Path(path)
-            self._registered = _registry.key_of(path)
+            self._path = None if is_url(path) else Path(path)
+            self._registered = store_key(path, name)
             _registry.add(self._registered, self)
         else:
             self._path = None
@@ -890,3 +903,9 @@ def _not_saved(count: int) -> str:
 
 
 POD = PersistentOrderedDict
+
+
+def _default_sync_at(path: object) -> int:
+    """``sync_at`` for a new store: sooner where many machines share it (PostgreSQL)."""
+    on_db = isinstance(path, (str, os.PathLike)) and is_url(path)
+    return DEFAULT_SHARED_SYNC_AT if on_db else DEFAULT_SYNC_AT

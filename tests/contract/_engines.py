@@ -18,8 +18,10 @@ from tastypy.storage import Storage
 from tastypy.storage.files import FileStorage
 from tastypy.storage.files._shared import SharedFileStorage
 from tastypy.storage.memory import MemoryStorage, MemoryStore
+from tastypy.storage.postgres import PostgresStorage
 
 from _faults import failing
+from _postgres import Server
 
 
 class Engine:
@@ -27,6 +29,7 @@ class Engine:
 
     name = "?"
     has_io = True  # whether failing_io() can make a commit fail
+    exclusive = True  # whether a second writable open is refused (LockedError)
 
     def open(self, *, readonly: bool = False) -> Storage:
         """Open the store under test (creating it on the first writable open)."""
@@ -79,4 +82,40 @@ class Memory(Engine):
         pytest.skip("the memory engine does no I/O that could fail")
 
 
-ENGINES = {"files": Files, "memory": Memory}
+class Postgres(Engine):
+    """A store of the session's real PostgreSQL server; every writable open is shared."""
+
+    name = "postgres"
+    exclusive = False
+
+    def __init__(self, server: Server, store: str) -> None:
+        self.server = server
+        self.url = server.url()
+        self.store = store
+
+    def open(self, *, readonly: bool = False) -> Storage:
+        return PostgresStorage(self.url, self.store, readonly=readonly)
+
+    def open_shared(self) -> Storage:
+        return PostgresStorage(self.url, self.store)
+
+    @contextlib.contextmanager
+    def failing_io(self) -> Iterator[None]:
+        """Every write of the engine's tables fails: a trigger raises, on the server."""
+        tables = ("records", "stores", "side_logs")
+        self.server.psql(
+            "CREATE FUNCTION tastypy.injected() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'injected failure'; END $$;"
+            + "".join(
+                f"CREATE TRIGGER injected BEFORE INSERT OR UPDATE OR DELETE ON tastypy.{table} "
+                "FOR EACH ROW EXECUTE FUNCTION tastypy.injected();"
+                for table in tables
+            )
+        )
+        try:
+            yield
+        finally:
+            self.server.psql("DROP FUNCTION tastypy.injected() CASCADE")
+
+
+ENGINES = {"files": Files, "memory": Memory, "postgres": Postgres}

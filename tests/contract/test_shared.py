@@ -90,6 +90,8 @@ def test_a_raising_batch_commits_nothing_and_merges_nothing(engine: Engine) -> N
 
 
 def test_plain_and_shared_writers_exclude_each_other(engine: Engine) -> None:
+    if not engine.exclusive:
+        pytest.skip(f"every writable open of the {engine.name} engine is shared")
     a = shared(engine)
     with pytest.raises(LockedError):
         engine.open()
@@ -99,6 +101,19 @@ def test_plain_and_shared_writers_exclude_each_other(engine: Engine) -> None:
         engine.open_shared()
     plain.close()
     shared(engine)
+
+
+def test_an_engine_whose_opens_are_all_shared_says_so(engine: Engine) -> None:
+    if engine.exclusive:
+        pytest.skip(f"the {engine.name} engine has plain writers")
+    a, b = engine.open(), engine.open()
+    assert "shared" in a.capabilities and "shared" in b.capabilities
+    a.load()
+    b.load()
+    a.commit([("x", j(1))])
+    b.commit([("y", j(2))])
+    assert cast(Shared, a).sync([]).appended == [("y", j(2))]
+    assert engine.open(readonly=True).load() == {"x": 1, "y": 2}
 
 
 # -- through the POD ------------------------------------------------------------------

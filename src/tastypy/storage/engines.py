@@ -1,10 +1,12 @@
 """Which engine serves a store: the one place that maps a target to an engine.
 
-A filesystem path gives the file engine. (A ``postgresql://`` URL will give
-the PostgreSQL engine.) The POD and the tracker open every store through
-:func:`open_engine`; a caller with an engine object of its own passes it as
-``storage=`` instead. What the layers above ask of a store without opening
-it goes through here too, so that none of them reads a store's files:
+A filesystem path gives the file engine; a ``postgresql://`` (or
+``postgres://``) URL, with the store's ``name``, gives the PostgreSQL
+engine (``storage/postgres/``, imported only then: it needs psycopg). The
+POD and the tracker open every store through :func:`open_engine`; a caller
+with an engine object of its own passes it as ``storage=`` instead. What
+the layers above ask of a store without opening it goes through here too,
+so that none of them reads a store's files:
 :func:`probe` (is a store there?), :func:`is_store`, :func:`writers` (who
 writes to it), :func:`store_key` (its identity in this process),
 :func:`verify` and :func:`repair`, and :func:`cosmetic` (log records a
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import SettingsError
 from .files import _target
 from .files._engine import FileStorage
+from .postgres import _target as _pg_target
 from .protocol import Member, Probe, Storage
 
 if TYPE_CHECKING:
@@ -30,7 +33,9 @@ if TYPE_CHECKING:
 __all__ = [
     "FILE_OPTIONS",
     "cosmetic",
+    "display",
     "is_store",
+    "is_url",
     "members",
     "open_engine",
     "probe",
@@ -42,22 +47,51 @@ __all__ = [
 ]
 
 FILE_OPTIONS = ("file_size", "gzipped")
-_URL_SCHEMES = ("postgresql://", "postgres://")
 
 
-def _is_url(text: object) -> bool:
-    return isinstance(text, str) and text.lower().startswith(_URL_SCHEMES)
+def is_url(target: object) -> bool:
+    """Whether *target* is a PostgreSQL URL (``postgresql://`` or ``postgres://``)."""
+    return _pg_target.is_url(target)
 
 
-def _for_files(target: str | os.PathLike[str]) -> str | os.PathLike[str]:
+def display(target: str | os.PathLike[str]) -> str:
+    """*target* as messages show it: a URL without its password, a path as given."""
+    text = os.fspath(target)
+    return _pg_target.redact(text) if is_url(text) else str(text)
+
+
+def _for_files(target: str | os.PathLike[str], what: str = "this") -> str | os.PathLike[str]:
     """*target*, as given, once it is known to be the file engine's (a path)."""
     text = os.fspath(target)
-    if _is_url(text):
+    if is_url(text):
         assert isinstance(text, str)
         raise SettingsError(
-            f"{text.split('@')[-1]}: tastypy has no PostgreSQL engine yet; give a directory"
+            f"{_pg_target.redact(text)}: {what} is not done for PostgreSQL stores yet; "
+            "it needs a store's directory"
         )
     return target
+
+
+def _open_postgres(
+    url: str, name: object, *, readonly: bool, durable: bool, new: bool, given: dict[str, Any]
+) -> Storage:
+    """The PostgreSQL engine's open of store *name* at *url*."""
+    target = _pg_target.parse(url, name)
+    if given:
+        raise SettingsError(
+            f"{target.location}: the PostgreSQL engine has no setting {', '.join(sorted(given))}"
+        )
+    try:
+        from .postgres import PostgresStorage  # noqa: PLC0415  # needs psycopg, an extra
+    except ImportError as exc:
+        if exc.name not in {"psycopg", "psycopg_binary", "psycopg_c"}:
+            raise
+        raise ImportError(
+            f"{target.location}: the PostgreSQL engine needs psycopg 3, which is not "
+            f"installed ({exc}); install it with: pip install 'tastypy[postgres]'",
+            name=exc.name,
+        ) from None
+    return PostgresStorage(url, name, readonly=readonly, durable=durable, new=new)
 
 
 def open_engine(
@@ -69,13 +103,15 @@ def open_engine(
     new: bool = False,
     shared: bool = False,
     options: dict[str, Any] | None = None,
+    name: str | None = None,
 ) -> Storage:
     """Open the store at *target* with the engine that serves it.
 
     *options* are the engine's own settings (``None`` values: the stored or
     default ones); *new* refuses a store that already exists. *shared* opens
     it as one of several writers (``docs/SHARED.md``); read-only opens are
-    the same either way.
+    the same either way. *name* names the store within a database (a URL
+    needs it; a path must not have it). A PostgreSQL store is always shared.
 
     Raises
     ------
@@ -84,8 +120,16 @@ def open_engine(
     FileExistsError
         With *new*, if a store is there already.
     """
-    given = {name: value for name, value in (options or {}).items() if value is not None}
-    _for_files(target)
+    given = {key: value for key, value in (options or {}).items() if value is not None}
+    text = os.fspath(target)
+    if is_url(text):
+        assert isinstance(text, str)
+        return _open_postgres(text, name, readonly=readonly, durable=durable, new=new, given=given)
+    if name is not None:
+        raise SettingsError(
+            f"{text}: name= names a store within a database (a postgresql:// URL); "
+            "a directory is its store's name"
+        )
     unknown = sorted(set(given) - set(FILE_OPTIONS))
     if unknown:
         raise SettingsError(f"the file engine has no setting {', '.join(unknown)}")
@@ -124,12 +168,12 @@ def probe(target: str | os.PathLike[str]) -> Probe:
         If what is there cannot even be looked at safely (a link where a
         store's file should be).
     """
-    return _target.probe(Path(_for_files(target)))
+    return _target.probe(Path(_for_files(target, "looking at a store without opening it")))
 
 
 def is_store(target: str | os.PathLike[str]) -> bool:
     """Whether a store is at *target* (never raises for what is there instead)."""
-    return _target.is_store(Path(_for_files(target)))
+    return _target.is_store(Path(_for_files(target, "looking at a store without opening it")))
 
 
 def writers(target: str | os.PathLike[str]) -> list[int]:
@@ -138,7 +182,7 @@ def writers(target: str | os.PathLike[str]) -> list[int]:
     Asked of the OS, never of a file alone: a copied store, or one whose
     writer was killed, has none. 0 stands for a holder the OS does not name.
     """
-    return _target.writers(Path(_for_files(target)))
+    return _target.writers(Path(_for_files(target, "listing a store's writers")))
 
 
 def set_give_up(check: Callable[[float], bool]) -> None:
@@ -155,21 +199,23 @@ def set_give_up(check: Callable[[float], bool]) -> None:
 
 def members(target: str | os.PathLike[str]) -> list[Member]:
     """The live processes writing the shared store at *target*, with what they hold."""
-    return _target.members(Path(_for_files(target)))
+    return _target.members(Path(_for_files(target, "listing a store's writers")))
 
 
-def store_key(target: str | os.PathLike[str]) -> str:
-    """What names the store at *target* in this process (two paths to it: one key).
+def store_key(target: str | os.PathLike[str], name: object = None) -> str:
+    """What names the store at *target* (and *name*) in this process (two paths to it: one key).
 
     Raises
     ------
     NotAStoreError
         If *target* cannot name a store (an empty path, a link to nothing).
+    SettingsError
+        For a URL that does not parse, or a bad *name*.
     """
     text = os.fspath(target)
-    if _is_url(text):
+    if is_url(text):
         assert isinstance(text, str)
-        return text  # open_engine refuses it, with the reason
+        return f"postgresql:{text}#{name}"  # the password too: a key, never shown
     return _target.store_key(target)
 
 
@@ -189,7 +235,7 @@ def verify(target: str | os.PathLike[str], *, checks: ContentChecks) -> VerifyRe
     """
     from .files import verify as file_verify  # noqa: PLC0415  # see repair()
 
-    return file_verify.verify(_for_files(target), checks=checks)
+    return file_verify.verify(_for_files(target, "verify"), checks=checks)
 
 
 def repair(
@@ -207,7 +253,7 @@ def repair(
     from .files import repair as file_repair  # noqa: PLC0415
 
     return file_repair.repair(
-        _for_files(target),
+        _for_files(target, "repair"),
         output,
         in_place=in_place,
         accept_edits=accept_edits,

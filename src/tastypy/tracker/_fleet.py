@@ -25,6 +25,8 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
+import orjson
+
 from .. import _lifecycle
 from ..storage import Storage
 
@@ -76,6 +78,9 @@ class FleetTasks:
     def _fleet_try(self, key: str, limit: int) -> bool:
         """``try_it`` on a shared store: see the module notes."""
         storage = self._fleet()
+        claim_task = getattr(storage, "claim_task", None)
+        if claim_task is not None:
+            return self._fleet_try_at_once(claim_task, key, limit)
         with self._lock:
             # Refusals first, without the store's lock: a task done here stays
             # done, and tries only grow.
@@ -123,6 +128,100 @@ class FleetTasks:
             if not held and len(self._dirty) >= self._sync_at:
                 self._auto_sync()
             return True
+
+    def _fleet_try_at_once(self, claim_task: Any, key: str, limit: int) -> bool:
+        """``try_it`` where the engine claims in one statement (PostgreSQL's ``claim_task``).
+
+        The engine reads the committed record itself, so nothing is caught up
+        first. This process's pending change of the record, if any, is what
+        counts instead, and stays; else the record comes from the store.
+        """
+        with self._lock:
+            record = self._data.get(key)
+            if isinstance(record, dict) and _finished(record, limit):
+                return False  # done here stays done, and tries only grow
+            # A change of it waiting to be synced counts instead of the store's
+            # record: the task is to do (see above), with the tries it has here.
+            local = (0, _tries_of(record)) if key in self._dirty else None
+            held, self._held = self._held, True
+            try:
+                with _lifecycle.critical():
+                    tries, blob, behind = claim_task(key, limit, local)
+                    if tries is None:
+                        if behind and local is None:
+                            self._catch_up()  # done elsewhere: so others may be too
+                        return False
+                    self._finished.discard(key)  # this try is not run()'s last one
+                    self._take_claimed(key, tries, blob, local is not None)
+            finally:
+                self._held = held
+            if not held and len(self._dirty) >= self._sync_at:
+                self._auto_sync()
+            return True
+
+    def _batch_claims(self) -> bool:
+        """Whether the engine claims many tasks in one statement (PostgreSQL)."""
+        return self._shared and hasattr(self._storage, "claim_tasks")
+
+    def _fleet_try_many(self, keys: list[str], limit: int) -> list[str]:
+        """``try_it`` for each of *keys* in one round trip: those claimed, in their order.
+
+        Only where :meth:`_batch_claims`. As :meth:`_fleet_try_at_once`, each.
+        """
+        claim_tasks = self._fleet().claim_tasks  # type: ignore[attr-defined]
+        with self._lock:
+            candidates: list[str] = []
+            local: dict[str, tuple[int, int]] = {}
+            for key in dict.fromkeys(keys):
+                record = self._data.get(key)
+                if isinstance(record, dict) and _finished(record, limit):
+                    continue
+                if key in self._dirty:
+                    local[key] = (0, _tries_of(record))
+                candidates.append(key)
+            if not candidates:
+                return []
+            held, self._held = self._held, True
+            try:
+                with _lifecycle.critical():
+                    rows = claim_tasks(candidates, limit, local)
+                    for key, tries, blob in rows:
+                        self._finished.discard(key)
+                        self._take_claimed(key, tries, blob, key in local)
+            finally:
+                self._held = held
+            if not rows:
+                self._catch_up()  # none could be claimed: this view may be behind
+            elif not held and len(self._dirty) >= self._sync_at:
+                self._auto_sync()
+        claimed = {key for key, _tries, _blob in rows}
+        return [key for key in candidates if key in claimed]
+
+    def _unclaim(self, keys: list[str]) -> None:
+        """Give back claims of *keys* that were never worked on, their tries uncounted."""
+        if not keys:
+            return
+        storage = self._fleet()
+        with self._lock, _lifecycle.critical():
+            storage.unclaim(keys)  # type: ignore[attr-defined]
+            for key in keys:
+                record = self._data.get(key)
+                if isinstance(record, dict) and _tries_of(record) > 0:
+                    self._hand_out(key)["_tries"] = _tries_of(record) - 1
+
+    def _take_claimed(self, key: str, tries: int, blob: bytes | None, mine: bool) -> None:
+        """Set *key*'s record after its claim: this process's own, or the store's one."""
+        if mine and key in self._data:
+            self._hand_out(key)["_tries"] = tries
+            return
+        record: Any = None if mine or blob is None else orjson.loads(blob)
+        if isinstance(record, dict):
+            record["_tries"] = tries
+        elif record is not None:
+            record = {"value": record, "_done": False, "_tries": tries}
+        else:
+            record = {"_done": False, "_tries": tries}
+        self[key] = record
 
     def _claim(self, storage: FleetStorage, key: str, limit: int) -> int:
         """Claim *key* (its lock taken), logging the try: its number, or -1 if refused."""
@@ -272,3 +371,15 @@ class FleetTasks:
     def holders(self) -> Iterator[str]:
         """The keys this process holds (shared trackers)."""
         return iter(sorted(self._fleet().held)) if self._shared else iter(())
+
+
+def _tries_of(record: Any) -> int:
+    tries = record.get("_tries") if isinstance(record, dict) else 0
+    return tries if type(tries) is int else 0
+
+
+def _finished(record: dict[str, Any], limit: int) -> bool:
+    """Whether *record* is done, aborted, or (with *limit*) out of tries."""
+    return bool(record.get("_done") or record.get("_aborted")) or bool(
+        limit and _tries_of(record) >= limit
+    )

@@ -143,6 +143,9 @@ def _tasks_to_try(
     tracker: ProgressTracker, order: list[str], summary: RunSummary, stop: _Stop
 ) -> Iterator[str]:
     """Each task to try, its try counted, until the list ends or a signal stops us."""
+    if tracker._batch_claims():
+        yield from _tasks_claimed_in_batches(tracker, order, summary, stop)
+        return
     for key in order:
         if stop.signum is not None:
             return
@@ -150,6 +153,52 @@ def _tasks_to_try(
             summary.skipped += 1
         elif tracker.try_it(key):
             yield key
+
+
+# Claims per round trip, at most: a batch is sized to last about BATCH_SECONDS
+# of this run's tasks, so long tasks are claimed one at a time (no worker sits
+# on tasks another could be running).
+MOST_PER_BATCH = 256
+BATCH_SECONDS = 0.05
+
+
+def _tasks_claimed_in_batches(
+    tracker: ProgressTracker, order: list[str], summary: RunSummary, stop: _Stop
+) -> Iterator[str]:
+    """:func:`_tasks_to_try` where the engine claims many tasks in one round trip.
+
+    A batch's claims that the run never gets to (a signal stopped it) are
+    given back with their tries uncounted; a crash leaves them counted.
+    """
+    keys = iter(order)
+    size = 1
+    while stop.signum is None:
+        chunk: list[str] = []
+        for key in keys:
+            if tracker.check(key) or tracker.aborted(key):
+                summary.skipped += 1
+                continue
+            chunk.append(key)
+            if len(chunk) >= size:
+                break
+        if not chunk:
+            return
+        claimed = tracker._fleet_try_many(chunk, tracker._tally.max_tries)
+        began = time.perf_counter()
+        given = 0
+        try:
+            for key in claimed:
+                if stop.signum is not None:
+                    break
+                given += 1
+                yield key
+        finally:
+            tracker._unclaim(claimed[given:])
+        if given:
+            each = (time.perf_counter() - began) / given
+            size = max(
+                1, min(MOST_PER_BATCH, int(BATCH_SECONDS / each) if each else MOST_PER_BATCH)
+            )
 
 
 class _Run:

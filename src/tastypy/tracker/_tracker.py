@@ -11,6 +11,7 @@ from .._codec import check_new_key, encode_value, normalize_key
 from ..errors import CorruptStoreError, DuplicateKeyError, SettingsError
 from ..pod import PersistentOrderedDict
 from ..storage import Storage
+from ..storage.engines import is_url
 from . import _tries
 from ._counts import ABORTED, DONE, EXHAUSTED, TaskCounts
 from ._fleet import FleetTasks
@@ -67,6 +68,8 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
         durable: bool = True,
         storage: Storage | None = None,
         shared: bool = False,
+        name: str | None = None,
+        lease: float | None = None,
     ) -> None:
         if max_tries is not None and (type(max_tries) is not int or max_tries < 0):
             raise ValueError(f"max_tries must be None or a whole number >= 0, not {max_tries!r}")
@@ -77,6 +80,7 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
                 f"{storage.location if storage is not None else ''}: this engine's shared "
                 "opens cannot claim tasks, so a tracker cannot use one"
             )
+        _check_lease(path, lease)
         reopened = getattr(self, "_tally", None) is not None
         super().__init__(
             path,
@@ -88,7 +92,10 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
             durable=durable,
             storage=storage,
             shared=shared,
+            name=name,
         )
+        if lease is not None and not self._readonly:
+            self._set_lease(lease)
         if reopened:
             if max_tries is not None:
                 self._set_max_tries(max_tries)
@@ -126,6 +133,10 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
             self._fleet_adopt_tries_log()  # a plain writer's, left by a crash
         else:
             self._replay_tries(logged)
+
+    def _set_lease(self, lease: float) -> None:
+        """Give the engine's claims *lease* seconds (checked by ``_check_lease``)."""
+        self._storage.lease = lease  # type: ignore[union-attr]  # PostgreSQL's claims
 
     def _value_check(self) -> Callable[[Any], str | None]:
         """A task record whose ``_tries`` is unusable must not be written."""
@@ -276,8 +287,10 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
         path: str | os.PathLike[str] | Storage,
         file_size: int | None = None,
         gzipped: bool | None = None,
+        *,
+        name: str | None = None,
     ) -> None:
-        super().copy(path, file_size, gzipped)
+        super().copy(path, file_size, gzipped, name=name)
         # Every try is in the new store now; the old store keeps its own log.
         self._tries_log.close()
         assert self._storage is not None
@@ -521,3 +534,25 @@ def _claimed_tries(
     if counted is None:
         return []
     return [(key, tries, None) for key, (tries, new) in counted().items() if new or key in data]
+
+
+MIN_LEASE, MAX_LEASE = 0.5, 86_400  # seconds: as the PostgreSQL engine's lease setter
+
+
+def _check_lease(path: object, lease: float | None) -> None:
+    """Refuse a bad *lease*, or one for a store that has no leases (files, memory)."""
+    if lease is None:
+        return
+    if (
+        isinstance(lease, bool)
+        or not isinstance(lease, (int, float))
+        or not (MIN_LEASE <= lease <= MAX_LEASE)
+    ):
+        raise ValueError(
+            f"lease must be a number of seconds from {MIN_LEASE} to {MAX_LEASE}, not {lease!r}"
+        )
+    if not (isinstance(path, (str, os.PathLike)) and is_url(path)):
+        raise SettingsError(
+            "lease= is for a tracker on PostgreSQL (a postgresql:// URL): on one "
+            "machine a claim lasts exactly as long as its process"
+        )

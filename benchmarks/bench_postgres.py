@@ -1,0 +1,193 @@
+"""A tracker on PostgreSQL: the claim loop of a fleet, against a hand-written psycopg queue.
+
+Usage:  .venv/bin/python benchmarks/bench_postgres.py [--processes 4] [--tasks 20000]
+        [--url postgresql://...]
+
+Without ``--url`` it starts a PostgreSQL server of its own, as the tests do
+(``tests/_postgres.py``: the machine's PostgreSQL binaries, a temporary
+directory, ``fsync=off``), and stops it at the end.
+
+- **Claim loop.** P worker processes, started together from a barrier, run
+  N no-op tasks of one tracker: through the seed loop (``for key in keys:
+  if tracker.try_it(key): tracker.mark_done(key)``, each worker going
+  through the keys in an order of its own), and through ``tracker.run()``
+  (``workers=1`` in each process). The peer is a hand-written psycopg loop
+  over a plain table: claim one task with ``UPDATE ... WHERE key = (SELECT
+  ... FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING``, then mark it done, each
+  statement its own transaction. Targets (issue "PostgreSQL engine"):
+  ``run()`` at least 1.0x the hand-written loop's rate, the seed loop within
+  1.5x of it.
+
+Every loop claims each task before it runs (exclusive while the claim
+lives) and counts the try; tasks per second are summed over the workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import platform
+import random
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+import tastypy
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from _postgres import Server, find_bin  # the tests' server starter
+
+
+def noop(key: str) -> None:
+    """A task that does nothing: what is measured is the claiming."""
+
+
+SYNC_AT = int(os.environ.get("BENCH_SYNC_AT", "0")) or None
+
+
+def seed_loop_worker(url: str, name: str, index: int) -> int:
+    done = 0
+    with tastypy.Tracker(url, name=name, sync_at=SYNC_AT) as tracker:
+        keys = list(tracker)
+        random.Random(index).shuffle(keys)
+        for key in keys:
+            if tracker.try_it(key):
+                tracker.mark_done(key)
+                done += 1
+    return done
+
+
+def run_worker(url: str, name: str, index: int) -> int:
+    with tastypy.Tracker(url, name=name) as tracker:
+        summary = tracker.run(noop, progress=False)
+    return summary.done
+
+
+def handwritten_worker(url: str, name: str, index: int) -> int:
+    table = f'"{name}"'
+    me = f"{os.getpid()}"
+    done = 0
+    with psycopg.connect(url, autocommit=True) as conn:
+        claim = (
+            f"UPDATE {table} SET holder = %s, tries = tries + 1 WHERE key = ("
+            f"SELECT key FROM {table} WHERE NOT done AND holder IS NULL "
+            "LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING key"
+        )
+        finish = f"UPDATE {table} SET done = true, holder = NULL WHERE key = %s"
+        while True:
+            row = conn.execute(claim, (me,)).fetchone()
+            if row is None:
+                break
+            noop(row[0])
+            conn.execute(finish, (row[0],))
+            done += 1
+    return done
+
+
+def seed_tracker(url: str, name: str, keys: list[str]) -> None:
+    with tastypy.Tracker(url, name=name) as tracker:
+        tracker.add_many(keys)
+
+
+def seed_table(url: str, name: str, keys: list[str]) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'DROP TABLE IF EXISTS "{name}"')
+        conn.execute(
+            f'CREATE TABLE "{name}" (key text PRIMARY KEY, done boolean NOT NULL DEFAULT false, '
+            "tries integer NOT NULL DEFAULT 0, holder text)"
+        )
+        with conn.cursor().copy(f'COPY "{name}" (key) FROM STDIN') as copy:
+            for key in keys:
+                copy.write_row((key,))
+
+
+def _run(
+    worker: Callable[[str, str, int], int], barrier: Any, results: Any, args: tuple[Any, ...]
+) -> None:
+    barrier.wait()
+    results.put(worker(*args))
+
+
+def fleet(
+    worker: Callable[[str, str, int], int], url: str, name: str, processes: int
+) -> tuple[float, int]:
+    """Seconds for *processes* workers, started together, to do every task; tasks done."""
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(processes + 1)
+    results = context.Queue()
+    procs = [
+        context.Process(target=_run, args=(worker, barrier, results, (url, name, i)))
+        for i in range(processes)
+    ]
+    for proc in procs:
+        proc.start()
+    barrier.wait()
+    start = time.perf_counter()
+    done = sum(results.get(timeout=1800) for _ in procs)
+    seconds = time.perf_counter() - start
+    for proc in procs:
+        proc.join()
+        assert proc.exitcode == 0, proc.exitcode
+    return seconds, done
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--processes", type=int, default=4)
+    parser.add_argument("--tasks", type=int, default=20_000)
+    parser.add_argument("--url", help="a server to use instead of starting one")
+    args = parser.parse_args()
+    server = None
+    url = args.url
+    if url is None:
+        bin_dir = find_bin()
+        if bin_dir is None:
+            sys.exit("no PostgreSQL binaries found: give --url")
+        server = Server(bin_dir)
+        url = server.url()
+    try:
+        print(f"# machine: {platform.platform()}, {os.cpu_count()} cores, "
+              f"Python {platform.python_version()}")  # fmt: skip
+        print(f"# command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+        version = psycopg.connect(url).execute("SHOW server_version").fetchone()
+        print(f"# PostgreSQL {version[0] if version else '?'}, psycopg {psycopg.__version__}\n")
+        keys = [f"task{i:06d}" for i in range(args.tasks)]
+        p = args.processes
+        rates: dict[str, float] = {}
+        for short, label, seed, worker in (
+            (
+                "queue",
+                "hand-written psycopg, FOR UPDATE SKIP LOCKED",
+                seed_table,
+                handwritten_worker,
+            ),
+            ("seed", "tastypy seed loop (try_it, mark_done)", seed_tracker, seed_loop_worker),
+            ("run", "tastypy run()", seed_tracker, run_worker),
+        ):
+            name = f"bench-{short}-{os.getpid()}"
+            seed(url, name, keys)
+            seconds, done = fleet(worker, url, name, p)
+            assert done == args.tasks, (label, done)
+            rates[label] = done / seconds
+        peer = rates["hand-written psycopg, FOR UPDATE SKIP LOCKED"]
+        print(
+            f"| claim loop: {args.tasks:,} no-op tasks, {p} processes "
+            "| tasks/s | vs hand-written | target |"
+        )
+        print("|---|---|---|---|")
+        targets = {"tastypy seed loop (try_it, mark_done)": ">= 0.67x", "tastypy run()": ">= 1.0x"}
+        for label, rate in rates.items():
+            ratio = "" if rate is peer else f"{rate / peer:.2f}x"
+            print(f"| {label} | {rate:,.0f} | {ratio} | {targets.get(label, '')} |")
+    finally:
+        if server is not None:
+            server.close()
+
+
+if __name__ == "__main__":
+    main()

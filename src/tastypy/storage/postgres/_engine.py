@@ -1,0 +1,571 @@
+"""The PostgreSQL engine: a store is rows of a few tables, every open a shared writer.
+
+Layout (``docs/FORMAT.md`` has the details): ``tastypy.stores`` has a row
+per store (its name, the layers above's settings, its commit counter and
+the next free position); ``tastypy.records`` a row per key (its position in
+the store's order, the commit that last set it, its value as the JSON text
+that was written, key order included). A deleted key's row stays, its value
+NULL, so the other writers learn of the deletion; :meth:`compact` removes
+such rows once they are old.
+
+A sync is one transaction: take the store's advisory lock (so commits go one
+at a time), read what the others committed since this open's last sync (the
+rows whose commit is newer), then write this open's changes in one
+statement. What the others did becomes the :class:`~.._merge.Merge` the POD
+applies. PostgreSQL makes the transaction atomic, and durable when it
+commits (``synchronous_commit``; ``durable=False`` turns it off for the
+session).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import orjson
+import psycopg
+
+from ...errors import CorruptStoreError, NotAStoreError, ReadOnlyError, StoreClosedError
+from .._merge import Merge, merge
+from . import _schema
+from ._claims import LeasedClaims
+from ._link import Connection, Link, RawJson
+from ._schema import LOCK_SPACE, q
+from ._sidelog import PostgresSideLog
+from ._target import Target, parse, stored_key, user_key
+
+__all__ = ["PostgresStorage"]
+
+Change = tuple[str, "bytes | None"]
+_PAGE = 20_000  # rows a load fetches per round trip
+
+
+_UPSERT = q(
+    """
+    INSERT INTO {s}.records AS r (store, key, pos, version, value, state, tries)
+    SELECT %s, k, p, %s, v::json, st, tr
+    FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::smallint[], %s::bigint[])
+        AS t(k, p, v, st, tr)
+    ON CONFLICT (store, key) DO UPDATE SET
+        value = EXCLUDED.value,
+        version = EXCLUDED.version,
+        state = EXCLUDED.state,
+        tries = EXCLUDED.tries,
+        pos = CASE WHEN EXCLUDED.pos < 0 THEN r.pos ELSE EXCLUDED.pos END
+    """
+)
+TODO, DONE, ABORTED = 0, 1, 2  # records.state of a task record
+_MAX_TRIES = 2**62
+
+
+def task_facts(blob: bytes) -> tuple[int | None, int | None]:
+    """A task record's state and tries, for ``records.state`` and ``records.tries``.
+
+    As the tracker reads them: done, else aborted, else to do, by the
+    fields' truth; tries a whole number (anything else: 0). Not a JSON
+    object: no state.
+    """
+    try:
+        value = orjson.loads(blob)
+    except orjson.JSONDecodeError:
+        return None, None
+    if not isinstance(value, dict):
+        return None, None
+    tries = value.get("_tries", 0)
+    if type(tries) is not int or not 0 <= tries < _MAX_TRIES:
+        tries = 0
+    state = DONE if value.get("_done") else ABORTED if value.get("_aborted") else TODO
+    return state, tries
+
+
+class PostgresStorage(LeasedClaims):
+    """One open of the store *name* in the database at *url*.
+
+    Every writable open is shared (capability ``"shared"``): any number of
+    processes, on any number of machines, write the store at once, each
+    sync committing on top of the others' (``docs/SHARED.md``). It claims
+    tasks too (capability ``"claims"``, ``_claims.py``): leases in server
+    time, renewed by a heartbeat, with fencing tokens. Read-only opens see
+    each commit whole.
+
+    Raises
+    ------
+    ConnectionFailedError
+        If the server cannot be reached or refuses the login.
+    NotAStoreError
+        Read-only, if there is no such store; or if the database's
+        ``tastypy`` schema holds something else.
+    FileExistsError
+        With *new*, if the store exists.
+    SettingsError
+        For a bad name, or tables made by a newer tastypy.
+
+    Notes
+    -----
+    Not thread-safe: the owning POD serializes calls.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        name: object,
+        *,
+        readonly: bool = False,
+        durable: bool = True,
+        new: bool = False,
+    ) -> None:
+        self._target: Target = parse(url, name)
+        self.readonly = readonly
+        self.durable = durable
+        self.capabilities = frozenset() if readonly else frozenset({"shared", "claims"})
+        self._link = Link(self._target)
+        self._pid = os.getpid()
+        self._init_claims()
+        self._closed = False
+        self._created = False
+        self._version = 0  # the last commit this open has merged
+        self._next_pos = 0  # the store's next free position, as of then
+        self._seen: dict[str, int] = {}  # key -> hash of its value as this open last saw it
+        self._meta: dict[str, Any] = {}
+        try:
+            self._id = self._link.run(lambda conn: self._open(conn, new))
+        except BaseException:
+            self._link.close()
+            raise
+
+    def _open(self, conn: Connection, new: bool) -> int:
+        where = self.location
+        if not self.durable:
+            conn.execute("SET synchronous_commit = off")
+        exists = _schema.ensure(conn, where, create=not self.readonly)
+        row = None
+        if exists:
+            if not self.readonly:
+                made = conn.execute(
+                    q(
+                        "INSERT INTO {s}.stores (name) VALUES (%s) "
+                        "ON CONFLICT DO NOTHING RETURNING id"
+                    ),
+                    (self._target.name,),
+                ).fetchone()
+                if made is not None:
+                    self._created = True
+                    return int(made[0])
+            row = conn.execute(
+                q("SELECT id, meta::text FROM {s}.stores WHERE name = %s"), (self._target.name,)
+            ).fetchone()
+        if row is None:
+            raise NotAStoreError(f"{where}: there is no such store in the database")
+        if new:
+            raise FileExistsError(f"{where}: the store exists already; give a new name")
+        self._meta = _decode_meta(str(row[1]), where)
+        return int(row[0])
+
+    def __repr__(self) -> str:
+        mode = "read-only" if self.readonly else "writable"
+        return f"<PostgresStorage {self.location}, {mode}>"
+
+    # -- settings -----------------------------------------------------------
+
+    @property
+    def location(self) -> str:
+        """The URL without its password, then ``#`` and the store's name."""
+        return self._target.location
+
+    @property
+    def name(self) -> str:
+        """The store's name within the database."""
+        return self._target.name
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The PostgreSQL engine has no settings of its own."""
+        return {}
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """Settings of the mapping layer (a copy), as of the last load or sync."""
+        self._check_open()
+        return dict(self._meta)
+
+    def set_meta(self, meta: dict[str, Any]) -> None:
+        """Durably replace the mapping layer's settings."""
+        self._check_writable()
+        text = orjson.dumps(meta).decode()
+
+        def work(conn: Connection) -> None:
+            conn.execute(q("UPDATE {s}.stores SET meta = %s WHERE id = %s"), (text, self._id))
+
+        self._link.run(work)
+        self._meta = orjson.loads(text)
+
+    # -- reading ------------------------------------------------------------
+
+    def load(self) -> dict[str, Any]:
+        """Everything as of the last commit, in order, decoded into a new dict."""
+        self._check_open()
+        version, next_pos, meta, rows = self._link.run(self._read_all)
+        data: dict[str, Any] = {}
+        seen: dict[str, int] = {}
+        where = self.location
+        for stored, blob in rows:
+            try:
+                key = user_key(stored)
+                data[key] = orjson.loads(blob)
+            except ValueError as exc:
+                raise CorruptStoreError(f"{where}: the record {stored!r}: {exc}") from None
+            seen[key] = hash(blob)
+        self._version, self._next_pos, self._meta = version, next_pos, meta
+        if not self.readonly:
+            self._seen = seen
+        return data
+
+    def _read_all(self, conn: Connection) -> tuple[int, int, dict[str, Any], list[Any]]:
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            head = self._head(conn, "version, next_pos, meta::text")
+            rows: list[Any] = []
+            with conn.cursor(name="tastypy_load") as cur:
+                cur.adapters.register_loader("json", RawJson)
+                cur.itersize = _PAGE
+                cur.execute(
+                    q(
+                        "SELECT key, value FROM {s}.records "
+                        "WHERE store = %s AND value IS NOT NULL ORDER BY pos"
+                    ),
+                    (self._id,),
+                )
+                while True:
+                    page = cur.fetchmany(_PAGE)
+                    if not page:
+                        break
+                    rows += page
+        meta = _decode_meta(str(head[2]), self.location)
+        return int(head[0]), int(head[1]), meta, rows
+
+    def _head(self, conn: Connection, columns: str) -> tuple[Any, ...]:
+        """The store's row (*columns* of it); NotAStoreError if it was dropped meanwhile."""
+        row = conn.execute(
+            q("SELECT " + columns + " FROM {s}.stores WHERE id = %s"), (self._id,)
+        ).fetchone()
+        if row is None:
+            raise NotAStoreError(f"{self.location}: the store was removed from the database")
+        return row
+
+    # -- writing ------------------------------------------------------------
+
+    def commit(self, changes: Iterable[Change]) -> None:
+        """One atomic, durable batch (see :meth:`sync`, which this is)."""
+        self.sync(changes)
+
+    def sync(self, changes: Iterable[Change]) -> Merge:
+        """Commit *changes* on top of the others' commits; how to merge theirs into memory.
+
+        Of *changes*, only those that differ from what this open last saw
+        are written: a key this writer did not change is never written back
+        over another's change. A raising *changes* commits nothing; a
+        failed commit changes nothing, here or in the database.
+        """
+        self._check_writable()
+        batch = [(key, None if blob is None else bytes(blob)) for key, blob in changes]
+        done = self._link.run(lambda conn: self._sync(conn, batch))
+        version, next_pos, theirs, mine, lost = done
+        if lost:
+            self._fenced(lost)
+        seen = self._seen
+        result = merge(seen.__contains__, theirs, mine)
+        last_seen = {key: seen.get(key) for key, _blob in theirs}
+        result.unchanged = lambda key, blob: last_seen.get(key) == hash(blob)
+        for key, blob in (*theirs, *mine):
+            if blob is None:
+                seen.pop(key, None)
+            else:
+                seen[key] = hash(blob)
+        self._version, self._next_pos = version, next_pos
+        return result
+
+    def _sync(
+        self, conn: Connection, batch: list[tuple[str, bytes | None]]
+    ) -> tuple[int, int, list[Change], list[Change], list[str]]:
+        """The transaction of :meth:`sync`; changes nothing of this object (it may run twice)."""
+        seen = self._seen
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_SPACE, self._id))
+            head = self._head(conn, "version, next_pos, horizon")
+            version, next_pos, horizon = (int(each) for each in head)
+            theirs: list[Change] = []
+            gone: list[str] = []  # keys the others deleted that no row tells of any more
+            if version != self._version:
+                if self._version < horizon:  # rows of deleted keys were removed since
+                    gone = self._vanished(conn, seen)
+                theirs = [(key, None) for key in gone] + self._theirs(conn, seen)
+            after: dict[str, bool] = {key: blob is not None for key, blob in theirs}
+            mine: list[Change] = []
+            now: dict[str, int | None] = {}  # this batch's effect on what this open saw
+            for key, blob in batch:
+                before = now[key] if key in now else seen.get(key)
+                if blob is None:
+                    if before is not None:
+                        mine.append((key, None))
+                        now[key] = None
+                elif hash(blob) != before:
+                    mine.append((key, blob))
+                    now[key] = hash(blob)
+            lost = self._lost(conn, list(now)) if self._tokens else []
+            if lost:  # claimed again elsewhere since: the store's records stand (fencing)
+                dropped = set(lost)
+                mine = [change for change in mine if change[0] not in dropped]
+                known = {key for key, _blob in theirs}
+                theirs += self._rows(conn, [key for key in lost if key not in known], seen)
+            present = lambda k: after.get(k, k in seen)  # noqa: E731  # the state theirs left
+            added = self._write(conn, mine, present, version + 1, next_pos)
+            if added < 0:
+                return version, next_pos, theirs, mine, lost
+            conn.execute(
+                q(
+                    "UPDATE {s}.stores SET version = %s, next_pos = %s, changed = now() "
+                    "WHERE id = %s"
+                ),
+                (version + 1, next_pos + added, self._id),
+            )
+        return version + 1, next_pos + added, theirs, mine, lost
+
+    def _theirs(self, conn: Connection, seen: dict[str, int]) -> list[Change]:
+        """The others' commits since this open's last sync, as one run of changes."""
+        with conn.cursor() as cur:
+            cur.adapters.register_loader("json", RawJson)
+            cur.execute(
+                q(
+                    "SELECT key, pos, value FROM {s}.records "
+                    "WHERE store = %s AND version > %s ORDER BY pos"
+                ),
+                (self._id, self._version),
+            )
+            return self._as_changes(cur.fetchall(), seen)
+
+    def _rows(self, conn: Connection, keys: list[str], seen: dict[str, int]) -> list[Change]:
+        """The store's records of *keys*, as changes that make this open's memory hold them."""
+        if not keys:
+            return []
+        with conn.cursor() as cur:
+            cur.adapters.register_loader("json", RawJson)
+            cur.execute(
+                q(
+                    "SELECT key, pos, value FROM {s}.records "
+                    "WHERE store = %s AND key = ANY(%s) ORDER BY pos"
+                ),
+                (self._id, [stored_key(key) for key in keys]),
+            )
+            found = self._as_changes(cur.fetchall(), seen)
+        there = {key for key, _blob in found}
+        return [(key, None) for key in keys if key not in there and key in seen] + found
+
+    def _as_changes(self, rows: list[Any], seen: dict[str, int]) -> list[Change]:
+        """Rows ``(key, pos, value)`` in order, as changes to what this open saw.
+
+        A row that moved past this open's last position was added since, so
+        a key it knew was deleted and added again: it goes to the end.
+        """
+        theirs: list[Change] = []
+        for stored, pos, blob in rows:
+            key = self._key(stored)
+            if blob is None:
+                if key in seen:
+                    theirs.append((key, None))
+            else:
+                if key in seen and int(pos) >= self._next_pos:
+                    theirs.append((key, None))
+                theirs.append((key, blob))
+        return theirs
+
+    def _vanished(self, conn: Connection, seen: dict[str, int]) -> list[str]:
+        """Keys this open saw that the store holds no more (rows of deletions were removed)."""
+        present = {
+            self._key(stored)
+            for (stored,) in conn.execute(
+                q("SELECT key FROM {s}.records WHERE store = %s AND value IS NOT NULL"),
+                (self._id,),
+            )
+        }
+        return [key for key in seen if key not in present]
+
+    def _write(
+        self,
+        conn: Connection,
+        mine: list[Change],
+        present: Any,
+        version: int,
+        next_pos: int,
+    ) -> int:
+        """Write *mine* (applied in order, as a dict would) as commit *version*.
+
+        Returns how many keys went to the end, or -1 if there was nothing to write.
+        """
+        final: dict[str, list[Any]] = {}  # key -> [value or None, order added, was present]
+        order = 0
+        for key, blob in mine:
+            entry = final.get(key)
+            if entry is None:
+                was = bool(present(key))
+                entry = final[key] = [None, None, was]
+                is_there = was
+            else:
+                is_there = entry[0] is not None
+            if blob is None:
+                entry[0] = entry[1] = None
+            else:
+                entry[0] = blob
+                if not is_there:
+                    entry[1] = order
+                    order += 1
+        keys: list[str] = []
+        positions: list[int] = []
+        values: list[str | None] = []
+        states: list[int | None] = []
+        tries: list[int | None] = []
+        tasks = self._meta.get("kind") == "tracker"  # whose records' state the claims read
+        appended = sorted((entry[1], key) for key, entry in final.items() if entry[1] is not None)
+        place = {key: next_pos + rank for rank, (_order, key) in enumerate(appended)}
+        for key, (blob, _order, was) in final.items():
+            if blob is None and not was:
+                continue  # added and deleted within the batch: the store never had it
+            keys.append(stored_key(key))
+            positions.append(place.get(key, -1))
+            values.append(None if blob is None else blob.decode())
+            state, count = task_facts(blob) if tasks and blob is not None else (None, None)
+            states.append(state)
+            tries.append(count)
+        if not keys:
+            return -1
+        conn.execute(_UPSERT, (self._id, version, keys, positions, values, states, tries))
+        return len(appended)
+
+    def _key(self, stored: str) -> str:
+        try:
+            return user_key(stored)
+        except ValueError as exc:
+            raise CorruptStoreError(f"{self.location}: the record {stored!r}: {exc}") from None
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the store's lock for this open's commits only: the others' wait.
+
+        A session lock in this open's connection; if the connection is lost
+        within the block, the block fails (its lock went with it).
+        """
+        self._check_writable()
+        with self._link.pinned() as conn:
+            try:
+                conn.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_SPACE, self._id))
+            except psycopg.OperationalError:
+                self._link.run(lambda conn: None)  # reconnect, or say the server is gone
+                raise
+            try:
+                yield
+            finally:
+                if not conn.closed and not conn.broken:
+                    with contextlib.suppress(psycopg.Error):
+                        conn.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_SPACE, self._id))
+
+    def compact(self) -> None:
+        """Remove the rows of deleted keys (a writer that saw them compares keys once)."""
+        self._check_writable()
+
+        def work(conn: Connection) -> None:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_SPACE, self._id))
+                version = int(self._head(conn, "version")[0])
+                conn.execute(
+                    q("DELETE FROM {s}.records WHERE store = %s AND value IS NULL"), (self._id,)
+                )
+                conn.execute(q("UPDATE {s}.stores SET horizon = %s WHERE id = %s"),
+                             (version, self._id))  # fmt: skip
+
+        self._link.run(work)
+
+    # -- the rest of the protocol -------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        """The server, the store's name, its size and commits, and when it last changed."""
+        self._check_open()
+
+        def work(conn: Connection) -> tuple[Any, ...]:
+            row = conn.execute(
+                q(
+                    "SELECT s.version, s.created, s.changed, "
+                    "(SELECT count(*) FROM {s}.records r WHERE r.store = s.id "
+                    "AND r.value IS NOT NULL) FROM {s}.stores s WHERE s.id = %s"
+                ),
+                (self._id,),
+            ).fetchone()
+            if row is None:
+                raise NotAStoreError(f"{self.location}: the store was removed from the database")
+            return tuple(row)
+
+        version, created, changed, records = self._link.run(work)
+        return {
+            "engine": "postgresql",
+            "server": self._target.server,
+            "name": self.name,
+            "format_version": _schema.VERSION,
+            "records": records,
+            "commits": version,
+            "created": str(created),
+            "last_write": str(changed),
+        }
+
+    def side_log(self, name: str) -> PostgresSideLog:
+        """The side log *name* of this store: rows of ``tastypy.side_logs``."""
+        self._check_open()
+        return PostgresSideLog(self._link, self._id, name, self.location, self._check_writable)
+
+    def discard(self) -> None:
+        """Close, and remove the store this open created (a copy into it failed midway)."""
+        self._check_writable()
+        if not self._created:
+            raise RuntimeError(
+                f"{self.location}: discard() removes only a store this open created"
+            )
+
+        def work(conn: Connection) -> None:
+            conn.execute(q("DELETE FROM {s}.stores WHERE id = %s"), (self._id,))
+
+        self._link.run(work)
+        self.close()
+
+    def close(self) -> None:
+        """End this open's claims, and close the connection. Idempotent; the data stays."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop_claims()
+        if self._tokens and self._pid == os.getpid():
+            with contextlib.suppress(Exception):  # else they run out with their lease
+                self._let_go(list(self._tokens))
+        self._link.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError(f"{self.location} is closed; open it again to use it")
+
+    def _check_writable(self) -> None:
+        self._check_open()
+        if self.readonly:
+            raise ReadOnlyError(f"{self.location} is open read-only")
+        if self._pid != os.getpid():
+            raise RuntimeError(
+                f"{self.location} was opened by process {self._pid}, before a fork; "
+                "open it again in this process"
+            )
+
+
+def _decode_meta(text: str, where: str) -> dict[str, Any]:
+    try:
+        meta = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise CorruptStoreError(f"{where}: the store's settings: {exc}") from None
+    if not isinstance(meta, dict):
+        raise CorruptStoreError(f"{where}: the store's settings are not a JSON object")
+    return meta

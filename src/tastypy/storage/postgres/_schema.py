@@ -1,0 +1,144 @@
+"""The engine's tables, their version, and creating them on first use.
+
+Every store of a database lives in the same few tables of the schema
+``tastypy`` (``docs/FORMAT.md`` documents them). ``tastypy.format`` holds
+one row, the version of this layout: an open refuses a newer one and will
+migrate an older one (version 1 is the first; nothing to migrate yet).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING
+
+from psycopg import sql
+
+from ...errors import NotAStoreError, SettingsError
+
+if TYPE_CHECKING:
+    from ._link import Connection
+
+__all__ = ["LOCK_SPACE", "SCHEMA", "VERSION", "ensure", "q"]
+
+SCHEMA = "tastypy"
+VERSION = 1
+# The first key of every advisory lock the engine takes (the second is a store's id).
+LOCK_SPACE = 0x7A57  # "tast"
+_CREATE_LOCK = 0  # the second key while the tables are made
+
+_TABLES = """
+CREATE SCHEMA IF NOT EXISTS {s};
+CREATE TABLE {s}.format (
+    version integer NOT NULL,
+    created timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE {s}.stores (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name text NOT NULL UNIQUE,
+    meta json NOT NULL DEFAULT '{{}}',
+    version bigint NOT NULL DEFAULT 0,
+    next_pos bigint NOT NULL DEFAULT 0,
+    horizon bigint NOT NULL DEFAULT 0,
+    created timestamptz NOT NULL DEFAULT now(),
+    changed timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE {s}.records (
+    store bigint NOT NULL REFERENCES {s}.stores (id) ON DELETE CASCADE,
+    key text NOT NULL,
+    pos bigint NOT NULL,
+    version bigint NOT NULL,
+    value json,
+    state smallint,
+    tries bigint,
+    PRIMARY KEY (store, key)
+);
+CREATE INDEX records_in_order ON {s}.records (store, pos);
+CREATE INDEX records_by_commit ON {s}.records (store, version);
+CREATE TABLE {s}.claims (
+    store bigint NOT NULL REFERENCES {s}.stores (id) ON DELETE CASCADE,
+    key text NOT NULL,
+    token bigint NOT NULL,
+    holder text,
+    expires timestamptz NOT NULL,
+    claimed timestamptz,
+    tries bigint NOT NULL DEFAULT 0,
+    new boolean NOT NULL DEFAULT false,
+    nonce bigint,
+    PRIMARY KEY (store, key)
+);
+CREATE INDEX claims_by_holder ON {s}.claims (store, holder) WHERE holder IS NOT NULL;
+CREATE TABLE {s}.side_logs (
+    store bigint NOT NULL REFERENCES {s}.stores (id) ON DELETE CASCADE,
+    name text NOT NULL,
+    seq bigint GENERATED ALWAYS AS IDENTITY,
+    line bytea NOT NULL,
+    PRIMARY KEY (store, name, seq)
+);
+"""
+
+
+@functools.cache
+def q(text: str) -> bytes:
+    """*text* with ``{s}`` standing for the engine's schema, quoted as an identifier.
+
+    As bytes, rendered once: psycopg then reuses its parse of the statement
+    (a ``Composed`` would be rendered anew at each execution).
+    """
+    return sql.SQL(text).format(s=sql.Identifier(SCHEMA)).as_bytes(None)
+
+
+def _version(conn: Connection, where: str) -> int | None:
+    """The layout's version in this database; None if there are no tables yet."""
+    # Scans of the catalogs, not to_regclass(): a scan sees what another
+    # session committed while this transaction waited for the lock, where a
+    # name lookup may answer from this session's cache of names not found.
+    found = conn.execute(
+        "SELECT count(c.oid), count(c.oid) FILTER (WHERE c.relname = 'format') "
+        "FROM pg_namespace n LEFT JOIN pg_class c ON c.relnamespace = n.oid "
+        "WHERE n.nspname = %s",
+        (SCHEMA,),
+    ).fetchone()
+    assert found is not None
+    relations, has_format = found
+    if not has_format:
+        if relations:
+            raise NotAStoreError(
+                f"{where}: the database's schema {SCHEMA!r} holds tables that are not "
+                "tastypy's (no tastypy.format)"
+            )
+        return None
+    rows = conn.execute(q("SELECT version FROM {s}.format")).fetchall()
+    if len(rows) != 1 or not isinstance(rows[0][0], int):
+        raise NotAStoreError(f"{where}: tastypy.format must hold one row, its version")
+    version: int = rows[0][0]
+    return version
+
+
+def ensure(conn: Connection, where: str, *, create: bool) -> bool:
+    """Check the tables' version, making them first if *create*; whether they exist.
+
+    Raises
+    ------
+    SettingsError
+        If a newer tastypy made them.
+    NotAStoreError
+        If the schema holds something else.
+    """
+    version = _version(conn, where)
+    if version is None and create:
+        with conn.transaction():
+            # Two processes making the tables at once: one makes them, the other waits.
+            conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_SPACE, _CREATE_LOCK))
+            version = _version(conn, where)
+            if version is None:
+                conn.execute(q(_TABLES))
+                conn.execute(q("INSERT INTO {s}.format (version) VALUES (%s)"), (VERSION,))
+                version = VERSION
+    if version is None:
+        return False
+    if version > VERSION:
+        raise SettingsError(
+            f"{where}: the tables are of layout version {version}, made by a newer tastypy "
+            f"(this one reads up to {VERSION}); upgrade tastypy"
+        )
+    return True

@@ -1,0 +1,149 @@
+"""What a ``postgresql://`` target names: the server, the database, the store; said safely.
+
+Pure text work, no driver: the layers above can name a store in a message
+without psycopg installed. A password, given in the URL's user part or as a
+``password=`` parameter, never reaches a message: :func:`redact` leaves it
+out, and :func:`scrub` takes it out of a driver's message too.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
+
+import orjson
+
+from ...errors import SettingsError
+
+__all__ = [
+    "NAME_RULE",
+    "Target",
+    "is_url",
+    "parse",
+    "redact",
+    "stored_key",
+    "user_key",
+]
+
+SCHEMES = ("postgresql", "postgres")
+NAME_RULE = (
+    "1 to 63 characters: lowercase letters, digits and _ . - , starting with a letter or digit"
+)
+_NAME = re.compile(r"[a-z0-9][a-z0-9_.\-]{0,62}")
+# A key that PostgreSQL's text cannot hold (U+0000), or that begins with this
+# mark, is stored as the mark followed by the key's JSON string.
+KEY_MARK = "\ufffe"
+_SECRET_PARAMS = frozenset({"password", "passfile", "sslpassword"})
+
+
+def is_url(text: object) -> bool:
+    """Whether *text* is a PostgreSQL URL (``postgresql://`` or ``postgres://``)."""
+    if not isinstance(text, str):
+        return False
+    head, sep, _rest = text.partition("://")
+    return bool(sep) and head.lower() in SCHEMES
+
+
+@dataclass(frozen=True)
+class Target:
+    """One store on one server: the URL to connect with, and what messages call it."""
+
+    url: str  # as given, password included: only for the driver
+    name: str
+    server: str  # the URL without its password, for messages
+    secrets: tuple[str, ...]  # what scrub() takes out of a message
+
+    @property
+    def location(self) -> str:
+        """What messages call the store: the URL without its password, then ``#name``."""
+        return f"{self.server}#{self.name}"
+
+    def scrub(self, message: str) -> str:
+        """*message* with every secret of the URL replaced by ``***``."""
+        for secret in self.secrets:
+            message = message.replace(secret, "***")
+        return message
+
+
+def redact(url: str) -> str:
+    """*url* with its password (user part or parameter) left out; the rest as given."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        auth, _at, hosts = netloc.rpartition("@")
+        user = auth.partition(":")[0]
+        netloc = f"{user}@{hosts}" if user else hosts
+    query = "&".join(
+        f"{quote(name, safe='')}={quote(value, safe='/:')}"
+        for name, value in parse_qsl(parts.query, keep_blank_values=True)
+        if name.lower() not in _SECRET_PARAMS
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def _secrets(url: str) -> tuple[str, ...]:
+    parts = urlsplit(url)
+    found: list[str] = []
+    auth = parts.netloc.rpartition("@")[0]
+    if ":" in auth:
+        raw = auth.partition(":")[2]
+        found += [raw, unquote(raw)]
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name.lower() in _SECRET_PARAMS:
+            found.append(value)
+    # The longest first, so that a secret holding another is replaced whole.
+    return tuple(sorted({each for each in found if each}, key=len, reverse=True))
+
+
+def check_name(name: object, server: str) -> str:
+    """*name*, if it may name a store; else a clear error."""
+    if name is None:
+        raise SettingsError(f'{server}: give the store\'s name, as name="..." ({NAME_RULE})')
+    if not isinstance(name, str):
+        raise TypeError(f"a store's name must be a str, not {type(name).__name__}")
+    if not _NAME.fullmatch(name):
+        raise SettingsError(f"{server}: {name!r} cannot name a store ({NAME_RULE})")
+    return name
+
+
+def parse(url: str, name: object) -> Target:
+    """The :class:`Target` for *url* and store *name*; a clear error if either is bad."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  # raises for a port that is not a number
+    except ValueError as exc:
+        raise SettingsError(f"{redact_loosely(url)}: not a PostgreSQL URL ({exc})") from None
+    if parts.scheme.lower() not in SCHEMES:
+        raise SettingsError(f"{redact_loosely(url)}: not a postgresql:// URL")
+    if parts.fragment:
+        raise SettingsError(
+            f"{redact(url)}: give the store's name as name=, not after # in the URL"
+        )
+    server = redact(url)
+    return Target(url=url, name=check_name(name, server), server=server, secrets=_secrets(url))
+
+
+def redact_loosely(url: str) -> str:
+    """What is left of a URL that does not parse, for a message: up to its user name."""
+    head, _sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = rest.rpartition("@")[2]
+    return f"{head}://…@{rest}" if "@" in url else f"{head}://{rest}"
+
+
+def stored_key(key: str) -> str:
+    """How *key* is held in a ``text`` column (which cannot hold U+0000)."""
+    if "\x00" in key or key.startswith(KEY_MARK):
+        return KEY_MARK + orjson.dumps(key).decode()
+    return key
+
+
+def user_key(stored: str) -> str:
+    """The key that :func:`stored_key` made *stored* from (ValueError if none did)."""
+    if not stored.startswith(KEY_MARK):
+        return stored
+    key = orjson.loads(stored[1:])  # a JSONDecodeError is a ValueError
+    if not isinstance(key, str):
+        raise ValueError(f"{stored!r} is marked as a JSON string but holds {key!r}")
+    return key
