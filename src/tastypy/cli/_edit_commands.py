@@ -36,14 +36,14 @@ def set_value(args: argparse.Namespace) -> int:
     value = _parse(args.json)
     tracker = _is_tracker(store)
     if tracker:
-        _check_task_record(args.path, args.key, value)
+        _check_task_record(args.shown, args.key, value)
     with _writing(store, tracker, args.timeout) as pod:
         try:
             pod[args.key] = value
         except TypeError as exc:
-            raise Fail(f"{args.path}: {exc}; nothing was changed") from None
+            raise Fail(f"{args.shown}: {exc}; nothing was changed") from None
         pod.sync()
-    print(escaped(f"{args.path}: set {args.key!r}"))
+    print(escaped(f"{args.shown}: set {args.key!r}"))
     return 0
 
 
@@ -53,19 +53,19 @@ def delete(args: argparse.Namespace) -> int:
         missing = [key for key in dict.fromkeys(args.keys) if key not in pod]
         if missing:
             listed = ", ".join(map(repr, missing[:5])) + (" ..." if len(missing) > 5 else "")
-            raise Fail(f"{args.path}: no key {listed}; nothing was deleted")
+            raise Fail(f"{args.shown}: no key {listed}; nothing was deleted")
         pod.hold()  # every key in one sync
         for key in dict.fromkeys(args.keys):
             del pod[key]
         pod.sync()
     count = len(dict.fromkeys(args.keys))
-    print(escaped(f"{args.path}: deleted {count} key{'s' if count != 1 else ''}"))
+    print(escaped(f"{args.shown}: deleted {count} key{'s' if count != 1 else ''}"))
     return 0
 
 
 def repair_store(args: argparse.Namespace) -> int:
     store = _check_store(args.path, damage_status=True)
-    with os_errors_fail("nothing was changed", args.output or args.path):
+    with os_errors_fail("nothing was changed", args.output or args.shown):
         report = repair(
             store,
             args.output,
@@ -113,7 +113,9 @@ def _check_task_record(path: str, key: str, value: Any) -> None:
 
 
 @contextmanager
-def _writing(store: Path, tracker: bool, timeout: float | None) -> Iterator[PersistentOrderedDict]:
+def _writing(
+    store: Path | str, tracker: bool, timeout: float | None
+) -> Iterator[PersistentOrderedDict]:
     """The store open for writing (a tracker as a tracker), with one-line errors.
 
     If the block fails (a full disk, a read-only file system, bad input),

@@ -67,7 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:  # noqa: PLR0911  # one status per kind of failure
     try:
         with _warnings_on_one_line():
-            status: int = args.handler(args)
+            handler = handlers.with_name(args)
+            status: int = handler(args)
             sys.stdout.flush()  # a full or closed output fails here, not at exit
     except LockedError as exc:
         _error(locked_line(exc, has_timeout=hasattr(args, "timeout"), waited=_waited(args)))
@@ -80,10 +81,10 @@ def _run(args: argparse.Namespace) -> int:  # noqa: PLR0911  # one status per ki
         _silence_stdout()
         return EXIT_BROKEN_PIPE
     except OSError as exc:  # one a command did not expect: still one line
-        _error(os_error_line(exc, path=getattr(args, "path", None)))
+        _error(os_error_line(exc, path=getattr(args, "shown", getattr(args, "path", None))))
         return os_error_status(exc)
     except RecursionError:  # a JSON text nested deeper than any check expected
-        _error(f"{escaped(getattr(args, 'path', ''))}: input {NESTED}")
+        _error(f"{escaped(getattr(args, 'shown', getattr(args, 'path', '')))}: input {NESTED}")
         return EXIT_USAGE
     except KeyboardInterrupt:
         _error("interrupted (Ctrl-C); a store being written is as of its last sync")
@@ -145,6 +146,16 @@ class _OneLine(logging.Formatter):
         return f"tastypy: {record.levelname.lower()}: {escaped(record.getMessage())}"
 
 
+def _add_name_option(command: argparse.ArgumentParser) -> None:
+    """Give a store *command* ``--name NAME``: the store within a PostgreSQL database."""
+    command.add_argument(
+        "--name",
+        metavar="NAME",
+        help="with a postgresql:// URL as PATH, the store's name in that database "
+        "(PATH#NAME says the same; a URL without a name lists the stores there)",
+    )
+
+
 def add_timeout_option(command: argparse.ArgumentParser) -> None:
     """Give a writing *command* ``--timeout SECONDS`` (into ``args.timeout``, default 0).
 
@@ -174,6 +185,7 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # the whole command 
         "version and time of the last sync; with KEY, that value, pretty-printed.",
     )
     show.add_argument("path", metavar="PATH")
+    _add_name_option(show)
     show.add_argument("key", metavar="KEY", nargs="?")
     show.add_argument("--json", action="store_true", help="print JSON for scripts")
     show.set_defaults(handler=handlers.show)
@@ -182,6 +194,7 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # the whole command 
         "keys", help="the keys, in order", description="Print the store's keys, in order."
     )
     keys.add_argument("path", metavar="PATH")
+    _add_name_option(keys)
     keys.add_argument("--limit", type=_positive, metavar="N", help="print at most N keys")
     keys.set_defaults(handler=handlers.keys)
 
@@ -192,6 +205,7 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # the whole command 
         "status 1 if there is any. Never writes; safe while another process writes.",
     )
     check.add_argument("path", metavar="PATH")
+    _add_name_option(check)
     check.set_defaults(handler=handlers.check)
 
     compact = commands.add_parser(
@@ -201,6 +215,7 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # the whole command 
         "itself from time to time). Needs the store not to be open for writing elsewhere.",
     )
     compact.add_argument("path", metavar="PATH")
+    _add_name_option(compact)
     add_timeout_option(compact)
     compact.set_defaults(handler=handlers.compact)
 
@@ -212,6 +227,7 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # the whole command 
         "the completion rate and ETA while a job writes to it.",
     )
     status.add_argument("path", metavar="PATH")
+    _add_name_option(status)
     status.add_argument(
         "--watch",
         action="store_true",
@@ -226,6 +242,7 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # the whole command 
         description="Print the keys of a tracker's tasks in one state, in order.",
     )
     listing.add_argument("path", metavar="PATH")
+    _add_name_option(listing)
     listing.add_argument("--state", required=True, choices=STATES)
     listing.add_argument("--limit", type=_positive, metavar="N", help="print at most N keys")
     listing.add_argument("--json", action="store_true", help="print a JSON list")
@@ -238,6 +255,7 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # the whole command 
         "that a rerun tries them again.",
     )
     reset.add_argument("path", metavar="PATH")
+    _add_name_option(reset)
     which = reset.add_mutually_exclusive_group(required=True)
     which.add_argument("keys", metavar="KEY", nargs="*", default=[])
     which.add_argument("--failed", action="store_true", help="tasks tried but not done")
@@ -253,6 +271,7 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # the whole command 
         'lines of ["key", value].',
     )
     export.add_argument("path", metavar="PATH")
+    _add_name_option(export)
     export.add_argument("-o", "--output", metavar="FILE", help="write to FILE (default: stdout)")
     export.add_argument("--format", choices=("json", "jsonl"), default="json")
     export.set_defaults(handler=handlers.export)
@@ -264,9 +283,21 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # the whole command 
         "order, as one sync. A malformed file imports nothing. Creates the store if needed.",
     )
     load.add_argument("path", metavar="PATH")
+    _add_name_option(load)
     load.add_argument("file", metavar="FILE")
     add_timeout_option(load)
     load.set_defaults(handler=handlers.import_file)
+
+    copy = commands.add_parser(
+        "copy",
+        help="copy a store to a new place, between engines too",
+        description="Copy every key and value of SRC, in order, with its settings, into a "
+        "new store at DST. Either may be a directory or a postgresql:// URL#NAME (a store "
+        "in a database): files to PostgreSQL and back. SRC is only read.",
+    )
+    copy.add_argument("source", metavar="SRC")
+    copy.add_argument("target", metavar="DST")
+    copy.set_defaults(handler=handlers.copy_store)
 
     demo = commands.add_parser(
         "demo",
@@ -295,6 +326,7 @@ def _add_edit_commands(
         'must be a task record such as \'{"_done": false, "_tries": 0}\'.',
     )
     put.add_argument("path", metavar="PATH")
+    _add_name_option(put)
     put.add_argument("key", metavar="KEY")
     put.add_argument("json", metavar="VALUE")
     add_timeout_option(put)
@@ -307,6 +339,7 @@ def _add_edit_commands(
         "is deleted.",
     )
     remove.add_argument("path", metavar="PATH")
+    _add_name_option(remove)
     remove.add_argument("keys", metavar="KEY", nargs="+")
     add_timeout_option(remove)
     remove.set_defaults(handler=_edit_commands.delete)
@@ -321,6 +354,7 @@ def _add_edit_commands(
         "something was lost.",
     )
     fix.add_argument("path", metavar="PATH")
+    _add_name_option(fix)
     where = fix.add_mutually_exclusive_group()
     where.add_argument("-o", "--output", metavar="NEW", help="write the new store here")
     where.add_argument(

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..storage.engines import members, writers
+from ..storage.engines import is_url, members, writers
 from ..tracker._counts import ABORTED, DONE, EXHAUSTED, TRIED, TaskCounts
 from ._display import can_encode, escaped, fit
 
@@ -88,7 +89,7 @@ def snapshot(records: dict[str, Any], max_tries: int, top: int = 5) -> Snapshot:
     return shot
 
 
-def writer(store: Path) -> tuple[int | None, str | None]:
+def writer(store: Path | str) -> tuple[int | None, str | None]:
     """Who holds *store* for writing now, and whether it runs: ``(pid, state)``.
 
     The holder is the process the OS says holds the store open for writing
@@ -98,6 +99,12 @@ def writer(store: Path) -> tuple[int | None, str | None]:
     signal (``T`` or ``t`` in ``/proc/PID/stat``; SIGSTOP, Ctrl-Z, a
     debugger), else ``"running"``; ``(None, None)`` when nobody writes.
     """
+    if is_url(str(store)):  # on PostgreSQL: the processes holding tasks, on any machine
+        holders = members(store)
+        if not holders:
+            return None, None
+        first = holders[0]
+        return first.pid, _state(first.pid, first.host)
     found = writers(store)
     if not found:
         return None, None
@@ -105,7 +112,13 @@ def writer(store: Path) -> tuple[int | None, str | None]:
     return pid, "stopped" if pid and _process_state(pid) in ("T", "t") else "running"
 
 
-def processes(store: Path, now: float) -> list[dict[str, Any]]:
+def _state(pid: int, host: str) -> str:
+    """``"stopped"`` or ``"running"``: a process on another machine counts as running."""
+    here = not host or host == socket.gethostname()
+    return "stopped" if here and pid and _process_state(pid) in ("T", "t") else "running"
+
+
+def processes(store: Path | str, now: float) -> list[dict[str, Any]]:
     """Each live process writing the shared store at *store*: pid, tasks held, its rate.
 
     The rate is the tries it claimed per second since it opened the store.
@@ -117,9 +130,10 @@ def processes(store: Path, now: float) -> list[dict[str, Any]]:
         found.append(
             {
                 "pid": member.pid,
+                "host": member.host,
                 "holding": member.holding,
                 "rate": None if rate is None else round(rate, 1),
-                "state": "stopped" if _process_state(member.pid) in ("T", "t") else "running",
+                "state": _state(member.pid, member.host),
             }
         )
     return found
@@ -172,7 +186,10 @@ def render(path: str, shot: Snapshot, *, colour: bool, width: int = 80) -> str:
         for each in shot.processes:
             each_rate = "" if each["rate"] is None else f", {each['rate']:,.1f} tries/s"
             stopped = " (stopped)" if each["state"] == "stopped" else ""
-            lines.append(f"  pid {each['pid']}{stopped}: holds {each['holding']:,}{each_rate}")
+            host = f" on {escaped(each['host'])}" if each.get("host") else ""
+            lines.append(
+                f"  pid {each['pid']}{host}{stopped}: holds {each['holding']:,}{each_rate}"
+            )
     elif shot.writer is not None and shot.writer_state == "stopped":
         resume = f"kill -CONT {shot.writer}" if shot.writer else "kill -CONT"
         lines.append(f"job stopped{pid}: no progress until it is resumed ({resume})")

@@ -19,13 +19,23 @@ import sys
 import time
 from collections import deque
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from .. import verify
+from .._codec import encode_value
 from ..errors import NotAStoreError
 from ..pod import PersistentOrderedDict
-from ..storage.engines import is_store, open_engine, probe
+from ..storage.engines import (
+    display,
+    is_store,
+    is_url,
+    names_a_store,
+    open_engine,
+    probe,
+    stores,
+)
 from ..tracker._records import BadRecordError
 from ..tracker._tracker import ProgressTracker
 from ._display import escaped, json_text, shown
@@ -36,6 +46,55 @@ from ._transfer import BadImport, export_to_file, read_numbered, write_export
 __all__ = ["EXIT_PROBLEMS", "Fail", "open_for_writing", "plural"]
 
 _Store = TypeVar("_Store", bound=PersistentOrderedDict)
+
+
+# Commands that only read: given a PostgreSQL URL without a store's name,
+# they list the stores of that database.
+_LISTING = frozenset({"show", "keys", "status", "list_tasks", "export", "check"})
+
+
+def with_name(args: argparse.Namespace) -> Any:
+    """The handler for *args*, with ``--name`` folded into a URL as ``URL#NAME``.
+
+    A URL naming no store gives the listing of its database's stores to a
+    command that only reads, and fails for one that writes.
+    """
+    handler = args.handler
+    path, name = getattr(args, "path", None), getattr(args, "name", None)
+    args.shown = path  # what messages call the store: never a URL's password
+    if path is None or not is_url(path):
+        if name is not None:
+            raise Fail(f"{path}: --name is for a postgresql:// URL; a directory names its store")
+        return handler
+    if name is not None:
+        base, _sep, given = path.partition("#")
+        if given and given != name:
+            raise Fail(f"{display(path)}: names the store {given!r}, and --name {name!r}")
+        args.path = f"{base}#{name}"
+    args.shown = display(args.path)
+    if names_a_store(args.path):
+        return handler
+    if handler.__name__ in _LISTING:
+        return list_stores
+    raise Fail(f"{display(path)}: give the store's name with --name (or URL#NAME)")
+
+
+def list_stores(args: argparse.Namespace) -> int:
+    """The stores of the PostgreSQL database at ``args.path``: name, kind, keys, last write."""
+    found = stores(args.path)
+    if getattr(args, "json", False):
+        print(json_text(found))
+        return 0
+    if not found:
+        print(f"{escaped(display(args.path))}: no tastypy stores in this database")
+        return 0
+    width = max(len(store["name"]) for store in found)
+    for store in found:
+        print(
+            f"{escaped(store['name']):<{width}}  {store['kind']:<7}  "
+            f"{plural(store['keys'], 'key'):>14}  last write {_utc(store['last_write'])}"
+        )
+    return 0
 
 
 def plural(count: int, noun: str) -> str:
@@ -56,7 +115,7 @@ def open_for_writing(
     with exit status 3, naming the path, the OS's reason and *outcome*
     (e.g. ``"nothing was reset"``). *timeout* is passed on (``--timeout``).
     """
-    with os_errors_fail(outcome, path):
+    with os_errors_fail(outcome, display(path)):
         store = kind(path, timeout=timeout)
         try:
             yield store
@@ -116,15 +175,17 @@ def _removed_on_failure(path: Path, *, unless_a_store: bool = False) -> Iterator
         raise
 
 
-def _check_store(path: str, *, damage_status: bool = False) -> Path:
-    """*path* as a store directory, or fail with a one-line reason.
+def _check_store(path: str, *, damage_status: bool = False) -> Path | str:
+    """*path* as a store directory (or a URL#name), or fail with a one-line reason.
 
     With *damage_status*, a store that lost its manifest fails with the
     status ``verify`` gives damage (1) rather than that of bad input (2).
     """
-    store = Path(path)
+    store: Path | str = path if is_url(path) else Path(path)
     found = probe(store)
     if found.kind == "missing":
+        if isinstance(store, str):
+            raise Fail(f"{display(path)}: there is no such store in the database")
         raise Fail(f"{path}: no such file or directory")
     if found.kind == "damaged":  # a store's data without its manifest: not a stranger
         raise Fail(found.reason, status=EXIT_PROBLEMS if damage_status else None)
@@ -151,7 +212,7 @@ def _open(path: str) -> PersistentOrderedDict:
         return PersistentOrderedDict(store, readonly=True)
 
 
-def _is_tracker(store: Path) -> bool:
+def _is_tracker(store: Path | str) -> bool:
     """Whether the store at *store* is a tracker, as its engine's meta says."""
     engine = open_engine(store, readonly=True)
     try:
@@ -165,11 +226,11 @@ def show(args: argparse.Namespace) -> int:
     with pod:
         if args.key is not None:
             if args.key not in pod:
-                raise Fail(f"{args.path}: no key {args.key!r}")
+                raise Fail(f"{args.shown}: no key {args.key!r}")
             value = pod[args.key]
             print(json_text(value, indent=None if args.json else 2))
             return 0
-        facts = _facts(Path(args.path), pod)
+        facts = _facts(args.path, pod)
     if args.json:
         print(json_text(facts))
         return 0
@@ -179,13 +240,15 @@ def show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _facts(store: Path, pod: PersistentOrderedDict) -> dict[str, Any]:
+def _facts(store: str, pod: PersistentOrderedDict) -> dict[str, Any]:
     """What ``show`` prints: the store's settings, as its engine holds and describes them."""
     engine = pod.storage
     meta, options, described = engine.meta, engine.options, engine.describe()
     last = described.get("last_write")
+    if isinstance(last, str):  # PostgreSQL's: a timestamp with its time zone
+        last = datetime.fromisoformat(last).timestamp()
     return {
-        "path": str(store),
+        "path": engine.location if is_url(store) else store,
         "kind": meta.get("kind", "pod"),
         "keys": len(pod),
         "file_size": options.get("file_size"),
@@ -234,7 +297,7 @@ def compact(args: argparse.Namespace) -> int:
     ) as pod:
         pod.compact()
         count = len(pod)
-    print(f"{escaped(args.path)}: compacted ({plural(count, 'key')})")
+    print(f"{escaped(args.shown)}: compacted ({plural(count, 'key')})")
     return 0
 
 
@@ -258,11 +321,11 @@ def status(args: argparse.Namespace) -> int:
         while True:
             # Who writes is asked first: a frame that finds no writer then
             # shows what the last writer left, not the state just before it.
-            pid, state = writer(Path(args.path))
+            pid, state = writer(_where(args.path))
             records, max_tries = _records(args.path)
             shot = snapshot(records, max_tries)
             shot.writer, shot.writer_state = pid, state
-            shot.processes = processes(Path(args.path), time.time())
+            shot.processes = processes(_where(args.path), time.time())
             history.append((time.monotonic(), shot.done))
             _rate(shot, history)
             if state == "running" and len(history) == 1 and not args.watch:
@@ -273,7 +336,7 @@ def status(args: argparse.Namespace) -> int:
             else:
                 if args.watch and colour:
                     print("\033[H\033[J", end="")
-                print(render(args.path, shot, colour=colour, width=width), flush=True)
+                print(render(args.shown, shot, colour=colour, width=width), flush=True)
             finished = shot.failed + shot.untried == 0  # nothing left that a job would try
             if not args.watch or finished or shot.writer is None:
                 return 0  # --watch follows a running job: done, or nobody is writing
@@ -282,6 +345,10 @@ def status(args: argparse.Namespace) -> int:
                 print()
     except KeyboardInterrupt:
         return 0
+
+
+def _where(path: str) -> Path | str:
+    return path if is_url(path) else Path(path)
 
 
 def _rate(shot: Snapshot, history: deque[tuple[float, int]]) -> None:
@@ -310,7 +377,7 @@ def list_tasks(args: argparse.Namespace) -> int:
 
 def reset(args: argparse.Namespace) -> int:
     if not _is_tracker(_check_store(args.path)):  # fail before waiting for a lock
-        raise Fail(f"{args.path}: a plain POD, not a tracker")
+        raise Fail(f"{args.shown}: a plain POD, not a tracker")
     given = list(dict.fromkeys(args.keys))  # a key named twice is one task
     # Which tasks are failed or exhausted is read once the store is held:
     # a writer we waited for may have finished some of them meanwhile.
@@ -320,7 +387,7 @@ def reset(args: argparse.Namespace) -> int:
         if given:
             missing = [k for k in given if k not in tracker]
             if missing:
-                raise Fail(f"{args.path}: no key {missing[0]!r}; nothing was reset")
+                raise Fail(f"{args.shown}: no key {missing[0]!r}; nothing was reset")
             keys = given
         elif args.all:
             keys = list(tracker)
@@ -332,7 +399,7 @@ def reset(args: argparse.Namespace) -> int:
             tracker.mark_not_done(key)
             tracker.reset_tries(key)
             tracker.unabort(key)
-    print(f"{escaped(args.path)}: reset {plural(len(keys), 'task')}")
+    print(f"{escaped(args.shown)}: reset {plural(len(keys), 'task')}")
     return 0
 
 
@@ -363,11 +430,11 @@ def import_file(args: argparse.Namespace) -> int:
         items = read_numbered(data, args.file)
     except BadImport as exc:
         raise Fail(f"{exc}; nothing was imported") from None
-    store = Path(args.path)
+    store = _where(args.path)
     is_tracker = is_store(store) and _is_tracker(store)
     kind = ProgressTracker if is_tracker else PersistentOrderedDict
     with (
-        _removed_on_failure(store),
+        _removed_on_failure(store) if isinstance(store, Path) else contextlib.nullcontext(),
         open_for_writing(kind, store, args.timeout, outcome="nothing was imported") as pod,
     ):
         pod.hold()
@@ -377,7 +444,36 @@ def import_file(args: argparse.Namespace) -> int:
             except TypeError as exc:
                 named = "" if repr(key) in str(exc) else f"key {key!r}: "
                 raise Fail(f"{args.file}:{line}: {named}{exc}; nothing was imported") from None
-    print(f"{escaped(args.path)}: imported {plural(len(items), 'key')}")
+    print(f"{escaped(args.shown)}: imported {plural(len(items), 'key')}")
+    return 0
+
+
+def copy_store(args: argparse.Namespace) -> int:
+    """``tastypy copy SRC DST``: a new store at DST holding what SRC holds, in order."""
+    source = _check_store(args.source)
+    kind = ProgressTracker if _is_tracker(source) else PersistentOrderedDict
+    with kind(source, readonly=True) as pod:  # a tracker's: with the tries counted since
+        items = list(pod.items())
+        meta = pod.storage.meta
+    target = _where(args.target)
+    if is_url(args.target) and not names_a_store(args.target):
+        raise Fail(f"{display(args.target)}: name the new store, as URL#NAME")
+    if is_store(target):
+        raise Fail(f"{display(args.target)}: a store is there already; nothing was copied")
+    with (
+        _removed_on_failure(target) if isinstance(target, Path) else contextlib.nullcontext(),
+        os_errors_fail("nothing was copied", args.target),
+    ):
+        engine = open_engine(target, new=True)
+        try:
+            engine.set_meta(meta)
+            engine.commit((key, encode_value(value, keep=False, key=key)) for key, value in items)
+        except BaseException:
+            engine.discard()
+            raise
+        engine.close()
+    shown_from, shown_to = escaped(display(args.source)), escaped(display(args.target))
+    print(f"{shown_from} -> {shown_to}: copied {plural(len(items), 'key')}")
     return 0
 
 

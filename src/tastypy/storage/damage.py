@@ -58,7 +58,7 @@ class Damage:
     def __str__(self) -> str:
         return self.shown(None)
 
-    def shown(self, store: Path | None) -> str:
+    def shown(self, store: Path | str | None) -> str:
         """One line; the file named relative to *store* if it is inside it."""
         name = self.file
         if store is not None and name.is_relative_to(store):
@@ -188,7 +188,7 @@ class VerifyReport:
         """Records that would be lost: what the entries of ``damaged`` cost (at least)."""
         return lost_records(self.damaged)[0]
 
-    path: Path
+    path: Path | str  # a str: a store that is no directory (a PostgreSQL URL#name)
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     records: int = 0

@@ -15,6 +15,7 @@ command line may leave out).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -37,11 +38,13 @@ __all__ = [
     "is_store",
     "is_url",
     "members",
+    "names_a_store",
     "open_engine",
     "probe",
     "repair",
     "set_give_up",
     "store_key",
+    "stores",
     "verify",
     "writers",
 ]
@@ -57,7 +60,13 @@ def is_url(target: object) -> bool:
 def display(target: str | os.PathLike[str]) -> str:
     """*target* as messages show it: a URL without its password, a path as given."""
     text = os.fspath(target)
-    return _pg_target.redact(text) if is_url(text) else str(text)
+    if not is_url(text):
+        return str(text)
+    assert isinstance(text, str)
+    if _pg_target.named(text):
+        with contextlib.suppress(SettingsError):
+            return _pg_target.parse(text, None).location
+    return _pg_target.redact(text)
 
 
 def _for_files(target: str | os.PathLike[str], what: str = "this") -> str | os.PathLike[str]:
@@ -81,17 +90,45 @@ def _open_postgres(
         raise SettingsError(
             f"{target.location}: the PostgreSQL engine has no setting {', '.join(sorted(given))}"
         )
+    storage: Storage = _postgres(target.location).PostgresStorage(
+        url, name, readonly=readonly, durable=durable, new=new
+    )
+    return storage
+
+
+def _postgres(where: str) -> Any:
+    """The PostgreSQL engine's catalog module (and engine), or an error saying what to install."""
     try:
-        from .postgres import PostgresStorage  # noqa: PLC0415  # needs psycopg, an extra
+        from .postgres import _catalog  # noqa: PLC0415  # needs psycopg, an extra
     except ImportError as exc:
         if exc.name not in {"psycopg", "psycopg_binary", "psycopg_c"}:
             raise
         raise ImportError(
-            f"{target.location}: the PostgreSQL engine needs psycopg 3, which is not "
+            f"{where}: the PostgreSQL engine needs psycopg 3, which is not "
             f"installed ({exc}); install it with: pip install 'tastypy[postgres]'",
             name=exc.name,
         ) from None
-    return PostgresStorage(url, name, readonly=readonly, durable=durable, new=new)
+    return _catalog
+
+
+def _pg(target: str | os.PathLike[str]) -> Any:
+    """The PostgreSQL catalog if *target* is a URL (naming a store: ``URL#name``), else None."""
+    text = os.fspath(target)
+    if not is_url(text):
+        return None
+    assert isinstance(text, str)
+    return _postgres(_pg_target.parse(text, None).location)
+
+
+def stores(url: str) -> list[dict[str, Any]]:
+    """The stores of the PostgreSQL database at *url*: each one's name, kind, keys, last write."""
+    return list(_postgres(_pg_target.redact(url)).stores(url))
+
+
+def names_a_store(target: str | os.PathLike[str]) -> bool:
+    """Whether *target* is a path, or a URL that names a store (``URL#name``)."""
+    text = os.fspath(target)
+    return not is_url(text) or _pg_target.named(str(text))
 
 
 def open_engine(
@@ -168,12 +205,19 @@ def probe(target: str | os.PathLike[str]) -> Probe:
         If what is there cannot even be looked at safely (a link where a
         store's file should be).
     """
-    return _target.probe(Path(_for_files(target, "looking at a store without opening it")))
+    catalog = _pg(target)
+    if catalog is not None:
+        found: Probe = catalog.probe(os.fspath(target))
+        return found
+    return _target.probe(Path(target))
 
 
 def is_store(target: str | os.PathLike[str]) -> bool:
     """Whether a store is at *target* (never raises for what is there instead)."""
-    return _target.is_store(Path(_for_files(target, "looking at a store without opening it")))
+    catalog = _pg(target)
+    if catalog is not None:
+        return bool(catalog.probe(os.fspath(target)).kind == "store")
+    return _target.is_store(Path(target))
 
 
 def writers(target: str | os.PathLike[str]) -> list[int]:
@@ -181,8 +225,12 @@ def writers(target: str | os.PathLike[str]) -> list[int]:
 
     Asked of the OS, never of a file alone: a copied store, or one whose
     writer was killed, has none. 0 stands for a holder the OS does not name.
+    On PostgreSQL: the processes holding tasks under a live lease (see
+    :func:`members` for their hosts).
     """
-    return _target.writers(Path(_for_files(target, "listing a store's writers")))
+    if _pg(target) is not None:
+        return [member.pid for member in members(target)]
+    return _target.writers(Path(target))
 
 
 def set_give_up(check: Callable[[float], bool]) -> None:
@@ -199,7 +247,11 @@ def set_give_up(check: Callable[[float], bool]) -> None:
 
 def members(target: str | os.PathLike[str]) -> list[Member]:
     """The live processes writing the shared store at *target*, with what they hold."""
-    return _target.members(Path(_for_files(target, "listing a store's writers")))
+    catalog = _pg(target)
+    if catalog is not None:
+        found: list[Member] = catalog.members(os.fspath(target))
+        return found
+    return _target.members(Path(target))
 
 
 def store_key(target: str | os.PathLike[str], name: object = None) -> str:
@@ -215,7 +267,8 @@ def store_key(target: str | os.PathLike[str], name: object = None) -> str:
     text = os.fspath(target)
     if is_url(text):
         assert isinstance(text, str)
-        return f"postgresql:{text}#{name}"  # the password too: a key, never shown
+        parsed = _pg_target.parse(text, name)
+        return f"postgresql:{parsed.url}#{parsed.name}"  # the password too: a key, never shown
     return _target.store_key(target)
 
 
@@ -233,9 +286,13 @@ def verify(target: str | os.PathLike[str], *, checks: ContentChecks) -> VerifyRe
 
     See :func:`tastypy.verify`, which gives the layers' *checks*.
     """
+    catalog = _pg(target)
+    if catalog is not None:
+        report: VerifyReport = catalog.verify(os.fspath(target), checks)
+        return report
     from .files import verify as file_verify  # noqa: PLC0415  # see repair()
 
-    return file_verify.verify(_for_files(target, "verify"), checks=checks)
+    return file_verify.verify(target, checks=checks)
 
 
 def repair(

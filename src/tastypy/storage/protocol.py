@@ -194,13 +194,15 @@ class Member:
     """A live process writing a shared store: :func:`.engines.members`.
 
     *holding*: the tasks it holds now; *claims*: the tries it has claimed
-    since it opened the store, at *since* (Unix time).
+    since it opened the store, at *since* (Unix time). *host*: the machine
+    it runs on, where the engine knows (PostgreSQL); empty for this one.
     """
 
     pid: int
     since: float
     holding: int
     claims: int
+    host: str = ""
 
 
 class Shared(Protocol):

@@ -20,6 +20,7 @@ __all__ = [
     "NAME_RULE",
     "Target",
     "is_url",
+    "named",
     "parse",
     "redact",
     "stored_key",
@@ -116,12 +117,22 @@ def parse(url: str, name: object) -> Target:
         raise SettingsError(f"{redact_loosely(url)}: not a PostgreSQL URL ({exc})") from None
     if parts.scheme.lower() not in SCHEMES:
         raise SettingsError(f"{redact_loosely(url)}: not a postgresql:// URL")
-    if parts.fragment:
-        raise SettingsError(
-            f"{redact(url)}: give the store's name as name=, not after # in the URL"
-        )
-    server = redact(url)
-    return Target(url=url, name=check_name(name, server), server=server, secrets=_secrets(url))
+    bare = urlunsplit(parts._replace(fragment=""))
+    server = redact(bare)
+    named = unquote(parts.fragment)
+    if named:  # "URL#name", as messages name a store: the same as name=
+        if name is not None and name != named:
+            raise SettingsError(
+                f"{server}: the URL names the store {named!r} after #, and name= {name!r}; "
+                "give one of them"
+            )
+        name = named
+    return Target(url=bare, name=check_name(name, server), server=server, secrets=_secrets(bare))
+
+
+def named(url: str) -> bool:
+    """Whether *url* names a store after ``#``."""
+    return bool(urlsplit(url).fragment)
 
 
 def redact_loosely(url: str) -> str:

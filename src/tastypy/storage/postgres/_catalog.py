@@ -1,0 +1,148 @@
+"""What the layers above ask of a PostgreSQL target without using it as a store.
+
+For ``storage/engines.py``: is a store there (:func:`probe`), which stores a
+database holds (:func:`stores`), who holds a store's tasks now
+(:func:`members`), and :func:`verify`. Each opens a connection of its own,
+reads, and closes it; none writes.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ...errors import NotAStoreError
+from ..damage import ContentChecks, Damage, VerifyReport
+from ..protocol import Member, Probe
+from . import _schema
+from ._engine import PostgresStorage
+from ._link import Connection, Link, RawJson
+from ._schema import q
+from ._target import parse, user_key
+
+__all__ = ["members", "probe", "stores", "verify"]
+
+
+def probe(url: str) -> Probe:
+    """Whether the store *url* (``URL#name``) names is there: ``store`` or ``missing``."""
+    try:
+        PostgresStorage(url, None, readonly=True).close()
+    except NotAStoreError as exc:
+        if "no such store" in str(exc):
+            return Probe("missing")
+        return Probe("other", str(exc))
+    return Probe("store")
+
+
+def stores(url: str) -> list[dict[str, Any]]:
+    """The stores of the database at *url*: name, kind, records, last write (Unix time)."""
+    target = parse(url.split("#", 1)[0], "x")  # any name: the server is what counts here
+    link = Link(target, reconnect_for=0)
+    try:
+
+        def work(conn: Connection) -> list[tuple[Any, ...]]:
+            if not _schema.ensure(conn, target.server, create=False):
+                return []
+            return conn.execute(
+                q(
+                    "SELECT s.name, s.meta::text, s.changed, (SELECT count(*) FROM "
+                    "{s}.records r WHERE r.store = s.id AND r.value IS NOT NULL) "
+                    "FROM {s}.stores s ORDER BY s.name"
+                )
+            ).fetchall()
+
+        rows = link.run(work)
+    finally:
+        link.close()
+    found = []
+    for name, meta, changed, count in rows:
+        try:
+            kind = orjson.loads(meta).get("kind", "pod")
+        except (orjson.JSONDecodeError, AttributeError):
+            kind = "?"
+        found.append(
+            {"name": name, "kind": kind, "keys": int(count), "last_write": changed.timestamp()}
+        )
+    return found
+
+
+def members(url: str) -> list[Member]:
+    """The processes holding tasks of the store at *url* under a live lease, by host and pid."""
+    storage = PostgresStorage(url, None, readonly=True)
+    try:
+
+        def work(conn: Connection) -> list[tuple[Any, ...]]:
+            return conn.execute(
+                q(
+                    "SELECT holder, count(*) "
+                    "FROM {s}.claims WHERE store = %s AND holder IS NOT NULL "
+                    "AND expires > now() GROUP BY holder ORDER BY holder"
+                ),
+                (storage._id,),
+            ).fetchall()
+
+        rows = storage._link.run(work)
+    finally:
+        storage.close()
+    found = []
+    for holder, holding in rows:
+        host, _sep, rest = str(holder).rpartition(":")[0].rpartition(":")
+        pid = int(rest) if rest.isdigit() else 0
+        # No count of its tries since it began: since=0 says so (no rate per process).
+        found.append(Member(pid=pid, since=0.0, holding=int(holding), claims=0, host=host))
+    return found
+
+
+def this_host() -> str:
+    """How holders on this machine name it (``socket.gethostname()``)."""
+    return socket.gethostname()
+
+
+def verify(url: str, checks: ContentChecks) -> VerifyReport:
+    """Read every record of the store at *url*; report what cannot be used.
+
+    The database keeps its own pages whole (PostgreSQL's checksums and WAL);
+    what is checked here is what tastypy needs of the rows: each key and
+    value decodes, the settings in the meta, and the layers above's checks.
+    """
+    storage = PostgresStorage(url, None, readonly=True)
+    where = storage.location
+    report = VerifyReport(path=where)
+    try:
+
+        def work(conn: Connection) -> list[tuple[Any, ...]]:
+            with conn.cursor() as cur:
+                cur.adapters.register_loader("json", RawJson)
+                return cur.execute(
+                    q(
+                        "SELECT key, value FROM {s}.records WHERE store = %s "
+                        "AND value IS NOT NULL ORDER BY pos"
+                    ),
+                    (storage._id,),
+                ).fetchall()
+
+        rows = storage._link.run(work)
+        meta = storage.meta
+    finally:
+        storage.close()
+    data: dict[str, Any] = {}
+    for stored, blob in rows:
+        try:
+            key = user_key(stored)
+            data[key] = orjson.loads(blob)
+        except ValueError as exc:
+            report.damaged.append(Damage(Path("records"), None, stored, str(exc)))
+    if report.damaged:
+        report.problems.append(f"{len(report.damaged)} records cannot be read")
+    for name, low in checks.settings:
+        value = meta.get(name)
+        if value is not None and (type(value) is not int or value < low):
+            report.problems.append(
+                f"{where}: setting meta.{name} must be a whole number >= {low}, not {value!r}"
+            )
+    report.problems += checks.problems(Path(where), meta, data)
+    report.records = len(data)
+    return report
