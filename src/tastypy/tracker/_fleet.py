@@ -133,26 +133,24 @@ class FleetTasks:
         """``try_it`` where the engine claims in one statement (PostgreSQL's ``claim_task``).
 
         The engine reads the committed record itself, so nothing is caught up
-        first. This process's pending change of the record, if any, is what
-        counts instead, and stays; else the record comes from the store.
+        first; the claimed task's record comes from the store. A change of it
+        still pending here is synced first, so that the store's record is it.
         """
         with self._lock:
             record = self._data.get(key)
             if isinstance(record, dict) and _finished(record, limit):
                 return False  # done here stays done, and tries only grow
-            # A change of it waiting to be synced counts instead of the store's
-            # record: the task is to do (see above), with the tries it has here.
-            local = (0, _tries_of(record)) if key in self._dirty else None
+            self._sync_pending([key])
             held, self._held = self._held, True
             try:
                 with _lifecycle.critical():
-                    tries, blob, behind = claim_task(key, limit, local)
+                    tries, blob, behind = claim_task(key, limit)
                     if tries is None:
-                        if behind and local is None:
+                        if behind:
                             self._catch_up()  # done elsewhere: so others may be too
                         return False
                     self._finished.discard(key)  # this try is not run()'s last one
-                    self._take_claimed(key, tries, blob, local is not None)
+                    self._take_claimed(key, tries, blob)
             finally:
                 self._held = held
             if not held and len(self._dirty) >= self._sync_at:
@@ -171,23 +169,20 @@ class FleetTasks:
         claim_tasks = self._fleet().claim_tasks  # type: ignore[attr-defined]
         with self._lock:
             candidates: list[str] = []
-            local: dict[str, tuple[int, int]] = {}
             for key in dict.fromkeys(keys):
                 record = self._data.get(key)
-                if isinstance(record, dict) and _finished(record, limit):
-                    continue
-                if key in self._dirty:
-                    local[key] = (0, _tries_of(record))
-                candidates.append(key)
+                if not (isinstance(record, dict) and _finished(record, limit)):
+                    candidates.append(key)
             if not candidates:
                 return []
+            self._sync_pending(candidates)
             held, self._held = self._held, True
             try:
                 with _lifecycle.critical():
-                    rows = claim_tasks(candidates, limit, local)
+                    rows = claim_tasks(candidates, limit)
                     for key, tries, blob in rows:
                         self._finished.discard(key)
-                        self._take_claimed(key, tries, blob, key in local)
+                        self._take_claimed(key, tries, blob)
             finally:
                 self._held = held
             if not rows:
@@ -209,12 +204,15 @@ class FleetTasks:
                 if isinstance(record, dict) and _tries_of(record) > 0:
                     self._hand_out(key)["_tries"] = _tries_of(record) - 1
 
-    def _take_claimed(self, key: str, tries: int, blob: bytes | None, mine: bool) -> None:
-        """Set *key*'s record after its claim: this process's own, or the store's one."""
-        if mine and key in self._data:
-            self._hand_out(key)["_tries"] = tries
-            return
-        record: Any = None if mine or blob is None else orjson.loads(blob)
+    def _sync_pending(self, keys: list[str]) -> None:
+        """Commit the changes still pending of *keys* (those that have one)."""
+        pending = [key for key in keys if key in self._dirty]
+        if pending:
+            self._raise_bad(self._commit(pending))
+
+    def _take_claimed(self, key: str, tries: int, blob: bytes | None) -> None:
+        """Set *key*'s record after its claim: the store's one, with the try counted."""
+        record: Any = None if blob is None else orjson.loads(blob)
         if isinstance(record, dict):
             record["_tries"] = tries
         elif record is not None:

@@ -55,61 +55,32 @@ _TAKE = q(
     RETURNING token, tries
     """
 )
-# One statement for a whole try_it: the task's record (as committed, or the
-# caller's own pending state of it) must be to do and under max_tries; its
-# row must be free, run out, or this open's. Then the lease is taken, the
-# try counted, and the record handed back (the caller may hold an older one).
+# One statement for a whole try_it: the task's committed record must be to do
+# and under max_tries, counting every claim's tries; its row of claims must be
+# free, run out, or this open's. Then the lease is taken, the try counted and
+# the record handed back (the caller may hold an older one).
+#
+# The claim row keeps its own copy of the record's state, written by the same
+# transaction that commits the record (_engine.py). The conflict branch checks
+# that copy, on the row's latest version, under its lock: the record was read
+# from the statement's snapshot, which may predate a commit that finished the
+# task and let go of its claim since. (A task finished without ever being
+# claimed has no row, and only the snapshot's record speaks for it.)
+#
 # The statement done again with the same nonce (its connection was lost and
 # made again) counts nothing twice.
-_CLAIM_TASK = q(
-    """
-    WITH rec AS (
-        SELECT value, state, tries FROM {s}.records
-        WHERE store = %(store)s AND key = %(key)s AND value IS NOT NULL
-    ), facts AS (
-        SELECT (SELECT value FROM rec) AS value,
-               coalesce(%(tries)s::bigint, (SELECT tries FROM rec), 0) AS tries,
-               coalesce(%(state)s::smallint, (SELECT state FROM rec), 0) AS state,
-               NOT EXISTS (SELECT 1 FROM rec) AS new
-    ), taken AS (
-        INSERT INTO {s}.claims AS c
-            (store, key, token, holder, expires, claimed, tries, new, nonce)
-        SELECT %(store)s, %(key)s, 1, %(me)s, now() + make_interval(secs => %(lease)s), now(),
-               f.tries + 1, f.new, %(nonce)s
-        FROM facts f
-        WHERE f.state = 0 AND (%(limit)s = 0 OR f.tries < %(limit)s)
-        ON CONFLICT (store, key) DO UPDATE SET
-            token = CASE WHEN c.holder = EXCLUDED.holder THEN c.token ELSE c.token + 1 END,
-            holder = EXCLUDED.holder,
-            expires = EXCLUDED.expires,
-            claimed = now(),
-            tries = CASE WHEN c.nonce = EXCLUDED.nonce THEN c.tries
-                         ELSE GREATEST(c.tries, EXCLUDED.tries - 1) + 1 END,
-            new = EXCLUDED.new,
-            nonce = EXCLUDED.nonce
-        WHERE (c.holder IS NULL OR c.expires <= now() OR c.holder = EXCLUDED.holder)
-          AND (c.nonce = EXCLUDED.nonce
-               OR %(limit)s = 0 OR GREATEST(c.tries, EXCLUDED.tries - 1) < %(limit)s)
-        RETURNING c.tries, c.token
-    )
-    SELECT (SELECT tries FROM taken), (SELECT token FROM taken), f.value, f.state, f.tries
-    FROM facts f
-    """
-)
-# The same for many tasks at once: one statement, the rows taken in key order
-# (two workers taking overlapping batches wait for each other, never deadlock).
 _CLAIM_TASKS = q(
     """
     WITH facts AS (
-        SELECT w.k, coalesce(w.lt, r.tries, 0) AS tries, coalesce(w.ls, r.state, 0) AS state,
+        SELECT w.k, coalesce(r.tries, 0) AS tries, coalesce(r.state, 0) AS state,
                r.key IS NULL AS new, r.value
-        FROM unnest(%(keys)s::text[], %(tries)s::bigint[], %(states)s::smallint[]) AS w(k, lt, ls)
+        FROM unnest(%(keys)s::text[]) AS w(k)
         LEFT JOIN {s}.records r ON r.store = %(store)s AND r.key = w.k AND r.value IS NOT NULL
     ), taken AS (
         INSERT INTO {s}.claims AS c
-            (store, key, token, holder, expires, claimed, tries, new, nonce)
+            (store, key, token, holder, expires, claimed, tries, new, nonce, state)
         SELECT %(store)s, f.k, 1, %(me)s, now() + make_interval(secs => %(lease)s), now(),
-               f.tries + 1, f.new, %(nonce)s
+               f.tries + 1, f.new, %(nonce)s, 0
         FROM facts f
         WHERE f.state = 0 AND (%(limit)s = 0 OR f.tries < %(limit)s)
         ORDER BY f.k
@@ -122,12 +93,14 @@ _CLAIM_TASKS = q(
                          ELSE GREATEST(c.tries, EXCLUDED.tries - 1) + 1 END,
             new = EXCLUDED.new,
             nonce = EXCLUDED.nonce
-        WHERE (c.holder IS NULL OR c.expires <= now() OR c.holder = EXCLUDED.holder)
-          AND (c.nonce = EXCLUDED.nonce
-               OR %(limit)s = 0 OR GREATEST(c.tries, EXCLUDED.tries - 1) < %(limit)s)
+        WHERE c.nonce = EXCLUDED.nonce
+           OR ((c.holder IS NULL OR c.expires <= now() OR c.holder = EXCLUDED.holder)
+               AND c.state = 0
+               AND (%(limit)s = 0 OR GREATEST(c.tries, EXCLUDED.tries - 1) < %(limit)s))
         RETURNING c.key, c.tries, c.token
     )
-    SELECT t.key, t.tries, t.token, f.value FROM taken t JOIN facts f ON f.k = t.key
+    SELECT f.k, t.tries, t.token, f.value, f.state, f.tries
+    FROM facts f LEFT JOIN taken t ON t.key = f.k
     """
 )
 # Undo claims that were never worked on (a run that stopped): the try uncounted.
@@ -228,59 +201,36 @@ class LeasedClaims:
             self._taking.add(key)
         return True
 
-    def claim_task(
-        self, key: str, limit: int, local: tuple[int, int] | None = None
-    ) -> tuple[int | None, bytes | None, bool]:
+    def claim_task(self, key: str, limit: int) -> tuple[int | None, bytes | None, bool]:
         """``try_it`` in one statement: lease *key*, if it is to be tried, and count the try.
 
-        The task is to be tried if its record (as committed, or *local*: this
-        process's pending ``(state, tries)`` of it) is neither done nor
+        The task is to be tried if its committed record is neither done nor
         aborted, has fewer than *limit* tries (0: no limit) counting every
         claim's, and no other live holder has it. Returns the try's number
         (None if refused), the committed record's JSON (None if there is
-        none), and whether the record is finished (done, aborted, or out of
-        tries): then the caller's view of the store is behind.
+        none), and whether the task is finished there (done, aborted, or out
+        of tries): then the caller's view of the store is behind.
         """
-        self._check_writable()
-        params = {
-            "store": self._id,
-            "key": stored_key(key),
-            "me": self._me,
-            "lease": self._lease,
-            "limit": limit,
-            "nonce": _nonce(),
-            "state": None if local is None else local[0],
-            "tries": None if local is None else local[1],
-        }
+        found = self._claim([key], limit)
+        _key, tries, blob, finished = found[0]
+        return tries, blob, finished
 
-        def work(conn: Connection) -> tuple[Any, ...]:
-            with conn.cursor() as cur:
-                cur.adapters.register_loader("json", RawJson)
-                row = cur.execute(_CLAIM_TASK, params).fetchone()
-            assert row is not None
-            return tuple(row)
-
-        tries, token, blob, state, counted = self._link.run(work)
-        if tries is None:
-            finished = state != 0 or bool(limit and counted >= limit)
-            return None, blob, finished
-        self._beat()
-        self._tokens[key] = int(token)
-        self._taking.discard(key)
-        self._counted[key] = int(tries)
-        self._logged[key] = int(tries)
-        return int(tries), blob, False
-
-    def claim_tasks(
-        self, keys: list[str], limit: int, local: dict[str, tuple[int, int]]
-    ) -> list[tuple[str, int, bytes | None]]:
+    def claim_tasks(self, keys: list[str], limit: int) -> list[tuple[str, int, bytes | None]]:
         """:meth:`claim_task` for many *keys* in one statement: those claimed, in no order.
 
-        Each with its try's number and the committed record's JSON. *local*
-        has this process's pending ``(state, tries)`` of those keys that have one.
+        Each with its try's number and the committed record's JSON.
         """
+        return [
+            (key, tries, blob)
+            for key, tries, blob, _finished in self._claim(list(dict.fromkeys(keys)), limit)
+            if tries is not None
+        ]
+
+    def _claim(
+        self, keys: list[str], limit: int
+    ) -> list[tuple[str, int | None, bytes | None, bool]]:
+        """Each of *keys* (no two alike): its try's number or None, its record, finished."""
         self._check_writable()
-        keys = list(dict.fromkeys(keys))
         if not keys:
             return []
         params = {
@@ -290,8 +240,6 @@ class LeasedClaims:
             "limit": limit,
             "nonce": _nonce(),
             "keys": [stored_key(key) for key in keys],
-            "states": [local[key][0] if key in local else None for key in keys],
-            "tries": [local[key][1] if key in local else None for key in keys],
         }
 
         def work(conn: Connection) -> list[tuple[Any, ...]]:
@@ -300,16 +248,20 @@ class LeasedClaims:
                 return cur.execute(_CLAIM_TASKS, params).fetchall()
 
         rows = self._link.run(work)
-        if rows:
-            self._beat()
-        claimed = []
-        for stored, tries, token, blob in rows:
+        found: list[tuple[str, int | None, bytes | None, bool]] = []
+        for stored, tries, token, blob, state, counted in rows:
             key = user_key(stored)
+            if tries is None:
+                finished = state != 0 or bool(limit and counted >= limit)
+                found.append((key, None, blob, finished))
+                continue
             self._tokens[key] = int(token)
             self._taking.discard(key)
             self._counted[key] = self._logged[key] = int(tries)
-            claimed.append((key, int(tries), blob))
-        return claimed
+            found.append((key, int(tries), blob, False))
+        if any(tries is not None for _k, tries, _b, _f in found):
+            self._beat()
+        return found
 
     def unclaim(self, keys: list[str]) -> None:
         """End this open's claims of *keys*, which were never worked on: each try uncounted."""

@@ -56,6 +56,15 @@ _UPSERT = q(
         pos = CASE WHEN EXCLUDED.pos < 0 THEN r.pos ELSE EXCLUDED.pos END
     """
 )
+# The same transaction gives a task's claim row the state its record now has
+# (the claims check that copy: see _claims.py).
+_CLAIM_STATES = q(
+    """
+    UPDATE {s}.claims c SET state = coalesce(t.st, 0)
+    FROM unnest(%s::text[], %s::smallint[]) AS t(k, st)
+    WHERE c.store = %s AND c.key = t.k AND c.state <> coalesce(t.st, 0)
+    """
+)
 TODO, DONE, ABORTED = 0, 1, 2  # records.state of a task record
 _MAX_TRIES = 2**62
 
@@ -440,6 +449,8 @@ class PostgresStorage(LeasedClaims):
         if not keys:
             return -1
         conn.execute(_UPSERT, (self._id, version, keys, positions, values, states, tries))
+        if tasks:
+            conn.execute(_CLAIM_STATES, (keys, states, self._id))
         return len(appended)
 
     def _key(self, stored: str) -> str:

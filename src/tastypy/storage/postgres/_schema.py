@@ -64,6 +64,7 @@ CREATE TABLE {s}.claims (
     tries bigint NOT NULL DEFAULT 0,
     new boolean NOT NULL DEFAULT false,
     nonce bigint,
+    state smallint NOT NULL DEFAULT 0,
     PRIMARY KEY (store, key)
 );
 CREATE INDEX claims_by_holder ON {s}.claims (store, holder) WHERE holder IS NOT NULL;
