@@ -306,3 +306,70 @@ def test_a_pod_copies_to_postgresql_and_back_with_order_and_values(
         assert repr(list(back.items())) == repr([*values, ("n", True)])
     with pytest.raises(FileExistsError, match="exists already"):
         tastypy.POD(f"{tmp_path}/back").copy(url, name=pg_name)
+
+
+# -- from the adversarial review ------------------------------------------------------
+
+
+@pytest.mark.parametrize("password", ["5432?Zq9secret", "5432#Zq9secret", "Zq9s?c:ret/x"])
+def test_a_password_with_url_characters_never_shows(
+    pg_server: Server, pg_name: str, password: str
+) -> None:
+    """libpq reads the credentials up to the first @ before any /: so must redaction."""
+    role = "r" + pg_name.replace("-", "_")
+    pg_server.psql(f"CREATE ROLE {role} LOGIN SUPERUSER PASSWORD '{password}'")
+    quoted = password.replace("/", "%2F")  # a / must be encoded, or libpq ends the host there
+    url = f"postgresql://{role}:{quoted}@127.0.0.1:{pg_server.port}/postgres"
+    with tastypy.POD(url, name=pg_name) as pod:
+        pod["a"] = 1
+        shown = [repr(pod), repr(pod.storage), repr(pod.storage._target), pod.storage.location]
+        shown += [str(value) for value in pod.storage.describe().values()]
+    with tastypy.POD(f"{url}#{pg_name}", readonly=True) as again:
+        assert dict(again) == {"a": 1}
+    for bad in (url.replace(quoted, quoted + "x"), url + "#Not-Allowed"):
+        with pytest.raises((ConnectionFailedError, SettingsError)) as raised:
+            tastypy.POD(bad, name=None if "#" in bad.split("@")[1] else pg_name)
+        shown.append(str(raised.value))
+        context = raised.value.__context__
+        shown.append(str(context) if context is not None else "")
+    for secret in {password, quoted}:
+        assert all(secret not in text for text in shown), [t for t in shown if secret in t]
+
+
+def _drop_connections(server: Server) -> None:
+    """End every tastypy connection to the server, as a restart or a network cut would."""
+    server.psql(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'tastypy'"
+    )
+
+
+def test_locked_after_a_dropped_connection_connects_again(
+    pg_server: Server, url: str, pg_name: str
+) -> None:
+    with tastypy.POD(url, name=pg_name) as pod:
+        pod["n"] = 1
+        pod.sync()
+        _drop_connections(pg_server)
+        with pod.locked():
+            pod["n"] += 1
+    with tastypy.POD(url, name=pg_name, readonly=True) as reader:
+        assert reader["n"] == 2
+
+
+def test_a_locked_block_whose_lock_was_lost_commits_nothing_then_or_later(
+    pg_server: Server, url: str, pg_name: str
+) -> None:
+    with tastypy.POD(url, name=pg_name) as pod:
+        pod["n"] = 0
+        pod.sync()
+        with pytest.raises(ConnectionFailedError, match="committed nothing"), pod.locked():
+            seen = pod["n"]
+            _drop_connections(pg_server)
+            # Another writer (its own open: POD(url) here would be this very POD),
+            # not held off, since the lock went with the connection.
+            with tastypy.POD(storage=PostgresStorage(url, pg_name)) as other:
+                other["n"] = other["n"] + 10
+            pod["n"] = seen + 1
+        pod.sync()  # the block's change must not come back here, nor at close
+    with tastypy.POD(url, name=pg_name, readonly=True) as reader:
+        assert reader["n"] == 10

@@ -420,3 +420,46 @@ def test_four_quick_runs_do_each_task_exactly_once(url: str, pg_name: str) -> No
     with tastypy.Tracker(url, name=pg_name, readonly=True) as after:
         assert after.num_done() == len(keys)
         assert {after.tries(key) for key in keys} == {1}
+
+
+LATE = """
+import sys, tastypy
+t = tastypy.Tracker(sys.argv[1], name=sys.argv[2], lease=1)
+print(t.try_it("new"), flush=True)  # a task no record of which is committed yet
+sys.stdin.readline()
+t["new"]["result"] = "late"
+t.mark_done("new")
+t.sync()
+print("new" in t, flush=True)
+t.sync()
+t.close()
+print("closed", flush=True)
+"""
+
+
+def test_a_late_holder_of_a_task_it_claimed_new_is_fenced_off_too(url: str, pg_name: str) -> None:
+    tastypy.Tracker(url, name=pg_name).close()
+    with Child(LATE, url, pg_name) as late:
+        late.expect("True")
+        late.signal(signal.SIGSTOP)
+        try:
+            with tastypy.Tracker(url, name=pg_name) as fresh:
+                deadline = time.monotonic() + 10
+                while not fresh.try_it("new"):
+                    assert time.monotonic() < deadline
+                    time.sleep(0.1)
+                late.signal(signal.SIGCONT)
+                late.send()
+                assert late.readline() == "False"  # it holds the store's view: no record
+                late.expect("closed")
+                assert late.finish() == 0, late.stderr
+                with tastypy.Tracker(url, name=pg_name, readonly=True) as seen:
+                    # The late holder's record never landed (the view counts the
+                    # new holder's claimed try, as a reader's view does).
+                    assert dict(seen["new"]) == {"_done": False, "_tries": 2}
+                fresh.mark_done("new")
+        finally:
+            if late.alive():
+                os.kill(late.pid, signal.SIGCONT)
+    with tastypy.Tracker(url, name=pg_name, readonly=True) as after:
+        assert dict(after["new"]) == {"_done": True, "_tries": 2}

@@ -49,7 +49,13 @@ def locked_block(pod: PersistentOrderedDict) -> Iterator[None]:
         if problem is not None:  # all or nothing: a sync would write the other keys
             pod.revert()
             raise TypeError(f"{pod._where}: {problem}; the locked() block committed nothing")
-        pod.sync()
+        try:
+            pod.sync()
+        except BaseException:
+            # Nothing of the block committed; its changes must not stay pending,
+            # or a later sync would commit them without the lock.
+            _undo(pod)
+            raise
 
 
 def _unwritable(pod: PersistentOrderedDict) -> str | None:
@@ -68,3 +74,11 @@ def _unwritable(pod: PersistentOrderedDict) -> str | None:
         if reason is not None:
             return f"key {key!r}: {reason}"
     return None
+
+
+def _undo(pod: PersistentOrderedDict) -> None:
+    """Drop a failed block's changes: reload the store, or at least forget them as pending."""
+    try:
+        pod.revert()
+    except Exception:  # the store cannot be read either (the connection is gone)
+        pod._pending.forget()

@@ -35,6 +35,7 @@ from ..storage.engines import (
     open_engine,
     probe,
     stores,
+    with_store_name,
 )
 from ..tracker._records import BadRecordError
 from ..tracker._tracker import ProgressTracker
@@ -67,10 +68,7 @@ def with_name(args: argparse.Namespace) -> Any:
             raise Fail(f"{path}: --name is for a postgresql:// URL; a directory names its store")
         return handler
     if name is not None:
-        base, _sep, given = path.partition("#")
-        if given and given != name:
-            raise Fail(f"{display(path)}: names the store {given!r}, and --name {name!r}")
-        args.path = f"{base}#{name}"
+        args.path = with_store_name(path, name)
     args.shown = display(args.path)
     if names_a_store(args.path):
         return handler

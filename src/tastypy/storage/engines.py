@@ -46,6 +46,7 @@ __all__ = [
     "store_key",
     "stores",
     "verify",
+    "with_store_name",
     "writers",
 ]
 
@@ -123,6 +124,14 @@ def _pg(target: str | os.PathLike[str]) -> Any:
 def stores(url: str) -> list[dict[str, Any]]:
     """The stores of the PostgreSQL database at *url*: each one's name, kind, keys, last write."""
     return list(_postgres(_pg_target.redact(url)).stores(url))
+
+
+def with_store_name(url: str, name: str) -> str:
+    """*url* naming store *name* (``URL#name``); SettingsError if it names another."""
+    bare, given = _pg_target.split_name(url)
+    if given and given != name:
+        raise SettingsError(f"{display(url)}: names the store {given!r}, and --name {name!r}")
+    return f"{bare}#{name}"
 
 
 def names_a_store(target: str | os.PathLike[str]) -> bool:

@@ -369,7 +369,9 @@ class PostgresStorage(LeasedClaims):
             )
             found = self._as_changes(cur.fetchall(), seen)
         there = {key for key, _blob in found}
-        return [(key, None) for key in keys if key not in there and key in seen] + found
+        # No record there: this open's memory drops its own, whether or not it
+        # had seen one (a task it claimed new, which another claimed since).
+        return [(key, None) for key in keys if key not in there] + found
 
     def _as_changes(self, rows: list[Any], seen: dict[str, int]) -> list[Change]:
         """Rows ``(key, pos, value)`` in order, as changes to what this open saw.
@@ -467,12 +469,12 @@ class PostgresStorage(LeasedClaims):
         within the block, the block fails (its lock went with it).
         """
         self._check_writable()
+
+        def lock(conn: Connection) -> None:
+            conn.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_SPACE, self._id))
+
+        self._link.run(lock)  # on a new connection if the old one was lost: nothing held yet
         with self._link.pinned() as conn:
-            try:
-                conn.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_SPACE, self._id))
-            except psycopg.OperationalError:
-                self._link.run(lambda conn: None)  # reconnect, or say the server is gone
-                raise
             try:
                 yield
             finally:

@@ -78,6 +78,11 @@ class Link:
         conn = self._conn
         if conn is not None and not conn.closed:
             return conn
+        # Errors are raised outside the except clauses, here and in run(), so
+        # that the driver's exception (its text may hold the password) is not
+        # kept as their __context__.
+        failure = None
+        conn = None
         try:
             conn = psycopg.connect(
                 self.target.url,
@@ -86,7 +91,9 @@ class Link:
                 application_name="tastypy",
             )
         except psycopg.Error as exc:
-            raise self._failed(exc, "cannot connect to the server") from None
+            failure = self._failed(exc, "cannot connect to the server")
+        if failure is not None or conn is None:
+            raise failure or ConnectionFailedError(self.target.location)
         self._conn = conn
         return conn
 
@@ -124,25 +131,31 @@ class Link:
         """
         while True:
             conn = self.connect()
+            lost: psycopg.OperationalError | None = None
+            refused: OSError | None = None
             try:
                 return work(conn)
             except psycopg.OperationalError as exc:
-                if not conn.broken and not conn.closed:
-                    raise self._failed(exc, "the server failed the request") from None
-                if self._pins:
-                    self._drop()
-                    raise self._failed(
-                        exc,
-                        "lost the connection inside a locked() block, and the store's lock "
-                        "with it; the block committed nothing",
-                    ) from None
-                if not again:
-                    self._drop()
-                    raise self._failed(exc, "lost the connection to the server") from None
-                self._reconnect(exc)
+                lost = exc
             except psycopg.Error as exc:  # the server refused it: a bad value, a trigger
                 detail = self.target.scrub(_detail(exc))
-                raise OSError(f"{self.target.location}: the server refused ({detail})") from None
+                refused = OSError(f"{self.target.location}: the server refused ({detail})")
+            if refused is not None:
+                raise refused
+            assert lost is not None
+            if not conn.broken and not conn.closed:
+                raise self._failed(lost, "the server failed the request")
+            if self._pins:
+                self._drop()
+                raise self._failed(
+                    lost,
+                    "lost the connection inside a locked() block, and the store's lock "
+                    "with it; the block committed nothing",
+                )
+            if not again:
+                self._drop()
+                raise self._failed(lost, "lost the connection to the server")
+            self._reconnect(lost)
 
     @contextmanager
     def pinned(self) -> Iterator[Connection]:

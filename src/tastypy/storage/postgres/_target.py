@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import orjson
 
@@ -46,7 +46,7 @@ def is_url(text: object) -> bool:
     return bool(sep) and head.lower() in SCHEMES
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Target:
     """One store on one server: the URL to connect with, and what messages call it."""
 
@@ -54,6 +54,9 @@ class Target:
     name: str
     server: str  # the URL without its password, for messages
     secrets: tuple[str, ...]  # what scrub() takes out of a message
+
+    def __repr__(self) -> str:
+        return f"Target({self.location!r})"  # never the password
 
     @property
     def location(self) -> str:
@@ -67,32 +70,42 @@ class Target:
         return message
 
 
+def _split(url: str) -> tuple[str, str, str, str]:
+    """``(scheme, user, password, rest)`` of *url*, split as libpq splits a URI.
+
+    libpq takes the credentials to end at the first ``@`` before any ``/``,
+    so a password may hold ``?``, ``#`` or ``:`` unencoded (Python's
+    ``urlsplit`` would cut it at the ``?`` or ``#``, and show the rest).
+    """
+    scheme, _sep, after = url.partition("://")
+    slash = after.find("/")
+    span = after if slash < 0 else after[:slash]
+    at = span.find("@")
+    if at < 0:
+        return scheme, "", "", after
+    user, _colon, password = after[:at].partition(":")
+    return scheme, user, password, after[at + 1 :]
+
+
 def redact(url: str) -> str:
-    """*url* with its password (user part or parameter) left out; the rest as given."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        auth, _at, hosts = netloc.rpartition("@")
-        user = auth.partition(":")[0]
-        netloc = f"{user}@{hosts}" if user else hosts
+    """*url* with its password (user part or parameter) left out, and no ``#name``."""
+    scheme, user, _password, rest = _split(url)
+    parts = urlsplit("//" + rest)
     query = "&".join(
         f"{quote(name, safe='')}={quote(value, safe='/:')}"
         for name, value in parse_qsl(parts.query, keep_blank_values=True)
         if name.lower() not in _SECRET_PARAMS
     )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    shown = f"{scheme}://{user + '@' if user else ''}{parts.netloc}{parts.path}"
+    return f"{shown}?{query}" if query else shown
 
 
 def _secrets(url: str) -> tuple[str, ...]:
-    parts = urlsplit(url)
-    found: list[str] = []
-    auth = parts.netloc.rpartition("@")[0]
-    if ":" in auth:
-        raw = auth.partition(":")[2]
-        found += [raw, unquote(raw)]
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+    _scheme, _user, password, rest = _split(url)
+    found = [password, unquote(password)]
+    for name, value in parse_qsl(urlsplit("//" + rest).query, keep_blank_values=True):
         if name.lower() in _SECRET_PARAMS:
-            found.append(value)
+            found += [value, quote(value, safe="")]
     # The longest first, so that a secret holding another is replaced whole.
     return tuple(sorted({each for each in found if each}, key=len, reverse=True))
 
@@ -109,17 +122,15 @@ def check_name(name: object, server: str) -> str:
 
 
 def parse(url: str, name: object) -> Target:
-    """The :class:`Target` for *url* and store *name*; a clear error if either is bad."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018  # raises for a port that is not a number
-    except ValueError as exc:
-        raise SettingsError(f"{redact_loosely(url)}: not a PostgreSQL URL ({exc})") from None
-    if parts.scheme.lower() not in SCHEMES:
-        raise SettingsError(f"{redact_loosely(url)}: not a postgresql:// URL")
-    bare = urlunsplit(parts._replace(fragment=""))
+    """The :class:`Target` for *url* and store *name*; a clear error if either is bad.
+
+    The host list, ports and parameters are libpq's to check (it says what is
+    wrong when it connects); a message never holds the URL's password.
+    """
+    if _split(url)[0].lower() not in SCHEMES:
+        raise SettingsError(f"{redact(url)}: not a postgresql:// URL")
+    bare, named = split_name(url)
     server = redact(bare)
-    named = unquote(parts.fragment)
     if named:  # "URL#name", as messages name a store: the same as name=
         if name is not None and name != named:
             raise SettingsError(
@@ -130,17 +141,17 @@ def parse(url: str, name: object) -> Target:
     return Target(url=bare, name=check_name(name, server), server=server, secrets=_secrets(bare))
 
 
+def split_name(url: str) -> tuple[str, str]:
+    """*url* without its ``#name``, and that name (empty if none)."""
+    _before, hashed, fragment = _split(url)[3].partition("#")
+    if not hashed:
+        return url, ""
+    return url[: -(len(fragment) + 1)], unquote(fragment)  # the fragment ends the URL
+
+
 def named(url: str) -> bool:
-    """Whether *url* names a store after ``#``."""
-    return bool(urlsplit(url).fragment)
-
-
-def redact_loosely(url: str) -> str:
-    """What is left of a URL that does not parse, for a message: up to its user name."""
-    head, _sep, rest = url.partition("://")
-    if "@" in rest:
-        rest = rest.rpartition("@")[2]
-    return f"{head}://…@{rest}" if "@" in url else f"{head}://{rest}"
+    """Whether *url* names a store after ``#`` (after its credentials: a password may hold one)."""
+    return bool(split_name(url)[1])
 
 
 def stored_key(key: str) -> str:
