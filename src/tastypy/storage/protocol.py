@@ -11,8 +11,11 @@ An engine may do more than the core protocol. It says so in
 :attr:`Storage.capabilities`, with the names below, and then also has the
 methods of the matching protocol class. The mapping layer uses a capability
 only when the engine declares it. The memory engine's shared opens declare
-``"shared"``; the others are seams the shared file store and the PostgreSQL
-engine will fill.
+``"shared"``; the shared file store and every writable PostgreSQL open
+declare ``"shared"`` and ``"claims"`` (PostgreSQL's claims also have
+``claim_task`` and ``claim_tasks``, a claim in one statement, which the
+tracker uses where present). ``"counts"`` and ``"on_demand"`` are seams no
+engine fills yet.
 
 ``"shared"`` (:class:`Shared`)
     One of several writers at once: each sync commits on top of what the

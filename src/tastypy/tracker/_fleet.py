@@ -17,6 +17,11 @@ meaning:
   process added (and perhaps finished) is never overwritten by a fresh one;
 - a dead process's logged tries are settled into the records (committed)
   before its log is removed.
+
+Where the engine claims in one statement (PostgreSQL's ``claim_task`` and
+``claim_tasks``: a lease, the try counted, the committed record read on the
+server), ``try_it`` and ``run()``'s batches use that instead of the steps
+above; a pending change of the task is synced first.
 """
 
 from __future__ import annotations
