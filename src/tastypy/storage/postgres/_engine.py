@@ -65,7 +65,7 @@ _CLAIM_STATES = q(
     WHERE c.store = %s AND c.key = t.k AND c.state <> coalesce(t.st, 0)
     """
 )
-TODO, DONE, ABORTED = 0, 1, 2  # records.state of a task record
+TO_DO, DONE, ABORTED = 0, 1, 2  # records.state of a task record
 _MAX_TRIES = 2**62
 
 
@@ -85,7 +85,7 @@ def task_facts(blob: bytes) -> tuple[int | None, int | None]:
     tries = value.get("_tries", 0)
     if type(tries) is not int or not 0 <= tries < _MAX_TRIES:
         tries = 0
-    state = DONE if value.get("_done") else ABORTED if value.get("_aborted") else TODO
+    state = DONE if value.get("_done") else ABORTED if value.get("_aborted") else TO_DO
     return state, tries
 
 
