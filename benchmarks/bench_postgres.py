@@ -1,7 +1,7 @@
 """A tracker on PostgreSQL: the claim loop of a fleet, against a hand-written psycopg queue.
 
 Usage:  .venv/bin/python benchmarks/bench_postgres.py [--processes 4] [--tasks 20000]
-        [--url postgresql://...]
+        [--bulk 1000000] [--url postgresql://...]
 
 Without ``--url`` it starts a PostgreSQL server of its own, as the tests do
 (``tests/_postgres.py``: the machine's PostgreSQL binaries, a temporary
@@ -17,6 +17,12 @@ directory, ``fsync=off``), and stops it at the end.
   statement its own transaction. Targets (issue "PostgreSQL engine"):
   ``run()`` at least 1.0x the hand-written loop's rate, the seed loop within
   1.5x of it.
+
+- **Bulk.** ``Tracker.add_many`` of M new tasks (then close), and
+  ``POD.update`` of M new keys, against a raw psycopg ``COPY`` of the same
+  rows (the same keys, positions and JSON text) into a table made ``LIKE``
+  ``tastypy.records`` (its keys and indexes), in one transaction. Target:
+  ``add_many`` within 1.5x of the raw COPY.
 
 Every loop claims each task before it runs (exclusive while the claim
 lives) and counts the try; tasks per second are summed over the workers.
@@ -106,6 +112,49 @@ def seed_table(url: str, name: str, keys: list[str]) -> None:
                 copy.write_row((key,))
 
 
+FRESH = '{"_done":false,"_tries":0}'  # how the tracker writes a new task
+
+
+def raw_copy(url: str, keys: list[str], value: str, facts: tuple[Any, Any]) -> float:
+    """Seconds for one COPY of *keys* (each *value*) into a copy of tastypy.records."""
+    with psycopg.connect(url) as conn:
+        conn.execute("DROP TABLE IF EXISTS bench_raw")
+        conn.execute("CREATE TABLE bench_raw (LIKE tastypy.records INCLUDING ALL)")
+        conn.commit()
+        start = time.perf_counter()
+        with conn.cursor().copy("COPY bench_raw FROM STDIN") as copy:
+            for pos, key in enumerate(keys):
+                copy.write_row((1, key, pos, 1, value, *facts))
+        conn.commit()
+        seconds = time.perf_counter() - start
+        conn.execute("DROP TABLE bench_raw")
+        conn.commit()
+    return seconds
+
+
+def bulk(url: str, count: int) -> None:
+    keys = [f"https://example.com/item/{i:07d}" for i in range(count)]
+    tastypy.POD(url, name=f"bench-made-{os.getpid()}").close()  # the tables exist
+    start = time.perf_counter()
+    with tastypy.Tracker(url, name=f"bench-bulk-{os.getpid()}") as tracker:
+        tracker.add_many(keys)
+    add_many = time.perf_counter() - start
+    raw_tasks = raw_copy(url, keys, FRESH, (0, 0))
+    value = {"status": 200, "bytes": 5120}
+    start = time.perf_counter()
+    with tastypy.POD(url, name=f"bench-update-{os.getpid()}") as pod:
+        pod.update((key, value) for key in keys)
+    update = time.perf_counter() - start
+    raw_values = raw_copy(url, keys, '{"status":200,"bytes":5120}', (None, None))
+    print(f"\n| bulk: {count:,} new keys, one process | seconds | vs raw COPY | target |")
+    print("|---|---|---|---|")
+    print(f"| raw psycopg COPY, task records | {raw_tasks:.2f} | | |")
+    print(f"| tastypy Tracker.add_many + close | {add_many:.2f} | {add_many / raw_tasks:.2f}x "
+          "| <= 1.5x |")  # fmt: skip
+    print(f"| raw psycopg COPY, small values | {raw_values:.2f} | | |")
+    print(f"| tastypy POD.update + close | {update:.2f} | {update / raw_values:.2f}x | |")
+
+
 def _run(
     worker: Callable[[str, str, int], int], barrier: Any, results: Any, args: tuple[Any, ...]
 ) -> None:
@@ -140,6 +189,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--tasks", type=int, default=20_000)
+    parser.add_argument("--bulk", type=int, default=1_000_000, help="keys (0: no bulk part)")
     parser.add_argument("--url", help="a server to use instead of starting one")
     args = parser.parse_args()
     server = None
@@ -184,6 +234,8 @@ def main() -> None:
         for label, rate in rates.items():
             ratio = "" if rate is peer else f"{rate / peer:.2f}x"
             print(f"| {label} | {rate:,.0f} | {ratio} | {targets.get(label, '')} |")
+        if args.bulk:
+            bulk(url, args.bulk)
     finally:
         if server is not None:
             server.close()

@@ -424,12 +424,20 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         ``pod.update("k")`` is the seed API's way to sync one key now. A lone
         ``str`` is never a useful ``dict.update`` argument, so the two meanings
         cannot collide; anything else (``pod.update(42)`` included) behaves
-        exactly as ``dict.update`` does.
+        exactly as ``dict.update`` does, as one batch: the automatic sync
+        waits for the end of the call (one commit, however many keys).
         """
         if len(args) == 1 and not kwargs and isinstance(args[0], str):
             self.sync_key(args[0])
             return
-        super().update(*args, **kwargs)
+        with self._lock:  # one batch: no automatic sync until every key is set
+            held, self._held = self._held, True
+            try:
+                super().update(*args, **kwargs)
+            finally:
+                self._held = held
+            if len(self._dirty) >= self._sync_at and not self._held:
+                self._auto_sync()
 
     def iteritems(self) -> Iterator[tuple[str, Any]]:
         """Iterator over ``(key, value)`` pairs in order (marks each key dirty)."""

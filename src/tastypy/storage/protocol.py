@@ -269,6 +269,10 @@ class Claims(Protocol):
         """The most tries any writer's claims counted for *key* (inside :meth:`locked`)."""
         ...
 
+    def logged_tries_of(self, keys: list[str]) -> dict[str, int]:
+        """:meth:`logged_tries` of many keys at once: those with any, and their tries."""
+        ...
+
     def claim(self, key: str, tries: int, *, new: bool = False) -> None:
         """Claim *key* for this open (its *tries* th try), logged before this returns.
 

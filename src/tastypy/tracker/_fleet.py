@@ -34,6 +34,7 @@ import orjson
 
 from .. import _lifecycle
 from ..storage import Storage
+from ._records import NEW_RECORD, fresh_records
 
 __all__ = ["FleetTasks"]
 
@@ -70,6 +71,8 @@ class FleetTasks:
         def _raise_bad(self, left: list[str]) -> None: ...
 
         def _auto_sync(self) -> None: ...
+
+        def _add_new(self, values: dict[str, Any], encoding: bytes) -> None: ...
 
         def __setitem__(self, key: Any, value: Any) -> None: ...
 
@@ -259,11 +262,30 @@ class FleetTasks:
         with self._lock, _lifecycle.critical(), storage.locked():
             self._catch_up()
             fresh = [key for key in dict.fromkeys(keys) if key not in self._data]
-            for key in fresh:
-                self[key] = {"_done": False, "_tries": storage.logged_tries(key)}
             if fresh:
+                # One look for all the keys' tries counted by claims, one commit.
+                tried = storage.logged_tries_of(fresh)
+                held, self._held = self._held, True  # no automatic sync half-way
+                try:
+                    self._add_records(fresh, tried)
+                finally:
+                    self._held = held
                 self._commit(fresh)
             return fresh
+
+    def _add_records(self, keys: list[str], tried: dict[str, int]) -> None:
+        """Add new records for *keys*, in order, with the tries *tried* counted (else 0)."""
+        run: list[str] = []  # untried keys in a row: added in one go
+        for key in keys:
+            if key not in tried:
+                run.append(key)
+                continue
+            if run:
+                self._add_new(fresh_records(run), NEW_RECORD)
+                run = []
+            self[key] = {"_done": False, "_tries": tried[key]}
+        if run:
+            self._add_new(fresh_records(run), NEW_RECORD)
 
     def _fleet_adopt_tries_log(self) -> None:
         """Apply a plain writer's ``tries.jsonl``, commit what it says and empty it, at once.

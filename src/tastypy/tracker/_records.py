@@ -16,15 +16,30 @@ field); :func:`bad_records` lists them all (for ``verify``).
 from __future__ import annotations
 
 import reprlib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from ..errors import CorruptStoreError
 
-__all__ = ["MAX_TRIES_VALUE", "BadRecordError", "bad_records", "check_records", "record_problem"]
+__all__ = [
+    "MAX_TRIES_VALUE",
+    "NEW_RECORD",
+    "BadRecordError",
+    "bad_records",
+    "check_records",
+    "fresh_records",
+    "record_problem",
+]
 
 # A try count must stay a 64-bit JSON integer after any number of tries.
 MAX_TRIES_VALUE = 2**62
+NEW_RECORD = b'{"_done":false,"_tries":0}'  # the encoding of every fresh_records value
+
+
+def fresh_records(keys: Iterable[str]) -> dict[str, Any]:
+    """A new, untried record for each of *keys* (each its own dict)."""
+    return {key: {"_done": False, "_tries": 0} for key in keys}
 
 
 class BadRecordError(CorruptStoreError):

@@ -16,14 +16,12 @@ from . import _tries
 from ._counts import ABORTED, DONE, EXHAUSTED, TaskCounts
 from ._fleet import FleetTasks
 from ._progress import Progress
-from ._records import check_records, record_problem
+from ._records import NEW_RECORD, check_records, fresh_records, record_problem
 from ._run import RunSummary, run
 
 __all__ = ["ProgressTracker", "Tracker"]
 
 log = logging.getLogger(__name__)
-
-_NEW_RECORD = b'{"_done":false,"_tries":0}'
 
 
 class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
@@ -373,7 +371,7 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
         # Every new record encodes the same: skip the per-key encode and checks
         # of __setitem__ (an untried task has no status bits to count). The
         # caller holds the lock.
-        self._add_new({key: {"_done": False, "_tries": 0} for key in keys}, _NEW_RECORD)
+        self._add_new(fresh_records(keys), NEW_RECORD)
 
     def check(self, key: Any) -> bool:
         """True if the task is done (False if it does not exist)."""
@@ -435,7 +433,7 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
             return self._fleet_try(key, self._tally.max_tries)
         with self._lock:  # one claim at a time: two threads never both get True
             if key not in self._data:
-                self._add_new({key: {"_done": False, "_tries": 0}}, _NEW_RECORD)
+                self._add_new(fresh_records([key]), NEW_RECORD)
             record = self._hand_out(key)
             tries = record.get("_tries")
             tries = tries if type(tries) is int else 0

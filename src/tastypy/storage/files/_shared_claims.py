@@ -105,6 +105,11 @@ class WriterClaims:
         """The most tries any writer's unreleased claims counted for *key* (0 if none)."""
         return max(self._fleet.tries(key), self._tries.get(key, 0))
 
+    def logged_tries_of(self, keys: list[str]) -> dict[str, int]:
+        """:meth:`logged_tries` of each of *keys* that has any."""
+        found = {key: self.logged_tries(key) for key in keys}
+        return {key: tries for key, tries in found.items() if tries}
+
     def claim(self, key: str, tries: int, *, new: bool = False) -> None:
         """Claim *key* for this open, its *tries* th try (inside :meth:`claiming`).
 

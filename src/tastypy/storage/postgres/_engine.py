@@ -34,59 +34,13 @@ from ._claims import LeasedClaims
 from ._link import Connection, Link, RawJson
 from ._schema import LOCK_SPACE, q
 from ._sidelog import PostgresSideLog
-from ._target import Target, parse, stored_key, user_key
+from ._target import KEY_MARK, Target, parse, stored_key, user_key
+from ._writes import Rows, task_facts, write_rows
 
 __all__ = ["PostgresStorage"]
 
 Change = tuple[str, "bytes | None"]
 _PAGE = 20_000  # rows a load fetches per round trip
-
-
-_UPSERT = q(
-    """
-    INSERT INTO {s}.records AS r (store, key, pos, version, value, state, tries)
-    SELECT %s, k, p, %s, v::json, st, tr
-    FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::smallint[], %s::bigint[])
-        AS t(k, p, v, st, tr)
-    ON CONFLICT (store, key) DO UPDATE SET
-        value = EXCLUDED.value,
-        version = EXCLUDED.version,
-        state = EXCLUDED.state,
-        tries = EXCLUDED.tries,
-        pos = CASE WHEN EXCLUDED.pos < 0 THEN r.pos ELSE EXCLUDED.pos END
-    """
-)
-# The same transaction gives a task's claim row the state its record now has
-# (the claims check that copy: see _claims.py).
-_CLAIM_STATES = q(
-    """
-    UPDATE {s}.claims c SET state = coalesce(t.st, 0)
-    FROM unnest(%s::text[], %s::smallint[]) AS t(k, st)
-    WHERE c.store = %s AND c.key = t.k AND c.state <> coalesce(t.st, 0)
-    """
-)
-TO_DO, DONE, ABORTED = 0, 1, 2  # records.state of a task record
-_MAX_TRIES = 2**62
-
-
-def task_facts(blob: bytes) -> tuple[int | None, int | None]:
-    """A task record's state and tries, for ``records.state`` and ``records.tries``.
-
-    As the tracker reads them: done, else aborted, else to do, by the
-    fields' truth; tries a whole number (anything else: 0). Not a JSON
-    object: no state.
-    """
-    try:
-        value = orjson.loads(blob)
-    except orjson.JSONDecodeError:
-        return None, None
-    if not isinstance(value, dict):
-        return None, None
-    tries = value.get("_tries", 0)
-    if type(tries) is not int or not 0 <= tries < _MAX_TRIES:
-        tries = 0
-    state = DONE if value.get("_done") else ABORTED if value.get("_aborted") else TO_DO
-    return state, tries
 
 
 class PostgresStorage(LeasedClaims):
@@ -328,7 +282,9 @@ class PostgresStorage(LeasedClaims):
                 mine = [change for change in mine if change[0] not in dropped]
                 known = {key for key, _blob in theirs}
                 theirs += self._rows(conn, [key for key in lost if key not in known], seen)
-            present = lambda k: after.get(k, k in seen)  # noqa: E731  # the state theirs left
+            present: Any = seen.__contains__  # whether a key is there, as theirs left it
+            if after:
+                present = lambda k: after.get(k, k in seen)  # noqa: E731
             added = self._write(conn, mine, present, version + 1, next_pos)
             if added < 0:
                 return version, next_pos, theirs, mine, lost
@@ -414,46 +370,46 @@ class PostgresStorage(LeasedClaims):
 
         Returns how many keys went to the end, or -1 if there was nothing to write.
         """
-        final: dict[str, list[Any]] = {}  # key -> [value or None, order added, was present]
-        order = 0
+        # No object per key (a million of them would be a million for the
+        # garbage collector to look at): dicts of the keys, and columns.
+        final: dict[str, bytes | None] = {}  # key -> its value at the end, or None
+        was: dict[str, bool] = {}  # key -> whether the store had it before
+        ends: dict[str, int] = {}  # keys that go to the end, in order; then their places
         for key, blob in mine:
-            entry = final.get(key)
-            if entry is None:
-                was = bool(present(key))
-                entry = final[key] = [None, None, was]
-                is_there = was
+            if key in final:
+                there = final[key] is not None
             else:
-                is_there = entry[0] is not None
+                there = was[key] = present(key)
+            final[key] = blob
             if blob is None:
-                entry[0] = entry[1] = None
-            else:
-                entry[0] = blob
-                if not is_there:
-                    entry[1] = order
-                    order += 1
-        keys: list[str] = []
-        positions: list[int] = []
-        values: list[str | None] = []
-        states: list[int | None] = []
-        tries: list[int | None] = []
+                ends.pop(key, None)
+            elif not there:  # new, or added again after a deletion in this batch
+                ends[key] = 0
+        for rank, key in enumerate(ends):
+            ends[key] = next_pos + rank
         tasks = self._meta.get("kind") == "tracker"  # whose records' state the claims read
-        appended = sorted((entry[1], key) for key, entry in final.items() if entry[1] is not None)
-        place = {key: next_pos + rank for rank, (_order, key) in enumerate(appended)}
-        for key, (blob, _order, was) in final.items():
-            if blob is None and not was:
+        rows = Rows()
+        last: object = rows  # the value the facts are of (none yet)
+        state: int | None = None
+        count: int | None = None
+        for key, blob in final.items():
+            before = was[key]
+            if blob is None and not before:
                 continue  # added and deleted within the batch: the store never had it
-            keys.append(stored_key(key))
-            positions.append(place.get(key, -1))
-            values.append(None if blob is None else blob.decode())
-            state, count = task_facts(blob) if tasks and blob is not None else (None, None)
-            states.append(state)
-            tries.append(count)
-        if not keys:
+            if tasks and blob is not last:  # new tasks share one value: parsed once
+                last = blob
+                state, count = (None, None) if blob is None else task_facts(blob)
+            stored = key if "\x00" not in key and not key.startswith(KEY_MARK) else stored_key(key)
+            rows.keys.append(stored)
+            rows.positions.append(ends.get(key, -1))
+            rows.values.append(blob)
+            rows.states.append(state)
+            rows.tries.append(count)
+            rows.new.append(not before)
+        if not rows:
             return -1
-        conn.execute(_UPSERT, (self._id, version, keys, positions, values, states, tries))
-        if tasks:
-            conn.execute(_CLAIM_STATES, (keys, states, self._id))
-        return len(appended)
+        write_rows(conn, self._id, version, rows, tasks=tasks)
+        return len(ends)
 
     def _key(self, stored: str) -> str:
         try:
@@ -543,7 +499,11 @@ class PostgresStorage(LeasedClaims):
             )
 
         def work(conn: Connection) -> None:
-            conn.execute(q("DELETE FROM {s}.stores WHERE id = %s"), (self._id,))
+            with conn.transaction():  # under the lock: no sync writes records meanwhile
+                conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_SPACE, self._id))
+                # records has no foreign key (_schema.py); claims and side logs follow.
+                conn.execute(q("DELETE FROM {s}.records WHERE store = %s"), (self._id,))
+                conn.execute(q("DELETE FROM {s}.stores WHERE id = %s"), (self._id,))
 
         self._link.run(work)
         self.close()
