@@ -249,3 +249,10 @@ def interrupt_or_gated(log: str, gate: str, first_gated: int, key: str) -> dict[
         append_line(log, key)
         raise KeyboardInterrupt(f"{key} interrupts itself")
     return gated(log, gate, first_gated, key)
+
+
+def stuck_or_quick(directory: str, key: str) -> str:
+    """Log the call; a key starting ``stuck`` hangs for a minute, any other takes 0.3 s."""
+    append_line(Path(directory) / CALLS, key)
+    time.sleep(60 if key.startswith("stuck") else 0.3)
+    return key

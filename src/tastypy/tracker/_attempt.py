@@ -26,6 +26,7 @@ __all__ = [
     "attempt",
     "failure_of",
     "result_failure",
+    "timed_out",
 ]
 
 # What a task's own code may raise, even from a __str__ or a result's items():
@@ -50,6 +51,7 @@ class Failure:
     type: str
     message: str
     traceback: str
+    timed_out: bool = False  # ran over the run's time limit (``timed_out``)
 
 
 def failure_of(exc: BaseException) -> Failure:
@@ -94,3 +96,9 @@ def attempt(fn: Callable[[str], Any], key: str) -> Success | Failure:
     except NOT_A_STOP as exc:  # TypeError, or whatever a hostile value raises
         return result_failure(exc)
     return Success(data, seconds)
+
+
+def timed_out(timeout: float, how: str) -> Failure:
+    """The failure of an attempt that ran over its time limit of *timeout* seconds."""
+    message = f"the task ran over its time limit of {timeout:g} s; {how}"
+    return Failure("TimeoutError", message, f"TimeoutError: {message}\n", timed_out=True)

@@ -12,6 +12,14 @@ and the rerun are one try (``try_it`` counted it when the task first
 started), so a task that kills its worker every time fails once per run and
 is given up on at ``max_tries``.
 
+With a time limit (``timeout``), the pool holds no more tasks than it has
+workers, so a task starts as it is handed over, and one that runs over its
+limit is recorded as failed (``TimeoutError``). A process pool cannot kill
+one of its workers alone, so the pool is stopped (its processes killed) and
+a new one takes its place; the other tasks that were running in it are
+started again there, within the same try (their attempt was cut short by
+another task, not failed), each with a new time limit.
+
 Workers ignore SIGINT: a Ctrl-C reaches the whole process group, and the run
 (in this process) decides when to stop.
 """
@@ -23,6 +31,7 @@ import multiprocessing
 import multiprocessing.connection
 import pickle
 import signal
+import time
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from multiprocessing.connection import Connection
@@ -30,7 +39,7 @@ from multiprocessing.context import BaseContext
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
-from ._attempt import Failure, Success, attempt, failure_of
+from ._attempt import Failure, Success, attempt, failure_of, timed_out
 
 __all__ = ["Pool", "pickled_function"]
 
@@ -69,13 +78,17 @@ class Pool:
     thread runs it.
     """
 
-    def __init__(self, payload: bytes, workers: int, record: Record) -> None:
+    def __init__(
+        self, payload: bytes, workers: int, record: Record, timeout: float | None = None
+    ) -> None:
         self.payload = payload
         self.workers = workers
         self.record = record
+        self.timeout = timeout
         self.context = multiprocessing.get_context()
         self.executor: cf.ProcessPoolExecutor | None = None
         self.running: dict[cf.Future[Outcome], str] = {}
+        self.deadlines: dict[cf.Future[Outcome], float] = {}  # with a time limit
 
     def start(self) -> None:
         """Start the workers, and check that they can load the function.
@@ -104,26 +117,68 @@ class Pool:
 
     def run(self, tasks: Iterator[str]) -> None:
         """Attempt each of *tasks* (its try already counted) until they run out."""
+        held = self.workers if self.timeout is not None else 2 * self.workers
         try:
             while True:
-                while len(self.running) < 2 * self.workers:
+                while len(self.running) < held:
                     key = next(tasks, None)
                     if key is None:
                         break
                     self._submit(key)
                 if not self.running:
                     return
-                finished, _ = cf.wait(self.running, timeout=0.5, return_when=cf.FIRST_COMPLETED)
+                wait = 0.5
+                if self.deadlines:
+                    wait = min(wait, max(0.0, min(self.deadlines.values()) - time.monotonic()))
+                finished, _ = cf.wait(self.running, timeout=wait, return_when=cf.FIRST_COMPLETED)
                 broken = False
                 for future in finished:
                     if _broke(future):
                         broken = True  # stays in running: a suspect
                     else:
+                        self.deadlines.pop(future, None)
                         self.record(self.running.pop(future), _outcome(future))
                 if broken:
                     self._find_the_killer()
+                elif self._overdue():
+                    self._replace_the_pool()
         finally:
             self._finish()
+
+    def _overdue(self) -> list[cf.Future[Outcome]]:
+        now = time.monotonic()
+        return [f for f, deadline in self.deadlines.items() if deadline <= now and not f.done()]
+
+    def _kill_workers(self) -> None:
+        """Kill the pool's processes (a stuck task holds one; the pool cannot tell which)."""
+        assert self.executor is not None
+        processes = getattr(self.executor, "_processes", None) or {}
+        for process in list(processes.values()):
+            with suppress(OSError, ValueError):
+                process.kill()
+
+    def _replace_the_pool(self) -> None:
+        """Tasks ran over their time limit: fail them, and start the others again anew."""
+        assert self.executor is not None
+        assert self.timeout is not None
+        overdue = set(self._overdue())
+        for future in overdue:
+            self.record(self.running[future], timed_out(self.timeout, "its worker was killed"))
+        self._kill_workers()
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        again = []
+        for future, key in self.running.items():
+            if future in overdue:
+                continue
+            if future.done() and not _broke(future) and not future.cancelled():
+                self.record(key, _outcome(future))
+            else:
+                again.append(key)  # cut short by the killing: the same try, started anew
+        self.running.clear()
+        self.deadlines.clear()
+        self.executor = self._new_executor()
+        for key in again:
+            self._submit(key)
 
     def _new_executor(self) -> cf.ProcessPoolExecutor:
         return cf.ProcessPoolExecutor(
@@ -144,6 +199,8 @@ class Pool:
             assert self.executor is not None
             future = self.executor.submit(_attempt_in_worker, key)
         self.running[future] = key
+        if self.timeout is not None:
+            self.deadlines[future] = time.monotonic() + self.timeout
 
     def _find_the_killer(self) -> None:
         """A worker died: run each task that was in the pool alone, then go on."""
@@ -157,9 +214,10 @@ class Pool:
             else:
                 self.record(key, _outcome(future))
         self.running.clear()
+        self.deadlines.clear()
         # Even after a stop request: these tasks were running (or about to).
         for key in suspects:
-            self.record(key, run_alone(self.context, self.payload, key))
+            self.record(key, run_alone(self.context, self.payload, key, self.timeout))
         self.executor = self._new_executor()
 
     def _finish(self) -> None:
@@ -171,8 +229,16 @@ class Pool:
         """
         try:
             for future, key in list(self.running.items()):
-                cf.wait([future])
+                deadline = self.deadlines.get(future)
+                cf.wait(
+                    [future], None if deadline is None else max(0.0, deadline - time.monotonic())
+                )
                 del self.running[future]
+                if not future.done():  # over its time limit: the rest break with the pool
+                    assert self.timeout is not None
+                    self.record(key, timed_out(self.timeout, "its worker was killed"))
+                    self._kill_workers()
+                    continue
                 if _broke(future):
                     message = (
                         "a worker process died while this task was in the pool, and the "
@@ -197,7 +263,9 @@ def _outcome(future: cf.Future[Outcome]) -> Outcome:
         return failure_of(exc)
 
 
-def run_alone(context: BaseContext, payload: bytes, key: str) -> Outcome:
+def run_alone(
+    context: BaseContext, payload: bytes, key: str, timeout: float | None = None
+) -> Outcome:
     """Attempt *key* in a process of its own; its death is this task's failure."""
     reader, writer = context.Pipe(duplex=False)
     process = context.Process(  # type: ignore[attr-defined]
@@ -209,7 +277,10 @@ def run_alone(context: BaseContext, payload: bytes, key: str) -> Outcome:
     try:
         # Wait for the outcome or the process's end, whichever comes first;
         # a task's own child processes may hold the pipe open after its end.
-        multiprocessing.connection.wait([reader, process.sentinel])
+        ready = multiprocessing.connection.wait([reader, process.sentinel], timeout)
+        if not ready:
+            assert timeout is not None
+            return timed_out(timeout, "its process was killed")  # (killed below)
         if reader.poll():
             with suppress(EOFError, OSError):  # it died mid-send, or sent nothing
                 data = reader.recv_bytes()

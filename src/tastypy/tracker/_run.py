@@ -12,6 +12,7 @@ recorded, the tracker is synced, and then the signal has its usual effect
 
 from __future__ import annotations
 
+import inspect
 import logging
 import signal
 import threading
@@ -49,6 +50,8 @@ class RunSummary:
         Tasks not tried because they were already done or aborted.
     exhausted
         Tasks given up on: tried ``max_tries`` times and not done.
+    timed_out
+        Attempts that ran over the run's ``timeout`` (among ``failed``).
     interrupted
         Whether Ctrl-C or SIGTERM stopped the run early.
     """
@@ -57,6 +60,7 @@ class RunSummary:
     failed: int = 0
     skipped: int = 0
     exhausted: int = 0
+    timed_out: int = 0
     interrupted: bool = False
 
 
@@ -67,6 +71,8 @@ def run(
     *,
     workers: int = 1,
     progress: bool = True,
+    executor: Any = None,
+    timeout: float | None = None,
 ) -> RunSummary:
     """Add *keys* (if given), then run ``fn(key)`` for each task that should be tried.
 
@@ -80,17 +86,35 @@ def run(
     (capped at the number of tasks left), *fn* must be picklable (a
     module-level function).
 
+    *executor* says where the attempts run: ``"processes"`` (the default:
+    this process for ``workers=1``, else a process pool), ``"threads"``
+    (*workers* threads of this process), or a :class:`concurrent.futures.Executor`
+    of the caller's (at most *workers* tasks handed to it at once). An
+    ``async def`` *fn* runs on an asyncio event loop, *workers* at a time
+    (no *executor* then). Only the calling thread writes the tracker.
+
+    With *timeout* (seconds), an attempt that runs longer fails with
+    ``TimeoutError`` and the run goes on: a process pool's workers are
+    killed and replaced (the other running tasks start again, within the
+    same try); a coroutine is cancelled; a thread is left to finish in the
+    background, its result ignored. With processes, even ``workers=1``
+    then runs *fn* in a worker process (it must be picklable).
+
     Raises
     ------
     ValueError
-        If *workers* is not a whole number >= 1 (nothing changes).
+        If *workers* is not a whole number >= 1, *timeout* not a number of
+        seconds > 0, or *executor* none of the above (nothing changes).
     TypeError
-        With ``workers > 1``, if *fn* cannot be pickled (nothing changes) or
+        With a process pool, if *fn* cannot be pickled (nothing changes) or
         a worker process cannot load it (before any task is tried).
     """
     if type(workers) is not int or workers < 1:
         raise ValueError(f"workers must be a whole number >= 1, not {workers!r}")
-    if workers > 1:
+    timeout = _checked_timeout(timeout)
+    how = _executor_of(executor, fn)
+    pooled = how == "processes" and (workers > 1 or timeout is not None)
+    if pooled:
         # Imported here: multiprocessing and concurrent.futures cost ~20 ms to
         # import, which a program that never runs a pool should not pay.
         from ._pool import Pool, pickled_function  # noqa: PLC0415  # see above
@@ -110,11 +134,13 @@ def run(
         with stop.on_signals():
             tasks = _tasks_to_try(tracker, order, summary, stop)
             results = _Run(tracker, summary, bar)
-            if workers == 1:
+            if how != "processes":
+                _concurrently(how, executor, fn, tasks, results, stop, workers, timeout)
+            elif not pooled:
                 results.here(fn, tasks, stop)
             else:
                 left = _tasks_left(tracker, order, workers)
-                pool = Pool(payload, max(1, left), results.record)
+                pool = Pool(payload, max(1, left), results.record, timeout)
                 if left:
                     pool.start()  # before any try is counted: it may refuse fn
                 pool.run(tasks)
@@ -126,6 +152,65 @@ def run(
         tracker.sync()
     stop.deliver()
     return summary
+
+
+def _concurrently(  # noqa: PLR0917
+    how: str,
+    executor: Any,
+    fn: Callable[[str], Any],
+    tasks: Iterator[str],
+    results: _Run,
+    stop: _Stop,
+    workers: int,
+    timeout: float | None,
+) -> None:
+    """The attempts on threads, the caller's executor, or an event loop (*how*)."""
+    # Imported here: asyncio takes ~40 ms to import.
+    from ._threads import Job, run_async, run_on_executor, run_threads  # noqa: PLC0415
+
+    job = Job(fn, tasks, results.record, results.give_back, stop, workers, timeout)
+    if how == "async":
+        run_async(job)
+    elif how == "threads":
+        run_threads(job)
+    else:
+        run_on_executor(executor, job)
+
+
+def _checked_timeout(timeout: object) -> float | None:
+    if timeout is None:
+        return None
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not 0 < timeout < float("inf")
+    ):
+        raise ValueError(f"timeout must be a number of seconds > 0, or None, not {timeout!r}")
+    return float(timeout)
+
+
+def _executor_of(executor: object, fn: Callable[..., Any]) -> str:
+    """Where *fn* runs: ``"processes"``, ``"threads"``, ``"executor"`` or ``"async"``."""
+    if inspect.iscoroutinefunction(fn):
+        if executor is not None:
+            raise ValueError(
+                f"fn is a coroutine function: it runs on an asyncio event loop, so give no "
+                f"executor (not {executor!r})"
+            )
+        return "async"
+    if executor is None or executor == "processes":
+        return "processes"
+    if executor == "threads":
+        return "threads"
+    if not isinstance(executor, str):
+        import concurrent.futures as cf  # noqa: PLC0415  # only for a caller's executor
+
+        if isinstance(executor, cf.Executor):
+            return "executor"
+    raise ValueError(
+        'executor must be "processes", "threads" or a concurrent.futures.Executor, '
+        f"not {executor!r}"
+    )
 
 
 def _tasks_left(tracker: ProgressTracker, order: list[str], most: int) -> int:
@@ -230,6 +315,13 @@ class _Run:
             else:
                 self.succeeded(key, result, seconds)
 
+    def give_back(self, key: str) -> None:
+        """Uncount the try of a task stopped before its attempt came to anything."""
+        if self.tracker._shared:
+            self.tracker._unclaim([key])
+        else:
+            self.tracker.decrement_tries(key)
+
     def record(self, key: str, outcome: Success | Failure) -> None:
         """Record what an attempt in a worker process came to."""
         if isinstance(outcome, Success):
@@ -249,6 +341,7 @@ class _Run:
 
     def failed(self, key: str, failure: Failure) -> None:
         self.summary.failed += 1
+        self.summary.timed_out += failure.timed_out
         record = self.tracker[key]
         errors = record.get("_errors")
         errors = list(errors) if isinstance(errors, list) else []

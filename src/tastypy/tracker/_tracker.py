@@ -502,9 +502,19 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
         *,
         workers: int = 1,
         progress: bool = True,
+        executor: Any = None,
+        timeout: float | None = None,
     ) -> RunSummary:
         """Run *fn* on every task that should be tried; see :func:`tastypy.tracker._run.run`."""
-        return run(self, fn, keys, workers=workers, progress=progress)
+        return run(
+            self,
+            fn,
+            keys,
+            workers=workers,
+            progress=progress,
+            executor=executor,
+            timeout=timeout,
+        )
 
 
 Tracker = ProgressTracker

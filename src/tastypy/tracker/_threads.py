@@ -1,0 +1,221 @@
+"""``run()`` with threads, a caller's executor, or asyncio: many tasks in flight.
+
+For I/O-bound work (a crawler, an API client), hundreds of tasks wait on
+the network at once in one process. Only the run's own thread touches the
+tracker: a thread, an executor's worker or a coroutine only computes
+(:func:`._attempt.attempt`: the result encoded, any exception as text), and
+the run records what it came to.
+
+A time limit (``timeout``) makes an attempt that runs over it a failure,
+recorded as ``TimeoutError``, and the run goes on:
+
+- a thread cannot be stopped: its attempt is recorded as failed when the
+  time is up, the thread is left to finish in the background (a daemon, so
+  it never holds up the program's exit) and whatever it comes to is
+  ignored; a new thread takes its place;
+- with a caller's executor the same holds, the time counted from when the
+  task was handed to it;
+- a coroutine is cancelled.
+
+On Ctrl-C or SIGTERM no new task starts. Threads and executors' tasks are
+waited for (within their time limit) and recorded; coroutines are
+cancelled, and their try is given back (they did not fail: they were
+stopped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .._codec import encode_value
+from ._attempt import (
+    NOT_A_STOP,
+    Failure,
+    Success,
+    attempt,
+    failure_of,
+    result_failure,
+    timed_out,
+)
+
+__all__ = ["run_async", "run_on_executor", "run_threads"]
+
+Outcome = Success | Failure
+Record = Callable[[str, Outcome], None]
+
+
+class Stop(Protocol):
+    signum: int | None
+
+
+@dataclass
+class Job:
+    """One run's attempts: what to call on which tasks, and where outcomes go."""
+
+    fn: Callable[[str], Any]
+    tasks: Iterator[str]  # each task to try, its try counted
+    record: Record  # in the run's thread: what an attempt came to
+    give_back: Callable[[str], None]  # uncount the try of a task stopped unfinished
+    stop: Stop  # its signum set: start no new task
+    workers: int  # tasks in flight at most
+    timeout: float | None  # seconds an attempt may take
+
+    def next_task(self, running: int) -> str | None:
+        """The next task to start, if *running* leaves room and the run goes on."""
+        if self.stop.signum is not None or running >= self.workers:
+            return None
+        return next(self.tasks, None)
+
+    def deadline(self) -> float:
+        return float("inf") if self.timeout is None else time.monotonic() + self.timeout
+
+
+class _Worker:
+    """A thread that runs the tasks it is handed, one at a time, until told to end."""
+
+    def __init__(self, fn: Callable[[str], Any], outbox: queue.SimpleQueue[Any]) -> None:
+        self.inbox: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self.key: str | None = None  # the task it runs now
+        self.deadline = float("inf")
+        self.thread = threading.Thread(
+            target=self._loop, args=(fn, outbox), name="tastypy run() worker", daemon=True
+        )
+        self.thread.start()
+
+    def _loop(self, fn: Callable[[str], Any], outbox: queue.SimpleQueue[Any]) -> None:
+        while (key := self.inbox.get()) is not None:
+            outbox.put((self, key, attempt(fn, key)))
+
+
+def run_threads(job: Job) -> None:
+    """Attempt each task on up to ``job.workers`` threads at once."""
+    outbox: queue.SimpleQueue[tuple[_Worker, str, Outcome]] = queue.SimpleQueue()
+    idle: list[_Worker] = []
+    busy: set[_Worker] = set()
+    try:
+        while True:
+            while (key := job.next_task(len(busy))) is not None:
+                worker = idle.pop() if idle else _Worker(job.fn, outbox)
+                worker.key, worker.deadline = key, job.deadline()
+                busy.add(worker)
+                worker.inbox.put(key)
+            if not busy:
+                return
+            wait = min(worker.deadline for worker in busy) - time.monotonic()
+            try:
+                worker, key, outcome = outbox.get(timeout=max(0.0, min(wait, 0.5)))
+            except queue.Empty:
+                _leave_overdue(job, busy)
+                continue
+            if worker in busy and worker.key == key:
+                busy.discard(worker)
+                worker.key = None
+                idle.append(worker)
+                job.record(key, outcome)
+    finally:
+        for worker in (*busy, *idle):  # busy: a second Ctrl-C, or a failed sync
+            worker.inbox.put(None)
+
+
+def _leave_overdue(job: Job, busy: set[_Worker]) -> None:
+    """Fail the tasks over their time limit; their threads are left to finish alone."""
+    now = time.monotonic()
+    for worker in [each for each in busy if each.deadline <= now]:
+        busy.discard(worker)  # what it comes to is ignored
+        key, worker.key = worker.key, None
+        assert key is not None
+        assert job.timeout is not None
+        job.record(key, timed_out(job.timeout, "its thread was left to finish"))
+        worker.inbox.put(None)  # and then to end
+
+
+def run_on_executor(executor: cf.Executor, job: Job) -> None:
+    """Attempt each task on the caller's *executor*, ``job.workers`` at a time at most."""
+    running: dict[cf.Future[Outcome], tuple[str, float]] = {}
+    try:
+        while True:
+            while (key := job.next_task(len(running))) is not None:
+                running[executor.submit(attempt, job.fn, key)] = (key, job.deadline())
+            if not running:
+                return
+            wait = min(deadline for _key, deadline in running.values()) - time.monotonic()
+            finished, _ = cf.wait(
+                running, timeout=max(0.0, min(wait, 0.5)), return_when=cf.FIRST_COMPLETED
+            )
+            for future in finished:
+                key, _deadline = running.pop(future)
+                job.record(key, _outcome(future))
+            now = time.monotonic()
+            for future, (key, deadline) in list(running.items()):
+                if deadline <= now:
+                    del running[future]
+                    future.cancel()
+                    assert job.timeout is not None
+                    job.record(key, timed_out(job.timeout, "its result, if any, is ignored"))
+    finally:
+        for future in running:
+            future.cancel()
+
+
+def _outcome(future: cf.Future[Outcome]) -> Outcome:
+    try:
+        return future.result()
+    except BaseException as exc:  # the executor's own trouble (attempt never raises)
+        return failure_of(exc)
+
+
+def run_async(job: Job) -> None:
+    """Await ``fn(key)`` for each task on an event loop, ``job.workers`` at a time at most."""
+    asyncio.run(_run_async(job))
+
+
+async def _attempt_async(job: Job, key: str) -> Outcome:
+    started = time.perf_counter()
+    try:
+        result = await asyncio.wait_for(job.fn(key), job.timeout)
+    except asyncio.TimeoutError:
+        assert job.timeout is not None
+        return timed_out(job.timeout, "it was cancelled")
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:
+        return failure_of(exc)
+    seconds = time.perf_counter() - started
+    try:
+        data = encode_value(result, keep=False)
+    except NOT_A_STOP as exc:
+        return result_failure(exc)
+    return Success(data, seconds)
+
+
+async def _run_async(job: Job) -> None:
+    running: dict[asyncio.Task[Outcome], str] = {}
+    try:
+        while True:
+            while (key := job.next_task(len(running))) is not None:
+                running[asyncio.ensure_future(_attempt_async(job, key))] = key
+            if not running or job.stop.signum is not None:
+                return
+            finished, _ = await asyncio.wait(
+                running, timeout=0.2, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in finished:
+                job.record(running.pop(task), task.result())
+    finally:
+        # Stopped (a signal, a second Ctrl-C, a failed sync): cancel what runs.
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+        for task, key in running.items():
+            if task.cancelled():
+                job.give_back(key)
+            else:
+                job.record(key, task.result())
