@@ -67,6 +67,26 @@ def test_status_counts_and_errors(tracker_store: Path) -> None:
     assert _files(tracker_store) == before
 
 
+def test_status_shows_tasks_waiting_for_a_retry_and_when_the_next_is_due(
+    tmp_path: Path,
+) -> None:
+    store = tmp_path / "store"
+    with tastypy.Tracker(store, max_tries=3, retry_delay=3600, max_retry_delay=3600) as tracker:
+        tracker.add_many(["a", "b", "c"])
+        tracker.run(_fail, ["a", "b"], progress=False, wait_for_retries=False)
+        tracker["b"]["_retry_at"] = time.time() + 600  # in ten minutes, give or take
+        tracker["a"]["_retry_at"] = time.time() + 3000
+    done = tastypy_cmd("status", str(store))
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^  2 waiting for a retry, the next due in (9|10) min$", done.stdout, re.M)
+    frame = json.loads(tastypy_cmd("status", str(store), "--json").stdout)
+    assert frame["waiting"] == 2 and 500 < frame["next_retry"] <= 600
+
+
+def _fail(key: str) -> None:
+    raise ConnectionError("503")
+
+
 def test_status_json(tracker_store: Path) -> None:
     before = _files(tracker_store)
     done = tastypy_cmd("status", str(tracker_store), "--json")
@@ -81,6 +101,8 @@ def test_status_json(tracker_store: Path) -> None:
         "exhausted": 1,
         "aborted": 1,
         "untried": 3,
+        "waiting": 0,
+        "next_retry": None,
         "errors": ERRORS,
         "rate": None,
         "eta_seconds": None,

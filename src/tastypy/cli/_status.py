@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 from ..storage.engines import is_url, members, writers
 from ..tracker._counts import ABORTED, DONE, EXHAUSTED, TRIED, TaskCounts
+from ..tracker._retry import due_at
 from ._display import can_encode, escaped, fit
 
 __all__ = ["STATES", "Snapshot", "in_state", "processes", "render", "snapshot", "writer"]
@@ -29,6 +31,8 @@ class Snapshot:
     exhausted: int = 0  # tried max_tries times, not done (nor aborted)
     aborted: int = 0  # given up on by abort(), not done
     untried: int = 0
+    waiting: int = 0  # of those to do, waiting for a retry not due yet (_retry_at)
+    next_retry: float | None = None  # seconds until the first of them is due
     errors: list[tuple[str, int]] = field(default_factory=list)  # most frequent first
     rate: float | None = None  # tasks done per second, while a job runs
     eta_seconds: float | None = None
@@ -71,9 +75,14 @@ def snapshot(records: dict[str, Any], max_tries: int, top: int = 5) -> Snapshot:
     shot = Snapshot(total=len(records))
     errors: Counter[str] = Counter()
     states: Counter[str] = Counter()
+    now = time.time()
+    due: list[float] = []
     for key, record in records.items():
         bits = counts.status.get(key, 0)
         states[state_of(bits)] += 1
+        at = due_at(record)
+        if at is not None and at > now and not bits & (DONE | ABORTED | EXHAUSTED):
+            due.append(at)
         if not bits & DONE and isinstance(record, dict):
             recent = record.get("_errors")
             if isinstance(recent, list) and recent and isinstance(recent[-1], dict):
@@ -86,6 +95,8 @@ def snapshot(records: dict[str, Any], max_tries: int, top: int = 5) -> Snapshot:
     shot.exhausted, shot.aborted = states["exhausted"], states["aborted"]
     shot.tried = counts.counts[TRIED]
     shot.errors = errors.most_common(top)
+    shot.waiting = len(due)
+    shot.next_retry = round(min(due) - now, 3) if due else None
     return shot
 
 
@@ -176,6 +187,11 @@ def render(path: str, shot: Snapshot, *, colour: bool, width: int = 80) -> str:
     ):
         share = 100 * count / total if shot.total else 0.0
         lines.append(f"  {label:<10} {count:>10,}  {share:6.2f} %")
+    if shot.waiting and shot.next_retry is not None:
+        lines.append(
+            f"  {shot.waiting:,} waiting for a retry, the next due in "
+            f"{_duration(max(0.0, shot.next_retry))}"
+        )
     lines.append("")
     pid = f" (pid {shot.writer})" if shot.writer else ""
     if shot.processes:

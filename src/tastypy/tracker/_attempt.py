@@ -12,16 +12,18 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .._codec import encode_value
 
 __all__ = [
+    "EVERY_ERROR",
     "MESSAGE_CHARS",
     "NOT_A_STOP",
     "TRACEBACK_CHARS",
     "Failure",
+    "Rules",
     "Success",
     "attempt",
     "failure_of",
@@ -52,6 +54,7 @@ class Failure:
     message: str
     traceback: str
     timed_out: bool = False  # ran over the run's time limit (``timed_out``)
+    give_up: bool = False  # not worth another try (``giveup_on``, or not ``retry_on``)
 
 
 def failure_of(exc: BaseException) -> Failure:
@@ -71,13 +74,36 @@ def failure_of(exc: BaseException) -> Failure:
     return Failure(name, message[:MESSAGE_CHARS], text[-TRACEBACK_CHARS:])
 
 
+@dataclass(frozen=True)
+class Rules:
+    """Which exceptions are worth another try: ``run()``'s ``retry_on`` and ``giveup_on``."""
+
+    retry_on: tuple[type[BaseException], ...] | None = None  # None: every exception
+    giveup_on: tuple[type[BaseException], ...] = ()
+
+    def give_up(self, exc: BaseException) -> bool:
+        """Whether *exc* ends the task for good."""
+        if self.giveup_on and isinstance(exc, self.giveup_on):
+            return True
+        return self.retry_on is not None and not isinstance(exc, self.retry_on)
+
+    def judged(self, failure: Failure, exc: BaseException) -> Failure:
+        """*failure* (of *exc*), marked to give up if the rules say so."""
+        if not self.give_up(exc):
+            return failure
+        return replace(failure, give_up=True)
+
+
+EVERY_ERROR = Rules()
+
+
 def result_failure(exc: BaseException) -> Failure:
     """The failure of a task whose return value JSON cannot hold."""
     message = f"fn returned a value JSON cannot hold: {failure_of(exc).message}"
     return Failure("TypeError", message[:MESSAGE_CHARS], f"TypeError: {message}\n")
 
 
-def attempt(fn: Callable[[str], Any], key: str) -> Success | Failure:
+def attempt(fn: Callable[[str], Any], key: str, rules: Rules = EVERY_ERROR) -> Success | Failure:
     """Call ``fn(key)`` and encode its result; never raises.
 
     For a worker process, where nothing the task does may escape: exceptions
@@ -89,7 +115,7 @@ def attempt(fn: Callable[[str], Any], key: str) -> Success | Failure:
     try:
         result = fn(key)
     except BaseException as exc:
-        return failure_of(exc)
+        return rules.judged(failure_of(exc), exc)
     seconds = time.perf_counter() - started
     try:
         data = encode_value(result, keep=False)
@@ -98,7 +124,8 @@ def attempt(fn: Callable[[str], Any], key: str) -> Success | Failure:
     return Success(data, seconds)
 
 
-def timed_out(timeout: float, how: str) -> Failure:
+def timed_out(timeout: float, how: str, rules: Rules = EVERY_ERROR) -> Failure:
     """The failure of an attempt that ran over its time limit of *timeout* seconds."""
     message = f"the task ran over its time limit of {timeout:g} s; {how}"
-    return Failure("TimeoutError", message, f"TimeoutError: {message}\n", timed_out=True)
+    failure = Failure("TimeoutError", message, f"TimeoutError: {message}\n", timed_out=True)
+    return rules.judged(failure, TimeoutError(message))

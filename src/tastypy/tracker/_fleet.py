@@ -35,6 +35,7 @@ import orjson
 from .. import _lifecycle
 from ..storage import Storage
 from ._records import NEW_RECORD, fresh_records
+from ._retry import waiting
 
 __all__ = ["FleetTasks"]
 
@@ -99,6 +100,7 @@ class FleetTasks:
                     record.get("_done")
                     or record.get("_aborted")
                     or (limit and type(tries) is int and tries >= limit)
+                    or waiting(record)
                 ):
                     return False
             # Another live process holds it: refused with one system call. A
@@ -146,7 +148,7 @@ class FleetTasks:
         """
         with self._lock:
             record = self._data.get(key)
-            if isinstance(record, dict) and _finished(record, limit):
+            if isinstance(record, dict) and (_finished(record, limit) or waiting(record)):
                 return False  # done here stays done, and tries only grow
             self._sync_pending([key])
             held, self._held = self._held, True
@@ -159,6 +161,9 @@ class FleetTasks:
                         return False
                     self._finished.discard(key)  # this try is not run()'s last one
                     self._take_claimed(key, tries, blob)
+                    if waiting(self._data.get(key)):  # the store's record says: not yet
+                        self._unclaim([key])
+                        return False
             finally:
                 self._held = held
             if not held and len(self._dirty) >= self._sync_at:
@@ -179,7 +184,9 @@ class FleetTasks:
             candidates: list[str] = []
             for key in dict.fromkeys(keys):
                 record = self._data.get(key)
-                if not (isinstance(record, dict) and _finished(record, limit)):
+                if not (
+                    isinstance(record, dict) and (_finished(record, limit) or waiting(record))
+                ):
                     candidates.append(key)
             if not candidates:
                 return []
@@ -191,6 +198,10 @@ class FleetTasks:
                     for key, tries, blob in rows:
                         self._finished.discard(key)
                         self._take_claimed(key, tries, blob)
+                    early = {key for key, _t, _b in rows if waiting(self._data.get(key))}
+                    if early:  # the store's records say: not yet
+                        self._unclaim(list(early))
+                        rows = [row for row in rows if row[0] not in early]
             finally:
                 self._held = held
             if not rows:
@@ -235,7 +246,7 @@ class FleetTasks:
         record = self._data.get(key)
         tries = 0
         if record is not None:
-            if record.get("_done") or record.get("_aborted"):
+            if record.get("_done") or record.get("_aborted") or waiting(record):
                 return -1
             found = record.get("_tries")
             tries = found if type(found) is int else 0

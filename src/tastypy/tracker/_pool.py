@@ -39,7 +39,7 @@ from multiprocessing.context import BaseContext
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
-from ._attempt import Failure, Success, attempt, failure_of, timed_out
+from ._attempt import EVERY_ERROR, Failure, Rules, Success, attempt, failure_of, timed_out
 
 __all__ = ["Pool", "pickled_function"]
 
@@ -52,23 +52,27 @@ _EXIT_GRACE = 10.0
 _BROKEN = "BrokenProcessPool"
 
 
-def pickled_function(fn: Callable[[str], Any], workers: int) -> bytes:
-    """*fn* as the pool sends it to workers.
+def pickled_function(fn: Callable[[str], Any], workers: int, rules: Rules = EVERY_ERROR) -> bytes:
+    """*fn* and *rules* as the pool sends them to workers.
 
     Raises
     ------
     TypeError
-        If pickle cannot write *fn* (a lambda, a nested function).
+        If pickle cannot write *fn* (a lambda, a nested function) or the
+        exception types of *rules* (a class defined in a function).
     """
-    try:
-        return bytes(ForkingPickler.dumps(fn))
-    except Exception as exc:  # PicklingError, AttributeError, TypeError, ...
-        raise TypeError(
-            f"with workers={workers}, fn is sent to worker processes with pickle, which "
-            f"cannot write {fn!r} ({type(exc).__name__}: {exc}); pass a module-level "
-            "function (or a functools.partial of one), or use workers=1 to run it in "
-            "this process"
-        ) from exc
+    for what, thing in (("fn", fn), ("retry_on and giveup_on", rules)):
+        try:
+            ForkingPickler.dumps(thing)
+        except Exception as exc:  # PicklingError, AttributeError, TypeError, ...
+            raise TypeError(
+                f"with workers={workers}, a process pool sends {what} to worker processes "
+                "with pickle, which "
+                f"cannot write {thing!r} ({type(exc).__name__}: {exc}); pass module-level "
+                "functions and classes (or a functools.partial of one), or use "
+                'executor="threads" (or workers=1 without timeout) to run fn in this process'
+            ) from exc
+    return bytes(ForkingPickler.dumps((fn, rules)))
 
 
 class Pool:
@@ -79,12 +83,18 @@ class Pool:
     """
 
     def __init__(
-        self, payload: bytes, workers: int, record: Record, timeout: float | None = None
+        self,
+        payload: bytes,
+        workers: int,
+        record: Record,
+        timeout: float | None = None,
+        rules: Rules = EVERY_ERROR,
     ) -> None:
         self.payload = payload
         self.workers = workers
         self.record = record
         self.timeout = timeout
+        self.rules = rules
         self.context = multiprocessing.get_context()
         self.executor: cf.ProcessPoolExecutor | None = None
         self.running: dict[cf.Future[Outcome], str] = {}
@@ -163,7 +173,9 @@ class Pool:
         assert self.timeout is not None
         overdue = set(self._overdue())
         for future in overdue:
-            self.record(self.running[future], timed_out(self.timeout, "its worker was killed"))
+            self.record(
+                self.running[future], timed_out(self.timeout, "its worker was killed", self.rules)
+            )
         self._kill_workers()
         self.executor.shutdown(wait=True, cancel_futures=True)
         again = []
@@ -217,7 +229,7 @@ class Pool:
         self.deadlines.clear()
         # Even after a stop request: these tasks were running (or about to).
         for key in suspects:
-            self.record(key, run_alone(self.context, self.payload, key, self.timeout))
+            self.record(key, run_alone(self.context, self.payload, key, self.timeout, self.rules))
         self.executor = self._new_executor()
 
     def _finish(self) -> None:
@@ -236,7 +248,7 @@ class Pool:
                 del self.running[future]
                 if not future.done():  # over its time limit: the rest break with the pool
                     assert self.timeout is not None
-                    self.record(key, timed_out(self.timeout, "its worker was killed"))
+                    self.record(key, timed_out(self.timeout, "its worker was killed", self.rules))
                     self._kill_workers()
                     continue
                 if _broke(future):
@@ -264,7 +276,11 @@ def _outcome(future: cf.Future[Outcome]) -> Outcome:
 
 
 def run_alone(
-    context: BaseContext, payload: bytes, key: str, timeout: float | None = None
+    context: BaseContext,
+    payload: bytes,
+    key: str,
+    timeout: float | None = None,
+    rules: Rules = EVERY_ERROR,
 ) -> Outcome:
     """Attempt *key* in a process of its own; its death is this task's failure."""
     reader, writer = context.Pipe(duplex=False)
@@ -280,7 +296,7 @@ def run_alone(
         ready = multiprocessing.connection.wait([reader, process.sentinel], timeout)
         if not ready:
             assert timeout is not None
-            return timed_out(timeout, "its process was killed")  # (killed below)
+            return timed_out(timeout, "its process was killed", rules)  # (killed below)
         if reader.poll():
             with suppress(EOFError, OSError):  # it died mid-send, or sent nothing
                 data = reader.recv_bytes()
@@ -314,15 +330,16 @@ def _died(exitcode: int | None) -> Failure:
 # -- in the worker processes ----------------------------------------------------------
 
 _fn: Callable[[str], Any] | None = None
+_rules: Rules = EVERY_ERROR
 _load_error: Failure | None = None
 
 
 def _start_worker(payload: bytes) -> None:
     """The pool's initializer: never raises (a raising initializer breaks the pool)."""
-    global _fn, _load_error
+    global _fn, _rules, _load_error
     _as_a_worker()
     try:
-        _fn = pickle.loads(payload)
+        _fn, _rules = pickle.loads(payload)
     except BaseException as exc:
         _load_error = failure_of(exc)
 
@@ -334,7 +351,7 @@ def _load_failure() -> Failure | None:
 def _attempt_in_worker(key: str) -> Outcome:
     if _fn is None:
         return _load_error or Failure("RuntimeError", "fn was not loaded in this worker", "")
-    return attempt(_fn, key)
+    return attempt(_fn, key, _rules)
 
 
 def _as_a_worker() -> None:
@@ -351,10 +368,10 @@ def _alone(payload: bytes, key: str, writer: Connection) -> None:
     _as_a_worker()
     outcome: Outcome
     try:
-        fn = pickle.loads(payload)
+        fn, rules = pickle.loads(payload)
     except BaseException as exc:
         outcome = failure_of(exc)
     else:
-        outcome = attempt(fn, key)
+        outcome = attempt(fn, key, rules)
     writer.send_bytes(pickle.dumps(outcome))
     writer.close()

@@ -12,7 +12,6 @@ recorded, the tracker is synced, and then the signal has its usual effect
 
 from __future__ import annotations
 
-import inspect
 import logging
 import signal
 import threading
@@ -24,7 +23,9 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from .._codec import decode_value, encode_value, normalize_key
-from ._attempt import NOT_A_STOP, Failure, Success, failure_of, result_failure
+from ._attempt import NOT_A_STOP, Failure, Rules, Success, failure_of, result_failure
+from ._retry import RETRY_AT, due_at
+from ._run_options import RunOptions
 
 if TYPE_CHECKING:
     from ._tracker import ProgressTracker
@@ -52,6 +53,8 @@ class RunSummary:
         Tasks given up on: tried ``max_tries`` times and not done.
     timed_out
         Attempts that ran over the run's ``timeout`` (among ``failed``).
+    gave_up
+        Tasks aborted at their failure by ``retry_on`` or ``giveup_on``.
     interrupted
         Whether Ctrl-C or SIGTERM stopped the run early.
     """
@@ -61,6 +64,7 @@ class RunSummary:
     skipped: int = 0
     exhausted: int = 0
     timed_out: int = 0
+    gave_up: int = 0
     interrupted: bool = False
 
 
@@ -73,6 +77,9 @@ def run(
     progress: bool = True,
     executor: Any = None,
     timeout: float | None = None,
+    retry_on: Any = None,
+    giveup_on: Any = None,
+    wait_for_retries: bool = True,
 ) -> RunSummary:
     """Add *keys* (if given), then run ``fn(key)`` for each task that should be tried.
 
@@ -100,28 +107,40 @@ def run(
     background, its result ignored. With processes, even ``workers=1``
     then runs *fn* in a worker process (it must be picklable).
 
+    *retry_on* (an exception type or a tuple of them) retries only failures
+    of those types; *giveup_on* aborts the task at once on those (recorded,
+    not retried). With a retry policy on the tracker (``retry_delay``) and
+    ``max_tries``, failed tasks are tried again within the run once their
+    delay is over, the run waiting for them after the other tasks, unless
+    *wait_for_retries* is False (their ``_retry_at`` then waits for the
+    next run or the seed loop).
+
     Raises
     ------
     ValueError
         If *workers* is not a whole number >= 1, *timeout* not a number of
         seconds > 0, or *executor* none of the above (nothing changes).
     TypeError
-        With a process pool, if *fn* cannot be pickled (nothing changes) or
-        a worker process cannot load it (before any task is tried).
+        If *retry_on* or *giveup_on* are not exception types; with a
+        process pool, if *fn* cannot be pickled (nothing changes) or a
+        worker process cannot load it (before any task is tried).
     """
-    if type(workers) is not int or workers < 1:
-        raise ValueError(f"workers must be a whole number >= 1, not {workers!r}")
-    timeout = _checked_timeout(timeout)
-    how = _executor_of(executor, fn)
-    pooled = how == "processes" and (workers > 1 or timeout is not None)
-    if pooled:
+    options = RunOptions.checked(
+        fn,
+        workers=workers,
+        executor=executor,
+        timeout=timeout,
+        retry_on=retry_on,
+        giveup_on=giveup_on,
+        wait_for_retries=wait_for_retries,
+    )
+    payload = b""
+    if options.pooled:
         # Imported here: multiprocessing and concurrent.futures cost ~20 ms to
         # import, which a program that never runs a pool should not pay.
-        from ._pool import Pool, pickled_function  # noqa: PLC0415  # see above
+        from ._pool import pickled_function  # noqa: PLC0415  # see above
 
-        payload = pickled_function(fn, workers)
-    else:
-        payload = b""
+        payload = pickled_function(fn, workers, options.rules)
     if keys is not None:
         order = list(dict.fromkeys(k if type(k) is str else normalize_key(k) for k in keys))
         tracker.add_many_if_absent(order)
@@ -132,18 +151,12 @@ def run(
     stop = _Stop()
     try:
         with stop.on_signals():
-            tasks = _tasks_to_try(tracker, order, summary, stop)
-            results = _Run(tracker, summary, bar)
-            if how != "processes":
-                _concurrently(how, executor, fn, tasks, results, stop, workers, timeout)
-            elif not pooled:
-                results.here(fn, tasks, stop)
-            else:
-                left = _tasks_left(tracker, order, workers)
-                pool = Pool(payload, max(1, left), results.record, timeout)
-                if left:
-                    pool.start()  # before any try is counted: it may refuse fn
-                pool.run(tasks)
+            results = _Run(tracker, summary, bar, options.rules)
+            todo: list[str] | None = order
+            while todo:
+                tasks = _tasks_to_try(tracker, todo, summary if todo is order else None, stop)
+                _one_pass(options, fn, payload, tracker, todo, tasks, results, stop)
+                todo = _retries_due(tracker, order, results, options, stop, bar)
     finally:
         summary.exhausted = sum(1 for k in order if k in tracker and _exhausted(tracker, k))
         summary.interrupted = stop.signum is not None
@@ -154,63 +167,98 @@ def run(
     return summary
 
 
-def _concurrently(  # noqa: PLR0917
-    how: str,
-    executor: Any,
+def _one_pass(  # noqa: PLR0917
+    options: RunOptions,
     fn: Callable[[str], Any],
+    payload: bytes,
+    tracker: ProgressTracker,
+    todo: list[str],
     tasks: Iterator[str],
     results: _Run,
     stop: _Stop,
-    workers: int,
-    timeout: float | None,
 ) -> None:
-    """The attempts on threads, the caller's executor, or an event loop (*how*)."""
+    """Attempt each of *tasks* (from *todo*) where *options* say."""
+    if options.how != "processes":
+        _concurrently(options, fn, tasks, results, stop)
+    elif not options.pooled:
+        results.here(fn, tasks, stop)
+    else:
+        from ._pool import Pool  # noqa: PLC0415  # see run()
+
+        left = _tasks_left(tracker, todo, options.workers)
+        pool = Pool(payload, max(1, left), results.record, options.timeout, options.rules)
+        if left:
+            pool.start()  # before any try is counted: it may refuse fn
+        pool.run(tasks)
+
+
+def _retries_due(  # noqa: PLR0917
+    tracker: ProgressTracker,
+    order: list[str],
+    results: _Run,
+    options: RunOptions,
+    stop: _Stop,
+    bar: Any,
+) -> list[str] | None:
+    """After a pass: wait for the retries of this run's failures, and those due then.
+
+    None if there is nothing to wait for: no retry policy, no ``max_tries``
+    (retries would never end), ``wait_for_retries=False``, or a stop.
+    """
+    if (
+        not options.wait_for_retries
+        or tracker.retry_policy.delay is None
+        or not tracker.max_tries
+        or stop.signum is not None
+    ):
+        return None
+    data = tracker._data
+    waits = {
+        key: due_at(data.get(key)) or 0.0
+        for key in results.retrying
+        if key in data and tracker.should_try(key) and not tracker.check(key)
+    }
+    results.retrying.clear()
+    if not waits:
+        return None
+    first = min(waits.values())
+    while stop.signum is None and (left := first - time.time()) > 0:
+        if bar is not None:
+            bar.set_postfix_str(f"waiting for {len(waits)} retries, next in {left:.0f} s")
+        time.sleep(min(left, 0.2))
+    if bar is not None:
+        bar.set_postfix_str("")
+    if stop.signum is not None:
+        return None
+    now = time.time()
+    due = {key for key, at in waits.items() if at <= now}
+    results.retrying.update(key for key in waits if key not in due)  # waited for next time
+    return [key for key in order if key in due]
+
+
+def _concurrently(
+    options: RunOptions, fn: Callable[[str], Any], tasks: Iterator[str], results: _Run, stop: _Stop
+) -> None:
+    """The attempts on threads, the caller's executor, or an event loop."""
     # Imported here: asyncio takes ~40 ms to import.
     from ._threads import Job, run_async, run_on_executor, run_threads  # noqa: PLC0415
 
-    job = Job(fn, tasks, results.record, results.give_back, stop, workers, timeout)
-    if how == "async":
+    job = Job(
+        fn,
+        tasks,
+        results.record,
+        results.give_back,
+        stop,
+        options.workers,
+        options.timeout,
+        options.rules,
+    )
+    if options.how == "async":
         run_async(job)
-    elif how == "threads":
+    elif options.how == "threads":
         run_threads(job)
     else:
-        run_on_executor(executor, job)
-
-
-def _checked_timeout(timeout: object) -> float | None:
-    if timeout is None:
-        return None
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, (int, float))
-        or not 0 < timeout < float("inf")
-    ):
-        raise ValueError(f"timeout must be a number of seconds > 0, or None, not {timeout!r}")
-    return float(timeout)
-
-
-def _executor_of(executor: object, fn: Callable[..., Any]) -> str:
-    """Where *fn* runs: ``"processes"``, ``"threads"``, ``"executor"`` or ``"async"``."""
-    if inspect.iscoroutinefunction(fn):
-        if executor is not None:
-            raise ValueError(
-                f"fn is a coroutine function: it runs on an asyncio event loop, so give no "
-                f"executor (not {executor!r})"
-            )
-        return "async"
-    if executor is None or executor == "processes":
-        return "processes"
-    if executor == "threads":
-        return "threads"
-    if not isinstance(executor, str):
-        import concurrent.futures as cf  # noqa: PLC0415  # only for a caller's executor
-
-        if isinstance(executor, cf.Executor):
-            return "executor"
-    raise ValueError(
-        'executor must be "processes", "threads" or a concurrent.futures.Executor, '
-        f"not {executor!r}"
-    )
+        run_on_executor(options.executor, job)
 
 
 def _tasks_left(tracker: ProgressTracker, order: list[str], most: int) -> int:
@@ -225,9 +273,12 @@ def _tasks_left(tracker: ProgressTracker, order: list[str], most: int) -> int:
 
 
 def _tasks_to_try(
-    tracker: ProgressTracker, order: list[str], summary: RunSummary, stop: _Stop
+    tracker: ProgressTracker, order: list[str], summary: RunSummary | None, stop: _Stop
 ) -> Iterator[str]:
-    """Each task to try, its try counted, until the list ends or a signal stops us."""
+    """Each task to try, its try counted, until the list ends or a signal stops us.
+
+    Tasks done or aborted are counted as skipped in *summary*, if given.
+    """
     if tracker._batch_claims():
         yield from _tasks_claimed_in_batches(tracker, order, summary, stop)
         return
@@ -235,7 +286,8 @@ def _tasks_to_try(
         if stop.signum is not None:
             return
         if tracker.check(key) or tracker.aborted(key):
-            summary.skipped += 1
+            if summary is not None:
+                summary.skipped += 1
         elif tracker.try_it(key):
             yield key
 
@@ -248,7 +300,7 @@ BATCH_SECONDS = 0.05
 
 
 def _tasks_claimed_in_batches(
-    tracker: ProgressTracker, order: list[str], summary: RunSummary, stop: _Stop
+    tracker: ProgressTracker, order: list[str], summary: RunSummary | None, stop: _Stop
 ) -> Iterator[str]:
     """:func:`_tasks_to_try` where the engine claims many tasks in one round trip.
 
@@ -261,7 +313,8 @@ def _tasks_claimed_in_batches(
         chunk: list[str] = []
         for key in keys:
             if tracker.check(key) or tracker.aborted(key):
-                summary.skipped += 1
+                if summary is not None:
+                    summary.skipped += 1
                 continue
             chunk.append(key)
             if len(chunk) >= size:
@@ -289,10 +342,14 @@ def _tasks_claimed_in_batches(
 class _Run:
     """One run's bookkeeping: results and failures go into the tracker."""
 
-    def __init__(self, tracker: ProgressTracker, summary: RunSummary, bar: Any) -> None:
+    def __init__(
+        self, tracker: ProgressTracker, summary: RunSummary, bar: Any, rules: Rules
+    ) -> None:
+        self.rules = rules
         self.tracker = tracker
         self.summary = summary
         self.bar = bar
+        self.retrying: set[str] = set()  # failed in this run, with a time to try again
 
     def here(self, fn: Callable[[str], Any], tasks: Iterator[str], stop: _Stop) -> None:
         """Attempt each task in this process."""
@@ -305,7 +362,7 @@ class _Run:
                 # KeyboardInterrupt, like SystemExit, is the task's own doing.
                 if stop.forced and isinstance(exc, KeyboardInterrupt):
                     raise
-                self.failed(key, failure_of(exc))
+                self.failed(key, self.rules.judged(failure_of(exc), exc))
                 continue
             seconds = time.perf_counter() - started
             try:
@@ -334,6 +391,7 @@ class _Run:
         record["result"] = result
         record["_seconds"] = round(seconds, 6)
         record["_done"] = True
+        record.pop(RETRY_AT, None)
         self.tracker._log_outcome(key)
         self.summary.done += 1
         if self.bar is not None:
@@ -354,10 +412,23 @@ class _Run:
             }
         )
         record["_errors"] = errors[-ERRORS_KEPT:]
-        self.tracker._log_outcome(key)
         tries, limit = record.get("_tries", 0), self.tracker.max_tries
+        tries = tries if type(tries) is int else 0
+        if failure.give_up:
+            record["_aborted"] = True
+            self.summary.gave_up += 1
+        elif not (limit and tries >= limit):
+            wait = self.tracker.retry_policy.wait(tries)
+            if wait is not None:
+                record[RETRY_AT] = round(time.time() + wait, 3)
+                self.retrying.add(key)
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{self.summary.failed} failed", refresh=False)
+        self.tracker._log_outcome(key)
         name, message = failure.type, failure.message
-        if limit and tries >= limit:
+        if failure.give_up:
+            log.error("giving up on task %r (retry_on/giveup_on): %s: %s", key, name, message)
+        elif limit and tries >= limit:
             log.error("giving up on task %r after %d tries: %s: %s", key, tries, name, message)
         else:
             log.warning(

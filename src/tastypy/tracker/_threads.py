@@ -36,8 +36,10 @@ from typing import Any, Protocol
 
 from .._codec import encode_value
 from ._attempt import (
+    EVERY_ERROR,
     NOT_A_STOP,
     Failure,
+    Rules,
     Success,
     attempt,
     failure_of,
@@ -66,6 +68,7 @@ class Job:
     stop: Stop  # its signum set: start no new task
     workers: int  # tasks in flight at most
     timeout: float | None  # seconds an attempt may take
+    rules: Rules = EVERY_ERROR  # which failures give up at once
 
     def next_task(self, running: int) -> str | None:
         """The next task to start, if *running* leaves room and the run goes on."""
@@ -80,18 +83,18 @@ class Job:
 class _Worker:
     """A thread that runs the tasks it is handed, one at a time, until told to end."""
 
-    def __init__(self, fn: Callable[[str], Any], outbox: queue.SimpleQueue[Any]) -> None:
+    def __init__(self, job: Job, outbox: queue.SimpleQueue[Any]) -> None:
         self.inbox: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self.key: str | None = None  # the task it runs now
         self.deadline = float("inf")
         self.thread = threading.Thread(
-            target=self._loop, args=(fn, outbox), name="tastypy run() worker", daemon=True
+            target=self._loop, args=(job, outbox), name="tastypy run() worker", daemon=True
         )
         self.thread.start()
 
-    def _loop(self, fn: Callable[[str], Any], outbox: queue.SimpleQueue[Any]) -> None:
+    def _loop(self, job: Job, outbox: queue.SimpleQueue[Any]) -> None:
         while (key := self.inbox.get()) is not None:
-            outbox.put((self, key, attempt(fn, key)))
+            outbox.put((self, key, attempt(job.fn, key, job.rules)))
 
 
 def run_threads(job: Job) -> None:
@@ -102,7 +105,7 @@ def run_threads(job: Job) -> None:
     try:
         while True:
             while (key := job.next_task(len(busy))) is not None:
-                worker = idle.pop() if idle else _Worker(job.fn, outbox)
+                worker = idle.pop() if idle else _Worker(job, outbox)
                 worker.key, worker.deadline = key, job.deadline()
                 busy.add(worker)
                 worker.inbox.put(key)
@@ -132,7 +135,7 @@ def _leave_overdue(job: Job, busy: set[_Worker]) -> None:
         key, worker.key = worker.key, None
         assert key is not None
         assert job.timeout is not None
-        job.record(key, timed_out(job.timeout, "its thread was left to finish"))
+        job.record(key, timed_out(job.timeout, "its thread was left to finish", job.rules))
         worker.inbox.put(None)  # and then to end
 
 
@@ -142,7 +145,7 @@ def run_on_executor(executor: cf.Executor, job: Job) -> None:
     try:
         while True:
             while (key := job.next_task(len(running))) is not None:
-                running[executor.submit(attempt, job.fn, key)] = (key, job.deadline())
+                running[executor.submit(attempt, job.fn, key, job.rules)] = (key, job.deadline())
             if not running:
                 return
             wait = min(deadline for _key, deadline in running.values()) - time.monotonic()
@@ -158,7 +161,9 @@ def run_on_executor(executor: cf.Executor, job: Job) -> None:
                     del running[future]
                     future.cancel()
                     assert job.timeout is not None
-                    job.record(key, timed_out(job.timeout, "its result, if any, is ignored"))
+                    job.record(
+                        key, timed_out(job.timeout, "its result, if any, is ignored", job.rules)
+                    )
     finally:
         for future in running:
             future.cancel()
@@ -182,11 +187,11 @@ async def _attempt_async(job: Job, key: str) -> Outcome:
         result = await asyncio.wait_for(job.fn(key), job.timeout)
     except asyncio.TimeoutError:
         assert job.timeout is not None
-        return timed_out(job.timeout, "it was cancelled")
+        return timed_out(job.timeout, "it was cancelled", job.rules)
     except asyncio.CancelledError:
         raise
     except BaseException as exc:
-        return failure_of(exc)
+        return job.rules.judged(failure_of(exc), exc)
     seconds = time.perf_counter() - started
     try:
         data = encode_value(result, keep=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -17,6 +18,7 @@ from ._counts import ABORTED, DONE, EXHAUSTED, TaskCounts
 from ._fleet import FleetTasks
 from ._progress import Progress
 from ._records import NEW_RECORD, check_records, fresh_records, record_problem
+from ._retry import RetryPolicy, due_at, waiting
 from ._run import RunSummary, run
 
 __all__ = ["ProgressTracker", "Tracker"]
@@ -68,9 +70,14 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
         shared: bool = False,
         name: str | None = None,
         lease: float | None = None,
+        retry_delay: float | None = None,
+        backoff: float | None = None,
+        max_retry_delay: float | None = None,
     ) -> None:
         if max_tries is not None and (type(max_tries) is not int or max_tries < 0):
             raise ValueError(f"max_tries must be None or a whole number >= 0, not {max_tries!r}")
+        retry = (retry_delay, backoff, max_retry_delay)
+        RetryPolicy.checked(*retry)  # refused before anything opens
         caps = storage.capabilities if storage is not None else frozenset()
         if "shared" in caps and "claims" not in caps:
             # try_it must claim a task across writers (docs/SHARED.md).
@@ -97,6 +104,7 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
         if reopened:
             if max_tries is not None:
                 self._set_max_tries(max_tries)
+            self._set_retry(*retry)
             return
         assert self._storage is not None
         meta = self._storage.meta
@@ -108,6 +116,11 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
         self._tries_log = _tries.TriesLog(
             self._storage.side_log(_tries.NAME), readonly=self._readonly
         )
+        try:
+            self._retry = RetryPolicy.from_meta(meta)
+        except ValueError as exc:
+            self.close()  # nothing was changed yet: this writes nothing
+            raise CorruptStoreError(f"{self._where}: setting meta.{exc}") from None
         if max_tries is None and not valid:
             self.close()  # nothing was changed yet: this writes nothing
             raise CorruptStoreError(
@@ -126,6 +139,7 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
             raise
         if max_tries is not None:
             self._set_max_tries(max_tries)
+        self._set_retry(*retry)
         self._repair_all()
         if self._shared and logged:
             self._fleet_adopt_tries_log()  # a plain writer's, left by a crash
@@ -204,6 +218,17 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
             if meta.get("max_tries") != max_tries:
                 self._storage.set_meta({**meta, "max_tries": max_tries})
         self._tally.recount(self._data)
+
+    def _set_retry(self, delay: object, backoff: object, most: object) -> None:
+        """Replace the retry settings given (not None), stored with the tracker."""
+        if delay is None and backoff is None and most is None:
+            return
+        self._retry = RetryPolicy.checked(delay, backoff, most, self._retry)
+        if not self._readonly and self._storage is not None:
+            meta = self._storage.meta
+            wanted = {**meta, **self._retry.meta()}
+            if wanted != meta:
+                self._storage.set_meta(wanted)
 
     def _commit(self, keys: list[str] | None, *, full: bool = False) -> list[str]:
         if self._shared:
@@ -295,6 +320,11 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
         self._tries_log = _tries.TriesLog(self._storage.side_log(_tries.NAME), readonly=False)
 
     # -- the seed API ---------------------------------------------------------------
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """``retry_delay``, ``backoff`` and ``max_retry_delay``, as stored (see ``_retry.py``)."""
+        return self._retry
 
     @property
     def max_tries(self) -> int | None:
@@ -437,7 +467,7 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
             record = self._hand_out(key)
             tries = record.get("_tries")
             tries = tries if type(tries) is int else 0
-            if record.get("_done") or record.get("_aborted"):
+            if record.get("_done") or record.get("_aborted") or waiting(record):
                 return False
             limit = self._tally.max_tries
             if limit and tries >= limit:
@@ -456,10 +486,17 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
     # -- names of tastypy 0.0.3 ----------------------------------------------------
 
     def should_do(self, key: Any) -> bool:
-        """Whether :meth:`try_it` would try the task now (True for a new task)."""
+        """Whether :meth:`try_it` would try the task now (True for a new task).
+
+        False for a task waiting for a retry that is not due (``_retry_at``).
+        """
         key = key if type(key) is str else normalize_key(key)
         record = self._data.get(key)
-        return record is None or not self._tally.status_of(record) & (DONE | ABORTED | EXHAUSTED)
+        if record is None:
+            return True
+        return not self._tally.status_of(record) & (DONE | ABORTED | EXHAUSTED) and not waiting(
+            record
+        )
 
     def should_try(self, key: Any) -> bool:
         """Whether another try is allowed: not aborted, under ``max_tries``."""
@@ -480,12 +517,30 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
         return bool(self._data[key if type(key) is str else normalize_key(key)].get("_aborted"))
 
     def todo_keys(self) -> Iterator[str]:
-        """Keys of tasks not done, not aborted and not exhausted, in order."""
+        """Keys of tasks not done, not aborted, not exhausted and not waiting, in order.
+
+        Waiting: a retry that is not due yet (``_retry_at``; see :meth:`waiting_keys`).
+        """
         with self._lock:
             self._tally.refresh(self._data)
-        status = self._tally.status
+        status, data, now = self._tally.status, self._data, time.time()
         blocked = DONE | ABORTED | EXHAUSTED
-        return (k for k in self._data if not status.get(k, 0) & blocked)
+        return (
+            k for k in data if not status.get(k, 0) & blocked and not waiting(data.get(k), now)
+        )
+
+    def waiting_keys(self) -> dict[str, float]:
+        """Tasks to do whose next try is not due yet: key -> when it is (Unix seconds)."""
+        with self._lock:
+            self._tally.refresh(self._data)
+            status, now = self._tally.status, time.time()
+            blocked = DONE | ABORTED | EXHAUSTED
+            found = {}
+            for key, record in self._data.items():
+                at = due_at(record)
+                if at is not None and at > now and not status.get(key, 0) & blocked:
+                    found[key] = at
+            return found
 
     def todo_items(self) -> Iterator[tuple[str, Any]]:
         """``(key, record)`` of the tasks :meth:`todo_keys` lists."""
@@ -504,6 +559,9 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
         progress: bool = True,
         executor: Any = None,
         timeout: float | None = None,
+        retry_on: Any = None,
+        giveup_on: Any = None,
+        wait_for_retries: bool = True,
     ) -> RunSummary:
         """Run *fn* on every task that should be tried; see :func:`tastypy.tracker._run.run`."""
         return run(
@@ -514,6 +572,9 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
             progress=progress,
             executor=executor,
             timeout=timeout,
+            retry_on=retry_on,
+            giveup_on=giveup_on,
+            wait_for_retries=wait_for_retries,
         )
 
 

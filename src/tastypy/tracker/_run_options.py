@@ -1,0 +1,103 @@
+"""``run()``'s settings, checked before anything changes: where and how attempts run."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ._attempt import Rules
+
+__all__ = ["RunOptions"]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Checked settings of one run."""
+
+    how: str  # "processes", "threads", "executor" or "async"
+    executor: Any  # the caller's executor, for "executor"
+    workers: int
+    timeout: float | None
+    rules: Rules
+    wait_for_retries: bool
+
+    @property
+    def pooled(self) -> bool:
+        """Whether attempts run in a process pool (a time limit needs one to kill)."""
+        return self.how == "processes" and (self.workers > 1 or self.timeout is not None)
+
+    @classmethod
+    def checked(
+        cls,
+        fn: Callable[..., Any],
+        *,
+        workers: object,
+        executor: object,
+        timeout: object,
+        retry_on: object,
+        giveup_on: object,
+        wait_for_retries: object,
+    ) -> RunOptions:
+        """The options; ValueError or TypeError naming a bad one."""
+        if type(workers) is not int or workers < 1:
+            raise ValueError(f"workers must be a whole number >= 1, not {workers!r}")
+        if type(wait_for_retries) is not bool:
+            raise TypeError(f"wait_for_retries must be True or False, not {wait_for_retries!r}")
+        rules = Rules(
+            None if retry_on is None else _exception_types("retry_on", retry_on),
+            () if giveup_on is None else _exception_types("giveup_on", giveup_on),
+        )
+        return cls(
+            _where(executor, fn),
+            executor,
+            workers,
+            _checked_timeout(timeout),
+            rules,
+            wait_for_retries,
+        )
+
+
+def _checked_timeout(timeout: object) -> float | None:
+    if timeout is None:
+        return None
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not 0 < timeout < float("inf")
+    ):
+        raise ValueError(f"timeout must be a number of seconds > 0, or None, not {timeout!r}")
+    return float(timeout)
+
+
+def _exception_types(name: str, given: object) -> tuple[type[BaseException], ...]:
+    types = given if isinstance(given, tuple) else (given,)
+    for each in types:
+        if not (isinstance(each, type) and issubclass(each, BaseException)):
+            raise TypeError(f"{name} must be an exception type or a tuple of them, not {given!r}")
+    return types  # checked above
+
+
+def _where(executor: object, fn: Callable[..., Any]) -> str:
+    """Where *fn* runs: ``"processes"``, ``"threads"``, ``"executor"`` or ``"async"``."""
+    if inspect.iscoroutinefunction(fn):
+        if executor is not None:
+            raise ValueError(
+                f"fn is a coroutine function: it runs on an asyncio event loop, so give no "
+                f"executor (not {executor!r})"
+            )
+        return "async"
+    if executor is None or executor == "processes":
+        return "processes"
+    if executor == "threads":
+        return "threads"
+    if not isinstance(executor, str):
+        import concurrent.futures as cf  # noqa: PLC0415  # only for a caller's executor
+
+        if isinstance(executor, cf.Executor):
+            return "executor"
+    raise ValueError(
+        'executor must be "processes", "threads" or a concurrent.futures.Executor, '
+        f"not {executor!r}"
+    )
