@@ -256,3 +256,15 @@ def stuck_or_quick(directory: str, key: str) -> str:
     append_line(Path(directory) / CALLS, key)
     time.sleep(60 if key.startswith("stuck") else 0.3)
     return key
+
+
+def fail_twice(directory: str, key: str) -> str:
+    """Log the call; fail the first two calls of *key*, succeed from the third on."""
+    append_line(Path(directory) / CALLS, key)
+    if calls(directory, key) <= 2:
+        raise ConnectionError(f"{key}: 503 on call {calls(directory, key)}")
+    return key
+
+
+async def fail_twice_async(directory: str, key: str) -> str:
+    return fail_twice(directory, key)

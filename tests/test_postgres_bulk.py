@@ -204,3 +204,33 @@ def test_a_large_batch_of_task_states_reaches_the_claims(url: str, pg_name: str)
         assert other.num_done() == N
         assert not any(other.try_it(key) for key in keys[:50])
         assert list(other.todo_keys()) == []
+
+
+def test_a_role_that_may_not_make_temporary_tables_still_syncs_large_batches(
+    pg_server: Server, made: str
+) -> None:
+    # REVOKE TEMPORARY ... FROM PUBLIC is a common hardening: the large
+    # batch's temporary table is refused, and the rows go the other way.
+    database = f"notemp_{made.replace('-', '_')}"
+    pg_server.psql(f"CREATE DATABASE {database}")
+    pg_server.psql(
+        f"REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC; "
+        "DO $$ BEGIN CREATE ROLE weak LOGIN PASSWORD 'weak'; "
+        "EXCEPTION WHEN duplicate_object THEN NULL; END $$; "
+        f"GRANT CREATE ON DATABASE {database} TO weak",
+    )
+    url = f"postgresql://weak:weak@127.0.0.1:{pg_server.port}/{database}"
+    with tastypy.POD(url, name="s") as pod:
+        pod.update((f"k{i}", i) for i in range(N))
+        pod.update((f"k{i}", -i) for i in range(N))  # updates: the temporary-table way
+    assert read_back(url, "s") == [(f"k{i}", -i) for i in range(N)]
+
+
+def test_a_database_that_is_not_utf8_is_refused(pg_server: Server, pg_name: str) -> None:
+    database = f"latin_{pg_name.replace('-', '_')}"
+    pg_server.psql(
+        f"CREATE DATABASE {database} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' "
+        "TEMPLATE template0"
+    )
+    with pytest.raises(tastypy.SettingsError, match="encoding is LATIN1, and a store needs UTF8"):
+        tastypy.POD(pg_server.url(database), name="s")

@@ -307,3 +307,107 @@ def test_many_in_flight_on_a_tracker_on_postgresql(pg_server: Any, pg_name: str,
     assert flight.most == 40
     with tastypy.Tracker(pg_server.url(), name=pg_name, readonly=True) as again:
         assert all(again[k]["result"] == k and again.tries(k) == 1 for k in keys)
+
+
+# -- what a hostile task or executor does -------------------------------------------
+
+
+def test_an_async_tasks_own_timeout_and_cancellation_are_its_failures(
+    tracker: tastypy.Tracker,
+) -> None:
+    async def own_timeout(key: str) -> None:
+        await asyncio.wait_for(asyncio.sleep(1), 0.01)  # a client's time limit, not the run's
+
+    async def own_cancel(key: str) -> None:
+        inner = asyncio.ensure_future(asyncio.sleep(5))
+        inner.cancel()
+        await inner
+
+    first = tracker.run(own_timeout, ["a"], progress=False)
+    second = tracker.run(own_cancel, ["b"], progress=False, timeout=30)
+    assert (first.failed, first.timed_out, second.failed, second.timed_out) == (1, 0, 1, 0)
+    assert tracker.errors("a")[-1]["type"] == "TimeoutError"
+    assert tracker.errors("b")[-1]["type"] == "CancelledError"
+    assert tracker.tries("a") == tracker.tries("b") == 1
+
+
+def test_a_time_limit_counts_from_when_the_callers_executor_starts_the_task(
+    tracker: tastypy.Tracker,
+) -> None:
+    def slow(key: str) -> str:
+        time.sleep(0.6)
+        return key
+
+    keys = [f"q{i}" for i in range(6)]
+    with cf.ThreadPoolExecutor(max_workers=2) as pool:  # the rest queue in it
+        summary = tracker.run(slow, keys, executor=pool, workers=6, timeout=1, progress=False)
+    assert (summary.done, summary.timed_out) == (6, 0)
+
+
+def test_an_executor_that_refuses_tasks_raises_and_counts_no_try(
+    tracker: tastypy.Tracker,
+) -> None:
+    pool = cf.ThreadPoolExecutor(max_workers=2)
+    pool.shutdown()
+    with pytest.raises(RuntimeError, match="cannot schedule new futures after shutdown"):
+        tracker.run(sleeper, ["a", "b"], executor=pool, progress=False)
+    assert tracker.tries("a") == 0 and not tracker.errors("a")
+
+
+def test_a_callers_process_pool_gets_fn_checked_for_pickling_at_once(
+    tracker: tastypy.Tracker,
+) -> None:
+    with cf.ProcessPoolExecutor(max_workers=1) as pool, pytest.raises(TypeError, match="pickle"):
+        tracker.run(lambda key: key, ["a"], executor=pool, progress=False)
+    assert "a" not in tracker
+
+
+def test_threads_left_past_their_time_limit_are_at_most_workers(
+    tracker: tastypy.Tracker,
+) -> None:
+    flight = InFlight()
+
+    def stuck(key: str) -> None:
+        flight.enter()
+        time.sleep(0.6)
+        flight.leave()
+
+    keys = [f"s{i}" for i in range(9)]
+    summary = tracker.run(stuck, keys, executor="threads", workers=3, timeout=0.1, progress=False)
+    assert summary.timed_out == 9
+    assert flight.most <= 6  # 2 * workers threads at most, those left to finish included
+
+
+def test_a_plain_function_that_returns_a_coroutine_fails_clearly(
+    tracker: tastypy.Tracker,
+) -> None:
+    def returns_coroutine(key: str) -> Any:
+        return async_sleeper(key)
+
+    summary = tracker.run(returns_coroutine, ["b"], progress=False)
+    assert summary.failed == 1
+    assert (
+        "fn returned an awaitable, which run() does not await"
+        in tracker.errors("b")[-1]["message"]
+    )
+
+
+def test_an_object_with_an_async_call_runs_on_the_event_loop(tracker: tastypy.Tracker) -> None:
+    class Fetcher:
+        async def __call__(self, key: str) -> str:
+            await asyncio.sleep(0)
+            return key.upper()
+
+    summary = tracker.run(Fetcher(), ["a"], progress=False)
+    assert summary.done == 1 and tracker["a"]["result"] == "A"
+
+
+def test_a_coroutine_function_inside_a_running_event_loop_is_refused(
+    tracker: tastypy.Tracker,
+) -> None:
+    async def main() -> None:
+        with pytest.raises(RuntimeError, match="runs one already"):
+            tracker.run(async_sleeper, ["a"], progress=False)
+
+    asyncio.run(main())
+    assert "a" not in tracker

@@ -110,6 +110,23 @@ def test_run_tries_failed_tasks_again_once_their_delay_is_over(tracker: tastypy.
         assert "_retry_at" not in tracker[key]  # done: nothing to wait for
 
 
+@pytest.mark.parametrize("how", ["processes", "threads", "async"])
+def test_every_executor_retries_within_the_run(path: Path, tmp_path: Path, how: str) -> None:
+    settings: dict[str, Any] = {
+        "processes": {"workers": 2},
+        "threads": {"executor": "threads", "workers": 8},
+        "async": {"workers": 8},
+    }[how]
+    task = _tasks.fail_twice_async if how == "async" else _tasks.fail_twice
+    fn = functools.partial(task, str(tmp_path))
+    keys = [f"k{i}" for i in range(6)]
+    with tastypy.Tracker(path, max_tries=3, retry_delay=0.1, backoff=2) as tracker:
+        summary = tracker.run(fn, keys, progress=False, **settings)
+        assert (summary.done, summary.failed, summary.exhausted) == (6, 12, 0)
+        assert all(tracker.tries(k) == 3 and tracker[k]["result"] == k for k in keys)
+    assert all(_tasks.calls(tmp_path, k) == 3 for k in keys)
+
+
 def test_without_waiting_a_failed_task_waits_for_its_time_across_runs(path: Path) -> None:
     calls: list[str] = []
 
@@ -123,8 +140,9 @@ def test_without_waiting_a_failed_task_waits_for_its_time_across_runs(path: Path
         due = tracker["x"]["_retry_at"]
         assert time.time() < due <= time.time() + HOUR
     with tastypy.Tracker(path) as tracker:
-        second = tracker.run(fail, ["x", "y"], progress=False)
+        second = tracker.run(fail, ["x", "y"], progress=False, wait_for_retries=False)
         assert second.failed == 0 and calls == ["x", "y"]  # not due: not tried
+        assert second.waiting == 2
         assert not tracker.should_do("x") and not tracker.try_it("x")  # the seed loop too
         assert list(tracker.todo_keys()) == []
         assert set(tracker.waiting_keys()) == {"x", "y"}
@@ -256,3 +274,43 @@ def test_a_writer_that_has_not_seen_the_failure_does_not_retry_early(
             child.send()
             assert child.readline() == "False 1"  # the store says: not before its time
             assert child.finish() == 0
+
+
+def test_a_reset_drops_the_wait_and_a_result_json_cannot_hold_obeys_giveup_on(
+    path: Path,
+) -> None:
+    with tastypy.Tracker(path, max_tries=5, retry_delay=HOUR, max_retry_delay=HOUR) as tracker:
+        tracker.run(_always_fails, ["x", "y"], progress=False, wait_for_retries=False)
+        assert tracker.waiting_keys().keys() == {"x", "y"}
+        tracker.reset_tries("x")
+        tracker.mark_not_done("y")
+        assert tracker.waiting_keys() == {} and tracker.should_do("x") and tracker.should_do("y")
+
+        def returns_set(key: str) -> object:
+            return {1}
+
+        summary = tracker.run(returns_set, ["z"], giveup_on=TypeError, progress=False)
+        assert summary.gave_up == 1 and tracker.aborted("z")
+
+
+def test_the_summary_counts_tasks_left_waiting(path: Path) -> None:
+    with tastypy.Tracker(path, max_tries=3, retry_delay=HOUR, max_retry_delay=HOUR) as tracker:
+        summary = tracker.run(_always_fails, ["x", "y"], progress=False, wait_for_retries=False)
+        assert summary.waiting == 2
+
+
+def test_a_run_also_waits_for_retries_left_waiting_by_an_earlier_run(path: Path) -> None:
+    calls: list[str] = []
+
+    def fails_once(key: str) -> str:
+        calls.append(key)
+        if calls.count(key) == 1:
+            raise ConnectionError("503")
+        return key
+
+    with tastypy.Tracker(path, max_tries=3, retry_delay=0.3, max_retry_delay=0.3) as tracker:
+        first = tracker.run(fails_once, ["a", "b"], progress=False, wait_for_retries=False)
+        assert first.failed == 2 and first.waiting == 2
+        second = tracker.run(fails_once, ["a", "b"], progress=False)  # skips them, then waits
+        assert (second.done, second.waiting) == (2, 0)
+        assert calls[:2] == ["a", "b"] and sorted(calls[2:]) == ["a", "b"]  # by when due

@@ -6,7 +6,7 @@ import logging
 import os
 import reprlib
 import threading
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, TypeVar, cast
@@ -430,10 +430,23 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         if len(args) == 1 and not kwargs and isinstance(args[0], str):
             self.sync_key(args[0])
             return
+        if len(args) > 1:
+            raise TypeError(f"update expected at most 1 argument, got {len(args)}")
+        pairs: list[tuple[Any, Any]] = []  # read first: a slow iterable holds no lock
+        if args:
+            other = args[0]
+            if isinstance(other, Mapping):
+                pairs = [(key, other[key]) for key in other]
+            elif hasattr(other, "keys"):
+                pairs = [(key, other[key]) for key in other.keys()]  # noqa: SIM118  # as dict.update
+            else:
+                pairs = [(key, value) for key, value in other]
+        pairs += kwargs.items()
         with self._lock:  # one batch: no automatic sync until every key is set
             held, self._held = self._held, True
             try:
-                super().update(*args, **kwargs)
+                for key, value in pairs:
+                    self[key] = value
             finally:
                 self._held = held
             if len(self._dirty) >= self._sync_at and not self._held:
@@ -666,11 +679,13 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
 
     def hold(self) -> None:
         """Suspend automatic syncing (explicit :meth:`sync` still works)."""
-        self._held = True
+        with self._lock:  # not in the middle of another thread's update()
+            self._held = True
 
     def unhold(self) -> None:
         """Resume automatic syncing and sync what is outstanding."""
-        self._held = False
+        with self._lock:
+            self._held = False
         if not self._readonly:
             self.sync()
 

@@ -302,13 +302,16 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # the whole command 
     demo = commands.add_parser(
         "demo",
         help="run a resumable demo job (Ctrl-C it, run it again)",
-        description="Run a few thousand simulated tasks, some slow, some failing at "
-        "random, with Tracker.run() on worker processes. Stop it with Ctrl-C and run it "
-        "again: it resumes.",
+        description="Crawl a few thousand simulated pages with Tracker.run() on an "
+        "asyncio event loop, W fetches in flight: some fail and are retried after a random "
+        "delay, a few hang until their time limit. Stop it with Ctrl-C and run it again: "
+        "it resumes.",
     )
     demo.add_argument("path", metavar="PATH", nargs="?", default="demo.tracker")
     demo.add_argument("--tasks", type=_positive, default=3000, metavar="N")
-    demo.add_argument("--workers", type=_positive, default=2, metavar="W")
+    demo.add_argument(
+        "--workers", type=_positive, default=300, metavar="W", help="fetches in flight (300)"
+    )
     demo.set_defaults(handler=handlers.demo)
     return _add_edit_commands(parser, commands)
 

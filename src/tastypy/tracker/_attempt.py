@@ -9,6 +9,7 @@ worker process, whatever the task's own objects do to pickle.
 
 from __future__ import annotations
 
+import inspect
 import time
 import traceback
 from collections.abc import Callable
@@ -26,6 +27,7 @@ __all__ = [
     "Rules",
     "Success",
     "attempt",
+    "awaitable_failure",
     "failure_of",
     "result_failure",
     "timed_out",
@@ -117,11 +119,25 @@ def attempt(fn: Callable[[str], Any], key: str, rules: Rules = EVERY_ERROR) -> S
     except BaseException as exc:
         return rules.judged(failure_of(exc), exc)
     seconds = time.perf_counter() - started
+    if inspect.isawaitable(result):
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()  # never awaited: no warning about it
+        return rules.judged(awaitable_failure(), TypeError())
     try:
         data = encode_value(result, keep=False)
     except NOT_A_STOP as exc:  # TypeError, or whatever a hostile value raises
-        return result_failure(exc)
+        return rules.judged(result_failure(exc), exc)
     return Success(data, seconds)
+
+
+def awaitable_failure() -> Failure:
+    """The failure of a plain function that returned a coroutine (or another awaitable)."""
+    message = (
+        "fn returned an awaitable, which run() does not await: make fn an async def "
+        "function (run() then runs it on an event loop)"
+    )
+    return Failure("TypeError", message, f"TypeError: {message}\n")
 
 
 def timed_out(timeout: float, how: str, rules: Rules = EVERY_ERROR) -> Failure:

@@ -188,7 +188,7 @@ class Pool:
                 again.append(key)  # cut short by the killing: the same try, started anew
         self.running.clear()
         self.deadlines.clear()
-        self.executor = self._new_executor()
+        self.start()  # its workers up before the time limits start again
         for key in again:
             self._submit(key)
 

@@ -1,30 +1,36 @@
 """``ProgressTracker.run()``: call a function on every task that should be tried.
 
-This process alone owns the tracker. With ``workers > 1`` the function runs
-in a process pool (:mod:`._pool`); workers only compute and return, the
-results are written here. Whatever a task does — raise an exception pickle
-cannot carry, exit, raise ``KeyboardInterrupt``, kill its worker, return a
-value JSON cannot hold — costs that task's attempt alone. Ctrl-C and SIGTERM
-stop the run cleanly: no new task starts, running ones finish and are
+This process alone owns the tracker, and only its calling thread writes it.
+With ``workers > 1`` the function runs in a process pool (:mod:`._pool`);
+with threads, a caller's executor or asyncio, in :mod:`._threads`; workers
+only compute and return, and what they came to is written here
+(:mod:`._outcomes`). A retry policy makes the run go over the failed tasks
+again as their delays run out (:func:`_retries_due`).
+
+Whatever a task does — raise an exception pickle cannot carry, exit, raise
+``KeyboardInterrupt``, kill its worker, return a value JSON cannot hold —
+costs that task's attempt alone. Ctrl-C and SIGTERM stop the run cleanly:
+no new task starts, running ones finish (coroutines are cancelled) and are
 recorded, the tracker is synced, and then the signal has its usual effect
 (``KeyboardInterrupt``, or death by SIGTERM).
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from .._codec import decode_value, encode_value, normalize_key
-from ._attempt import NOT_A_STOP, Failure, Rules, Success, failure_of, result_failure
-from ._retry import RETRY_AT, due_at
+from .._codec import encode_value, normalize_key
+from ._attempt import NOT_A_STOP, awaitable_failure, failure_of, result_failure
+from ._outcomes import ERRORS_KEPT, Outcomes, RunSummary
+from ._retry import due_at
 from ._run_options import RunOptions
 
 if TYPE_CHECKING:
@@ -33,39 +39,6 @@ if TYPE_CHECKING:
 __all__ = ["ERRORS_KEPT", "RunSummary", "run"]
 
 log = logging.getLogger("tastypy.tracker.run")  # quiet unless configured (see __init__)
-
-ERRORS_KEPT = 5  # failed attempts remembered per task
-
-
-@dataclass
-class RunSummary:
-    """What one :meth:`ProgressTracker.run` did.
-
-    Attributes
-    ----------
-    done
-        Tasks that succeeded in this run.
-    failed
-        Attempts that failed in this run (raised, exited, killed their worker).
-    skipped
-        Tasks not tried because they were already done or aborted.
-    exhausted
-        Tasks given up on: tried ``max_tries`` times and not done.
-    timed_out
-        Attempts that ran over the run's ``timeout`` (among ``failed``).
-    gave_up
-        Tasks aborted at their failure by ``retry_on`` or ``giveup_on``.
-    interrupted
-        Whether Ctrl-C or SIGTERM stopped the run early.
-    """
-
-    done: int = 0
-    failed: int = 0
-    skipped: int = 0
-    exhausted: int = 0
-    timed_out: int = 0
-    gave_up: int = 0
-    interrupted: bool = False
 
 
 def run(
@@ -151,14 +124,17 @@ def run(
     stop = _Stop()
     try:
         with stop.on_signals():
-            results = _Run(tracker, summary, bar, options.rules)
+            results = Outcomes(tracker, summary, bar, options.rules)
             todo: list[str] | None = order
             while todo:
+                tried = None if todo is order else summary.done + summary.failed
                 tasks = _tasks_to_try(tracker, todo, summary if todo is order else None, stop)
                 _one_pass(options, fn, payload, tracker, todo, tasks, results, stop)
-                todo = _retries_due(tracker, order, results, options, stop, bar)
+                todo = _retries_due(tracker, order, summary, tried, options, stop, bar)
     finally:
         summary.exhausted = sum(1 for k in order if k in tracker and _exhausted(tracker, k))
+        waits = tracker.waiting_keys()
+        summary.waiting = sum(1 for k in order if k in waits)
         summary.interrupted = stop.signum is not None
         if bar is not None:
             bar.close()
@@ -174,14 +150,14 @@ def _one_pass(  # noqa: PLR0917
     tracker: ProgressTracker,
     todo: list[str],
     tasks: Iterator[str],
-    results: _Run,
+    results: Outcomes,
     stop: _Stop,
 ) -> None:
     """Attempt each of *tasks* (from *todo*) where *options* say."""
     if options.how != "processes":
         _concurrently(options, fn, tasks, results, stop)
     elif not options.pooled:
-        results.here(fn, tasks, stop)
+        _here(results, fn, tasks, stop)
     else:
         from ._pool import Pool  # noqa: PLC0415  # see run()
 
@@ -195,33 +171,41 @@ def _one_pass(  # noqa: PLR0917
 def _retries_due(  # noqa: PLR0917
     tracker: ProgressTracker,
     order: list[str],
-    results: _Run,
+    summary: RunSummary,
+    tried: int | None,
     options: RunOptions,
     stop: _Stop,
     bar: Any,
 ) -> list[str] | None:
-    """After a pass: wait for the retries of this run's failures, and those due then.
+    """After a pass: wait for the first retry among *order* to fall due; those due then.
 
-    None if there is nothing to wait for: no retry policy, no ``max_tries``
-    (retries would never end), ``wait_for_retries=False``, or a stop.
+    A retry is a task to do with a time for its next try (``_retry_at``):
+    one that failed in this run, or waited since an earlier one. None if
+    there is nothing to wait for: no retry policy, no ``max_tries``
+    (retries would never end), ``wait_for_retries=False``, a stop, or a
+    pass of retries that tried nothing (*tried*: the attempts recorded
+    before it; None after the first pass): the due tasks are held
+    elsewhere, say.
     """
     if (
         not options.wait_for_retries
         or tracker.retry_policy.delay is None
         or not tracker.max_tries
         or stop.signum is not None
-    ):
+        or summary.done + summary.failed == tried
+    ):  # (never equal to None)
         return None
     data = tracker._data
-    waits = {
-        key: due_at(data.get(key)) or 0.0
-        for key in results.retrying
-        if key in data and tracker.should_try(key) and not tracker.check(key)
-    }
-    results.retrying.clear()
+    waits: dict[str, float] = {}
+    for key in order:
+        at = due_at(data.get(key))
+        if at is not None and tracker.should_try(key) and not tracker.check(key):
+            waits[key] = at  # (should_try: not aborted, nor out of tries)
     if not waits:
         return None
     first = min(waits.values())
+    if first > time.time():
+        tracker.sync()  # what is done so far is in the store while the run waits
     while stop.signum is None and (left := first - time.time()) > 0:
         if bar is not None:
             bar.set_postfix_str(f"waiting for {len(waits)} retries, next in {left:.0f} s")
@@ -231,13 +215,15 @@ def _retries_due(  # noqa: PLR0917
     if stop.signum is not None:
         return None
     now = time.time()
-    due = {key for key, at in waits.items() if at <= now}
-    results.retrying.update(key for key in waits if key not in due)  # waited for next time
-    return [key for key in order if key in due]
+    return [key for key, at in waits.items() if at <= now]
 
 
 def _concurrently(
-    options: RunOptions, fn: Callable[[str], Any], tasks: Iterator[str], results: _Run, stop: _Stop
+    options: RunOptions,
+    fn: Callable[[str], Any],
+    tasks: Iterator[str],
+    results: Outcomes,
+    stop: _Stop,
 ) -> None:
     """The attempts on threads, the caller's executor, or an event loop."""
     # Imported here: asyncio takes ~40 ms to import.
@@ -339,106 +325,32 @@ def _tasks_claimed_in_batches(
             )
 
 
-class _Run:
-    """One run's bookkeeping: results and failures go into the tracker."""
-
-    def __init__(
-        self, tracker: ProgressTracker, summary: RunSummary, bar: Any, rules: Rules
-    ) -> None:
-        self.rules = rules
-        self.tracker = tracker
-        self.summary = summary
-        self.bar = bar
-        self.retrying: set[str] = set()  # failed in this run, with a time to try again
-
-    def here(self, fn: Callable[[str], Any], tasks: Iterator[str], stop: _Stop) -> None:
-        """Attempt each task in this process."""
-        for key in tasks:
-            started = time.perf_counter()
-            try:
-                result = fn(key)
-            except BaseException as exc:
-                # A second Ctrl-C stops the task and the run; any other
-                # KeyboardInterrupt, like SystemExit, is the task's own doing.
-                if stop.forced and isinstance(exc, KeyboardInterrupt):
-                    raise
-                self.failed(key, self.rules.judged(failure_of(exc), exc))
-                continue
-            seconds = time.perf_counter() - started
-            try:
-                encode_value(result, keep=False)
-            except NOT_A_STOP as exc:  # TypeError, or whatever a hostile value raises
-                self.failed(key, result_failure(exc))
-            else:
-                self.succeeded(key, result, seconds)
-
-    def give_back(self, key: str) -> None:
-        """Uncount the try of a task stopped before its attempt came to anything."""
-        if self.tracker._shared:
-            self.tracker._unclaim([key])
+def _here(results: Outcomes, fn: Callable[[str], Any], tasks: Iterator[str], stop: _Stop) -> None:
+    """Attempt each task in this process."""
+    for key in tasks:
+        started = time.perf_counter()
+        try:
+            result = fn(key)
+        except BaseException as exc:
+            # A second Ctrl-C stops the task and the run; any other
+            # KeyboardInterrupt, like SystemExit, is the task's own doing.
+            if stop.forced and isinstance(exc, KeyboardInterrupt):
+                raise
+            results.failed(key, results.rules.judged(failure_of(exc), exc))
+            continue
+        seconds = time.perf_counter() - started
+        if inspect.isawaitable(result):
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()  # never awaited: no warning about it
+            results.failed(key, results.rules.judged(awaitable_failure(), TypeError()))
+            continue
+        try:
+            encode_value(result, keep=False)
+        except NOT_A_STOP as exc:  # TypeError, or whatever a hostile value raises
+            results.failed(key, results.rules.judged(result_failure(exc), exc))
         else:
-            self.tracker.decrement_tries(key)
-
-    def record(self, key: str, outcome: Success | Failure) -> None:
-        """Record what an attempt in a worker process came to."""
-        if isinstance(outcome, Success):
-            self.succeeded(key, decode_value(outcome.data), outcome.seconds)
-        else:
-            self.failed(key, outcome)
-
-    def succeeded(self, key: str, result: Any, seconds: float) -> None:
-        record = self.tracker[key]
-        record["result"] = result
-        record["_seconds"] = round(seconds, 6)
-        record["_done"] = True
-        record.pop(RETRY_AT, None)
-        self.tracker._log_outcome(key)
-        self.summary.done += 1
-        if self.bar is not None:
-            self.bar.update(1)
-
-    def failed(self, key: str, failure: Failure) -> None:
-        self.summary.failed += 1
-        self.summary.timed_out += failure.timed_out
-        record = self.tracker[key]
-        errors = record.get("_errors")
-        errors = list(errors) if isinstance(errors, list) else []
-        errors.append(
-            {
-                "type": failure.type,
-                "message": failure.message,
-                "traceback": failure.traceback,
-                "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            }
-        )
-        record["_errors"] = errors[-ERRORS_KEPT:]
-        tries, limit = record.get("_tries", 0), self.tracker.max_tries
-        tries = tries if type(tries) is int else 0
-        if failure.give_up:
-            record["_aborted"] = True
-            self.summary.gave_up += 1
-        elif not (limit and tries >= limit):
-            wait = self.tracker.retry_policy.wait(tries)
-            if wait is not None:
-                record[RETRY_AT] = round(time.time() + wait, 3)
-                self.retrying.add(key)
-        if self.bar is not None:
-            self.bar.set_postfix_str(f"{self.summary.failed} failed", refresh=False)
-        self.tracker._log_outcome(key)
-        name, message = failure.type, failure.message
-        if failure.give_up:
-            log.error("giving up on task %r (retry_on/giveup_on): %s: %s", key, name, message)
-        elif limit and tries >= limit:
-            log.error("giving up on task %r after %d tries: %s: %s", key, tries, name, message)
-        else:
-            log.warning(
-                "task %r failed (try %d of %s): %s: %s",
-                key,
-                tries,
-                limit or "no limit",
-                name,
-                message,
-            )
+            results.succeeded(key, result, seconds)
 
 
 def _exhausted(tracker: ProgressTracker, key: str) -> bool:

@@ -49,7 +49,7 @@ class RunOptions:
             None if retry_on is None else _exception_types("retry_on", retry_on),
             () if giveup_on is None else _exception_types("giveup_on", giveup_on),
         )
-        return cls(
+        options = cls(
             _where(executor, fn),
             executor,
             workers,
@@ -57,6 +57,14 @@ class RunOptions:
             rules,
             wait_for_retries,
         )
+        if options.how == "executor":
+            import concurrent.futures as cf  # noqa: PLC0415  # imported already by the caller
+
+            if isinstance(executor, cf.ProcessPoolExecutor):
+                from ._pool import pickled_function  # noqa: PLC0415
+
+                pickled_function(fn, workers, rules)  # a TypeError now, not one per task
+        return options
 
 
 def _checked_timeout(timeout: object) -> float | None:
@@ -81,13 +89,25 @@ def _exception_types(name: str, given: object) -> tuple[type[BaseException], ...
 
 def _where(executor: object, fn: Callable[..., Any]) -> str:
     """Where *fn* runs: ``"processes"``, ``"threads"``, ``"executor"`` or ``"async"``."""
-    if inspect.iscoroutinefunction(fn):
+    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004  # an object with an async __call__
+    ):
         if executor is not None:
             raise ValueError(
                 f"fn is a coroutine function: it runs on an asyncio event loop, so give no "
                 f"executor (not {executor!r})"
             )
-        return "async"
+        import asyncio  # noqa: PLC0415  # only for a coroutine function
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return "async"
+        raise RuntimeError(
+            "fn is a coroutine function, and run() runs it on an event loop of its own, "
+            "but this thread runs one already (a Jupyter notebook, an async program): "
+            "call run() from another thread, e.g. await asyncio.to_thread(tracker.run, fn)"
+        )
     if executor is None or executor == "processes":
         return "processes"
     if executor == "threads":

@@ -98,75 +98,129 @@ class _Worker:
 
 
 def run_threads(job: Job) -> None:
-    """Attempt each task on up to ``job.workers`` threads at once."""
+    """Attempt each task on up to ``job.workers`` threads at once.
+
+    A thread left to finish an attempt over its time limit does not count
+    against ``workers``, but at most ``2 * workers`` threads may be alive:
+    past that, no new task starts until one ends.
+    """
     outbox: queue.SimpleQueue[tuple[_Worker, str, Outcome]] = queue.SimpleQueue()
     idle: list[_Worker] = []
     busy: set[_Worker] = set()
+    left: set[_Worker] = set()  # left to finish alone: what they come to is ignored
+    more = True  # tasks may remain
     try:
         while True:
-            while (key := job.next_task(len(busy))) is not None:
+            left = {worker for worker in left if worker.thread.is_alive()}
+            while (
+                more
+                and job.stop.signum is None
+                and len(busy) < job.workers
+                and len(busy) + len(left) < 2 * job.workers
+            ):
+                key = next(job.tasks, None)
+                if key is None:
+                    more = False
+                    break
                 worker = idle.pop() if idle else _Worker(job, outbox)
                 worker.key, worker.deadline = key, job.deadline()
                 busy.add(worker)
                 worker.inbox.put(key)
             if not busy:
+                if more and job.stop.signum is None and left:
+                    time.sleep(0.05)  # too many left to finish: wait for one to end
+                    continue
                 return
             wait = min(worker.deadline for worker in busy) - time.monotonic()
             try:
-                worker, key, outcome = outbox.get(timeout=max(0.0, min(wait, 0.5)))
+                worker, key, outcome = outbox.get(timeout=max(0.0, min(wait, 0.2)))
             except queue.Empty:
-                _leave_overdue(job, busy)
-                continue
-            if worker in busy and worker.key == key:
-                busy.discard(worker)
-                worker.key = None
-                idle.append(worker)
-                job.record(key, outcome)
+                pass
+            else:
+                if worker in busy and worker.key == key:
+                    busy.discard(worker)
+                    worker.key = None
+                    idle.append(worker)
+                    job.record(key, outcome)
+            if job.timeout is not None:  # each time: outcomes may keep coming meanwhile
+                left |= _leave_overdue(job, busy)
     finally:
         for worker in (*busy, *idle):  # busy: a second Ctrl-C, or a failed sync
             worker.inbox.put(None)
 
 
-def _leave_overdue(job: Job, busy: set[_Worker]) -> None:
+def _leave_overdue(job: Job, busy: set[_Worker]) -> set[_Worker]:
     """Fail the tasks over their time limit; their threads are left to finish alone."""
     now = time.monotonic()
-    for worker in [each for each in busy if each.deadline <= now]:
+    overdue = {each for each in busy if each.deadline <= now}
+    for worker in overdue:
         busy.discard(worker)  # what it comes to is ignored
         key, worker.key = worker.key, None
         assert key is not None
         assert job.timeout is not None
         job.record(key, timed_out(job.timeout, "its thread was left to finish", job.rules))
         worker.inbox.put(None)  # and then to end
+    return overdue
 
 
 def run_on_executor(executor: cf.Executor, job: Job) -> None:
-    """Attempt each task on the caller's *executor*, ``job.workers`` at a time at most."""
-    running: dict[cf.Future[Outcome], tuple[str, float]] = {}
+    """Attempt each task on the caller's *executor*, ``job.workers`` at a time at most.
+
+    A task's time limit counts from when the executor starts it
+    (``Future.running()``), not from when it was handed over.
+    """
+    running: dict[cf.Future[Outcome], str] = {}
+    deadlines: dict[cf.Future[Outcome], float] = {}  # of those seen running
     try:
         while True:
             while (key := job.next_task(len(running))) is not None:
-                running[executor.submit(attempt, job.fn, key, job.rules)] = (key, job.deadline())
+                running[_submit(executor, job, key, running)] = key
             if not running:
                 return
-            wait = min(deadline for _key, deadline in running.values()) - time.monotonic()
-            finished, _ = cf.wait(
-                running, timeout=max(0.0, min(wait, 0.5)), return_when=cf.FIRST_COMPLETED
-            )
-            for future in finished:
-                key, _deadline = running.pop(future)
-                job.record(key, _outcome(future))
             now = time.monotonic()
-            for future, (key, deadline) in list(running.items()):
-                if deadline <= now:
-                    del running[future]
+            for future in running:
+                if future not in deadlines and future.running():
+                    deadlines[future] = job.deadline()
+            wait = 0.5 if job.timeout is None else 0.05  # soon: to see each start
+            if deadlines:
+                wait = min(wait, min(deadlines.values()) - now)
+            finished, _ = cf.wait(running, timeout=max(0.0, wait), return_when=cf.FIRST_COMPLETED)
+            for future in finished:
+                deadlines.pop(future, None)
+                job.record(running.pop(future), _outcome(future))
+            now = time.monotonic()
+            for future, deadline in list(deadlines.items()):
+                if deadline <= now and not future.done():
+                    key = running.pop(future)
+                    del deadlines[future]
                     future.cancel()
                     assert job.timeout is not None
                     job.record(
                         key, timed_out(job.timeout, "its result, if any, is ignored", job.rules)
                     )
     finally:
-        for future in running:
-            future.cancel()
+        for future, key in running.items():  # a second Ctrl-C, a failed sync, a refusal
+            if future.cancel():
+                job.give_back(key)  # never started
+
+
+def _submit(
+    executor: cf.Executor, job: Job, key: str, running: dict[cf.Future[Outcome], str]
+) -> cf.Future[Outcome]:
+    """Hand *key* to *executor*; if it refuses (shut down, broken), give the try back.
+
+    The tasks it runs already are waited for and recorded, then the
+    executor's error is raised.
+    """
+    try:
+        return executor.submit(attempt, job.fn, key, job.rules)
+    except BaseException:
+        job.give_back(key)
+        for future, other in list(running.items()):
+            if not future.cancel():
+                job.record(other, _outcome(future))  # waits for it
+                del running[future]
+        raise
 
 
 def _outcome(future: cf.Future[Outcome]) -> Outcome:
@@ -182,21 +236,38 @@ def run_async(job: Job) -> None:
 
 
 async def _attempt_async(job: Job, key: str) -> Outcome:
+    """Await ``fn(key)`` within the time limit; never raises but the run's own cancel.
+
+    The attempt runs as a task of its own, so what it raises, a
+    ``TimeoutError`` or a ``CancelledError`` of its own included, is its
+    failure; only the run's deadline makes a timeout, and only the run's
+    stop cancels it from outside.
+    """
     started = time.perf_counter()
     try:
-        result = await asyncio.wait_for(job.fn(key), job.timeout)
-    except asyncio.TimeoutError:
+        inner = asyncio.ensure_future(job.fn(key))
+    except BaseException as exc:  # fn raised at once, or returned no awaitable
+        return job.rules.judged(failure_of(exc), exc)
+    try:
+        done, _ = await asyncio.wait({inner}, timeout=job.timeout)
+    except asyncio.CancelledError:  # the run stops: so does the attempt
+        inner.cancel()
+        raise
+    if not done:
+        # Cancelled, not waited for: one that ignores cancellation goes on
+        # alone, and what it comes to is ignored.
+        inner.cancel()
         assert job.timeout is not None
         return timed_out(job.timeout, "it was cancelled", job.rules)
-    except asyncio.CancelledError:
-        raise
-    except BaseException as exc:
+    try:
+        result = inner.result()
+    except BaseException as exc:  # the task's own, CancelledError included
         return job.rules.judged(failure_of(exc), exc)
     seconds = time.perf_counter() - started
     try:
         data = encode_value(result, keep=False)
     except NOT_A_STOP as exc:
-        return result_failure(exc)
+        return job.rules.judged(result_failure(exc), exc)
     return Success(data, seconds)
 
 

@@ -18,7 +18,7 @@ from ._counts import ABORTED, DONE, EXHAUSTED, TaskCounts
 from ._fleet import FleetTasks
 from ._progress import Progress
 from ._records import NEW_RECORD, check_records, fresh_records, record_problem
-from ._retry import RetryPolicy, due_at, waiting
+from ._retry import RETRY_AT, RetryPolicy, due_at, waiting
 from ._run import RunSummary, run
 
 __all__ = ["ProgressTracker", "Tracker"]
@@ -438,8 +438,10 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
             self._set(key, "_tries", max(0, self.tries(key) - 1))
 
     def reset_tries(self, key: Any) -> None:
+        """Count no tries of the task, and drop any wait for its next try."""
         with self._lock:
             self._set(key, "_tries", 0)
+            self._drop_wait(key)
             if self._shared:  # this process's own claims of it count no more
                 self._fleet().forget_tries(key if type(key) is str else normalize_key(key))
 
@@ -447,7 +449,15 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
         self._set(key, "_done", True)
 
     def mark_not_done(self, key: Any) -> None:
-        self._set(key, "_done", False)
+        """To be done again: not done, and no wait for its next try."""
+        with self._lock:
+            self._set(key, "_done", False)
+            self._drop_wait(key)
+
+    def _drop_wait(self, key: Any) -> None:
+        key = key if type(key) is str else normalize_key(key)
+        if RETRY_AT in self._data[key]:
+            self._hand_out(key).pop(RETRY_AT, None)
 
     def try_it(self, key: Any) -> bool:
         """Count a try and return True if the task should be tried now.

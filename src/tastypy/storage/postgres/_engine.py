@@ -27,7 +27,13 @@ from typing import Any
 import orjson
 import psycopg
 
-from ...errors import CorruptStoreError, NotAStoreError, ReadOnlyError, StoreClosedError
+from ...errors import (
+    CorruptStoreError,
+    NotAStoreError,
+    ReadOnlyError,
+    SettingsError,
+    StoreClosedError,
+)
 from .._merge import Merge, merge
 from . import _schema
 from ._claims import LeasedClaims
@@ -100,6 +106,13 @@ class PostgresStorage(LeasedClaims):
 
     def _open(self, conn: Connection, new: bool) -> int:
         where = self.location
+        encoding = conn.execute("SHOW server_encoding").fetchone()
+        if encoding is None or encoding[0] != "UTF8":
+            raise SettingsError(
+                f"{where}: the database's encoding is {encoding and encoding[0]}, and a "
+                "store needs UTF8 (keys and values are Unicode): use a database made with "
+                "ENCODING 'UTF8'"
+            )
         if not self.durable:
             conn.execute("SET synchronous_commit = off")
         exists = _schema.ensure(conn, where, create=not self.readonly)

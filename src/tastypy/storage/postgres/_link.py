@@ -89,6 +89,7 @@ class Link:
                 autocommit=True,
                 connect_timeout=CONNECT_TIMEOUT,
                 application_name="tastypy",
+                client_encoding="UTF8",  # what the engine sends (COPY's bytes too)
             )
         except psycopg.Error as exc:
             failure = self._failed(exc, "cannot connect to the server")

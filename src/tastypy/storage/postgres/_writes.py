@@ -11,7 +11,8 @@ arrays cost more than the work (psycopg builds and escapes each one), so:
   savepoint) and those rows take the next way instead;
 - the other rows (updates, deletions, keys added back) are copied into a
   temporary table and go from there in one ``INSERT ... SELECT ... ON
-  CONFLICT DO UPDATE``.
+  CONFLICT DO UPDATE`` (a role that may not make temporary tables: the one
+  statement instead).
 
 All of it is inside the sync's transaction: it commits whole or not at all.
 For a tracker's records, each row carries the task's state and tries (read
@@ -124,7 +125,7 @@ _UPSERT = q(
     + _SET
 )
 _COPY_RECORDS = q("COPY {s}.records (store, key, pos, version, value, state, tries) FROM STDIN")
-_BATCH = "tastypy_batch"  # the temporary table of a large batch's other rows
+_BATCH = "pg_temp.tastypy_batch"  # the temporary table of a large batch's other rows
 _MAKE_BATCH = (
     f"CREATE TEMPORARY TABLE {_BATCH} (store bigint, key text, pos bigint, version bigint, "
     "value json, state smallint, tries bigint) ON COMMIT DROP"
@@ -157,11 +158,7 @@ def write_rows(conn: Connection, store: int, version: int, rows: Rows, *, tasks:
         # Few new keys, or one with a deletion's row among them: the other way.
         if len(new) < BULK_ROWS or not _copy_new(conn, store, version, new):
             rest.extend(new)
-        if len(rest) >= BULK_ROWS:
-            conn.execute(_MAKE_BATCH)
-            _copy(conn, _COPY_BATCH, store, version, rest)
-            conn.execute(_UPSERT_BATCH)
-        elif rest:
+        if rest and (len(rest) < BULK_ROWS or not _copy_through_batch(conn, store, version, rest)):
             _upsert(conn, store, version, rest)
     if tasks:
         conn.execute(_CLAIM_STATES, (store, version))
@@ -180,6 +177,22 @@ def _copy_new(conn: Connection, store: int, version: int, rows: Rows) -> bool:
         with conn.transaction():  # a savepoint: a failed COPY leaves the sync going
             _copy(conn, _COPY_RECORDS, store, version, rows)
     except psycopg.errors.UniqueViolation:
+        return False
+    return True
+
+
+def _copy_through_batch(conn: Connection, store: int, version: int, rows: Rows) -> bool:
+    """COPY *rows* into a temporary table, then upsert them from it; False if not allowed.
+
+    A role without the TEMPORARY privilege (a common hardening) cannot make
+    the table: nothing is done, and the rows take the one-statement way.
+    """
+    try:
+        with conn.transaction():  # a savepoint: a refusal leaves the sync going
+            conn.execute(_MAKE_BATCH)
+            _copy(conn, _COPY_BATCH, store, version, rows)
+            conn.execute(_UPSERT_BATCH)
+    except psycopg.errors.InsufficientPrivilege:
         return False
     return True
 
