@@ -18,6 +18,10 @@ directory, ``fsync=off``), and stops it at the end.
   ``run()`` at least 1.0x the hand-written loop's rate, the seed loop within
   1.5x of it.
 
+- **Size.** On the M-task store the bulk part made: the time to open it,
+  the memory (RSS) of a worker process after it claimed 10,000 tasks, and
+  the time ``tastypy status URL --name NAME`` takes (targets for 10M tasks:
+  under 1 s, under 150 MiB, under 2 s).
 - **Bulk.** ``Tracker.add_many`` of M new tasks (then close), and
   ``POD.update`` of M new keys, against a raw psycopg ``COPY`` of the same
   rows (the same keys, positions and JSON text) into a table made ``LIKE``
@@ -35,6 +39,7 @@ import multiprocessing
 import os
 import platform
 import random
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -139,6 +144,7 @@ def bulk(url: str, count: int) -> None:
     with tastypy.Tracker(url, name=f"bench-bulk-{os.getpid()}") as tracker:
         tracker.add_many(keys)
     add_many = time.perf_counter() - start
+    size(url, f"bench-bulk-{os.getpid()}", count)
     raw_tasks = raw_copy(url, keys, FRESH, (0, 0))
     value = {"status": 200, "bytes": 5120}
     start = time.perf_counter()
@@ -153,6 +159,44 @@ def bulk(url: str, count: int) -> None:
           "| <= 1.5x |")  # fmt: skip
     print(f"| raw psycopg COPY, small values | {raw_values:.2f} | | |")
     print(f"| tastypy POD.update + close | {update:.2f} | {update / raw_values:.2f}x | |")
+
+
+SIZE_WORKER = """
+import resource, sys, time, tastypy
+url, name, claims = sys.argv[1], sys.argv[2], int(sys.argv[3])
+start = time.perf_counter()
+tracker = tastypy.Tracker(url, name=name)
+opened = time.perf_counter() - start
+claimed = 0
+for key in tracker:
+    if claimed >= claims:
+        break
+    claimed += tracker.try_it(key)
+rss = int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) / 1024
+print(opened, rss, claimed)
+tracker.close()
+"""
+
+
+def size(url: str, name: str, count: int) -> None:
+    """Open time, a worker's memory after 10,000 claims, ``tastypy status`` time."""
+    done = subprocess.run(
+        [sys.executable, "-c", SIZE_WORKER, url, name, "10000"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    opened, rss, claimed = done.stdout.split()
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "tastypy", "status", url, "--name", name],
+        capture_output=True, check=True,
+    )  # fmt: skip
+    status = time.perf_counter() - start
+    print(f"\n| size: a {count:,}-task store | value | target (10M tasks) |")
+    print("|---|---|---|")
+    print(f"| open | {float(opened):.2f} s | < 1 s |")
+    print(f"| a worker's RSS after claiming {int(claimed):,} tasks | {float(rss):.0f} MiB "
+          "| < 150 MiB |")  # fmt: skip
+    print(f"| `tastypy status` | {status:.2f} s | < 2 s |")
 
 
 def _run(

@@ -248,13 +248,17 @@ with tastypy.Tracker(store) as t:
     keys = [f"k{i:03d}" for i in range(200)]
     if how == "async":
         t.run(afetch, keys, workers=10, progress=False)
+    elif how == "executor":
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(4) as pool:
+            t.run(fetch, keys, executor=pool, workers=10, progress=False)
     else:
         t.run(fetch, keys, executor="threads", workers=10, progress=False)
 print("not reached", flush=True)
 """
 
 
-@pytest.mark.parametrize("how", ["threads", "async"])
+@pytest.mark.parametrize("how", ["threads", "executor", "async"])
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_stops_the_run_cleanly_and_nothing_is_lost(
     tmp_path: Path, how: str, signum: int

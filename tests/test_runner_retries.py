@@ -153,6 +153,21 @@ def test_without_waiting_a_failed_task_waits_for_its_time_across_runs(path: Path
         assert tracker.tries("x") == 2 and tracker.tries("y") == 1
 
 
+@pytest.mark.parametrize("how", ["processes", "threads", "async"])
+def test_every_executor_leaves_a_wait_for_the_next_run(path: Path, how: str) -> None:
+    settings: dict[str, Any] = {
+        "processes": {"workers": 2},
+        "threads": {"executor": "threads", "workers": 4},
+        "async": {"workers": 4},
+    }[how]
+    fn = _always_fails_async if how == "async" else _always_fails
+    with tastypy.Tracker(path, max_tries=5, retry_delay=HOUR, max_retry_delay=HOUR) as tracker:
+        first = tracker.run(fn, ["x", "y"], progress=False, wait_for_retries=False, **settings)
+        second = tracker.run(fn, ["x", "y"], progress=False, wait_for_retries=False, **settings)
+        assert (first.failed, first.waiting, second.failed, second.waiting) == (2, 2, 0, 2)
+        assert tracker.tries("x") == tracker.tries("y") == 1
+
+
 def test_with_no_max_tries_run_does_not_wait_for_retries(path: Path) -> None:
     # Retries without a limit would never end: run() makes one pass.
     with tastypy.Tracker(path, retry_delay=0.01) as tracker:
@@ -161,6 +176,10 @@ def test_with_no_max_tries_run_does_not_wait_for_retries(path: Path) -> None:
 
 
 def _always_fails(key: str) -> None:
+    raise ValueError(key)
+
+
+async def _always_fails_async(key: str) -> None:
     raise ValueError(key)
 
 
