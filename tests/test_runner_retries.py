@@ -333,3 +333,18 @@ def test_a_run_also_waits_for_retries_left_waiting_by_an_earlier_run(path: Path)
         second = tracker.run(fails_once, ["a", "b"], progress=False)  # skips them, then waits
         assert (second.done, second.waiting) == (2, 0)
         assert calls[:2] == ["a", "b"] and sorted(calls[2:]) == ["a", "b"]  # by when due
+
+
+def test_verify_names_a_bad_retry_setting_and_repair_drops_it(path: Path) -> None:
+    with tastypy.Tracker(path, max_tries=3, retry_delay=1) as tracker:
+        tracker.add("a")
+        storage = tracker.storage
+        assert storage is not None
+        storage.set_meta({**storage.meta, "max_retry_delay": -5})
+    report = tastypy.verify(path)
+    assert not report.ok
+    assert any("meta.max_retry_delay must be a number > 0" in p for p in report.problems)
+    repaired = tastypy.repair(path)
+    assert any("max_retry_delay" in str(d) for d in repaired.lost)
+    with tastypy.Tracker(path.with_name("store.repaired")) as fixed:
+        assert fixed.retry_policy == RetryPolicy(1.0, 2.0, None) and "a" in fixed

@@ -98,7 +98,7 @@ class Salvaging(Protocol):
 
     @property
     def meta(self) -> dict[str, Any]:
-        """The store's meta, settings that failed their check left out."""
+        """The store's meta, settings that failed their check left out (the fix may drop more)."""
 
     @property
     def store(self) -> Path:

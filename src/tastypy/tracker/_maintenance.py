@@ -4,7 +4,8 @@ The engine checks its files; this is the tracker's share (see
 :class:`tastypy.storage.damage.ContentChecks`, which ``tastypy.verify`` and
 ``tastypy.repair`` fill with it):
 
-- :data:`SETTINGS`: ``max_tries``, a whole number >= 0;
+- :data:`SETTINGS`: ``max_tries``, a whole number >= 0 (the retry
+  settings, numbers, are checked with the records: see ``_retry.py``);
 - :data:`SIDE_LOGS`: the tries log;
 - :func:`record_problems` (verify): task records whose ``_tries`` the
   tracker cannot count by;
@@ -25,6 +26,7 @@ import orjson
 from ..errors import CorruptStoreError
 from ..storage.damage import Damage, Salvaging, readable_key
 from ._records import bad_records, record_problem
+from ._retry import RETRY_SETTINGS, RetryPolicy
 from ._tries import NAME as TRIES
 
 __all__ = ["SETTINGS", "SIDE_LOGS", "fix_salvage", "record_problems"]
@@ -38,14 +40,31 @@ def _is_tracker(meta: dict[str, Any]) -> bool:
 
 
 def record_problems(store: Path, meta: dict[str, Any], data: dict[str, Any]) -> list[str]:
-    """A tracker's task records whose ``_tries`` or ``_done`` it cannot count by."""
-    return bad_records(store, data) if _is_tracker(meta) else []
+    """A tracker's retry settings it would refuse, and task records it cannot count by."""
+    if not _is_tracker(meta):
+        return []
+    problems = [f"{store}: setting meta.{why}" for _name, why in _bad_retry_settings(meta)]
+    return problems + bad_records(store, data)
+
+
+def _bad_retry_settings(meta: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(name, why)`` of each retry setting of *meta* the tracker would refuse."""
+    bad = []
+    for name in RETRY_SETTINGS:
+        try:
+            RetryPolicy.from_meta({name: meta.get(name)})
+        except ValueError as exc:
+            bad.append((name, str(exc)))
+    return bad
 
 
 def fix_salvage(found: Salvaging) -> None:
     """Make of a tracker's salvage what opening the tracker would (see the module)."""
     if not _is_tracker(found.meta):
         return
+    for name, why in _bad_retry_settings(found.meta):
+        del found.meta[name]
+        found.lose(Damage(found.store, None, None, f"setting meta.{why}; dropped", records=0))
     _apply_tries(found)
     _reset_unusable_tries(found)
 

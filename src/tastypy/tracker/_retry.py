@@ -22,10 +22,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RETRY_AT", "RetryPolicy", "due_at", "waiting"]
+__all__ = ["RETRY_AT", "RETRY_SETTINGS", "RetryPolicy", "due_at", "waiting"]
 
 RETRY_AT = "_retry_at"  # the record's field: the earliest next try, Unix seconds
-_META = ("retry_delay", "backoff", "max_retry_delay")  # their names in the store's meta
+RETRY_SETTINGS = ("retry_delay", "backoff", "max_retry_delay")  # their names in the meta
 DEFAULT_BACKOFF = 2.0
 _LONGEST = 1e9  # seconds (about 31 years): no wait is longer
 
@@ -88,11 +88,11 @@ class RetryPolicy:
     @classmethod
     def from_meta(cls, meta: dict[str, Any]) -> RetryPolicy:
         """The policy a store's meta holds; ValueError naming the setting if it is bad."""
-        return cls.checked(*(meta.get(name) for name in _META))
+        return cls.checked(*(meta.get(name) for name in RETRY_SETTINGS))
 
     def meta(self) -> dict[str, Any]:
         """The settings as the store's meta holds them."""
-        return dict(zip(_META, (self.delay, self.backoff, self.most), strict=True))
+        return dict(zip(RETRY_SETTINGS, (self.delay, self.backoff, self.most), strict=True))
 
     def wait(self, tries: int, rng: random.Random | None = None) -> float | None:
         """Seconds to wait after the *tries* th try failed (None: no policy)."""
