@@ -268,3 +268,11 @@ def fail_twice(directory: str, key: str) -> str:
 
 async def fail_twice_async(directory: str, key: str) -> str:
     return fail_twice(directory, key)
+
+
+def sleep_logged(directory: str, key: str) -> str:
+    """Sleep 0.3 s, logging when the call began and ended (to measure concurrency)."""
+    began = time.time()
+    time.sleep(0.3)
+    append_line(Path(directory) / CALLS, f"{key} {began} {time.time()}")
+    return key

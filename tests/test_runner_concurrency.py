@@ -74,6 +74,24 @@ def test_threads_reach_the_number_of_workers_and_record_every_task(
     assert all(tracker.tries(k) == 1 for k in KEYS)
 
 
+def test_a_process_pool_runs_workers_tasks_at_once(
+    tracker: tastypy.Tracker, tmp_path: Path
+) -> None:
+    fn = functools.partial(_tasks.sleep_logged, str(tmp_path))
+    keys = KEYS[:12]
+    summary = tracker.run(fn, keys, workers=3, progress=False)
+    assert summary.done == 12
+    spans = [
+        tuple(map(float, line.split()[1:])) for line in _tasks.read_lines(tmp_path / "calls.log")
+    ]
+    edges = sorted([(began, 1) for began, _ in spans] + [(ended, -1) for _, ended in spans])
+    most = now = 0
+    for _at, step in edges:
+        now += step
+        most = max(most, now)
+    assert most == 3
+
+
 def test_a_callers_executor_gets_at_most_workers_tasks_at_once(tracker: tastypy.Tracker) -> None:
     flight = InFlight()
 

@@ -69,6 +69,7 @@ class Outcomes:
         self, tracker: ProgressTracker, summary: RunSummary, bar: Any, rules: Rules
     ) -> None:
         self.rules = rules
+        self.waiting: set[str] = set()  # failed in this run, a retry to come (the bar)
         self.tracker = tracker
         self.summary = summary
         self.bar = bar
@@ -93,12 +94,22 @@ class Outcomes:
         record["_seconds"] = round(seconds, 6)
         record["_done"] = True
         record.pop(RETRY_AT, None)
+        if key in self.waiting:
+            self.waiting.discard(key)
+            if self.bar is not None:
+                self._show()
         self.tracker._log_outcome(key)
         self.summary.done += 1
         if self.bar is not None:
             self.bar.update(1)
 
+    def _show(self) -> None:
+        """The bar's counts beside done: failed tries, and tasks waiting for a retry."""
+        waiting = f", {len(self.waiting)} waiting" if self.waiting else ""
+        self.bar.set_postfix_str(f"{self.summary.failed} failed{waiting}", refresh=False)
+
     def failed(self, key: str, failure: Failure) -> None:
+        self.waiting.discard(key)
         self.summary.failed += 1
         self.summary.timed_out += failure.timed_out
         record = self.tracker[key]
@@ -122,8 +133,9 @@ class Outcomes:
             wait = self.tracker.retry_policy.wait(tries)
             if wait is not None:
                 record[RETRY_AT] = round(time.time() + wait, 3)
+                self.waiting.add(key)
         if self.bar is not None:
-            self.bar.set_postfix_str(f"{self.summary.failed} failed", refresh=False)
+            self._show()
         self.tracker._log_outcome(key)
         name, message = failure.type, failure.message
         if failure.give_up:

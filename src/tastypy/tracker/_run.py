@@ -208,7 +208,8 @@ def _retries_due(  # noqa: PLR0917
         tracker.sync()  # what is done so far is in the store while the run waits
     while stop.signum is None and (left := first - time.time()) > 0:
         if bar is not None:
-            bar.set_postfix_str(f"waiting for {len(waits)} retries, next in {left:.0f} s")
+            what = "1 retry" if len(waits) == 1 else f"{len(waits)} retries"
+            bar.set_postfix_str(f"waiting for {what}, the next in {left:.0f} s")
         time.sleep(min(left, 0.2))
     if bar is not None:
         bar.set_postfix_str("")
