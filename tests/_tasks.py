@@ -276,3 +276,12 @@ def sleep_logged(directory: str, key: str) -> str:
     time.sleep(0.3)
     append_line(Path(directory) / CALLS, f"{key} {began} {time.time()}")
     return key
+
+
+def die_or_quick(directory: str, key: str) -> str:
+    """A key starting ``die`` kills its worker process after 0.3 s; others take 0.1 s."""
+    if key.startswith("die"):
+        time.sleep(0.3)
+        os._exit(3)
+    time.sleep(0.1)
+    return key

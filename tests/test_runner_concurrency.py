@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 import functools
+import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -433,3 +435,95 @@ def test_a_coroutine_function_inside_a_running_event_loop_is_refused(
 
     asyncio.run(main())
     assert "a" not in tracker
+
+
+# -- found by the second review -------------------------------------------------------
+
+
+def test_an_async_tasks_own_exit_and_interrupt_are_its_failures(
+    tracker: tastypy.Tracker,
+) -> None:
+    async def leaves(key: str) -> str:
+        await asyncio.sleep(0)
+        if key == "exit":
+            sys.exit(3)
+        if key == "interrupt":
+            raise KeyboardInterrupt
+        return key
+
+    summary = tracker.run(leaves, ["a", "exit", "interrupt", "b"], progress=False)
+    assert (summary.done, summary.failed) == (2, 2)
+    assert tracker.errors("exit")[-1]["type"] == "SystemExit"
+    assert tracker.errors("interrupt")[-1]["type"] == "KeyboardInterrupt"
+    assert all(tracker.tries(k) == 1 for k in ("a", "exit", "interrupt", "b"))
+
+
+def test_ctrl_c_gives_back_the_tasks_waiting_in_a_callers_executor(
+    tracker: tastypy.Tracker,
+) -> None:
+    started: list[str] = []
+
+    def fetch(key: str) -> str:
+        started.append(key)
+        time.sleep(0.5)
+        return key
+
+    threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+    with cf.ThreadPoolExecutor(max_workers=1) as pool, pytest.raises(KeyboardInterrupt):
+        tracker.run(fetch, list("abcde"), executor=pool, workers=5, progress=False)
+    assert started == ["a"] and tracker["a"]["result"] == "a"  # it finished, and is recorded
+    assert [tracker.tries(k) for k in "bcde"] == [0, 0, 0, 0]  # handed over, never started
+
+
+def test_tasks_an_executor_cancels_itself_are_given_back(tracker: tastypy.Tracker) -> None:
+    pool = cf.ThreadPoolExecutor(max_workers=1)
+
+    def fetch(key: str) -> str:
+        if key == "a":
+            pool.shutdown(wait=False, cancel_futures=True)  # the program shuts it down
+        time.sleep(0.2)
+        return key
+
+    summary = tracker.run(fetch, list("abcd"), executor=pool, workers=4, progress=False)
+    assert summary.done == 1 and [tracker.tries(k) for k in "bcd"] == [0, 0, 0]
+
+
+def test_a_callers_process_pool_that_breaks_gives_back_what_it_never_started(
+    tracker: tastypy.Tracker, tmp_path: Path
+) -> None:
+    fn = functools.partial(_tasks.die_or_quick, str(tmp_path))
+    keys = ["die", "b", "c", "d", "e", "f"]
+    with cf.ProcessPoolExecutor(max_workers=1) as pool, pytest.raises(cf.BrokenExecutor):
+        tracker.run(fn, keys, executor=pool, workers=4, progress=False)
+    assert tracker.errors("die")[-1]["type"] == "BrokenProcessPool"
+    # Handed over and never started, or never handed over: no try counted.
+    never = [k for k in keys[1:] if not tracker.errors(k)]
+    assert never and all(tracker.tries(k) == 0 for k in never)
+
+
+def test_threads_return_when_the_last_tasks_are_stuck(tracker: tastypy.Tracker) -> None:
+    release = threading.Event()
+
+    def stuck(key: str) -> None:
+        release.wait(30)
+
+    began = time.monotonic()
+    try:
+        summary = tracker.run(
+            stuck, ["a", "b"], executor="threads", workers=1, timeout=0.3, progress=False
+        )
+    finally:
+        release.set()
+    assert summary.timed_out == 2 and time.monotonic() - began < 10
+
+
+def test_a_partial_of_an_object_with_an_async_call_runs_on_the_event_loop(
+    tracker: tastypy.Tracker,
+) -> None:
+    class Fetch:
+        async def __call__(self, key: str, scale: int = 1) -> str:
+            await asyncio.sleep(0)
+            return key * scale
+
+    summary = tracker.run(functools.partial(Fetch(), scale=2), ["b"], progress=False)
+    assert summary.done == 1 and tracker["b"]["result"] == "bb"

@@ -348,3 +348,33 @@ def test_verify_names_a_bad_retry_setting_and_repair_drops_it(path: Path) -> Non
     assert any("max_retry_delay" in str(d) for d in repaired.lost)
     with tastypy.Tracker(path.with_name("store.repaired")) as fixed:
         assert fixed.retry_policy == RetryPolicy(1.0, 2.0, None) and "a" in fixed
+
+
+HOLD_X = """
+import sys, tastypy
+t = tastypy.Tracker(sys.argv[1], shared=True, max_tries=5)
+print(t.try_it("X"), flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_due_retry_held_by_another_writer_does_not_end_the_waiting(tmp_path: Path) -> None:
+    where = tmp_path / "shared"
+    with tastypy.Tracker(where, shared=True, max_tries=5, retry_delay=0.3) as tracker:
+        tracker.run(_always_fails, ["X"], progress=False, wait_for_retries=False)
+        tracker.sync()
+        time.sleep(0.4)  # X is due now
+        with Child(HOLD_X, str(where)) as child:
+            assert child.readline() == "True"  # another process holds X
+            calls: list[str] = []
+
+            def y_fails_once(key: str) -> str:
+                calls.append(key)
+                if calls.count(key) == 1:
+                    raise ConnectionError("503")
+                return key
+
+            summary = tracker.run(y_fails_once, ["X", "Y"], progress=False)
+            child.send()
+        assert calls == ["Y", "Y"] and tracker.check("Y")  # Y's retry waited for, and done
+        assert summary.done == 1 and not tracker.check("X")

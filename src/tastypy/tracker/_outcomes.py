@@ -70,6 +70,7 @@ class Outcomes:
     ) -> None:
         self.rules = rules
         self.waiting: set[str] = set()  # failed in this run, a retry to come (the bar)
+        self.left_threads: set[Any] = set()  # threads left past their time limit (all passes)
         self.tracker = tracker
         self.summary = summary
         self.bar = bar

@@ -126,11 +126,14 @@ def run(
         with stop.on_signals():
             results = Outcomes(tracker, summary, bar, options.rules)
             todo: list[str] | None = order
+            held: set[str] = set()  # due, but refused by a retry pass: held elsewhere
             while todo:
-                tried = None if todo is order else summary.done + summary.failed
+                tried = summary.done + summary.failed
                 tasks = _tasks_to_try(tracker, todo, summary if todo is order else None, stop)
                 _one_pass(options, fn, payload, tracker, todo, tasks, results, stop)
-                todo = _retries_due(tracker, order, summary, tried, options, stop, bar)
+                if todo is not order and summary.done + summary.failed == tried:
+                    held.update(todo)  # nothing of them could be tried: not again this run
+                todo = _retries_due(tracker, order, held, options, stop, bar)
     finally:
         summary.exhausted = sum(1 for k in order if k in tracker and _exhausted(tracker, k))
         waits = tracker.waiting_keys()
@@ -171,8 +174,7 @@ def _one_pass(  # noqa: PLR0917
 def _retries_due(  # noqa: PLR0917
     tracker: ProgressTracker,
     order: list[str],
-    summary: RunSummary,
-    tried: int | None,
+    held: set[str],
     options: RunOptions,
     stop: _Stop,
     bar: Any,
@@ -180,27 +182,26 @@ def _retries_due(  # noqa: PLR0917
     """After a pass: wait for the first retry among *order* to fall due; those due then.
 
     A retry is a task to do with a time for its next try (``_retry_at``):
-    one that failed in this run, or waited since an earlier one. None if
-    there is nothing to wait for: no retry policy, no ``max_tries``
-    (retries would never end), ``wait_for_retries=False``, a stop, or a
-    pass of retries that tried nothing (*tried*: the attempts recorded
-    before it; None after the first pass): the due tasks are held
-    elsewhere, say.
+    one that failed in this run, or waited since an earlier one; not one of
+    *held* (due, but refused: another writer holds it). None if there is
+    nothing to wait for: no retry policy, no ``max_tries`` (retries would
+    never end), ``wait_for_retries=False``, or a stop.
     """
     if (
         not options.wait_for_retries
         or tracker.retry_policy.delay is None
         or not tracker.max_tries
         or stop.signum is not None
-        or summary.done + summary.failed == tried
-    ):  # (never equal to None)
+    ):
         return None
     data = tracker._data
     waits: dict[str, float] = {}
     for key in order:
         at = due_at(data.get(key))
-        if at is not None and tracker.should_try(key) and not tracker.check(key):
-            waits[key] = at  # (should_try: not aborted, nor out of tries)
+        # (should_try: not aborted, nor out of tries)
+        if at is None or key in held or not tracker.should_try(key) or tracker.check(key):
+            continue
+        waits[key] = at
     if not waits:
         return None
     first = min(waits.values())
@@ -239,6 +240,7 @@ def _concurrently(
         options.workers,
         options.timeout,
         options.rules,
+        results.left_threads,
     )
     if options.how == "async":
         run_async(job)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -87,11 +88,18 @@ def _exception_types(name: str, given: object) -> tuple[type[BaseException], ...
     return types  # checked above
 
 
+def _is_async(fn: object) -> bool:
+    """An ``async def`` function, an object with an async ``__call__``, or a partial of one."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(type(fn), "__call__", None)  # noqa: B004  # is the call async, not callable?
+    )
+
+
 def _where(executor: object, fn: Callable[..., Any]) -> str:
     """Where *fn* runs: ``"processes"``, ``"threads"``, ``"executor"`` or ``"async"``."""
-    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        getattr(fn, "__call__", None)  # noqa: B004  # an object with an async __call__
-    ):
+    if _is_async(fn):
         if executor is not None:
             raise ValueError(
                 f"fn is a coroutine function: it runs on an asyncio event loop, so give no "

@@ -31,7 +31,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .._codec import encode_value
@@ -69,6 +69,8 @@ class Job:
     workers: int  # tasks in flight at most
     timeout: float | None  # seconds an attempt may take
     rules: Rules = EVERY_ERROR  # which failures give up at once
+    # Threads left past their time limit, alive across the run's passes.
+    left: set[Any] = field(default_factory=set)
 
     def next_task(self, running: int) -> str | None:
         """The next task to start, if *running* leaves room and the run goes on."""
@@ -101,35 +103,28 @@ def run_threads(job: Job) -> None:
     """Attempt each task on up to ``job.workers`` threads at once.
 
     A thread left to finish an attempt over its time limit does not count
-    against ``workers``, but at most ``2 * workers`` threads may be alive:
-    past that, no new task starts until one ends.
+    against ``workers``, but at most ``2 * workers`` threads may be alive
+    (across the run's passes): past that, the next task waits for one to
+    end (or for a stop, which gives its try back).
     """
     outbox: queue.SimpleQueue[tuple[_Worker, str, Outcome]] = queue.SimpleQueue()
     idle: list[_Worker] = []
     busy: set[_Worker] = set()
-    left: set[_Worker] = set()  # left to finish alone: what they come to is ignored
-    more = True  # tasks may remain
+    left = job.left
     try:
         while True:
-            left = {worker for worker in left if worker.thread.is_alive()}
-            while (
-                more
-                and job.stop.signum is None
-                and len(busy) < job.workers
-                and len(busy) + len(left) < 2 * job.workers
-            ):
+            while job.stop.signum is None and len(busy) < job.workers:
                 key = next(job.tasks, None)
                 if key is None:
-                    more = False
+                    break
+                if not _room_for(job, busy, left):
+                    job.give_back(key)  # a stop came while it waited
                     break
                 worker = idle.pop() if idle else _Worker(job, outbox)
                 worker.key, worker.deadline = key, job.deadline()
                 busy.add(worker)
                 worker.inbox.put(key)
             if not busy:
-                if more and job.stop.signum is None and left:
-                    time.sleep(0.05)  # too many left to finish: wait for one to end
-                    continue
                 return
             wait = min(worker.deadline for worker in busy) - time.monotonic()
             try:
@@ -149,6 +144,17 @@ def run_threads(job: Job) -> None:
             worker.inbox.put(None)
 
 
+def _room_for(job: Job, busy: set[_Worker], left: set[Any]) -> bool:
+    """Wait until one more thread may start (``2 * workers`` alive at most); False on a stop."""
+    while True:
+        left -= {worker for worker in left if not worker.thread.is_alive()}
+        if len(busy) + len(left) < 2 * job.workers:
+            return True
+        if job.stop.signum is not None:
+            return False
+        time.sleep(0.05)
+
+
 def _leave_overdue(job: Job, busy: set[_Worker]) -> set[_Worker]:
     """Fail the tasks over their time limit; their threads are left to finish alone."""
     now = time.monotonic()
@@ -163,63 +169,92 @@ def _leave_overdue(job: Job, busy: set[_Worker]) -> set[_Worker]:
     return overdue
 
 
+class _OnExecutor:
+    """The tasks handed to a caller's executor: started, waiting in it, or done.
+
+    A task counts as started when its future says it runs (for a
+    ``ProcessPoolExecutor``, when it moves to the pool's call queue). Its
+    time limit counts from then. A task that never started — its future
+    cancelled (by a stop, or by the executor) or broken with the executor —
+    is given back, its try uncounted.
+    """
+
+    def __init__(self, executor: cf.Executor, job: Job) -> None:
+        self.executor = executor
+        self.job = job
+        self.keys: dict[cf.Future[Outcome], str] = {}
+        self.deadlines: dict[cf.Future[Outcome], float] = {}  # of those started
+
+    def submit(self, key: str) -> None:
+        try:
+            future = self.executor.submit(attempt, self.job.fn, key, self.job.rules)
+        except BaseException:
+            self.job.give_back(key)
+            raise
+        self.keys[future] = key
+
+    def look(self) -> None:
+        """Note starts, and give back tasks whose futures were cancelled unstarted."""
+        for future, key in list(self.keys.items()):
+            if future.cancelled():
+                del self.keys[future]
+                self.deadlines.pop(future, None)
+                self.job.give_back(key)
+            elif future not in self.deadlines and (future.running() or future.done()):
+                self.deadlines[future] = self.job.deadline()
+
+    def settle(self, wait: float) -> None:
+        """Record what finished within *wait* seconds, and fail what ran over its limit."""
+        self.look()
+        if self.deadlines:
+            wait = min(wait, min(self.deadlines.values()) - time.monotonic())
+        finished, _ = cf.wait(self.keys, timeout=max(0.0, wait), return_when=cf.FIRST_COMPLETED)
+        for future in finished:
+            key = self.keys.pop(future)
+            started = self.deadlines.pop(future, None) is not None
+            if not started and isinstance(future.exception(), cf.BrokenExecutor):
+                self.job.give_back(key)  # broke with the executor before it started
+            else:
+                self.job.record(key, _outcome(future))
+        now = time.monotonic()
+        for future, deadline in list(self.deadlines.items()):
+            if deadline <= now and not future.done():
+                key = self.keys.pop(future)
+                del self.deadlines[future]
+                future.cancel()
+                assert self.job.timeout is not None
+                why = "its result, if any, is ignored"
+                self.job.record(key, timed_out(self.job.timeout, why, self.job.rules))
+
+    def unstarted_back(self) -> None:
+        """Cancel the tasks still waiting in the executor, their tries given back."""
+        for future in list(self.keys):
+            future.cancel()
+        self.look()
+
+
 def run_on_executor(executor: cf.Executor, job: Job) -> None:
     """Attempt each task on the caller's *executor*, ``job.workers`` at a time at most.
 
-    A task's time limit counts from when the executor starts it
-    (``Future.running()``), not from when it was handed over.
+    On a stop, or if the executor refuses a task, the tasks waiting in it
+    are given back and those it runs are waited for (within their time
+    limit) and recorded; then a refusal's error is raised.
     """
-    running: dict[cf.Future[Outcome], str] = {}
-    deadlines: dict[cf.Future[Outcome], float] = {}  # of those seen running
+    handed = _OnExecutor(executor, job)
+    poll = 0.1 if job.timeout is None else 0.05  # soon: to see a stop, and each start
     try:
         while True:
-            while (key := job.next_task(len(running))) is not None:
-                running[_submit(executor, job, key, running)] = key
-            if not running:
+            while (key := job.next_task(len(handed.keys))) is not None:
+                handed.submit(key)
+            if job.stop.signum is not None:
+                handed.unstarted_back()
+            if not handed.keys:
                 return
-            now = time.monotonic()
-            for future in running:
-                if future not in deadlines and future.running():
-                    deadlines[future] = job.deadline()
-            wait = 0.5 if job.timeout is None else 0.05  # soon: to see each start
-            if deadlines:
-                wait = min(wait, min(deadlines.values()) - now)
-            finished, _ = cf.wait(running, timeout=max(0.0, wait), return_when=cf.FIRST_COMPLETED)
-            for future in finished:
-                deadlines.pop(future, None)
-                job.record(running.pop(future), _outcome(future))
-            now = time.monotonic()
-            for future, deadline in list(deadlines.items()):
-                if deadline <= now and not future.done():
-                    key = running.pop(future)
-                    del deadlines[future]
-                    future.cancel()
-                    assert job.timeout is not None
-                    job.record(
-                        key, timed_out(job.timeout, "its result, if any, is ignored", job.rules)
-                    )
-    finally:
-        for future, key in running.items():  # a second Ctrl-C, a failed sync, a refusal
-            if future.cancel():
-                job.give_back(key)  # never started
-
-
-def _submit(
-    executor: cf.Executor, job: Job, key: str, running: dict[cf.Future[Outcome], str]
-) -> cf.Future[Outcome]:
-    """Hand *key* to *executor*; if it refuses (shut down, broken), give the try back.
-
-    The tasks it runs already are waited for and recorded, then the
-    executor's error is raised.
-    """
-    try:
-        return executor.submit(attempt, job.fn, key, job.rules)
+            handed.settle(poll)
     except BaseException:
-        job.give_back(key)
-        for future, other in list(running.items()):
-            if not future.cancel():
-                job.record(other, _outcome(future))  # waits for it
-                del running[future]
+        handed.unstarted_back()
+        while handed.keys and not getattr(job.stop, "forced", False):
+            handed.settle(poll)  # a refusal: the started ones still finish
         raise
 
 
@@ -245,7 +280,7 @@ async def _attempt_async(job: Job, key: str) -> Outcome:
     """
     started = time.perf_counter()
     try:
-        inner = asyncio.ensure_future(job.fn(key))
+        inner = asyncio.ensure_future(_contained(job, key))
     except BaseException as exc:  # fn raised at once, or returned no awaitable
         return job.rules.judged(failure_of(exc), exc)
     try:
@@ -260,15 +295,31 @@ async def _attempt_async(job: Job, key: str) -> Outcome:
         assert job.timeout is not None
         return timed_out(job.timeout, "it was cancelled", job.rules)
     try:
-        result = inner.result()
+        ended, result = inner.result()
     except BaseException as exc:  # the task's own, CancelledError included
         return job.rules.judged(failure_of(exc), exc)
+    if ended is not None:
+        return job.rules.judged(failure_of(ended), ended)
     seconds = time.perf_counter() - started
     try:
         data = encode_value(result, keep=False)
     except NOT_A_STOP as exc:
         return job.rules.judged(result_failure(exc), exc)
     return Success(data, seconds)
+
+
+async def _contained(job: Job, key: str) -> tuple[BaseException | None, Any]:
+    """``await fn(key)``: its ``SystemExit`` or ``KeyboardInterrupt`` as a value.
+
+    The event loop lets those two out of any task and ends; the task's own
+    are its failure. A second Ctrl-C (the run's ``stop.forced``) is not.
+    """
+    try:
+        return None, await job.fn(key)
+    except (SystemExit, KeyboardInterrupt) as exc:
+        if isinstance(exc, KeyboardInterrupt) and getattr(job.stop, "forced", False):
+            raise
+        return exc, None
 
 
 async def _run_async(job: Job) -> None:

@@ -107,7 +107,7 @@ class PostgresStorage(LeasedClaims):
     def _open(self, conn: Connection, new: bool) -> int:
         where = self.location
         encoding = conn.execute("SHOW server_encoding").fetchone()
-        if encoding is None or encoding[0] != "UTF8":
+        if not self.readonly and (encoding is None or encoding[0] != "UTF8"):
             raise SettingsError(
                 f"{where}: the database's encoding is {encoding and encoding[0]}, and a "
                 "store needs UTF8 (keys and values are Unicode): use a database made with "
