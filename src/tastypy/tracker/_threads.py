@@ -12,15 +12,15 @@ recorded as ``TimeoutError``, and the run goes on:
 - a thread cannot be stopped: its attempt is recorded as failed when the
   time is up, the thread is left to finish in the background (a daemon, so
   it never holds up the program's exit) and whatever it comes to is
-  ignored; a new thread takes its place;
+  ignored; a new thread takes its place, ``2 * workers`` alive at most;
 - with a caller's executor the same holds, the time counted from when the
-  task was handed to it;
+  executor starts the task (:class:`_OnExecutor`);
 - a coroutine is cancelled.
 
 On Ctrl-C or SIGTERM no new task starts. Threads and executors' tasks are
-waited for (within their time limit) and recorded; coroutines are
-cancelled, and their try is given back (they did not fail: they were
-stopped).
+waited for (within their time limit) and recorded, tasks still waiting in
+an executor given back; coroutines are cancelled, and their try is given
+back (they did not fail: they were stopped).
 """
 
 from __future__ import annotations
