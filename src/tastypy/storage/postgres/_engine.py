@@ -412,6 +412,7 @@ class PostgresStorage(LeasedClaims):
             if tasks and blob is not last:  # new tasks share one value: parsed once
                 last = blob
                 state, count = (None, None) if blob is None else task_facts(blob)
+            # stored_key(), its common case inlined: a call per key costs 0.2 s a million.
             stored = key if "\x00" not in key and not key.startswith(KEY_MARK) else stored_key(key)
             rows.keys.append(stored)
             rows.positions.append(ends.get(key, -1))
