@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -232,3 +233,34 @@ def test_a_locked_block_on_a_plain_store_is_one_sync_or_none(tmp_path: Path) -> 
             pod["a"] = 100
             _ = pod["missing"]
         assert dict(pod) == {"a": 2, "b": 1}
+
+
+CREATE_AT = """
+import sys, time
+import tastypy
+start = float(sys.argv[2])
+while time.time() < start:  # every process opens at the same moment
+    pass
+tastypy.POD(sys.argv[1], shared=True).close()
+"""
+
+
+def test_processes_making_one_new_shared_store_at_once_all_open_it(tmp_path: Path) -> None:
+    # The store's manifest appeared between an opener's two looks at the
+    # directory, which then called it a stranger's ("found manifest.json").
+    failures = []
+    for round_ in range(20):
+        store = tmp_path / f"s{round_}"
+        start = time.time() + 0.3
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", CREATE_AT, str(store), str(start)],
+                stderr=subprocess.PIPE,
+            )
+            for _ in range(4)
+        ]
+        for proc in procs:
+            _out, err = proc.communicate(timeout=60)
+            if proc.returncode:
+                failures.append(err.decode().strip().splitlines()[-1])
+    assert failures == []

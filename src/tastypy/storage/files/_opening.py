@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...errors import NotAStoreError, SettingsError
+from ...errors import CorruptStoreError, NotAStoreError, SettingsError
 from . import _fs
 from ._chunks import CHUNKS
 from ._durable import fsync_dir
@@ -65,6 +65,20 @@ def open_readonly(path: Path) -> Manifest:
     return read_manifest(path)
 
 
+def _refuse_strangers_before_locking(path: Path) -> None:
+    """Refuse a directory that holds something other than a store, before writing into it."""
+    if not path.exists() or (path / MANIFEST).exists():
+        return
+    try:
+        refuse_strangers(path)  # before the lock file: leave other folders alone
+    except (NotAStoreError, CorruptStoreError):
+        # Another writer may have laid the store out meanwhile (shared
+        # writers opening a new store at once): then it is a store, read
+        # under the lock. Else the refusal stands.
+        if not (path / MANIFEST).exists():
+            raise
+
+
 def open_writable(
     path: Path,
     *,
@@ -88,8 +102,7 @@ def open_writable(
     """
     if path.exists() and not path.is_dir():
         raise NotAStoreError(f"{path} is a file, not a store directory")
-    if path.exists() and not (path / MANIFEST).exists():
-        refuse_strangers(path)  # before the lock file: leave other folders alone
+    _refuse_strangers_before_locking(path)
     # Each new directory's entry is durable only once its parent is fsynced.
     made = _fs.makedirs(path)
     try:
