@@ -22,6 +22,10 @@ directory, ``fsync=off``), and stops it at the end.
   the memory (RSS) of a worker process after it claimed 10,000 tasks, and
   the time ``tastypy status URL --name NAME`` takes (targets for 10M tasks:
   under 1 s, under 150 MiB, under 2 s).
+- **A POD on demand.** On the M-key POD the bulk part made, in a process of
+  its own: open + ``len()``, 10,000 random keys read and changed in place
+  (then synced), a walk through every value with ``items()``, and the
+  memory (RSS) each added.
 - **Bulk.** ``Tracker.add_many`` of M new tasks (then close), and
   ``POD.update`` of M new keys, against a raw psycopg ``COPY`` of the same
   rows (the same keys, positions and JSON text) into a table made ``LIKE``
@@ -159,6 +163,49 @@ def bulk(url: str, count: int) -> None:
           "| <= 1.5x |")  # fmt: skip
     print(f"| raw psycopg COPY, small values | {raw_values:.2f} | | |")
     print(f"| tastypy POD.update + close | {update:.2f} | {update / raw_values:.2f}x | |")
+    pod_size(url, f"bench-update-{os.getpid()}", keys)
+
+
+POD_SIZE_WORKER = """
+import random, sys, time, tastypy
+url, name, reads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+rss = lambda: int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) / 1024
+before = rss()
+start = time.perf_counter()
+pod = tastypy.POD(url, name=name)
+size = len(pod)
+opened = time.perf_counter() - start
+keys = [f"https://example.com/item/{i:07d}" for i in random.Random(1).sample(range(size), reads)]
+start = time.perf_counter()
+for key in keys:
+    pod[key]["seen"] = True
+read = time.perf_counter() - start
+after_reads = rss()
+start = time.perf_counter()
+count = sum(1 for _ in pod.items())
+walked = time.perf_counter() - start
+pod.close()
+print(opened, size, read, after_reads - before, walked, rss() - before, count)
+"""
+
+
+def pod_size(url: str, name: str, keys: list[str]) -> None:
+    """A POD served on demand: open + len, reads of random keys, a walk through every value."""
+    done = subprocess.run(
+        [sys.executable, "-c", POD_SIZE_WORKER, url, name, "10000"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    opened, size, read, rss_reads, walked, rss_walk, count = (
+        float(x) for x in done.stdout.split()
+    )
+    assert int(size) == int(count) == len(keys), (size, count)
+    print(f"\n| a POD of {len(keys):,} keys, served on demand | value |")
+    print("|---|---|")
+    print(f"| open + len() | {opened:.3f} s |")
+    print(f"| 10,000 random keys read and changed in place | {read:.2f} s |")
+    print(f"| memory (RSS) those reads added | {rss_reads:.0f} MiB |")
+    print(f"| items() through every key | {walked:.1f} s ({count / walked:,.0f} keys/s) |")
+    print(f"| memory (RSS) added by the end | {rss_walk:.0f} MiB |")
 
 
 SIZE_WORKER = """

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import initialize, rule
 
 from tastypy import POD, StoreClosedError
+from tastypy._window import Window
 from tastypy.storage.postgres import PostgresStorage
 
 from _postgres import Server
@@ -93,6 +94,37 @@ PostgresPODMachine.TestCase.settings = BOUNDED
 
 
 class TestPODStatefulOnPostgres(PostgresPODMachine.TestCase):  # type: ignore[misc,valid-type]
+    @pytest.fixture(autouse=True)
+    def _server(self, pg_server: Server) -> None:
+        PostgresPODMachine.url = pg_server.url()
+        PostgresPODMachine.reader_url = pg_server.socket_url()
+
+
+class SmallWindowMachine(PostgresPODMachine):
+    """The same, with a window of 3 values read 2 keys a page: values come and go all the time.
+
+    A store served on demand keeps few values in memory (``_window.py``);
+    the values that must stay (dirty, or reachable by the program) stay
+    whatever the bound, so nested mutation and handed-out values work as
+    with everything cached.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._bounds = Window.capacity, Window.page_size
+        Window.capacity, Window.page_size = 3, 2
+
+    def teardown(self) -> None:
+        try:
+            super().teardown()
+        finally:
+            Window.capacity, Window.page_size = self._bounds
+
+
+SmallWindowMachine.TestCase.settings = BOUNDED
+
+
+class TestPODStatefulOnPostgresSmallWindow(SmallWindowMachine.TestCase):  # type: ignore[misc,valid-type]
     @pytest.fixture(autouse=True)
     def _server(self, pg_server: Server) -> None:
         PostgresPODMachine.url = pg_server.url()

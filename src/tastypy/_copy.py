@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, cast
 
 from ._codec import encode_value
 from ._pending import Pending
@@ -12,6 +13,10 @@ from ._references import reachable_among
 from .errors import SettingsError
 from .storage import Storage
 from .storage.engines import FILE_OPTIONS, is_url, open_engine
+
+if TYPE_CHECKING:
+    from ._window import Window
+    from .storage.protocol import OnDemand
 
 __all__ = ["copy_into"]
 
@@ -24,24 +29,38 @@ def copy_into(  # noqa: PLR0917  # copy()'s own arguments, with the POD's state
     file_size: int | None,
     gzipped: bool | None,
     name: str | None = None,
-) -> Storage:
-    """Write *data* and *source*'s meta to a new store at *target*, and return its engine.
+    window: Window | None = None,
+) -> tuple[Storage, dict[str, Any] | None]:
+    """Write *data* and *source*'s meta to a new store at *target*; its engine, and new data.
 
     *target* is a path or URL opened as a new store (its settings those of
     *source* unless given), or an empty engine open for writing. On success
     every key is as after a sync of it to the new store; on failure nothing
     changed: *pending* is as before and what was made for the copy is gone.
+
+    *window*: *data* is served on demand (it is that object). If the new
+    engine serves on demand too, the window moves to it; else the new data
+    is returned, loaded whole (None: *data* stays the POD's data).
     """
     # Who can reach what is settled before any value is encoded (see
     # Pending.take): every value goes to the new store.
-    reach = set(reachable_among(data, list(data)))
+    resident = list(data) if window is None else window.resident()
+    reach = set(reachable_among(data, resident))
     taken, _reach = pending.take(data, None, full=False)
-    encoded = ((key, encode_value(value, keep=False, key=key)) for key, value in data.items())
+    loaded: dict[str, Any] | None = None
+    pairs: Iterable[tuple[str, Any]] = data.items() if window is None else window.pairs()
     try:
         new = _new_engine(source, target, file_size, gzipped, name)
         made = isinstance(target, (str, os.PathLike))
         before = None if made else new.meta
         try:
+            if window is not None:
+                if "on_demand" in new.capabilities:
+                    cast("OnDemand", new).begin_on_demand(window.cache)
+                else:  # the new engine holds everything in memory: so does the POD
+                    loaded = dict(pairs)
+                    pairs = loaded.items()
+            encoded = ((key, encode_value(value, keep=False, key=key)) for key, value in pairs)
             new.set_meta(source.meta)
             new.commit(encoded)
         except BaseException:
@@ -53,8 +72,12 @@ def copy_into(  # noqa: PLR0917  # copy()'s own arguments, with the POD's state
     except BaseException:
         pending.restore(taken)
         raise
-    pending.settle([(key, False) for key in data], reach, [])
-    return new
+    written = dict.fromkeys(resident, False)
+    written.update((key, False) for key, _appended in taken)
+    pending.settle(list(written.items()), reach, [])
+    if window is not None and loaded is None:
+        window.moved(cast("OnDemand", new))
+    return new, loaded
 
 
 def _restore_meta(engine: Storage, meta: dict[str, Any] | None) -> None:

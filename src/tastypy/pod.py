@@ -28,6 +28,7 @@ from ._settings import (
     check_settings,
     sync_at_of,
 )
+from ._window import Window
 from .errors import (
     LockedError,
     ReadOnlyError,
@@ -46,6 +47,7 @@ EXIT_LOCK_SECONDS = 10.0
 
 if TYPE_CHECKING:
     from .storage import Merge, Shared
+    from .storage.protocol import OnDemand
 
 _Self = TypeVar("_Self", bound="PersistentOrderedDict")
 
@@ -125,6 +127,10 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
     """
 
     _KIND: ClassVar[str] = "pod"
+    # Whether an engine that serves values on demand does so (else it is loaded whole).
+    _ON_DEMAND: ClassVar[bool] = True
+    # The data as a Window (the same object as _data), if the engine serves it on demand.
+    _window: Window | None = None
     _storage: Storage | None = None
     _closed = True
     _lock: threading.RLock
@@ -200,9 +206,10 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             readonly = storage.readonly
         self._lock = threading.RLock()
         where = storage.location
+        self._pending = Pending(readonly=readonly)
         try:
+            self._data: dict[str, Any] = self._first_data(storage)
             meta = storage.meta
-            self._data: dict[str, Any] = storage.load()
             # Settle the kind before writing anything (a tracker refuses a POD's data).
             kind = self._adopt_kind(meta.get("kind") or self._KIND, where)
             self._sync_at = sync_at_of(meta, sync_at, where, _default_sync_at(path))
@@ -218,7 +225,6 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         self._path = Path(path) if path is not None and not is_url(path) else None
         self._registered: str | None = None  # its key in _registry, if it is listed
         self._readonly = readonly
-        self._pending = Pending(readonly=readonly)
         # Aliases of the pending sets for the hot paths (never rebound).
         # key -> True if the key must go (again) to the end of the store on
         # disk (new, or deleted since the last sync), False if it is changed
@@ -235,6 +241,14 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
                 self._registered = store_key(path, name)
                 _registry.add(self._registered, self)
             _lifecycle.register(self)
+
+    def _first_data(self, storage: Storage) -> dict[str, Any]:
+        """The store loaded whole, or a window onto it if its engine serves it on demand."""
+        if self._ON_DEMAND and "on_demand" in storage.capabilities:
+            self._window = Window(cast("OnDemand", storage), self._pending)
+            # The dict-like window stands in for the dict (_window.py).
+            return cast("dict[str, Any]", self._window)
+        return storage.load()
 
     def _value_check(self) -> Callable[[Any], str | None] | None:
         """What says why a value must not be written, beyond JSON (None: no check).
@@ -314,7 +328,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         self._encoded.pop(key, None)  # the caller may now mutate the value
         return value
 
-    def __setitem__(self, key: Any, value: Any) -> None:
+    def __setitem__(self, key: Any, value: Any) -> None:  # noqa: PLR0912  # one hot path, inline
         if type(key) is not str:
             key = normalize_key(key)
         if self._readonly:
@@ -325,6 +339,9 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         # caller's own reference before then (and the reference dropped).
         mutable = isinstance(value, (dict, list, tuple))
         encoded = encode_value(value, keep=not mutable, key=key)
+        if self._window is not None:
+            self._set_in_window(key, value, None if mutable else encoded)
+            return
         with self._lock:
             data = self._data
             dirty = self._dirty
@@ -354,6 +371,38 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
                     dirty[key] = True
             if self._touched is not None:
                 self._touched.add(key)
+            if len(dirty) >= self._sync_at and not self._held:
+                self._auto_sync()
+
+    def _set_in_window(self, key: str, value: Any, encoded: bytes | None) -> None:
+        """``__setitem__`` on a store served on demand: never asks the store about *key*.
+
+        A key it does not know is set *unsure*: in place if the store has
+        it, else at the end, as the store decides at the sync (``_window.py``).
+        """
+        with self._lock:
+            window = cast("Window", self._window)
+            dirty, encodings = self._dirty, self._encoded
+            there = window.holds(key)
+            if there is None and not key.isascii():
+                check_new_key(key)
+            # Marked before and after the change, as in __setitem__.
+            if encoded is None:
+                encodings.pop(key, None)
+            else:
+                encodings[key] = encoded
+            if there is False:  # deleted here: it goes to the end
+                dirty.pop(key, None)
+                dirty[key] = True
+                window[key] = value
+                if key not in dirty:
+                    dirty[key] = True
+            else:
+                if key not in dirty:
+                    dirty[key] = False
+                window[key] = value
+                if key not in dirty:
+                    dirty[key] = False
             if len(dirty) >= self._sync_at and not self._held:
                 self._auto_sync()
 
@@ -412,8 +461,13 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             self._refuse()
         with self._lock:
             data = self._data
-            self._dirty.update(dict.fromkeys(data, True))
-            data.clear()
+            if self._window is not None:  # every key of the store, then: no value
+                keys = list(data)
+                self._dirty.update(dict.fromkeys(keys, True))
+                self._window.drop_all(keys)
+            else:
+                self._dirty.update(dict.fromkeys(data, True))
+                data.clear()
             self._encoded.clear()
             if len(self._dirty) >= self._sync_at and not self._held:
                 self._auto_sync()
@@ -517,10 +571,11 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         with self._lock, _lifecycle.critical():
             if key not in self._data and key not in self._dirty:
                 raise KeyError(key)
-            if self._dirty.get(key):
+            window = self._window
+            if self._dirty.get(key) or (window is not None and window.may_append(key)):
                 keys = []
                 for other, appended in self._dirty.items():
-                    if appended:
+                    if appended or (window is not None and window.may_append(other)):
                         keys.append(other)
                     if other == key:
                         break
@@ -559,6 +614,8 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
                 pending.restore(chosen)
                 raise
             pending.settle(chosen, reach, left)
+            if self._window is not None:
+                self._window.committed([key for key, _appended in chosen], left)
             if self._shared and merged:
                 self._merge_in(merged)
         finally:
@@ -572,8 +629,12 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         key only read here (marked, its value as last seen) takes theirs.
         """
         data = self._data
-        merged.apply(data, orjson.loads, keep=self._pending.keeps(data, merged.unchanged))
-        if merged.appended:
+        keep = self._pending.keeps(data, merged.unchanged)
+        if self._window is not None:  # the store keeps the order: only cached values change
+            self._window.merge_in(merged, keep, orjson.loads)
+        else:
+            merged.apply(data, orjson.loads, keep=keep)
+        if merged.appended and self._window is None:
             # Keys added here and not synced yet go to the end of the store when
             # they are: after the others' new keys, in the order they were added.
             for key, appended in list(self._dirty.items()):
@@ -707,7 +768,10 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         self._check_open()
         assert self._storage is not None
         with self._lock:
-            self._data = self._storage.load()
+            if self._window is not None:
+                self._window.reset()
+            else:
+                self._data = self._storage.load()
             self._pending.forget()
 
     def copy(
@@ -754,7 +818,11 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
     ) -> None:
         """:meth:`copy`, with the lock held and signals held back."""
         assert self._storage is not None
-        new = copy_into(self._data, self._pending, self._storage, path, file_size, gzipped, name)
+        new, loaded = copy_into(
+            self._data, self._pending, self._storage, path, file_size, gzipped, name, self._window
+        )
+        if loaded is not None:  # from a store served on demand to one loaded whole
+            self._data, self._window = loaded, None
         old, self._storage = self._storage, new
         self._shared = "shared" in new.capabilities
         old.close()
@@ -815,6 +883,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         """Close for good: let go of the engine, the exit hook and the registry."""
         self._closed = True
         self._data = CLOSED
+        self._window = None
         assert self._storage is not None
         self._storage.close()
         _lifecycle.unregister(self)

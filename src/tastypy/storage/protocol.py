@@ -14,8 +14,8 @@ only when the engine declares it. The memory engine's shared opens declare
 ``"shared"``; the shared file store and every writable PostgreSQL open
 declare ``"shared"`` and ``"claims"`` (PostgreSQL's claims also have
 ``claim_task`` and ``claim_tasks``, a claim in one statement, which the
-tracker uses where present). ``"counts"`` and ``"on_demand"`` are seams no
-engine fills yet.
+tracker uses where present). Every PostgreSQL open declares ``"on_demand"``.
+``"counts"`` is a seam no engine fills yet.
 
 ``"shared"`` (:class:`Shared`)
     One of several writers at once: each sync commits on top of what the
@@ -31,7 +31,7 @@ engine fills yet.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -339,12 +339,40 @@ class Counts(Protocol):
 
 
 class OnDemand(Protocol):
-    """Capability ``"on_demand"``: values fetched when asked (stores larger than memory)."""
+    """Capability ``"on_demand"``: values fetched when asked (stores larger than memory).
 
-    def get(self, key: str) -> Any:
-        """The value of *key* as of the last commit; ``KeyError`` if absent."""
+    The POD then never calls :meth:`Storage.load`; its data is a window
+    onto the store (``_window.py``). A shared open remembers what it last
+    saw (to write back only what changed, see :meth:`Shared.sync`) only of
+    the keys the caller keeps.
+    """
+
+    def begin_on_demand(self, resident: Container[str]) -> None:
+        """Serve this open on demand from now on, forgetting what it saw.
+
+        *resident*: the keys whose values the caller keeps in memory; a sync
+        remembers what it wrote only of those.
+        """
         ...
 
-    def keys(self) -> Iterator[str]:
-        """Every key, in order, without loading values."""
+    def fetch(self, keys: list[str]) -> dict[str, bytes]:
+        """The committed JSON of those of *keys* the store holds now (the caller keeps them)."""
+        ...
+
+    def page(
+        self, after: int, limit: int, *, backwards: bool = False, note: bool = True
+    ) -> list[tuple[int, str, bytes]]:
+        """Up to *limit* ``(position, key, JSON)`` in order, after *after* (-1: the start).
+
+        *backwards*: in reverse order, before *after*. *note*: the caller
+        keeps the values, as from :meth:`fetch`.
+        """
+        ...
+
+    def size(self, keys: list[str]) -> tuple[int, int]:
+        """How many keys the store holds now, and how many of *keys*."""
+        ...
+
+    def forget(self, keys: Iterable[str]) -> None:
+        """The caller no longer keeps the values of *keys*."""
         ...

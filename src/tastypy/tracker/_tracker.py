@@ -54,6 +54,7 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
     """
 
     _KIND = "tracker"
+    _ON_DEMAND = False  # a tracker's counts and checks read every record: loaded whole
 
     def __init__(
         self,

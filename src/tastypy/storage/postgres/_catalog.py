@@ -44,15 +44,20 @@ def stores(url: str) -> list[dict[str, Any]]:
     try:
 
         def work(conn: Connection) -> list[tuple[Any, ...]]:
-            if not _schema.ensure(conn, target.server, create=False):
+            layout = _schema.ensure(conn, target.server, create=False)
+            if layout is None:
                 return []
-            return conn.execute(
-                q(
-                    "SELECT s.name, s.meta::text, s.changed, (SELECT count(*) FROM "
-                    "{s}.records r WHERE r.store = s.id AND r.value IS NOT NULL) "
-                    "FROM {s}.stores s ORDER BY s.name"
+            size = (
+                "s.size"
+                if layout >= 2
+                # an older layout: counted
+                else (
+                    "(SELECT count(*) FROM {s}.records r WHERE r.store = s.id "
+                    "AND r.value IS NOT NULL)"
                 )
-            ).fetchall()
+            )
+            listing = "SELECT s.name, s.meta::text, s.changed, " + size
+            return conn.execute(q(listing + " FROM {s}.stores s ORDER BY s.name")).fetchall()
 
         rows = link.run(work)
     finally:

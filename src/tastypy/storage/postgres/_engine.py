@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -46,6 +46,7 @@ from ._writes import Rows, task_facts, write_rows
 __all__ = ["PostgresStorage"]
 
 Change = tuple[str, "bytes | None"]
+_UNKNOWN = object()  # what an open served on demand last saw of a key it never read
 _PAGE = 20_000  # rows a load fetches per round trip
 
 
@@ -88,7 +89,8 @@ class PostgresStorage(LeasedClaims):
         self._target: Target = parse(url, name)
         self.readonly = readonly
         self.durable = durable
-        self.capabilities = frozenset() if readonly else frozenset({"shared", "claims"})
+        caps = {"on_demand"} if readonly else {"on_demand", "shared", "claims"}
+        self.capabilities = frozenset(caps)
         self._link = Link(self._target)
         self._pid = os.getpid()
         self._init_claims()
@@ -97,6 +99,10 @@ class PostgresStorage(LeasedClaims):
         self._version = 0  # the last commit this open has merged
         self._next_pos = 0  # the store's next free position, as of then
         self._seen: dict[str, int] = {}  # key -> hash of its value as this open last saw it
+        # Served on demand (begin_on_demand): _seen covers only keys in
+        # _resident, and a key missing from it may be in the store.
+        self._resident: Container[str] | None = None
+        self._layout = _schema.VERSION
         self._meta: dict[str, Any] = {}
         try:
             self._id = self._link.run(lambda conn: self._open(conn, new))
@@ -115,9 +121,10 @@ class PostgresStorage(LeasedClaims):
             )
         if not self.durable:
             conn.execute("SET synchronous_commit = off")
-        exists = _schema.ensure(conn, where, create=not self.readonly)
+        layout = _schema.ensure(conn, where, create=not self.readonly)
         row = None
-        if exists:
+        if layout is not None:
+            self._layout = layout
             if not self.readonly:
                 made = conn.execute(
                     q(
@@ -194,9 +201,126 @@ class PostgresStorage(LeasedClaims):
                 raise CorruptStoreError(f"{where}: the record {stored!r}: {exc}") from None
             seen[key] = hash(blob)
         self._version, self._next_pos, self._meta = version, next_pos, meta
+        self._resident = None
         if not self.readonly:
             self._seen = seen
         return data
+
+    # -- on demand (capability "on_demand": stores larger than memory) -------
+
+    def begin_on_demand(self, resident: Container[str]) -> None:
+        """Serve this open on demand from now on: nothing is loaded.
+
+        *resident* holds the keys whose values the caller keeps (its cache):
+        this open remembers what it last saw only of those, and
+        :meth:`forget` drops a key the caller lets go.
+        """
+        self._check_open()
+
+        def work(conn: Connection) -> tuple[Any, ...]:
+            return self._head(conn, "version, next_pos, meta::text")
+
+        version, next_pos, meta = self._link.run(work)
+        self._version, self._next_pos = int(version), int(next_pos)
+        self._meta = _decode_meta(str(meta), self.location)
+        self._seen = {}
+        self._resident = resident
+
+    def forget(self, keys: Iterable[str]) -> None:
+        """The caller no longer keeps the values of *keys* (on demand)."""
+        seen = self._seen
+        for key in keys:
+            seen.pop(key, None)
+
+    def fetch(self, keys: list[str]) -> dict[str, bytes]:
+        """The committed JSON of those of *keys* the store holds now, each as written."""
+        self._check_open()
+        if not keys:
+            return {}
+
+        def work(conn: Connection) -> list[Any]:
+            with conn.cursor() as cur:
+                cur.adapters.register_loader("json", RawJson)
+                cur.execute(
+                    q(
+                        "SELECT key, value FROM {s}.records "
+                        "WHERE store = %s AND key = ANY(%s) AND value IS NOT NULL"
+                    ),
+                    (self._id, [stored_key(key) for key in keys]),
+                )
+                return cur.fetchall()
+
+        return self._noted({self._key(stored): blob for stored, blob in self._link.run(work)})
+
+    def page(
+        self, after: int, limit: int, *, backwards: bool = False, note: bool = True
+    ) -> list[tuple[int, str, bytes]]:
+        """Up to *limit* of the store's ``(pos, key, JSON)``, in order, after position *after*.
+
+        *backwards*: in reverse order, before position *after*. Each page is
+        one query: what it shows is as of then (keyset pages, no cursor).
+        *note*: the caller keeps the values (see :meth:`fetch`).
+        """
+        self._check_open()
+        where = "pos < %s ORDER BY pos DESC" if backwards else "pos > %s ORDER BY pos"
+
+        def work(conn: Connection) -> list[Any]:
+            with conn.cursor() as cur:
+                cur.adapters.register_loader("json", RawJson)
+                cur.execute(
+                    q(
+                        "SELECT pos, key, value FROM {s}.records "
+                        "WHERE store = %s AND value IS NOT NULL AND " + where + " LIMIT %s"
+                    ),
+                    (self._id, after, limit),
+                )
+                return cur.fetchall()
+
+        rows = [(int(pos), self._key(stored), blob) for pos, stored, blob in self._link.run(work)]
+        if note:
+            self._noted({key: blob for _pos, key, blob in rows})
+        return rows
+
+    def size(self, keys: list[str]) -> tuple[int, int]:
+        """How many keys the store holds now, and how many of *keys* it holds."""
+        self._check_open()
+        stored = [stored_key(key) for key in keys]
+        total = (
+            "s.size"
+            if self._layout >= 2
+            # an older layout, read-only: counted
+            else (
+                "(SELECT count(*) FROM {s}.records c WHERE c.store = s.id AND c.value IS NOT NULL)"
+            )
+        )
+
+        def work(conn: Connection) -> tuple[Any, ...]:
+            row = conn.execute(
+                q(
+                    "SELECT " + total + ", (SELECT count(*) FROM {s}.records r "
+                    "WHERE r.store = s.id AND r.key = ANY(%s) AND r.value IS NOT NULL) "
+                    "FROM {s}.stores s WHERE s.id = %s"
+                ),
+                (stored, self._id),
+            ).fetchone()
+            if row is None:
+                raise NotAStoreError(f"{self.location}: the store was removed from the database")
+            return tuple(row)
+
+        total_now, among = self._link.run(work)
+        return int(total_now), int(among)
+
+    def _noted(self, found: dict[str, bytes]) -> dict[str, bytes]:
+        """Remember what *found* shows, as a sync would: the caller keeps it (on demand).
+
+        The caller lets go of a key with :meth:`forget`.
+        """
+        if not self.readonly:
+            seen = self._seen
+            for key, blob in found.items():
+                if key not in seen:  # else the caller keeps the value it saw last
+                    seen[key] = hash(blob)
+        return found
 
     def _read_all(self, conn: Connection) -> tuple[int, int, dict[str, Any], list[Any]]:
         with conn.transaction():
@@ -254,19 +378,40 @@ class PostgresStorage(LeasedClaims):
         result = merge(seen.__contains__, theirs, mine)
         last_seen = {key: seen.get(key) for key, _blob in theirs}
         result.unchanged = lambda key, blob: last_seen.get(key) == hash(blob)
-        for key, blob in (*theirs, *mine):
-            if blob is None:
+        self._remember(theirs, mine)
+        self._version, self._next_pos = version, next_pos
+        return result
+
+    def _remember(self, theirs: list[Change], mine: list[Change]) -> None:
+        """What this open saw last, after a sync: every key, or (on demand) the caller's."""
+        seen, resident = self._seen, self._resident
+        if resident is None:
+            for key, blob in (*theirs, *mine):
+                if blob is None:
+                    seen.pop(key, None)
+                else:
+                    seen[key] = hash(blob)
+            return
+        # Each key's last change of theirs (a key moved comes as a deletion, then a set).
+        for key, blob in dict(theirs).items():
+            if key in seen:
+                if blob is None:
+                    del seen[key]
+                else:
+                    seen[key] = hash(blob)
+        for key, blob in mine:
+            if blob is None or key not in resident:
                 seen.pop(key, None)
             else:
                 seen[key] = hash(blob)
-        self._version, self._next_pos = version, next_pos
-        return result
 
     def _sync(
         self, conn: Connection, batch: list[tuple[str, bytes | None]]
     ) -> tuple[int, int, list[Change], list[Change], list[str]]:
         """The transaction of :meth:`sync`; changes nothing of this object (it may run twice)."""
         seen = self._seen
+        on_demand = self._resident is not None
+        unknown: object = _UNKNOWN if on_demand else None  # a key this open never saw
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_SPACE, self._id))
             head = self._head(conn, "version, next_pos, horizon")
@@ -279,9 +424,9 @@ class PostgresStorage(LeasedClaims):
                 theirs = [(key, None) for key in gone] + self._theirs(conn, seen)
             after: dict[str, bool] = {key: blob is not None for key, blob in theirs}
             mine: list[Change] = []
-            now: dict[str, int | None] = {}  # this batch's effect on what this open saw
+            now: dict[str, object] = {}  # this batch's effect on what this open saw
             for key, blob in batch:
-                before = now[key] if key in now else seen.get(key)
+                before = now[key] if key in now else seen.get(key, unknown)
                 if blob is None:
                     if before is not None:
                         mine.append((key, None))
@@ -296,19 +441,38 @@ class PostgresStorage(LeasedClaims):
                 known = {key for key, _blob in theirs}
                 theirs += self._rows(conn, [key for key in lost if key not in known], seen)
             present: Any = seen.__contains__  # whether a key is there, as theirs left it
+            if on_demand and next_pos > 0:  # a key this open never saw: the store says
+                live = self._live(conn, [k for k in now if k not in seen and k not in after])
+                if live:
+                    present = lambda k: k in seen or k in live  # noqa: E731
             if after:
-                present = lambda k: after.get(k, k in seen)  # noqa: E731
-            added = self._write(conn, mine, present, version + 1, next_pos)
-            if added < 0:
+                known = present
+                present = lambda k: after[k] if k in after else known(k)  # noqa: E731
+            written = self._write(conn, mine, present, version + 1, next_pos)
+            if written is None:
                 return version, next_pos, theirs, mine, lost
+            added, grown = written
             conn.execute(
                 q(
-                    "UPDATE {s}.stores SET version = %s, next_pos = %s, changed = now() "
-                    "WHERE id = %s"
+                    "UPDATE {s}.stores SET version = %s, next_pos = %s, size = size + %s, "
+                    "changed = now() WHERE id = %s"
                 ),
-                (version + 1, next_pos + added, self._id),
+                (version + 1, next_pos + added, grown, self._id),
             )
         return version + 1, next_pos + added, theirs, mine, lost
+
+    def _live(self, conn: Connection, keys: list[str]) -> set[str]:
+        """Those of *keys* the store holds (inside a sync, under the lock)."""
+        if not keys:
+            return set()
+        rows = conn.execute(
+            q(
+                "SELECT key FROM {s}.records "
+                "WHERE store = %s AND key = ANY(%s) AND value IS NOT NULL"
+            ),
+            (self._id, [stored_key(key) for key in keys]),
+        )
+        return {self._key(stored) for (stored,) in rows}
 
     def _theirs(self, conn: Connection, seen: dict[str, int]) -> list[Change]:
         """The others' commits since this open's last sync, as one run of changes."""
@@ -362,13 +526,16 @@ class PostgresStorage(LeasedClaims):
 
     def _vanished(self, conn: Connection, seen: dict[str, int]) -> list[str]:
         """Keys this open saw that the store holds no more (rows of deletions were removed)."""
-        present = {
-            self._key(stored)
-            for (stored,) in conn.execute(
-                q("SELECT key FROM {s}.records WHERE store = %s AND value IS NOT NULL"),
-                (self._id,),
-            )
-        }
+        if self._resident is not None:  # on demand: it saw few
+            present = self._live(conn, list(seen))
+        else:
+            present = {
+                self._key(stored)
+                for (stored,) in conn.execute(
+                    q("SELECT key FROM {s}.records WHERE store = %s AND value IS NOT NULL"),
+                    (self._id,),
+                )
+            }
         return [key for key in seen if key not in present]
 
     def _write(
@@ -378,10 +545,11 @@ class PostgresStorage(LeasedClaims):
         present: Any,
         version: int,
         next_pos: int,
-    ) -> int:
+    ) -> tuple[int, int] | None:
         """Write *mine* (applied in order, as a dict would) as commit *version*.
 
-        Returns how many keys went to the end, or -1 if there was nothing to write.
+        Returns how many keys went to the end and by how many keys the store
+        grew (fewer than none: it shrank); None if there was nothing to write.
         """
         # No object per key (a million of them would be a million for the
         # garbage collector to look at): dicts of the keys, and columns.
@@ -405,10 +573,12 @@ class PostgresStorage(LeasedClaims):
         last: object = rows  # the value the facts are of (none yet)
         state: int | None = None
         count: int | None = None
+        grown = 0
         for key, blob in final.items():
             before = was[key]
             if blob is None and not before:
                 continue  # added and deleted within the batch: the store never had it
+            grown += (blob is not None) - before
             if tasks and blob is not last:  # new tasks share one value: parsed once
                 last = blob
                 state, count = (None, None) if blob is None else task_facts(blob)
@@ -421,9 +591,9 @@ class PostgresStorage(LeasedClaims):
             rows.tries.append(count)
             rows.new.append(not before)
         if not rows:
-            return -1
+            return None
         write_rows(conn, self._id, version, rows, tasks=tasks)
-        return len(ends)
+        return len(ends), grown
 
     def _key(self, stored: str) -> str:
         try:
@@ -475,11 +645,19 @@ class PostgresStorage(LeasedClaims):
         self._check_open()
 
         def work(conn: Connection) -> tuple[Any, ...]:
+            total = (
+                "s.size"
+                if self._layout >= 2
+                # an older layout: counted
+                else (
+                    "(SELECT count(*) FROM {s}.records r WHERE r.store = s.id "
+                    "AND r.value IS NOT NULL)"
+                )
+            )
             row = conn.execute(
                 q(
-                    "SELECT s.version, s.created, s.changed, "
-                    "(SELECT count(*) FROM {s}.records r WHERE r.store = s.id "
-                    "AND r.value IS NOT NULL) FROM {s}.stores s WHERE s.id = %s"
+                    "SELECT s.version, s.created, s.changed, " + total + " "
+                    "FROM {s}.stores s WHERE s.id = %s"
                 ),
                 (self._id,),
             ).fetchone()

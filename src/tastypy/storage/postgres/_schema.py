@@ -2,8 +2,12 @@
 
 Every store of a database lives in the same few tables of the schema
 ``tastypy`` (``docs/FORMAT.md`` documents them). ``tastypy.format`` holds
-one row, the version of this layout: an open refuses a newer one and will
-migrate an older one (version 1 is the first; nothing to migrate yet).
+one row, the version of this layout: an open refuses a newer one, and a
+writable open migrates an older one (:data:`MIGRATIONS`). A read-only open
+of an older layout reads it as it is.
+
+Version 2 added ``stores.size``, the number of keys a store holds, kept by
+every commit, so that ``len()`` of a store larger than memory is one row.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["LOCK_SPACE", "SCHEMA", "VERSION", "ensure", "q"]
 
 SCHEMA = "tastypy"
-VERSION = 1
+VERSION = 2
 # The first key of every advisory lock the engine takes (the second is a store's id).
 LOCK_SPACE = 0x7A57  # "tast"
 _CREATE_LOCK = 0  # the second key while the tables are made
@@ -42,6 +46,7 @@ CREATE TABLE {s}.stores (
     version bigint NOT NULL DEFAULT 0,
     next_pos bigint NOT NULL DEFAULT 0,
     horizon bigint NOT NULL DEFAULT 0,
+    size bigint NOT NULL DEFAULT 0,
     created timestamptz NOT NULL DEFAULT now(),
     changed timestamptz NOT NULL DEFAULT now()
 );
@@ -79,6 +84,17 @@ CREATE TABLE {s}.side_logs (
     PRIMARY KEY (store, name, seq)
 );
 """
+
+# What turns layout version N into N + 1: statements run in one transaction
+# under the creation lock. ALTER TABLE waits for every commit under way (each
+# reads its store's row first) and holds back those that follow.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        "ALTER TABLE {s}.stores ADD COLUMN size bigint NOT NULL DEFAULT 0",
+        "UPDATE {s}.stores s SET size = (SELECT count(*) FROM {s}.records r "
+        "WHERE r.store = s.id AND r.value IS NOT NULL)",
+    ),
+}
 
 
 @functools.cache
@@ -118,8 +134,11 @@ def _version(conn: Connection, where: str) -> int | None:
     return version
 
 
-def ensure(conn: Connection, where: str, *, create: bool) -> bool:
-    """Check the tables' version, making them first if *create*; whether they exist.
+def ensure(conn: Connection, where: str, *, create: bool) -> int | None:
+    """Check the tables' version, making or migrating them if *create*; that version.
+
+    None: there are no tables (and *create* was false). A read-only caller
+    (not *create*) may get an older version than :data:`VERSION`.
 
     Raises
     ------
@@ -129,7 +148,7 @@ def ensure(conn: Connection, where: str, *, create: bool) -> bool:
         If the schema holds something else.
     """
     version = _version(conn, where)
-    if version is None and create:
+    if create and (version is None or version < VERSION):
         with conn.transaction():
             # Two processes making the tables at once: one makes them, the other waits.
             conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_SPACE, _CREATE_LOCK))
@@ -138,11 +157,14 @@ def ensure(conn: Connection, where: str, *, create: bool) -> bool:
                 conn.execute(q(_TABLES))
                 conn.execute(q("INSERT INTO {s}.format (version) VALUES (%s)"), (VERSION,))
                 version = VERSION
-    if version is None:
-        return False
-    if version > VERSION:
+            while version < VERSION:
+                for statement in MIGRATIONS[version]:
+                    conn.execute(q(statement))
+                version += 1
+                conn.execute(q("UPDATE {s}.format SET version = %s"), (version,))
+    if version is not None and version > VERSION:
         raise SettingsError(
             f"{where}: the tables are of layout version {version}, made by a newer tastypy "
             f"(this one reads up to {VERSION}); upgrade tastypy"
         )
-    return True
+    return version

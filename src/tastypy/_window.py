@@ -1,0 +1,325 @@
+"""The POD's data when its engine serves the store on demand: a bounded window onto it.
+
+An engine with the ``"on_demand"`` capability (PostgreSQL) is never loaded
+whole. The POD's data is then a :class:`Window`: a mapping that shows the
+store as the POD would hold it, keeping in memory only
+
+- a cache of values, at most :attr:`Window.capacity` of them beyond those
+  that must stay: values of dirty keys, and values the program may still
+  change in place (the session's, see ``_pending.py``). A value that must
+  stay is never dropped, so nested mutation (``pod[k]["x"] = 1``) works as
+  for a loaded store;
+- the keys changed here and not yet committed whose place in the order
+  differs from the store's (``_local``): added at the end, deleted, or set
+  without knowing whether the store had them (*unsure*: the store decides
+  at the sync, in place if it has the key, else at the end, and
+  :meth:`__iter__` shows it where the store will put it).
+
+Everything else is a query: ``len`` is the store's count (a row the
+engine keeps) corrected by the local changes, ``key in`` and a value not
+cached fetch it, and iteration goes through the store's order in keyset
+pages, then the keys added here. Each answer is as of the query that gave
+it: keys another process commits while an iteration runs show as they are
+when their page is read (the order is that of the store), and a value
+cached here takes the others' changes when a sync brings them
+(:meth:`merge_in`), as a loaded store's memory does.
+
+Never asks the store about a key that has local state or is cached: the
+sync's bookkeeping (``_pending.py``) reads only such keys, so a sync makes
+no query per key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import orjson
+
+if TYPE_CHECKING:
+    from ._pending import Pending
+    from .storage import Merge
+    from .storage.protocol import OnDemand
+
+__all__ = ["Window"]
+
+_MISSING: Any = object()
+_TAIL, _UNSURE, _GONE = 1, 2, 0  # local states: added at the end, set not knowing, deleted
+
+
+class Window(MutableMapping[str, Any]):
+    """The data of a POD whose engine serves it on demand (see the module).
+
+    ``pending`` is the POD's own (its dirty and session keys stay cached).
+    The POD holds its lock around every use; not thread-safe by itself.
+    """
+
+    capacity: ClassVar[int] = 10_000  # values cached beyond those that must stay
+    page_size: ClassVar[int] = 1_000  # keys an iteration reads per query
+
+    def __init__(self, engine: OnDemand, pending: Pending) -> None:
+        self._engine = engine
+        self._pending = pending
+        self._cache: dict[str, Any] = {}
+        self._local: dict[str, int] = {}  # key -> _TAIL, _UNSURE or _GONE, in order of change
+        self._epoch = 0  # raised by every change of what is shown (see __iter__)
+        engine.begin_on_demand(self._cache)
+
+    # -- reading -----------------------------------------------------------------
+
+    def __getitem__(self, key: str) -> Any:
+        value = self._cache.get(key, _MISSING)
+        if value is not _MISSING:
+            return value
+        if key in self._local:  # deleted here (the others are cached)
+            raise KeyError(key)
+        return self._fetch(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __contains__(self, key: object) -> bool:
+        if key in self._cache:
+            return True
+        if key in self._local or type(key) is not str:
+            return False
+        try:
+            self._fetch(key)
+        except KeyError:
+            return False
+        return True
+
+    def holds(self, key: str) -> bool | None:
+        """Whether the POD has *key*, as far as it knows without asking the store (None)."""
+        if key in self._cache:
+            return True
+        if key in self._local:
+            return False
+        return None
+
+    def may_append(self, key: str) -> bool:
+        """Whether a sync of *key* may put it at the end (added here, or unsure)."""
+        return self._local.get(key, _GONE) != _GONE
+
+    def _fetch(self, key: str) -> Any:
+        found = self._engine.fetch([key])
+        if key not in found:
+            raise KeyError(key)
+        value = orjson.loads(found[key])
+        self._admit(key, value)
+        return value
+
+    def __len__(self) -> int:
+        local = self._local
+        total, among = self._engine.size(list(local))
+        return total - among + sum(1 for state in local.values() if state != _GONE)
+
+    def __iter__(self) -> Iterator[str]:
+        """The keys in order: the store's, in keyset pages, then those added here.
+
+        A change here or a sync while it runs (the caller's loop may do
+        either) makes it read the rest of the page again: a page read
+        before may show a key as it was before the change.
+        """
+        local, cache, engine = self._local, self._cache, self._engine
+        size = max(1, min(self.page_size, self.capacity // 2))
+        placed: set[str] = set()  # unsure keys the store has: shown in its place
+        after = -1
+        full = True
+        while full:
+            rows = engine.page(after, size)
+            epoch = self._epoch
+            full = len(rows) == size
+            for pos, key, blob in rows:
+                if self._epoch != epoch:
+                    full = True  # read again from *after*
+                    break
+                after = pos
+                state = local.get(key)
+                if state is None:
+                    if key not in cache:
+                        self._admit(key, orjson.loads(blob))
+                    yield key
+                elif state == _UNSURE:
+                    placed.add(key)
+                    yield key
+        for key in list(local):
+            state = local.get(key)
+            if state == _TAIL or (state == _UNSURE and key not in placed):
+                yield key
+
+    def __reversed__(self) -> Iterator[str]:
+        """The keys from the last, for ``popitem``."""
+        self._place_unsure()
+        local, engine = self._local, self._engine
+        for key in reversed(list(local)):
+            if local.get(key) == _TAIL:
+                yield key
+        size = max(1, min(self.page_size, self.capacity // 2))
+        before = 2**63 - 1
+        while True:
+            rows = engine.page(before, size, backwards=True)
+            for _pos, key, _blob in rows:
+                if key not in local:
+                    yield key
+            if len(rows) < size:
+                return
+            before = rows[-1][0]
+
+    def _place_unsure(self) -> None:
+        """Ask the store where the keys set here without knowing go: in place, or at the end."""
+        local = self._local
+        unsure = [key for key, state in local.items() if state == _UNSURE]
+        if not unsure:
+            return
+        there = self._engine.fetch(unsure)
+        for key in unsure:
+            if key in there:
+                del local[key]  # in its place, changed: the dirty mark says so
+            else:
+                local[key] = _TAIL
+
+    def __repr__(self) -> str:
+        return f"<{len(self._cache)} values cached>"
+
+    # -- changes (the POD's; it keeps the dirty marks) ---------------------------------
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        """Set *key*: in place if it is here, at the end if deleted here, else unsure."""
+        local = self._local
+        if key not in self._cache:
+            state = local.pop(key, None)
+            local[key] = _UNSURE if state is None else _TAIL
+        self._cache[key] = value
+        self._epoch += 1
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self._cache and (key in self._local or key not in self):
+            raise KeyError(key)  # (a key only in the store was fetched by `in`)
+        del self._cache[key]
+        self._local.pop(key, None)
+        self._local[key] = _GONE
+        self._epoch += 1
+
+    def add_new(self, key: str, value: Any) -> None:
+        """Set *key*, known to be absent, at the end."""
+        self._local.pop(key, None)
+        self._local[key] = _TAIL
+        self._cache[key] = value
+        self._epoch += 1
+
+    def drop_all(self, keys: list[str]) -> None:
+        """Delete every one of *keys* (``clear``: every key there is)."""
+        cache, local = self._cache, self._local
+        for key in keys:
+            cache.pop(key, None)
+            local.pop(key, None)
+            local[key] = _GONE
+        self._epoch += 1
+
+    def committed(self, keys: list[str], left: list[str]) -> None:
+        """A sync of *keys* is durable, but for *left*: the store has them in their places."""
+        local = self._local
+        if not local:  # what changed is cached here: shown so already
+            self._trim()
+            return
+        self._epoch += 1
+        kept = set(left)
+        for key in keys:
+            if key not in kept:
+                local.pop(key, None)
+        self._trim()
+
+    def merge_in(
+        self, merged: Merge, keep: Callable[[str], bool], decode: Callable[[bytes], Any]
+    ) -> None:
+        """Take the others' changes a shared sync brought, for the values cached here.
+
+        A key changed here keeps this process's value (its sync comes); a
+        value cached and only read takes theirs. Keys not cached need
+        nothing: a read asks the store.
+        """
+        cache, local, unchanged = self._cache, self._local, merged.unchanged
+        if merged:
+            self._epoch += 1
+        for key in merged.deleted:
+            if key in cache and key not in local and not keep(key):
+                del cache[key]
+        theirs = [*merged.updated, *((key, blob) for key, blob in merged.appended if blob)]
+        for key, blob in theirs:
+            if key not in cache or key in local or unchanged(key, blob):
+                continue  # not here, changed here, or here already as they left it
+            if not keep(key):
+                cache[key] = decode(blob)
+
+    def reset(self) -> None:
+        """Forget everything held (the store is read anew from now on)."""
+        self._cache.clear()
+        self._local.clear()
+        self._epoch += 1
+        self._engine.begin_on_demand(self._cache)
+
+    def resident(self) -> list[str]:
+        """The keys whose values are in memory."""
+        return list(self._cache)
+
+    @property
+    def cache(self) -> dict[str, Any]:
+        """The values in memory (for an engine's ``begin_on_demand``)."""
+        return self._cache
+
+    def moved(self, engine: OnDemand) -> None:
+        """Everything shown here was copied to *engine*, in order: serve from it now."""
+        self._engine = engine
+        self._local.clear()
+        self._epoch += 1
+
+    def pairs(self) -> Iterator[tuple[str, Any]]:
+        """Every ``(key, value)`` in order, caching nothing new (for a copy)."""
+        local, cache, engine = self._local, self._cache, self._engine
+        size = max(1, self.page_size)
+        placed: set[str] = set()
+        after = -1
+        while True:
+            rows = engine.page(after, size, note=False)
+            for _pos, key, blob in rows:
+                state = local.get(key)
+                if state is None:
+                    value = cache.get(key, _MISSING)
+                    yield key, orjson.loads(blob) if value is _MISSING else value
+                elif state == _UNSURE:
+                    placed.add(key)
+                    yield key, cache[key]
+            if len(rows) < size:
+                break
+            after = rows[-1][0]
+        for key, state in list(local.items()):
+            if state == _TAIL or (state == _UNSURE and key not in placed):
+                yield key, cache[key]
+
+    # -- the cache's bound -------------------------------------------------------------
+
+    def _admit(self, key: str, value: Any) -> None:
+        self._cache[key] = value
+        if len(self._cache) > self.capacity:
+            self._trim(key)
+
+    def _trim(self, newest: str | None = None) -> None:
+        """Drop the oldest values cached that need not stay, down to 3/4 of the capacity."""
+        cache = self._cache
+        excess = len(cache) - (self.capacity * 3) // 4
+        if len(cache) <= self.capacity or excess <= 0:
+            return
+        local, dirty, session = self._local, self._pending.dirty, self._pending.session
+        dropped = []
+        for key in cache:
+            if key not in local and key not in dirty and key not in session and key != newest:
+                dropped.append(key)
+                if len(dropped) >= excess:
+                    break
+        for key in dropped:
+            del cache[key]
+        self._engine.forget(dropped)

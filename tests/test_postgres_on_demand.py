@@ -1,0 +1,248 @@
+"""A POD on PostgreSQL is served on demand: opening loads nothing, memory stays bounded.
+
+``len`` is a row the engine keeps, values are fetched when read and kept in
+a bounded window (``src/tastypy/_window.py``), iteration reads the store's
+order in keyset pages. These tests check the outcomes a user sees: what an
+open and an iteration cost in memory (tracemalloc, which counts exactly
+what Python allocates, so the bounds are not timing), that order, ``len``
+and nested mutation stay right while values come and go, what another
+writer's commits look like, a copy to and from the file engine, and the
+layout's migration from version 1.
+"""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tastypy
+from tastypy._window import Window
+from tastypy.storage.postgres import PostgresStorage
+
+from _postgres import Server
+
+BIG = "x" * 1000  # a value of about a kilobyte
+KEYS = 20_000  # 20 MB of values in the big store
+
+
+@pytest.fixture
+def url(pg_server: Server) -> str:
+    return pg_server.url()
+
+
+@pytest.fixture
+def small_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A window of 5 values, read 3 keys a page: every iteration drops values."""
+    monkeypatch.setattr(Window, "capacity", 5)
+    monkeypatch.setattr(Window, "page_size", 3)
+
+
+@pytest.fixture(scope="module")
+def big_store(pg_server: Server) -> str:
+    """A store of KEYS keys, each with a kilobyte value, made once for the module."""
+    name = "big-on-demand"
+    with tastypy.POD(pg_server.url(), name=name) as pod:
+        pod.update((f"k{i}", {"i": i, "pad": BIG}) for i in range(KEYS))
+    return name
+
+
+def peak_of(work: Callable[[], Any]) -> tuple[Any, int]:
+    """What *work* returns, and the most memory Python held meanwhile, in bytes."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        result = work()
+        _size, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return result, peak
+
+
+def reader_items(url: str, name: str) -> list[tuple[str, Any]]:
+    with tastypy.POD(url, name=name, readonly=True) as reader:
+        return list(reader.items())
+
+
+def test_opening_a_big_store_loads_nothing(url: str, big_store: str) -> None:
+    def work() -> tuple[int, Any, bool, bool]:
+        with tastypy.POD(url, name=big_store) as pod:
+            return len(pod), pod["k12345"], "k19999" in pod, "k20000" in pod
+
+    (size, value, there, absent), peak = peak_of(work)
+    assert (size, value, there, absent) == (KEYS, {"i": 12345, "pad": BIG}, True, False)
+    assert peak < 2_000_000, f"open + len + two reads held {peak} bytes (the store: 20 MB)"
+
+
+def test_iterating_a_big_store_keeps_memory_bounded_and_the_order(
+    url: str, big_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Window, "capacity", 500)
+
+    def work() -> tuple[int, bool]:
+        count, in_order = 0, True
+        with tastypy.POD(url, name=big_store) as pod:
+            for i, (key, value) in enumerate(pod.items()):
+                in_order = in_order and key == f"k{i}" and value["i"] == i
+                count += 1
+        return count, in_order
+
+    (count, in_order), peak = peak_of(work)
+    assert (count, in_order) == (KEYS, True)
+    # 500 values of a kilobyte, and a page: far from the store's 20 MB.
+    assert peak < 5_000_000, f"iterating held {peak} bytes"
+
+
+def test_nested_mutation_survives_values_coming_and_going(
+    url: str, pg_name: str, small_window: None
+) -> None:
+    with tastypy.POD(url, name=pg_name) as pod:
+        pod.update((f"k{i}", {"n": i}) for i in range(40))
+    with tastypy.POD(url, name=pg_name, sync_at=7) as pod:
+        held = pod["k3"]  # handed out: must stay the value the store gets
+        pod["k5"]["x"] = "nested"
+        for key in pod:  # every value passes through a window of 5
+            pod[key]["seen"] = True
+        held["late"] = 1  # after the syncs the loop set off
+        assert pod["k3"] is held
+    back = dict(reader_items(url, pg_name))
+    assert back["k3"] == {"n": 3, "seen": True, "late": 1}
+    assert back["k5"] == {"n": 5, "x": "nested", "seen": True}
+    assert all(back[f"k{i}"]["seen"] for i in range(40))
+    assert list(back) == [f"k{i}" for i in range(40)]
+
+
+def test_len_and_order_count_changes_not_synced_yet(
+    url: str, pg_name: str, small_window: None
+) -> None:
+    with tastypy.POD(url, name=pg_name) as pod:
+        pod.update((f"k{i}", i) for i in range(10))
+    expected = {f"k{i}": i for i in range(10)}
+    with tastypy.POD(url, name=pg_name, sync_at=1000) as pod:
+        pod["k2"] = expected["k2"] = "set without reading"  # the store has it: in place
+        pod["new"] = expected["new"] = "added"  # it has not: at the end
+        del pod["k4"]
+        del expected["k4"]
+        pod["k6"] = "gone"
+        del pod["k6"]
+        pod["k6"] = expected.pop("k6")  # deleted, then added again: at the end
+        expected["k6"] = 6
+        pod["k0"] = {"v": 0}
+        pod["k0"] = expected["k0"] = {"v": 1}
+        assert len(pod) == len(expected)
+        assert list(pod.items()) == list(expected.items())
+        assert pod.popitem() == ("k6", 6)
+        del expected["k6"]
+        assert list(reversed(list(pod))) == list(reversed(expected))
+        pod.sync()
+        assert len(pod) == len(expected)
+        assert list(pod.items()) == list(expected.items())
+    assert reader_items(url, pg_name) == list(expected.items())
+
+
+def test_clear_on_demand_deletes_every_key(url: str, pg_name: str, small_window: None) -> None:
+    with tastypy.POD(url, name=pg_name) as pod:
+        pod.update((f"k{i}", i) for i in range(12))
+    with tastypy.POD(url, name=pg_name) as pod:
+        pod.clear()
+        assert len(pod) == 0
+        assert list(pod) == []
+        pod["after"] = 1
+    assert reader_items(url, pg_name) == [("after", 1)]
+
+
+def test_another_writers_commits_show_when_read_and_merge_into_cached_values(
+    url: str, pg_name: str
+) -> None:
+    with tastypy.POD(url, name=pg_name) as pod:
+        pod.update({"a": 1, "b": 2})
+    mine = tastypy.POD(storage=PostgresStorage(url, pg_name))
+    theirs = tastypy.POD(storage=PostgresStorage(url, pg_name))
+    try:
+        assert mine["a"] == 1  # cached here now
+        theirs["a"] = 10
+        theirs["c"] = 3
+        theirs.sync()
+        assert mine["c"] == 3  # not cached: read from the store
+        assert len(mine) == 3
+        assert mine["a"] == 1  # cached: theirs comes with the next sync
+        mine.refresh()
+        assert mine["a"] == 10
+        assert list(mine.items()) == [("a", 10), ("b", 2), ("c", 3)]
+        mine["b"] = 20  # set without reading: its place is kept
+        mine.sync()
+        theirs.refresh()
+        assert list(theirs.items()) == [("a", 10), ("b", 20), ("c", 3)]
+    finally:
+        mine.close()
+        theirs.close()
+
+
+def test_a_read_only_open_reads_on_demand_and_refresh_drops_what_it_held(
+    url: str, pg_name: str
+) -> None:
+    with tastypy.POD(url, name=pg_name) as pod:
+        pod["a"] = 1
+    with tastypy.POD(url, name=pg_name, readonly=True) as reader:
+        assert reader["a"] == 1
+        with tastypy.POD(url, name=pg_name) as pod:
+            pod["a"] = 2
+            pod["b"] = 3
+        assert reader["b"] == 3 and len(reader) == 2
+        assert reader["a"] == 1  # as first read
+        reader.refresh()
+        assert reader["a"] == 2
+
+
+def test_copies_to_files_and_back_keep_order_values_and_handed_out_values(
+    url: str, pg_name: str, tmp_path: Path, small_window: None
+) -> None:
+    items = [(f"k{i}", {"n": i, "z": [i], "a": None}) for i in range(20)]
+    with tastypy.POD(url, name=pg_name) as pod:
+        pod.update(items)
+    pod = tastypy.POD(url, name=pg_name)
+    held = pod["k1"]
+    pod.copy(tmp_path / "files")  # every value from the store, in its order
+    held["after"] = "copy"  # the POD now syncs to the files, this value too
+    pod.close()
+    expected = [(key, dict(value)) for key, value in items]
+    expected[1][1]["after"] = "copy"
+    with tastypy.POD(tmp_path / "files", readonly=True) as files:
+        assert list(files.items()) == expected
+    pod = tastypy.POD(url, name=pg_name)
+    held = pod["k2"]
+    pod.copy(url, name=f"{pg_name}-copy")  # on demand to on demand
+    held["after"] = "copy"
+    pod.close()
+    expected = [(key, dict(value)) for key, value in items]
+    expected[2][1]["after"] = "copy"
+    assert reader_items(url, f"{pg_name}-copy") == expected
+    assert reader_items(url, pg_name) == items  # left as it was
+
+
+def test_a_layout_of_version_1_is_read_and_migrated(pg_server: Server, pg_name: str) -> None:
+    database = pg_name.replace("-", "_")
+    pg_server.psql(f"CREATE DATABASE {database}")
+    url = pg_server.url(database)
+    with tastypy.POD(url, name="old") as pod:
+        pod.update({"a": 1, "b": 2, "c": 3})
+        del pod["b"]
+    # What version 1 was: no stores.size.
+    pg_server.psql(
+        "ALTER TABLE tastypy.stores DROP COLUMN size; UPDATE tastypy.format SET version = 1",
+        database,
+    )
+    with tastypy.POD(url, name="old", readonly=True) as reader:  # reads it as it is
+        assert len(reader) == 2
+        assert list(reader.items()) == [("a", 1), ("c", 3)]
+    assert pg_server.psql("SELECT version FROM tastypy.format", database).strip() == "1"
+    with tastypy.POD(url, name="old") as pod:  # a writer migrates it
+        assert len(pod) == 2
+        pod["d"] = 4
+    assert pg_server.psql("SELECT version FROM tastypy.format", database).strip() == "2"
+    assert pg_server.psql("SELECT size FROM tastypy.stores", database).strip() == "3"
+    assert reader_items(url, "old") == [("a", 1), ("c", 3), ("d", 4)]
