@@ -142,3 +142,55 @@ def test_errors_name_the_store_and_never_the_password(database: str, pg_server: 
     assert named.returncode == 2 and "cannot name a store" in named.stderr
     stray = tastypy_cmd("keys", "some/dir", "--name", "x")
     assert stray.returncode == 2 and "--name is for a postgresql:// URL" in stray.stderr
+
+
+def test_status_counted_on_the_server_equals_a_count_of_the_records(database: str) -> None:
+    """``status`` of a tracker on PostgreSQL counts on the server (it loads no record).
+
+    The oracle is the count of the records as a read-only tracker shows
+    them (claims' tries not yet synced included), which is what ``status``
+    showed before. Every state is there, with errors and retry times.
+    """
+    from tastypy.cli._status import snapshot, summarized
+    from tastypy.storage.engines import task_summary
+
+    url = f"{database}#mixed"
+    error = {"type": "ValueError", "message": "bad page", "at": 1.0}
+    later = 4_000_000_000.0  # a retry due in 2096
+    tastypy.Tracker(url, max_tries=3).close()
+    with tastypy.POD(url) as pod:  # records as a tracker's store may hold them
+        pod.update(
+            {
+                "done": {"_done": True, "_tries": 1},
+                "done-aborted": {"_done": True, "_tries": 2, "_aborted": True},
+                "aborted": {"_done": False, "_tries": 1, "_aborted": True, "_errors": [error]},
+                "failed": {"_done": False, "_tries": 1, "_errors": [error]},
+                "waiting": {"_done": False, "_tries": 1, "_retry_at": later, "_errors": [error]},
+                "due": {"_done": False, "_tries": 1, "_retry_at": 1.0},
+                "exhausted": {"_done": False, "_tries": 3, "_retry_at": later},
+                "untried": {"_done": False, "_tries": 0},
+                "bare": {"note": "no fields yet"},
+                "not-a-dict": [1, 2],
+                "text": {"_done": False, "_tries": 0, "x": 'the word "_errors" in a value'},
+            }
+        )
+    with tastypy.Tracker(url, lease=30) as tracker:
+        assert tracker.try_it("untried")  # counted by its claim, not synced
+        assert tracker.try_it("failed")  # its second try, not synced
+        assert tracker.try_it("new-task")  # claimed before its record was ever committed
+        with tastypy.Tracker(url, readonly=True) as view:
+            records = dict(view.items())
+        summary = task_summary(url)
+        assert summary is not None
+        on_server, counted = summarized(summary), snapshot(records, 3)
+        assert on_server == counted
+        assert (counted.total, counted.done, counted.aborted, counted.exhausted) == (12, 2, 1, 1)
+        assert (counted.failed, counted.untried, counted.waiting) == (5, 3, 1)
+        assert counted.errors == [("ValueError: bad page", 3)]
+        shown = json.loads(tastypy_cmd("status", url, "--json").stdout)
+        assert {k: shown[k] for k in ("total", "done", "failed", "untried", "waiting")} == {
+            "total": 12, "done": 2, "failed": 5, "untried": 3, "waiting": 1,
+        }  # fmt: skip
+        tracker.release("untried")
+        tracker.release("failed")
+        tracker.release("new-task")

@@ -62,7 +62,7 @@ class Window(MutableMapping[str, Any]):
         self._pending = pending
         self._cache: dict[str, Any] = {}
         self._local: dict[str, int] = {}  # key -> _TAIL, _UNSURE or _GONE, in order of change
-        self._epoch = 0  # raised by every change of what is shown (see __iter__)
+        self._syncs = 0  # raised by every sync or merge (see __iter__)
         engine.begin_on_demand(self._cache)
 
     # -- reading -----------------------------------------------------------------
@@ -109,7 +109,7 @@ class Window(MutableMapping[str, Any]):
         if key not in found:
             raise KeyError(key)
         value = orjson.loads(found[key])
-        self._admit(key, value)
+        self._admit(key, value, found[key])
         return value
 
     def __len__(self) -> int:
@@ -120,44 +120,56 @@ class Window(MutableMapping[str, Any]):
     def __iter__(self) -> Iterator[str]:
         """The keys in order: the store's, in keyset pages, then those added here.
 
-        A change here or a sync while it runs (the caller's loop may do
-        either) makes it read the rest of the page again: a page read
-        before may show a key as it was before the change.
+        Only keys the store had when the iteration began are read from it
+        (each as it is when its page is read), then the keys added here
+        before it began, so a loop that adds keys ends (a dict would raise).
+        Each page's values are kept as it is read; one dropped from memory
+        after a sync or a merge while the page runs (the caller's loop may
+        cause both) is read again, with the rest of the page: the page may
+        show it as it was before.
         """
         local, cache, engine = self._local, self._cache, self._engine
         size = max(1, min(self.page_size, self.capacity // 2))
-        placed: set[str] = set()  # unsure keys the store has: shown in its place
+        until = engine.end()
+        # Keys added (or set unsure) here: at the end, unless the store shows one first.
+        last = dict.fromkeys(key for key, state in local.items() if state != _GONE)
         after = -1
         full = True
         while full:
-            rows = engine.page(after, size)
-            epoch = self._epoch
+            rows = engine.page(after, size, before=until)
+            syncs = self._syncs
+            for _pos, key, blob in rows:
+                if key not in local and key not in cache:
+                    self._admit(key, orjson.loads(blob), blob)
             full = len(rows) == size
-            for pos, key, blob in rows:
-                if self._epoch != epoch:
-                    full = True  # read again from *after*
-                    break
-                after = pos
+            for pos, key, _blob in rows:
                 state = local.get(key)
                 if state is None:
-                    if key not in cache:
-                        self._admit(key, orjson.loads(blob))
-                    yield key
-                elif state == _UNSURE:
-                    placed.add(key)
-                    yield key
+                    if key not in cache and self._syncs != syncs:
+                        full = True  # dropped since a sync: read again from *after*
+                        break
+                elif state != _UNSURE:
+                    after = pos
+                    continue  # deleted here, or added again: not in this place
+                after = pos
+                last.pop(key, None)
+                yield key
+        for key in last:  # a sync in the loop may have written them since: at the end
+            if key in self:
+                yield key
+
+    def _tail(self) -> Iterator[str]:
+        """The keys added here that the store will put at the end, in order."""
+        self._place_unsure()
+        local = self._local
         for key in list(local):
-            state = local.get(key)
-            if state == _TAIL or (state == _UNSURE and key not in placed):
+            if local.get(key) == _TAIL:
                 yield key
 
     def __reversed__(self) -> Iterator[str]:
         """The keys from the last, for ``popitem``."""
-        self._place_unsure()
         local, engine = self._local, self._engine
-        for key in reversed(list(local)):
-            if local.get(key) == _TAIL:
-                yield key
+        yield from reversed(list(self._tail()))
         size = max(1, min(self.page_size, self.capacity // 2))
         before = 2**63 - 1
         while True:
@@ -170,7 +182,10 @@ class Window(MutableMapping[str, Any]):
             before = rows[-1][0]
 
     def _place_unsure(self) -> None:
-        """Ask the store where the keys set here without knowing go: in place, or at the end."""
+        """Ask the store where the keys set here without knowing go: in place, or at the end.
+
+        One in place was shown in its place by an iteration that got there.
+        """
         local = self._local
         unsure = [key for key, state in local.items() if state == _UNSURE]
         if not unsure:
@@ -194,7 +209,6 @@ class Window(MutableMapping[str, Any]):
             state = local.pop(key, None)
             local[key] = _UNSURE if state is None else _TAIL
         self._cache[key] = value
-        self._epoch += 1
 
     def __delitem__(self, key: str) -> None:
         if key not in self._cache and (key in self._local or key not in self):
@@ -202,14 +216,12 @@ class Window(MutableMapping[str, Any]):
         del self._cache[key]
         self._local.pop(key, None)
         self._local[key] = _GONE
-        self._epoch += 1
 
     def add_new(self, key: str, value: Any) -> None:
         """Set *key*, known to be absent, at the end."""
         self._local.pop(key, None)
         self._local[key] = _TAIL
         self._cache[key] = value
-        self._epoch += 1
 
     def drop_all(self, keys: list[str]) -> None:
         """Delete every one of *keys* (``clear``: every key there is)."""
@@ -218,15 +230,14 @@ class Window(MutableMapping[str, Any]):
             cache.pop(key, None)
             local.pop(key, None)
             local[key] = _GONE
-        self._epoch += 1
 
     def committed(self, keys: list[str], left: list[str]) -> None:
         """A sync of *keys* is durable, but for *left*: the store has them in their places."""
         local = self._local
-        if not local:  # what changed is cached here: shown so already
+        self._syncs += 1
+        if not local:
             self._trim()
             return
-        self._epoch += 1
         kept = set(left)
         for key in keys:
             if key not in kept:
@@ -244,10 +255,13 @@ class Window(MutableMapping[str, Any]):
         """
         cache, local, unchanged = self._cache, self._local, merged.unchanged
         if merged:
-            self._epoch += 1
+            self._syncs += 1
         for key in merged.deleted:
-            if key in cache and key not in local and not keep(key):
-                del cache[key]
+            if key in cache and key not in local:
+                if keep(key):  # changed here: the sync that writes it adds it at the end
+                    local[key] = _TAIL
+                else:
+                    del cache[key]
         theirs = [*merged.updated, *((key, blob) for key, blob in merged.appended if blob)]
         for key, blob in theirs:
             if key not in cache or key in local or unchanged(key, blob):
@@ -259,7 +273,7 @@ class Window(MutableMapping[str, Any]):
         """Forget everything held (the store is read anew from now on)."""
         self._cache.clear()
         self._local.clear()
-        self._epoch += 1
+        self._syncs += 1
         self._engine.begin_on_demand(self._cache)
 
     def resident(self) -> list[str]:
@@ -275,35 +289,35 @@ class Window(MutableMapping[str, Any]):
         """Everything shown here was copied to *engine*, in order: serve from it now."""
         self._engine = engine
         self._local.clear()
-        self._epoch += 1
+        self._syncs += 1
 
     def pairs(self) -> Iterator[tuple[str, Any]]:
         """Every ``(key, value)`` in order, caching nothing new (for a copy)."""
         local, cache, engine = self._local, self._cache, self._engine
         size = max(1, self.page_size)
-        placed: set[str] = set()
+        until = engine.end()
         after = -1
         while True:
-            rows = engine.page(after, size, note=False)
-            for _pos, key, blob in rows:
+            rows = engine.page(after, size, before=until)
+            for pos, key, blob in rows:
+                after = pos
                 state = local.get(key)
                 if state is None:
                     value = cache.get(key, _MISSING)
                     yield key, orjson.loads(blob) if value is _MISSING else value
                 elif state == _UNSURE:
-                    placed.add(key)
                     yield key, cache[key]
             if len(rows) < size:
                 break
-            after = rows[-1][0]
-        for key, state in list(local.items()):
-            if state == _TAIL or (state == _UNSURE and key not in placed):
-                yield key, cache[key]
+        for key in self._tail():
+            yield key, cache[key]
 
     # -- the cache's bound -------------------------------------------------------------
 
-    def _admit(self, key: str, value: Any) -> None:
+    def _admit(self, key: str, value: Any, blob: bytes) -> None:
+        """Keep *value*, the store's *blob* of *key*: the engine remembers it was seen so."""
         self._cache[key] = value
+        self._engine.remember(key, blob)
         if len(self._cache) > self.capacity:
             self._trim(key)
 

@@ -6,16 +6,29 @@ import json
 import socket
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from ..storage.engines import is_url, members, writers
+from ..storage.protocol import TaskSummary
 from ..tracker._counts import ABORTED, DONE, EXHAUSTED, TRIED, TaskCounts
 from ..tracker._retry import due_at
 from ._display import can_encode, escaped, fit
 
-__all__ = ["STATES", "Snapshot", "in_state", "processes", "render", "snapshot", "writer"]
+__all__ = [
+    "STATES",
+    "Snapshot",
+    "in_state",
+    "processes",
+    "render",
+    "snapshot",
+    "summarized",
+    "writer",
+]
 
 STATES = ("done", "todo", "failed", "exhausted", "aborted", "untried")
 
@@ -73,13 +86,46 @@ def snapshot(records: dict[str, Any], max_tries: int, top: int = 5) -> Snapshot:
     counts = TaskCounts(max_tries)
     counts.recount(records)
     shot = Snapshot(total=len(records))
-    errors: Counter[str] = Counter()
     states: Counter[str] = Counter()
+    for key in records:
+        states[state_of(counts.status.get(key, 0))] += 1
+    # Each task in exactly one state (as `tastypy list` files them), so the
+    # states add up to the total; "tried" overlaps them all.
+    shot.done, shot.failed, shot.untried = states["done"], states["failed"], states["untried"]
+    shot.exhausted, shot.aborted = states["exhausted"], states["aborted"]
+    shot.tried = counts.counts[TRIED]
+    _note(shot, records.values(), counts, top)
+    return shot
+
+
+def summarized(summary: TaskSummary, top: int = 5) -> Snapshot:
+    """:func:`snapshot` of a tracker its engine counted (``engines.task_summary``)."""
+    shot = Snapshot(total=summary.total, done=summary.done, tried=summary.tried)
+    shot.failed, shot.exhausted, shot.aborted = summary.failed, summary.exhausted, summary.aborted
+    shot.untried = summary.total - summary.done - summary.failed
+    shot.untried -= summary.exhausted + summary.aborted
+    _note(shot, map(_with_tries, summary.notable), TaskCounts(summary.max_tries), top)
+    return shot
+
+
+def _with_tries(found: tuple[bytes, int | None]) -> Any:
+    """A notable record, its tries raised to what claims counted (as the tracker shows it)."""
+    blob, claimed = found
+    record = orjson.loads(blob)
+    if claimed is not None and isinstance(record, dict):
+        tries = record.get("_tries", 0)
+        if type(tries) is int and tries < claimed:
+            record["_tries"] = claimed
+    return record
+
+
+def _note(shot: Snapshot, records: Iterable[Any], counts: TaskCounts, top: int) -> None:
+    """The errors most frequent among tasks not done, and the retries not due yet."""
+    errors: Counter[str] = Counter()
     now = time.time()
     due: list[float] = []
-    for key, record in records.items():
-        bits = counts.status.get(key, 0)
-        states[state_of(bits)] += 1
+    for record in records:
+        bits = counts.status_of(record)
         at = due_at(record)
         if at is not None and at > now and not bits & (DONE | ABORTED | EXHAUSTED):
             due.append(at)
@@ -89,15 +135,9 @@ def snapshot(records: dict[str, Any], max_tries: int, top: int = 5) -> Snapshot:
                 last = recent[-1]
                 message = str(last.get("message", ""))
                 errors[f"{last.get('type', 'Error')}: {message}"[:200]] += 1
-    # Each task in exactly one state (as `tastypy list` files them), so the
-    # states add up to the total; "tried" overlaps them all.
-    shot.done, shot.failed, shot.untried = states["done"], states["failed"], states["untried"]
-    shot.exhausted, shot.aborted = states["exhausted"], states["aborted"]
-    shot.tried = counts.counts[TRIED]
     shot.errors = errors.most_common(top)
     shot.waiting = len(due)
     shot.next_retry = round(min(due) - now, 3) if due else None
-    return shot
 
 
 def writer(store: Path | str) -> tuple[int | None, str | None]:

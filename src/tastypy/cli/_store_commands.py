@@ -35,13 +35,14 @@ from ..storage.engines import (
     open_engine,
     probe,
     stores,
+    task_summary,
     with_store_name,
 )
 from ..tracker._records import BadRecordError
 from ..tracker._tracker import ProgressTracker
 from ._display import escaped, json_text, shown
 from ._errors import EXIT_PROBLEMS, Fail, os_error_line, os_error_status, os_errors_fail
-from ._status import Snapshot, in_state, processes, render, snapshot, writer
+from ._status import Snapshot, in_state, processes, render, snapshot, summarized, writer
 from ._transfer import BadImport, export_to_file, read_numbered, write_export
 
 __all__ = ["EXIT_PROBLEMS", "Fail", "open_for_writing", "plural"]
@@ -311,6 +312,17 @@ def _records(path: str) -> tuple[dict[str, Any], int]:
         return dict(tracker.items()), tracker.max_tries or 0
 
 
+def _snapshot(path: str) -> Snapshot:
+    """The numbers ``status`` shows: counted by the engine where it can, else from the records."""
+    store = _check_store(path)
+    if is_url(store) and _is_tracker(store):
+        summary = task_summary(store)  # a tracker on PostgreSQL: counted on the server
+        if summary is not None:
+            return summarized(summary)
+    records, max_tries = _records(path)
+    return snapshot(records, max_tries)
+
+
 def status(args: argparse.Namespace) -> int:
     colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     width = min(shutil.get_terminal_size((80, 24)).columns, 100)
@@ -320,8 +332,7 @@ def status(args: argparse.Namespace) -> int:
             # Who writes is asked first: a frame that finds no writer then
             # shows what the last writer left, not the state just before it.
             pid, state = writer(_where(args.path))
-            records, max_tries = _records(args.path)
-            shot = snapshot(records, max_tries)
+            shot = _snapshot(args.path)
             shot.writer, shot.writer_state = pid, state
             shot.processes = processes(_where(args.path), time.time())
             history.append((time.monotonic(), shot.done))

@@ -26,7 +26,7 @@ from ..errors import SettingsError
 from .files import _target
 from .files._engine import FileStorage
 from .postgres import _target as _pg_target
-from .protocol import Member, Probe, Storage
+from .protocol import Member, Probe, Storage, TaskSummary
 
 if TYPE_CHECKING:
     from .damage import ContentChecks, RepairReport, VerifyReport
@@ -45,6 +45,7 @@ __all__ = [
     "set_give_up",
     "store_key",
     "stores",
+    "task_summary",
     "verify",
     "with_store_name",
     "writers",
@@ -261,6 +262,18 @@ def members(target: str | os.PathLike[str]) -> list[Member]:
         found: list[Member] = catalog.members(os.fspath(target))
         return found
     return _target.members(Path(target))
+
+
+def task_summary(target: str | os.PathLike[str]) -> TaskSummary | None:
+    """The tracker at *target* counted by its engine, without loading it; None if it cannot.
+
+    PostgreSQL counts on the server; the file engine has no counts of its own.
+    """
+    catalog = _pg(target)
+    if catalog is None:
+        return None
+    found: TaskSummary | None = catalog.task_summary(os.fspath(target))
+    return found
 
 
 def store_key(target: str | os.PathLike[str], name: object = None) -> str:

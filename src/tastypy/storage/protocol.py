@@ -49,6 +49,7 @@ __all__ = [
     "Shared",
     "SideLog",
     "Storage",
+    "TaskSummary",
 ]
 
 CAPABILITIES = frozenset({"claims", "counts", "on_demand", "shared"})
@@ -208,6 +209,28 @@ class Member:
     host: str = ""
 
 
+@dataclass(frozen=True)
+class TaskSummary:
+    """A tracker's records counted by the engine itself: :func:`.engines.task_summary`.
+
+    Counted as the tracker counts (``tracker/_counts.py``), each task in one
+    state: *done*; else *aborted*; else *exhausted* (tried *max_tries*
+    times); else *failed* (tried); the rest untried. *tried* overlaps them.
+    *notable*: the JSON of every task not done whose record may name
+    errors or a retry time (a superset: the caller decodes and checks),
+    with the tries claims counted for it if more than the record's (else None).
+    """
+
+    max_tries: int
+    total: int
+    done: int
+    aborted: int
+    exhausted: int
+    failed: int
+    tried: int
+    notable: list[tuple[bytes, int | None]]
+
+
 class Shared(Protocol):
     """Capability ``"shared"``: one of several writers of a store at once."""
 
@@ -356,17 +379,25 @@ class OnDemand(Protocol):
         ...
 
     def fetch(self, keys: list[str]) -> dict[str, bytes]:
-        """The committed JSON of those of *keys* the store holds now (the caller keeps them)."""
+        """The committed JSON of those of *keys* the store holds now."""
         ...
 
     def page(
-        self, after: int, limit: int, *, backwards: bool = False, note: bool = True
+        self, after: int, limit: int, *, before: int | None = None, backwards: bool = False
     ) -> list[tuple[int, str, bytes]]:
         """Up to *limit* ``(position, key, JSON)`` in order, after *after* (-1: the start).
 
-        *backwards*: in reverse order, before *after*. *note*: the caller
-        keeps the values, as from :meth:`fetch`.
+        *before*: only positions below it. *backwards*: in reverse order,
+        below *after*.
         """
+        ...
+
+    def end(self) -> int:
+        """A position above every key's (the next key added takes it)."""
+        ...
+
+    def remember(self, key: str, blob: bytes) -> None:
+        """The caller keeps *key*'s value, read as *blob* (until :meth:`forget`)."""
         ...
 
     def size(self, keys: list[str]) -> tuple[int, int]:

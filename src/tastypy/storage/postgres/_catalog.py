@@ -16,14 +16,14 @@ import orjson
 
 from ...errors import NotAStoreError
 from ..damage import ContentChecks, Damage, VerifyReport
-from ..protocol import Member, Probe
+from ..protocol import Member, Probe, TaskSummary
 from . import _schema
 from ._engine import PostgresStorage
 from ._link import Connection, Link, RawJson
 from ._schema import q
 from ._target import parse, user_key
 
-__all__ = ["members", "probe", "stores", "verify"]
+__all__ = ["members", "probe", "stores", "task_summary", "verify"]
 
 
 def probe(url: str) -> Probe:
@@ -47,15 +47,7 @@ def stores(url: str) -> list[dict[str, Any]]:
             layout = _schema.ensure(conn, target.server, create=False)
             if layout is None:
                 return []
-            size = (
-                "s.size"
-                if layout >= 2
-                # an older layout: counted
-                else (
-                    "(SELECT count(*) FROM {s}.records r WHERE r.store = s.id "
-                    "AND r.value IS NOT NULL)"
-                )
-            )
+            size = _schema.size_sql(layout)
             listing = "SELECT s.name, s.meta::text, s.changed, " + size
             return conn.execute(q(listing + " FROM {s}.stores s ORDER BY s.name")).fetchall()
 
@@ -99,6 +91,83 @@ def members(url: str) -> list[Member]:
         # No count of its tries since it began: since=0 says so (no rate per process).
         found.append(Member(pid=pid, since=0.0, holding=int(holding), claims=0, host=host))
     return found
+
+
+# Every task as a readable tracker sees it: each record's state, and its
+# tries raised to what claims counted (tries not yet synced); plus a task a
+# claim found no record of and whose record was never committed.
+_TASKS = """
+    WITH t AS (
+        SELECT coalesce(r.state, 0) AS state,
+            greatest(coalesce(r.tries, 0), coalesce(c.tries, 0)) AS tries,
+            r.value AS value, c.tries AS claimed
+        FROM {s}.records r
+        LEFT JOIN {s}.claims c ON c.store = r.store AND c.key = r.key AND c.tries > 0
+        WHERE r.store = %(store)s AND r.value IS NOT NULL
+        UNION ALL
+        SELECT 0, c.tries, NULL, c.tries FROM {s}.claims c
+        WHERE c.store = %(store)s AND c.tries > 0 AND c.new AND NOT EXISTS (
+            SELECT 1 FROM {s}.records r
+            WHERE r.store = c.store AND r.key = c.key AND r.value IS NOT NULL)
+    )
+"""
+# Counted as the tracker counts: done, else aborted, else exhausted, else failed.
+_COUNTS = q(
+    _TASKS
+    + """
+    SELECT count(*),
+        count(*) FILTER (WHERE state = 1),
+        count(*) FILTER (WHERE state = 2),
+        count(*) FILTER (WHERE state = 0 AND %(max)s > 0 AND tries >= %(max)s),
+        count(*) FILTER (WHERE state = 0 AND tries > 0 AND NOT (%(max)s > 0 AND tries >= %(max)s)),
+        count(*) FILTER (WHERE tries > 0)
+    FROM t
+    """
+)
+# The tasks not done whose records may name errors or a retry time, with the
+# tries claims counted.
+_NOTABLE = q(
+    _TASKS
+    + """
+    SELECT value, claimed FROM t
+    WHERE state <> 1 AND value IS NOT NULL
+        AND (strpos(value::text, '"_errors"') > 0 OR strpos(value::text, '"_retry_at"') > 0)
+    """
+)
+
+
+def task_summary(url: str) -> TaskSummary | None:
+    """The tracker at *url* counted by the server, in one snapshot; None if it cannot be.
+
+    Counted as a read-only tracker shows it: each record's tries raised to
+    what claims counted (a try not synced yet), and a task claimed whose
+    record was never committed. None when the counts would not be the
+    tracker's: tries logged in the side log since the last sync (the tracker
+    adds them), or a ``max_tries`` setting it would refuse. Then the caller
+    reads the records instead.
+    """
+    storage = PostgresStorage(url, None, readonly=True)
+    try:
+        stored = storage.meta.get("max_tries") or 0
+        if type(stored) is not int or stored < 0 or not storage.side_log("tries").empty:
+            return None
+        ask = {"max": stored, "store": storage._id}
+
+        def work(conn: Connection) -> tuple[tuple[Any, ...], list[tuple[bytes, int | None]]]:
+            with conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                counts = conn.execute(_COUNTS, ask).fetchone()
+                with conn.cursor() as cur:
+                    cur.adapters.register_loader("json", RawJson)
+                    notable = [(row[0], row[1]) for row in cur.execute(_NOTABLE, ask)]
+            assert counts is not None
+            return tuple(counts), notable
+
+        counts, notable = storage._link.run(work)
+    finally:
+        storage.close()
+    total, done, aborted, exhausted, failed, tried = (int(each) for each in counts)
+    return TaskSummary(stored, total, done, aborted, exhausted, failed, tried, notable)
 
 
 def this_host() -> str:

@@ -38,7 +38,7 @@ from .._merge import Merge, merge
 from . import _schema
 from ._claims import LeasedClaims
 from ._link import Connection, Link, RawJson
-from ._schema import LOCK_SPACE, q
+from ._schema import COUNT_SQL, LOCK_SPACE, q, size_sql
 from ._sidelog import PostgresSideLog
 from ._target import KEY_MARK, Target, parse, stored_key, user_key
 from ._writes import Rows, task_facts, write_rows
@@ -47,7 +47,20 @@ __all__ = ["PostgresStorage"]
 
 Change = tuple[str, "bytes | None"]
 _UNKNOWN = object()  # what an open served on demand last saw of a key it never read
+_NOT_READ = b""  # the value of another's change an open served on demand did not read
 _PAGE = 20_000  # rows a load fetches per round trip
+
+
+# A commit's row of the store: its version and next position, and the count
+# of keys, raised by this commit's growth if it was right before (else counted).
+_COMMITTED = q(
+    "UPDATE {s}.stores s SET version = %s, next_pos = %s, changed = now(), "
+    "size = CASE WHEN s.size_at = s.version THEN s.size + %s ELSE " + COUNT_SQL + " END, "
+    "size_at = s.version + 1 WHERE s.id = %s"
+)
+_COMMITTED_V1 = q(
+    "UPDATE {s}.stores SET version = %s, next_pos = %s, changed = now() WHERE id = %s"
+)
 
 
 class PostgresStorage(LeasedClaims):
@@ -237,32 +250,25 @@ class PostgresStorage(LeasedClaims):
         self._check_open()
         if not keys:
             return {}
-
-        def work(conn: Connection) -> list[Any]:
-            with conn.cursor() as cur:
-                cur.adapters.register_loader("json", RawJson)
-                cur.execute(
-                    q(
-                        "SELECT key, value FROM {s}.records "
-                        "WHERE store = %s AND key = ANY(%s) AND value IS NOT NULL"
-                    ),
-                    (self._id, [stored_key(key) for key in keys]),
-                )
-                return cur.fetchall()
-
-        return self._noted({self._key(stored): blob for stored, blob in self._link.run(work)})
+        return self._link.run(lambda conn: self._values(conn, keys))
 
     def page(
-        self, after: int, limit: int, *, backwards: bool = False, note: bool = True
+        self, after: int, limit: int, *, before: int | None = None, backwards: bool = False
     ) -> list[tuple[int, str, bytes]]:
         """Up to *limit* of the store's ``(pos, key, JSON)``, in order, after position *after*.
 
-        *backwards*: in reverse order, before position *after*. Each page is
-        one query: what it shows is as of then (keyset pages, no cursor).
-        *note*: the caller keeps the values (see :meth:`fetch`).
+        *before*: only positions below it. *backwards*: in reverse order,
+        below *after*. Each page is one query: what it shows is as of then
+        (keyset pages, no cursor).
         """
         self._check_open()
-        where = "pos < %s ORDER BY pos DESC" if backwards else "pos > %s ORDER BY pos"
+        bounds: tuple[int, ...]
+        if backwards:
+            where, bounds = "pos < %s ORDER BY pos DESC", (after,)
+        elif before is None:
+            where, bounds = "pos > %s ORDER BY pos", (after,)
+        else:
+            where, bounds = "pos > %s AND pos < %s ORDER BY pos", (after, before)
 
         def work(conn: Connection) -> list[Any]:
             with conn.cursor() as cur:
@@ -272,27 +278,22 @@ class PostgresStorage(LeasedClaims):
                         "SELECT pos, key, value FROM {s}.records "
                         "WHERE store = %s AND value IS NOT NULL AND " + where + " LIMIT %s"
                     ),
-                    (self._id, after, limit),
+                    (self._id, *bounds, limit),
                 )
                 return cur.fetchall()
 
-        rows = [(int(pos), self._key(stored), blob) for pos, stored, blob in self._link.run(work)]
-        if note:
-            self._noted({key: blob for _pos, key, blob in rows})
-        return rows
+        return [(int(pos), self._key(stored), blob) for pos, stored, blob in self._link.run(work)]
+
+    def end(self) -> int:
+        """The position the next key added will take: every key's is below it."""
+        self._check_open()
+        return int(self._link.run(lambda conn: self._head(conn, "next_pos"))[0])
 
     def size(self, keys: list[str]) -> tuple[int, int]:
         """How many keys the store holds now, and how many of *keys* it holds."""
         self._check_open()
         stored = [stored_key(key) for key in keys]
-        total = (
-            "s.size"
-            if self._layout >= 2
-            # an older layout, read-only: counted
-            else (
-                "(SELECT count(*) FROM {s}.records c WHERE c.store = s.id AND c.value IS NOT NULL)"
-            )
-        )
+        total = size_sql(self._layout)
 
         def work(conn: Connection) -> tuple[Any, ...]:
             row = conn.execute(
@@ -310,17 +311,10 @@ class PostgresStorage(LeasedClaims):
         total_now, among = self._link.run(work)
         return int(total_now), int(among)
 
-    def _noted(self, found: dict[str, bytes]) -> dict[str, bytes]:
-        """Remember what *found* shows, as a sync would: the caller keeps it (on demand).
-
-        The caller lets go of a key with :meth:`forget`.
-        """
+    def remember(self, key: str, blob: bytes) -> None:
+        """The caller keeps *key*'s value, which the store held as *blob* (on demand)."""
         if not self.readonly:
-            seen = self._seen
-            for key, blob in found.items():
-                if key not in seen:  # else the caller keeps the value it saw last
-                    seen[key] = hash(blob)
-        return found
+            self._seen[key] = hash(blob)
 
     def _read_all(self, conn: Connection) -> tuple[int, int, dict[str, Any], list[Any]]:
         with conn.transaction():
@@ -416,12 +410,7 @@ class PostgresStorage(LeasedClaims):
             conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_SPACE, self._id))
             head = self._head(conn, "version, next_pos, horizon")
             version, next_pos, horizon = (int(each) for each in head)
-            theirs: list[Change] = []
-            gone: list[str] = []  # keys the others deleted that no row tells of any more
-            if version != self._version:
-                if self._version < horizon:  # rows of deleted keys were removed since
-                    gone = self._vanished(conn, seen)
-                theirs = [(key, None) for key in gone] + self._theirs(conn, seen)
+            theirs = self._catch_up(conn, seen, version, horizon)
             after: dict[str, bool] = {key: blob is not None for key, blob in theirs}
             mine: list[Change] = []
             now: dict[str, object] = {}  # this batch's effect on what this open saw
@@ -452,13 +441,10 @@ class PostgresStorage(LeasedClaims):
             if written is None:
                 return version, next_pos, theirs, mine, lost
             added, grown = written
-            conn.execute(
-                q(
-                    "UPDATE {s}.stores SET version = %s, next_pos = %s, size = size + %s, "
-                    "changed = now() WHERE id = %s"
-                ),
-                (version + 1, next_pos + added, grown, self._id),
-            )
+            if self._layout >= 2:
+                conn.execute(_COMMITTED, (version + 1, next_pos + added, grown, self._id))
+            else:  # an older layout this role may not migrate: no count to keep
+                conn.execute(_COMMITTED_V1, (version + 1, next_pos + added, self._id))
         return version + 1, next_pos + added, theirs, mine, lost
 
     def _live(self, conn: Connection, keys: list[str]) -> set[str]:
@@ -474,8 +460,26 @@ class PostgresStorage(LeasedClaims):
         )
         return {self._key(stored) for (stored,) in rows}
 
+    def _catch_up(
+        self, conn: Connection, seen: dict[str, int], version: int, horizon: int
+    ) -> list[Change]:
+        """What the others committed since this open's last sync (the store at *version*)."""
+        if version == self._version:
+            return []
+        gone: list[str] = []  # keys the others deleted that no row tells of any more
+        if self._version < horizon:  # rows of deleted keys were removed since
+            gone = self._vanished(conn, seen)
+        return [(key, None) for key in gone] + self._theirs(conn, seen)
+
     def _theirs(self, conn: Connection, seen: dict[str, int]) -> list[Change]:
-        """The others' commits since this open's last sync, as one run of changes."""
+        """The others' commits since this open's last sync, as one run of changes.
+
+        On demand, only the values of keys this open saw are read: of the
+        others, what counts is that they changed (their value stands in as
+        :data:`_NOT_READ`, which no decoder takes).
+        """
+        if self._resident is not None:
+            return self._as_changes(self._theirs_seen(conn, seen), seen)
         with conn.cursor() as cur:
             cur.adapters.register_loader("json", RawJson)
             cur.execute(
@@ -486,6 +490,59 @@ class PostgresStorage(LeasedClaims):
                 (self._id, self._version),
             )
             return self._as_changes(cur.fetchall(), seen)
+
+    def _theirs_seen(self, conn: Connection, seen: dict[str, int]) -> list[Any]:
+        """On demand: the rows the others changed since, of the keys this open saw.
+
+        The others' other changes need nothing here (a read asks the store),
+        so what this holds is the fewer of their changes and the keys seen:
+        the keys alone, or the rows of the keys seen if those are fewer.
+        """
+        if not seen:
+            return []
+        since = (self._id, self._version)
+        changed = conn.execute(
+            q("SELECT count(*) FROM {s}.records WHERE store = %s AND version > %s"), since
+        ).fetchone()
+        if changed is not None and int(changed[0]) > len(seen):
+            with conn.cursor() as cur:
+                cur.adapters.register_loader("json", RawJson)
+                cur.execute(
+                    q(
+                        "SELECT key, pos, value FROM {s}.records WHERE store = %s "
+                        "AND version > %s AND key = ANY(%s) ORDER BY pos"
+                    ),
+                    (*since, [stored_key(key) for key in seen]),
+                )
+                return cur.fetchall()
+        rows = conn.execute(
+            q(
+                "SELECT key, pos, value IS NOT NULL FROM {s}.records "
+                "WHERE store = %s AND version > %s ORDER BY pos"
+            ),
+            since,
+        ).fetchall()
+        wanted = [self._key(stored) for stored, _pos, there in rows if there]
+        values = self._values(conn, [key for key in wanted if key in seen])
+        return [
+            (stored, pos, values.get(self._key(stored), _NOT_READ) if there else None)
+            for stored, pos, there in rows
+        ]
+
+    def _values(self, conn: Connection, keys: list[str]) -> dict[str, bytes]:
+        """The JSON of those of *keys* the store holds (inside a transaction)."""
+        if not keys:
+            return {}
+        with conn.cursor() as cur:
+            cur.adapters.register_loader("json", RawJson)
+            cur.execute(
+                q(
+                    "SELECT key, value FROM {s}.records "
+                    "WHERE store = %s AND key = ANY(%s) AND value IS NOT NULL"
+                ),
+                (self._id, [stored_key(key) for key in keys]),
+            )
+            return {self._key(stored): blob for stored, blob in cur.fetchall()}
 
     def _rows(self, conn: Connection, keys: list[str], seen: dict[str, int]) -> list[Change]:
         """The store's records of *keys*, as changes that make this open's memory hold them."""
@@ -645,15 +702,7 @@ class PostgresStorage(LeasedClaims):
         self._check_open()
 
         def work(conn: Connection) -> tuple[Any, ...]:
-            total = (
-                "s.size"
-                if self._layout >= 2
-                # an older layout: counted
-                else (
-                    "(SELECT count(*) FROM {s}.records r WHERE r.store = s.id "
-                    "AND r.value IS NOT NULL)"
-                )
-            )
+            total = size_sql(self._layout)
             row = conn.execute(
                 q(
                     "SELECT s.version, s.created, s.changed, " + total + " "

@@ -7,7 +7,10 @@ writable open migrates an older one (:data:`MIGRATIONS`). A read-only open
 of an older layout reads it as it is.
 
 Version 2 added ``stores.size``, the number of keys a store holds, kept by
-every commit, so that ``len()`` of a store larger than memory is one row.
+every commit, so that ``len()`` of a store larger than memory is one row,
+and ``stores.size_at``, the commit it is right as of: a writer of version 1
+still running (it keeps no count) commits without raising it, and the count
+is made again (``_engine.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING
 
+import psycopg
 from psycopg import sql
 
 from ...errors import NotAStoreError, SettingsError
@@ -22,7 +26,7 @@ from ...errors import NotAStoreError, SettingsError
 if TYPE_CHECKING:
     from ._link import Connection
 
-__all__ = ["LOCK_SPACE", "SCHEMA", "VERSION", "ensure", "q"]
+__all__ = ["COUNT_SQL", "LOCK_SPACE", "SCHEMA", "VERSION", "ensure", "q", "size_sql"]
 
 SCHEMA = "tastypy"
 VERSION = 2
@@ -47,6 +51,7 @@ CREATE TABLE {s}.stores (
     next_pos bigint NOT NULL DEFAULT 0,
     horizon bigint NOT NULL DEFAULT 0,
     size bigint NOT NULL DEFAULT 0,
+    size_at bigint NOT NULL DEFAULT 0,
     created timestamptz NOT NULL DEFAULT now(),
     changed timestamptz NOT NULL DEFAULT now()
 );
@@ -90,11 +95,25 @@ CREATE TABLE {s}.side_logs (
 # reads its store's row first) and holds back those that follow.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
-        "ALTER TABLE {s}.stores ADD COLUMN size bigint NOT NULL DEFAULT 0",
-        "UPDATE {s}.stores s SET size = (SELECT count(*) FROM {s}.records r "
-        "WHERE r.store = s.id AND r.value IS NOT NULL)",
+        "ALTER TABLE {s}.stores ADD COLUMN size bigint NOT NULL DEFAULT 0, "
+        "ADD COLUMN size_at bigint NOT NULL DEFAULT 0",
+        "UPDATE {s}.stores s SET size_at = s.version, size = (SELECT count(*) "
+        "FROM {s}.records r WHERE r.store = s.id AND r.value IS NOT NULL)",
     ),
 }
+
+
+# A store's number of keys, in SQL over its row ``s`` of stores: counted, or
+# (layout 2 on) the count its commits keep if that is as of its last commit,
+# else counted (a writer of layout 1 committed since; its next sync of
+# layout 2 makes the count again).
+COUNT_SQL = "(SELECT count(*) FROM {s}.records c WHERE c.store = s.id AND c.value IS NOT NULL)"
+_KEPT_SQL = f"(CASE WHEN s.size_at = s.version THEN s.size ELSE {COUNT_SQL} END)"
+
+
+def size_sql(layout: int) -> str:
+    """The SQL of a store's number of keys, for tables of *layout*."""
+    return _KEPT_SQL if layout >= 2 else COUNT_SQL
 
 
 @functools.cache
@@ -134,11 +153,30 @@ def _version(conn: Connection, where: str) -> int | None:
     return version
 
 
+def _make_or_migrate(conn: Connection, where: str) -> int:
+    """Make the tables, or migrate them to :data:`VERSION`, in one transaction; the version."""
+    with conn.transaction():
+        # Two processes making the tables at once: one makes them, the other waits.
+        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_SPACE, _CREATE_LOCK))
+        version = _version(conn, where)
+        if version is None:
+            conn.execute(q(_TABLES))
+            conn.execute(q("INSERT INTO {s}.format (version) VALUES (%s)"), (VERSION,))
+            return VERSION
+        while version < VERSION:
+            for statement in MIGRATIONS[version]:
+                conn.execute(q(statement))
+            version += 1
+            conn.execute(q("UPDATE {s}.format SET version = %s"), (version,))
+        return version
+
+
 def ensure(conn: Connection, where: str, *, create: bool) -> int | None:
     """Check the tables' version, making or migrating them if *create*; that version.
 
     None: there are no tables (and *create* was false). A read-only caller
-    (not *create*) may get an older version than :data:`VERSION`.
+    (not *create*), or one whose role may not migrate the tables, may get an
+    older version than :data:`VERSION`.
 
     Raises
     ------
@@ -149,19 +187,14 @@ def ensure(conn: Connection, where: str, *, create: bool) -> int | None:
     """
     version = _version(conn, where)
     if create and (version is None or version < VERSION):
-        with conn.transaction():
-            # Two processes making the tables at once: one makes them, the other waits.
-            conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_SPACE, _CREATE_LOCK))
+        try:
+            version = _make_or_migrate(conn, where)
+        except psycopg.errors.InsufficientPrivilege:
+            # Only the tables' owner may migrate them (ALTER TABLE): this role
+            # goes on with the layout as it is, as a read-only open does.
             version = _version(conn, where)
             if version is None:
-                conn.execute(q(_TABLES))
-                conn.execute(q("INSERT INTO {s}.format (version) VALUES (%s)"), (VERSION,))
-                version = VERSION
-            while version < VERSION:
-                for statement in MIGRATIONS[version]:
-                    conn.execute(q(statement))
-                version += 1
-                conn.execute(q("UPDATE {s}.format SET version = %s"), (version,))
+                raise
     if version is not None and version > VERSION:
         raise SettingsError(
             f"{where}: the tables are of layout version {version}, made by a newer tastypy "
