@@ -11,6 +11,7 @@ its changes pending.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import psycopg
@@ -234,3 +235,18 @@ def test_a_database_that_is_not_utf8_is_refused(pg_server: Server, pg_name: str)
     )
     with pytest.raises(tastypy.SettingsError, match="encoding is LATIN1, and a store needs UTF8"):
         tastypy.POD(pg_server.url(database), name="s")
+
+
+def test_a_store_that_grew_by_a_large_part_at_once_is_known_to_the_planner(
+    pg_server: Server, url: str, pg_name: str
+) -> None:
+    # Without fresh statistics the planner took a new store of 12,000 rows
+    # for one of a row or so, and read each key by scanning them all.
+    with tastypy.POD(url, name=pg_name) as pod:
+        pod.update((f"k{i}", i) for i in range(12_000))
+    store = pg_server.psql(f"SELECT id FROM tastypy.stores WHERE name = '{pg_name}'").strip()
+    plan = pg_server.psql(
+        f"EXPLAIN (FORMAT JSON) SELECT * FROM tastypy.records WHERE store = {store}"
+    )
+    estimated = json.loads(plan)[0]["Plan"]["Plan Rows"]
+    assert estimated > 1_000, plan

@@ -441,3 +441,85 @@ def test_a_role_that_may_not_migrate_the_tables_goes_on_with_layout_1(
     with tastypy.POD(url, name="s") as pod:  # the owner migrates, and counts
         assert len(pod) == 2
     assert pg_server.psql("SELECT size FROM tastypy.stores", database).strip() == "2"
+
+
+def test_a_long_read_loop_keeps_memory_bounded_though_each_sync_saw_a_value_held(
+    url: str, big_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each sync the loop sets off finds the loop's variable holding the last
+    # value read, so that key joined the session: one a sync, never let go,
+    # until the session filled the window (and every value read scanned it).
+    monkeypatch.setattr(Window, "capacity", 50)
+
+    def work() -> int:
+        count = 0
+        with tastypy.POD(url, name=big_store, sync_at=2) as pod:
+            for _key, value in pod.items():
+                count += value["i"] >= 0
+                if count == 3_000:
+                    break
+        return count
+
+    count, peak = peak_of(work)
+    assert count == 3_000
+    # 1,500 syncs: a kilobyte value pinned by each would be 1.5 MB.
+    assert peak < 500_000, f"the loop held {peak} bytes"
+
+
+def test_a_value_changed_in_place_after_its_sync_and_let_go_is_still_saved(
+    url: str, pg_name: str, small_window: None
+) -> None:
+    make(url, pg_name, 20)
+    with tastypy.POD(url, name=pg_name) as pod:
+        record = pod["k3"] = {"n": 3}
+        pod.sync()
+        record["late"] = True  # after its sync: only the session knows to look again
+        del record  # nothing reaches it now but the POD
+        for key in pod:  # every value passes through a window of 5
+            assert key in pod
+    assert dict(reader_items(url, pg_name))["k3"] == {"n": 3, "late": True}
+
+
+# -- found by a second adversarial review: each failed before its fix -------------
+
+
+def test_a_change_here_to_a_key_another_writer_deleted_is_listed_counted_and_copied(
+    url: str, pg_name: str, tmp_path: Path
+) -> None:
+    make(url, pg_name, 4)
+    a, b = shared_pod(url, pg_name), shared_pod(url, pg_name)
+    try:
+        assert a["k2"] == 2
+        a["k2"] = "mine"  # pending here
+        del b["k2"]
+        b.sync()
+        # Where a's sync will put it: at the end (the store has it no more).
+        assert list(a) == ["k0", "k1", "k3", "k2"] and len(a) == 4
+        a.copy(tmp_path / "copy")
+    finally:
+        a.close()
+        b.close()
+    with tastypy.POD(tmp_path / "copy", readonly=True) as copied:
+        assert list(copied.items()) == [("k0", 0), ("k1", 1), ("k3", 3), ("k2", "mine")]
+
+
+def test_a_loop_that_deletes_and_adds_back_a_key_ahead_shows_it_at_the_end(
+    url: str, pg_name: str, small_window: None
+) -> None:
+    make(url, pg_name, 6)
+    as_a_dict = {f"k{i}": i for i in range(6)}
+    expected = []
+    for i, key in enumerate(as_a_dict):
+        expected.append(key)
+        if i == 0:
+            del as_a_dict["k4"]
+            as_a_dict["k4"] = 44
+    for sync_at in (1000, 2):
+        with tastypy.POD(url, name=pg_name, sync_at=sync_at) as pod:
+            shown = []
+            for i, key in enumerate(pod):
+                shown.append(key)
+                if i == 0:
+                    del pod["k4"]
+                    pod["k4"] = 44
+            assert shown == expected, sync_at

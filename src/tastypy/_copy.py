@@ -46,9 +46,10 @@ def copy_into(  # noqa: PLR0917  # copy()'s own arguments, with the POD's state
     # Pending.take): every value goes to the new store.
     resident = list(data) if window is None else window.resident()
     reach = set(reachable_among(data, resident))
+    # Before the dirty keys are taken: the window places them by them.
+    pairs: Iterable[tuple[str, Any]] = data.items() if window is None else window.pairs()
     taken, _reach = pending.take(data, None, full=False)
     loaded: dict[str, Any] | None = None
-    pairs: Iterable[tuple[str, Any]] = data.items() if window is None else window.pairs()
     try:
         new = _new_engine(source, target, file_size, gzipped, name)
         made = isinstance(target, (str, os.PathLike))

@@ -36,6 +36,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
+from ._codec import FAST_OPTIONS
+from ._references import reachable_among
+
 if TYPE_CHECKING:
     from ._pending import Pending
     from .storage import Merge
@@ -63,6 +66,7 @@ class Window(MutableMapping[str, Any]):
         self._cache: dict[str, Any] = {}
         self._local: dict[str, int] = {}  # key -> _TAIL, _UNSURE or _GONE, in order of change
         self._syncs = 0  # raised by every sync or merge (see __iter__)
+        self._bound = self.capacity  # the size of the cache that sets off a trim
         engine.begin_on_demand(self._cache)
 
     # -- reading -----------------------------------------------------------------
@@ -112,27 +116,43 @@ class Window(MutableMapping[str, Any]):
         self._admit(key, value, found[key])
         return value
 
+    def _pending_keys(self) -> dict[str, None]:
+        """Keys with a change here not yet committed, that are here: dirty order, then the rest.
+
+        Where the store does not show one in a place (added here, or deleted
+        by another writer since this one changed it), it goes at the end:
+        there its sync puts it.
+        """
+        cache, local = self._cache, self._local
+        keys = dict.fromkeys(key for key in self._pending.dirty if key in cache)
+        keys.update((key, None) for key, state in local.items() if state != _GONE)
+        return keys
+
     def __len__(self) -> int:
-        local = self._local
-        total, among = self._engine.size(list(local))
-        return total - among + sum(1 for state in local.values() if state != _GONE)
+        here = self._pending_keys()
+        gone = [key for key, state in self._local.items() if state == _GONE]
+        total, among = self._engine.size([*here, *gone])
+        return total - among + len(here)
 
     def __iter__(self) -> Iterator[str]:
-        """The keys in order: the store's, in keyset pages, then those added here.
+        """The keys in order: the store's, in keyset pages, then those it does not show.
 
         Only keys the store had when the iteration began are read from it
-        (each as it is when its page is read), then the keys added here
-        before it began, so a loop that adds keys ends (a dict would raise).
-        Each page's values are kept as it is read; one dropped from memory
-        after a sync or a merge while the page runs (the caller's loop may
-        cause both) is read again, with the rest of the page: the page may
-        show it as it was before.
+        (each as it is when its page is read). Then come the keys changed
+        here that the store did not show (added here, or deleted by another
+        writer since this one changed them), and those the loop deleted and
+        added again, as a dict would; a key the loop adds is not shown, so a
+        loop that adds keys ends (a dict would raise). Each page's values
+        are kept as it is read; one dropped from memory after a sync or a
+        merge while the page runs (the caller's loop may cause both) is read
+        again, with the rest of the page: the page may show it as it was.
+        A key another writer moves to the end meanwhile is not shown.
         """
         local, cache, engine = self._local, self._cache, self._engine
         size = max(1, min(self.page_size, self.capacity // 2))
         until = engine.end()
-        # Keys added (or set unsure) here: at the end, unless the store shows one first.
-        last = dict.fromkeys(key for key, state in local.items() if state != _GONE)
+        last = self._pending_keys()  # at the end, unless the store shows one first
+        again: dict[str, None] = {}  # keys the loop deleted and added again
         after = -1
         full = True
         while full:
@@ -150,11 +170,14 @@ class Window(MutableMapping[str, Any]):
                         break
                 elif state != _UNSURE:
                     after = pos
+                    if state == _TAIL and key not in last:
+                        again[key] = None
                     continue  # deleted here, or added again: not in this place
                 after = pos
                 last.pop(key, None)
+                again.pop(key, None)
                 yield key
-        for key in last:  # a sync in the loop may have written them since: at the end
+        for key in (*last, *again):  # a sync in the loop may have written them since
             if key in self:
                 yield key
 
@@ -292,24 +315,27 @@ class Window(MutableMapping[str, Any]):
         self._syncs += 1
 
     def pairs(self) -> Iterator[tuple[str, Any]]:
-        """Every ``(key, value)`` in order, caching nothing new (for a copy)."""
-        local, cache, engine = self._local, self._cache, self._engine
-        size = max(1, self.page_size)
-        until = engine.end()
-        after = -1
-        while True:
-            rows = engine.page(after, size, before=until)
-            for pos, key, blob in rows:
-                after = pos
-                state = local.get(key)
-                if state is None:
-                    value = cache.get(key, _MISSING)
-                    yield key, orjson.loads(blob) if value is _MISSING else value
-                elif state == _UNSURE:
-                    yield key, cache[key]
-            if len(rows) < size:
-                break
-        for key in self._tail():
+        """Every ``(key, value)`` in order, as of one snapshot of the store (for a copy).
+
+        The store's rows are read whole, in one transaction (a copy holds
+        every value anyway), so no key another writer moves meanwhile is
+        missed; the values here (changed, or kept) stand for theirs.
+        """
+        return self._pairs(self._pending_keys())  # what is pending now, before the copy takes it
+
+    def _pairs(self, last: dict[str, None]) -> Iterator[tuple[str, Any]]:
+        local, cache = self._local, self._cache
+        for key, blob in self._engine.rows():
+            state = local.get(key)
+            if state is None:
+                value = cache.get(key, _MISSING)
+                yield key, orjson.loads(blob) if value is _MISSING else value
+            elif state == _UNSURE:
+                yield key, cache[key]
+            else:
+                continue
+            last.pop(key, None)
+        for key in last:
             yield key, cache[key]
 
     # -- the cache's bound -------------------------------------------------------------
@@ -318,22 +344,67 @@ class Window(MutableMapping[str, Any]):
         """Keep *value*, the store's *blob* of *key*: the engine remembers it was seen so."""
         self._cache[key] = value
         self._engine.remember(key, blob)
-        if len(self._cache) > self.capacity:
+        if len(self._cache) > self._bound:
             self._trim(key)
 
     def _trim(self, newest: str | None = None) -> None:
-        """Drop the oldest values cached that need not stay, down to 3/4 of the capacity."""
-        cache = self._cache
-        excess = len(cache) - (self.capacity * 3) // 4
-        if len(cache) <= self.capacity or excess <= 0:
+        """Drop the oldest values cached that need not stay, down to 3/4 of the capacity.
+
+        Values that must stay are skipped: dirty ones, and the session's
+        (values the program may still change in place). A session value the
+        program no longer reaches goes too, once it is seen unchanged since
+        its last sync; one changed is marked dirty, for the next sync to
+        write. If what must stay is more than the capacity, the next trim
+        waits for a quarter of the capacity more: never a scan per value.
+        """
+        cache, capacity = self._cache, self.capacity
+        if len(cache) <= capacity:
+            self._bound = capacity
             return
+        excess = len(cache) - (capacity * 3) // 4
         local, dirty, session = self._local, self._pending.dirty, self._pending.session
-        dropped = []
+        dropped: list[str] = []
+        held: list[str] = []  # the session's, in the order cached
         for key in cache:
-            if key not in local and key not in dirty and key not in session and key != newest:
-                dropped.append(key)
-                if len(dropped) >= excess:
-                    break
+            if key in local or key in dirty or key == newest:
+                continue
+            if key in session:
+                held.append(key)
+                continue
+            dropped.append(key)
+            if len(dropped) >= excess:
+                break
+        if len(dropped) < excess and held:
+            dropped += self._let_go(held, excess - len(dropped))
         for key in dropped:
             del cache[key]
         self._engine.forget(dropped)
+        self._bound = max(capacity, len(cache) + capacity // 4)
+
+    def _let_go(self, held: list[str], wanted: int) -> list[str]:
+        """Up to *wanted* of the session's keys *held* that may leave memory: out of the session.
+
+        One the program still reaches stays. One it does not, and whose
+        value is as last synced, may go; one changed in place since (or
+        that cannot be encoded now) becomes dirty, so the next sync writes
+        it or names it.
+        """
+        pending, engine = self._pending, self._engine
+        reached = set(reachable_among(self._cache, held))
+        free: list[str] = []
+        for key in held:
+            if key in reached:
+                continue
+            try:
+                blob = orjson.dumps(self._cache[key], option=FAST_OPTIONS)
+            except TypeError:
+                blob = b""
+            if blob and engine.saw(key, blob):
+                pending.session.discard(key)
+                free.append(key)
+                if len(free) >= wanted:
+                    break
+            else:
+                pending.session.discard(key)
+                pending.dirty[key] = False
+        return free

@@ -392,8 +392,16 @@ class OnDemand(Protocol):
         """
         ...
 
+    def rows(self) -> list[tuple[str, bytes]]:
+        """Every ``(key, JSON)`` of the store, in order, as of one commit."""
+        ...
+
     def end(self) -> int:
         """A position above every key's (the next key added takes it)."""
+        ...
+
+    def saw(self, key: str, blob: bytes) -> bool:
+        """Whether *blob* is the value of *key* last read or synced (so unchanged since)."""
         ...
 
     def remember(self, key: str, blob: bytes) -> None:

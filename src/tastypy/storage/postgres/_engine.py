@@ -20,6 +20,7 @@ session).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Container, Iterable, Iterator
 from typing import Any
@@ -46,6 +47,10 @@ from ._writes import Rows, task_facts, write_rows
 __all__ = ["PostgresStorage"]
 
 Change = tuple[str, "bytes | None"]
+log = logging.getLogger(__name__)
+# A commit that adds this many keys, a tenth of the store or more, has the
+# planner's statistics made again (see PostgresStorage._analyze).
+ANALYZE_ROWS = 10_000
 _UNKNOWN = object()  # what an open served on demand last saw of a key it never read
 _NOT_READ = b""  # the value of another's change an open served on demand did not read
 _PAGE = 20_000  # rows a load fetches per round trip
@@ -284,6 +289,12 @@ class PostgresStorage(LeasedClaims):
 
         return [(int(pos), self._key(stored), blob) for pos, stored, blob in self._link.run(work)]
 
+    def rows(self) -> list[tuple[str, bytes]]:
+        """Every ``(key, JSON)`` of the store, in order, as of one commit."""
+        self._check_open()
+        _version, _next_pos, _meta, rows = self._link.run(self._read_all)
+        return [(self._key(stored), blob) for stored, blob in rows]
+
     def end(self) -> int:
         """The position the next key added will take: every key's is below it."""
         self._check_open()
@@ -310,6 +321,10 @@ class PostgresStorage(LeasedClaims):
 
         total_now, among = self._link.run(work)
         return int(total_now), int(among)
+
+    def saw(self, key: str, blob: bytes) -> bool:
+        """Whether *blob* is the value of *key* this open last saw (on demand)."""
+        return self._seen.get(key) == hash(blob)
 
     def remember(self, key: str, blob: bytes) -> None:
         """The caller keeps *key*'s value, which the store held as *blob* (on demand)."""
@@ -366,6 +381,9 @@ class PostgresStorage(LeasedClaims):
         batch = [(key, None if blob is None else bytes(blob)) for key, blob in changes]
         done = self._link.run(lambda conn: self._sync(conn, batch))
         version, next_pos, theirs, mine, lost = done
+        added = next_pos - self._next_pos
+        if added >= ANALYZE_ROWS and added * 10 >= next_pos:
+            self._analyze()
         if lost:
             self._fenced(lost)
         seen = self._seen
@@ -375,6 +393,23 @@ class PostgresStorage(LeasedClaims):
         self._remember(theirs, mine)
         self._version, self._next_pos = version, next_pos
         return result
+
+    def _analyze(self) -> None:
+        """Have the server's planner learn of a store that grew by a large part at once.
+
+        Its statistics of the records table predate the new rows: it would
+        take a store with a million rows for one of a few, and read a key by
+        scanning them all, until autovacuum analyzes the table. Best effort:
+        the commit is done (a role that does not own the table is skipped).
+        """
+
+        def work(conn: Connection) -> None:
+            conn.execute(q("ANALYZE {s}.records"))
+
+        try:
+            self._link.run(work)
+        except (OSError, psycopg.Error) as exc:
+            log.info("%s: could not ANALYZE the records: %s", self.location, exc)
 
     def _remember(self, theirs: list[Change], mine: list[Change]) -> None:
         """What this open saw last, after a sync: every key, or (on demand) the caller's."""
