@@ -39,6 +39,7 @@ from .._merge import Merge, merge
 from . import _schema
 from ._claims import LeasedClaims
 from ._link import Connection, Link, RawJson
+from ._on_demand import OnDemandReads
 from ._schema import COUNT_SQL, LOCK_SPACE, q, size_sql
 from ._sidelog import PostgresSideLog
 from ._target import KEY_MARK, Target, parse, stored_key, user_key
@@ -52,7 +53,6 @@ log = logging.getLogger(__name__)
 # planner's statistics made again (see PostgresStorage._analyze).
 ANALYZE_ROWS = 10_000
 _UNKNOWN = object()  # what an open served on demand last saw of a key it never read
-_NOT_READ = b""  # the value of another's change an open served on demand did not read
 _PAGE = 20_000  # rows a load fetches per round trip
 
 
@@ -68,7 +68,7 @@ _COMMITTED_V1 = q(
 )
 
 
-class PostgresStorage(LeasedClaims):
+class PostgresStorage(LeasedClaims, OnDemandReads):
     """One open of the store *name* in the database at *url*.
 
     Every writable open is shared (capability ``"shared"``): any number of
@@ -244,93 +244,6 @@ class PostgresStorage(LeasedClaims):
         self._seen = {}
         self._resident = resident
 
-    def forget(self, keys: Iterable[str]) -> None:
-        """The caller no longer keeps the values of *keys* (on demand)."""
-        seen = self._seen
-        for key in keys:
-            seen.pop(key, None)
-
-    def fetch(self, keys: list[str]) -> dict[str, bytes]:
-        """The committed JSON of those of *keys* the store holds now, each as written."""
-        self._check_open()
-        if not keys:
-            return {}
-        return self._link.run(lambda conn: self._values(conn, keys))
-
-    def page(
-        self, after: int, limit: int, *, before: int | None = None, backwards: bool = False
-    ) -> list[tuple[int, str, bytes]]:
-        """Up to *limit* of the store's ``(pos, key, JSON)``, in order, after position *after*.
-
-        *before*: only positions below it. *backwards*: in reverse order,
-        below *after*. Each page is one query: what it shows is as of then
-        (keyset pages, no cursor).
-        """
-        self._check_open()
-        bounds: tuple[int, ...]
-        if backwards:
-            where, bounds = "pos < %s ORDER BY pos DESC", (after,)
-        elif before is None:
-            where, bounds = "pos > %s ORDER BY pos", (after,)
-        else:
-            where, bounds = "pos > %s AND pos < %s ORDER BY pos", (after, before)
-
-        def work(conn: Connection) -> list[Any]:
-            with conn.cursor() as cur:
-                cur.adapters.register_loader("json", RawJson)
-                cur.execute(
-                    q(
-                        "SELECT pos, key, value FROM {s}.records "
-                        "WHERE store = %s AND value IS NOT NULL AND " + where + " LIMIT %s"
-                    ),
-                    (self._id, *bounds, limit),
-                )
-                return cur.fetchall()
-
-        return [(int(pos), self._key(stored), blob) for pos, stored, blob in self._link.run(work)]
-
-    def rows(self) -> list[tuple[str, bytes]]:
-        """Every ``(key, JSON)`` of the store, in order, as of one commit."""
-        self._check_open()
-        _version, _next_pos, _meta, rows = self._link.run(self._read_all)
-        return [(self._key(stored), blob) for stored, blob in rows]
-
-    def end(self) -> int:
-        """The position the next key added will take: every key's is below it."""
-        self._check_open()
-        return int(self._link.run(lambda conn: self._head(conn, "next_pos"))[0])
-
-    def size(self, keys: list[str]) -> tuple[int, int]:
-        """How many keys the store holds now, and how many of *keys* it holds."""
-        self._check_open()
-        stored = [stored_key(key) for key in keys]
-        total = size_sql(self._layout)
-
-        def work(conn: Connection) -> tuple[Any, ...]:
-            row = conn.execute(
-                q(
-                    "SELECT " + total + ", (SELECT count(*) FROM {s}.records r "
-                    "WHERE r.store = s.id AND r.key = ANY(%s) AND r.value IS NOT NULL) "
-                    "FROM {s}.stores s WHERE s.id = %s"
-                ),
-                (stored, self._id),
-            ).fetchone()
-            if row is None:
-                raise NotAStoreError(f"{self.location}: the store was removed from the database")
-            return tuple(row)
-
-        total_now, among = self._link.run(work)
-        return int(total_now), int(among)
-
-    def saw(self, key: str, blob: bytes) -> bool:
-        """Whether *blob* is the value of *key* this open last saw (on demand)."""
-        return self._seen.get(key) == hash(blob)
-
-    def remember(self, key: str, blob: bytes) -> None:
-        """The caller keeps *key*'s value, which the store held as *blob* (on demand)."""
-        if not self.readonly:
-            self._seen[key] = hash(blob)
-
     def _read_all(self, conn: Connection) -> tuple[int, int, dict[str, Any], list[Any]]:
         with conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -482,19 +395,6 @@ class PostgresStorage(LeasedClaims):
                 conn.execute(_COMMITTED_V1, (version + 1, next_pos + added, self._id))
         return version + 1, next_pos + added, theirs, mine, lost
 
-    def _live(self, conn: Connection, keys: list[str]) -> set[str]:
-        """Those of *keys* the store holds (inside a sync, under the lock)."""
-        if not keys:
-            return set()
-        rows = conn.execute(
-            q(
-                "SELECT key FROM {s}.records "
-                "WHERE store = %s AND key = ANY(%s) AND value IS NOT NULL"
-            ),
-            (self._id, [stored_key(key) for key in keys]),
-        )
-        return {self._key(stored) for (stored,) in rows}
-
     def _catch_up(
         self, conn: Connection, seen: dict[str, int], version: int, horizon: int
     ) -> list[Change]:
@@ -511,7 +411,7 @@ class PostgresStorage(LeasedClaims):
 
         On demand, only the values of keys this open saw are read: of the
         others, what counts is that they changed (their value stands in as
-        :data:`_NOT_READ`, which no decoder takes).
+        :data:`._on_demand.NOT_READ`, which no decoder takes).
         """
         if self._resident is not None:
             return self._as_changes(self._theirs_seen(conn, seen), seen)
@@ -525,59 +425,6 @@ class PostgresStorage(LeasedClaims):
                 (self._id, self._version),
             )
             return self._as_changes(cur.fetchall(), seen)
-
-    def _theirs_seen(self, conn: Connection, seen: dict[str, int]) -> list[Any]:
-        """On demand: the rows the others changed since, of the keys this open saw.
-
-        The others' other changes need nothing here (a read asks the store),
-        so what this holds is the fewer of their changes and the keys seen:
-        the keys alone, or the rows of the keys seen if those are fewer.
-        """
-        if not seen:
-            return []
-        since = (self._id, self._version)
-        changed = conn.execute(
-            q("SELECT count(*) FROM {s}.records WHERE store = %s AND version > %s"), since
-        ).fetchone()
-        if changed is not None and int(changed[0]) > len(seen):
-            with conn.cursor() as cur:
-                cur.adapters.register_loader("json", RawJson)
-                cur.execute(
-                    q(
-                        "SELECT key, pos, value FROM {s}.records WHERE store = %s "
-                        "AND version > %s AND key = ANY(%s) ORDER BY pos"
-                    ),
-                    (*since, [stored_key(key) for key in seen]),
-                )
-                return cur.fetchall()
-        rows = conn.execute(
-            q(
-                "SELECT key, pos, value IS NOT NULL FROM {s}.records "
-                "WHERE store = %s AND version > %s ORDER BY pos"
-            ),
-            since,
-        ).fetchall()
-        wanted = [self._key(stored) for stored, _pos, there in rows if there]
-        values = self._values(conn, [key for key in wanted if key in seen])
-        return [
-            (stored, pos, values.get(self._key(stored), _NOT_READ) if there else None)
-            for stored, pos, there in rows
-        ]
-
-    def _values(self, conn: Connection, keys: list[str]) -> dict[str, bytes]:
-        """The JSON of those of *keys* the store holds (inside a transaction)."""
-        if not keys:
-            return {}
-        with conn.cursor() as cur:
-            cur.adapters.register_loader("json", RawJson)
-            cur.execute(
-                q(
-                    "SELECT key, value FROM {s}.records "
-                    "WHERE store = %s AND key = ANY(%s) AND value IS NOT NULL"
-                ),
-                (self._id, [stored_key(key) for key in keys]),
-            )
-            return {self._key(stored): blob for stored, blob in cur.fetchall()}
 
     def _rows(self, conn: Connection, keys: list[str], seen: dict[str, int]) -> list[Change]:
         """The store's records of *keys*, as changes that make this open's memory hold them."""
