@@ -523,3 +523,17 @@ def test_a_loop_that_deletes_and_adds_back_a_key_ahead_shows_it_at_the_end(
                     del pod["k4"]
                     pod["k4"] = 44
             assert shown == expected, sync_at
+
+
+def test_repr_asks_the_server_nothing(pg_server: Server, url: str, pg_name: str) -> None:
+    pod = tastypy.POD(url, name=pg_name)
+    pod["a"] = 1
+    pg_server.stop()
+    try:
+        assert isinstance(pod.storage, PostgresStorage)
+        pod.storage._link.reconnect_for = 0.5  # a query would fail, not wait a minute
+        assert "served on demand, 1 unsynced" in repr(pod)
+    finally:
+        pg_server.start()
+    pod.close()
+    assert reader_items(url, pg_name) == [("a", 1)]

@@ -221,7 +221,7 @@ class Window(MutableMapping[str, Any]):
                 local[key] = _TAIL
 
     def __repr__(self) -> str:
-        return f"<{len(self._cache)} values cached>"
+        return f"<Window: {len(self._cache)} values in memory, {len(self._local)} keys moved here>"
 
     # -- changes (the POD's; it keeps the dirty marks) ---------------------------------
 

@@ -440,6 +440,8 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         name = type(self).__name__
         if self._closed:
             return f"<{name} {self._where!r} closed>"
+        if self._window is not None:  # no query: a repr must not wait for a server
+            return f"<{name} {self._where!r} served on demand, {len(self._dirty)} unsynced>"
         preview = reprlib.repr(self._data)
         counts = f"{len(self._data)} keys, {len(self._dirty)} unsynced"
         return f"<{name} {self._where!r} {counts}: {preview}>"
