@@ -5,10 +5,12 @@ whole. The POD's data is then a :class:`Window`: a mapping that shows the
 store as the POD would hold it, keeping in memory only
 
 - a cache of values, at most :attr:`Window.capacity` of them beyond those
-  that must stay: values of dirty keys, and values the program may still
-  change in place (the session's, see ``_pending.py``). A value that must
-  stay is never dropped, so nested mutation (``pod[k]["x"] = 1``) works as
-  for a loaded store;
+  that must stay: values of dirty keys, and values of the session's
+  (``_pending.py``) that the program still reaches, to change them in
+  place. A value that must stay is never dropped, so nested mutation
+  (``pod[k]["x"] = 1``) works as for a loaded store; a session value the
+  program no longer reaches goes once it is seen unchanged since its sync
+  (changed, it becomes dirty first: :meth:`_let_go`);
 - the keys changed here and not yet committed whose place in the order
   differs from the store's (``_local``): added at the end, deleted, or set
   without knowing whether the store had them (*unsure*: the store decides
@@ -16,13 +18,13 @@ store as the POD would hold it, keeping in memory only
   :meth:`__iter__` shows it where the store will put it).
 
 Everything else is a query: ``len`` is the store's count (a row the
-engine keeps) corrected by the local changes, ``key in`` and a value not
-cached fetch it, and iteration goes through the store's order in keyset
-pages, then the keys added here. Each answer is as of the query that gave
-it: keys another process commits while an iteration runs show as they are
-when their page is read (the order is that of the store), and a value
-cached here takes the others' changes when a sync brings them
-(:meth:`merge_in`), as a loaded store's memory does.
+engine keeps) corrected by the changes pending here, ``key in`` and a
+value not cached fetch it, and iteration goes through the store's order in
+keyset pages, then the keys pending here that the store does not show
+(:meth:`__iter__`). Each answer is as of the query that gave it: a key
+another process commits shows when its page is read, and a value cached
+here takes the others' changes when a sync brings them (:meth:`merge_in`),
+as a loaded store's memory does.
 
 Never asks the store about a key that has local state or is cached: the
 sync's bookkeeping (``_pending.py``) reads only such keys, so a sync makes
@@ -239,12 +241,6 @@ class Window(MutableMapping[str, Any]):
         del self._cache[key]
         self._local.pop(key, None)
         self._local[key] = _GONE
-
-    def add_new(self, key: str, value: Any) -> None:
-        """Set *key*, known to be absent, at the end."""
-        self._local.pop(key, None)
-        self._local[key] = _TAIL
-        self._cache[key] = value
 
     def drop_all(self, keys: list[str]) -> None:
         """Delete every one of *keys* (``clear``: every key there is)."""
