@@ -145,14 +145,14 @@ def test_errors_name_the_store_and_never_the_password(database: str, pg_server: 
 
 
 def test_status_counted_on_the_server_equals_a_count_of_the_records(database: str) -> None:
-    """``status`` of a tracker on PostgreSQL counts on the server (it loads no record).
+    """``status`` and ``list`` of a tracker on PostgreSQL count on the server (loading no record).
 
     The oracle is the count of the records as a read-only tracker shows
     them (claims' tries not yet synced included), which is what ``status``
     showed before. Every state is there, with errors and retry times.
     """
-    from tastypy.cli._status import snapshot, summarized
-    from tastypy.storage.engines import task_summary
+    from tastypy.cli._status import in_state, snapshot, summarized
+    from tastypy.storage.engines import task_keys, task_summary
 
     url = f"{database}#mixed"
     error = {"type": "ValueError", "message": "bad page", "at": 1.0}
@@ -187,6 +187,11 @@ def test_status_counted_on_the_server_equals_a_count_of_the_records(database: st
         assert (counted.total, counted.done, counted.aborted, counted.exhausted) == (12, 2, 1, 1)
         assert (counted.failed, counted.untried, counted.waiting) == (5, 3, 1)
         assert counted.errors == [("ValueError: bad page", 3)]
+        for state in ("done", "todo", "failed", "exhausted", "aborted", "untried"):
+            found = task_keys(url, state)
+            assert found == in_state(records, 3, state), state
+            listed = tastypy_cmd("list", url, "--state", state, "--limit", "2", "--json")
+            assert json.loads(listed.stdout) == found[:2], (state, listed.stderr)
         shown = json.loads(tastypy_cmd("status", url, "--json").stdout)
         assert {k: shown[k] for k in ("total", "done", "failed", "untried", "waiting")} == {
             "total": 12, "done": 2, "failed": 5, "untried": 3, "waiting": 1,

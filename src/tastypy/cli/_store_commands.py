@@ -35,6 +35,7 @@ from ..storage.engines import (
     open_engine,
     probe,
     stores,
+    task_keys,
     task_summary,
     with_store_name,
 )
@@ -323,6 +324,18 @@ def _snapshot(path: str) -> Snapshot:
     return snapshot(records, max_tries)
 
 
+def _in_state(path: str, state: str, limit: int | None) -> list[str]:
+    """The keys ``list`` shows: found by the engine where it can, else from the records."""
+    store = _check_store(path)
+    if is_url(store) and _is_tracker(store):
+        found = task_keys(store, state, limit)  # a tracker on PostgreSQL: found on the server
+        if found is not None:
+            return found
+    records, max_tries = _records(path)
+    keys = in_state(records, max_tries, state)
+    return keys if limit is None else keys[:limit]
+
+
 def status(args: argparse.Namespace) -> int:
     colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     width = min(shutil.get_terminal_size((80, 24)).columns, 100)
@@ -372,10 +385,7 @@ def _rate(shot: Snapshot, history: deque[tuple[float, int]]) -> None:
 
 
 def list_tasks(args: argparse.Namespace) -> int:
-    records, max_tries = _records(args.path)
-    keys = in_state(records, max_tries, args.state)
-    if args.limit is not None:
-        keys = keys[: args.limit]
+    keys = _in_state(args.path, args.state, args.limit)
     if args.json:
         print(json_text(keys))
     else:

@@ -45,6 +45,7 @@ __all__ = [
     "set_give_up",
     "store_key",
     "stores",
+    "task_keys",
     "task_summary",
     "verify",
     "with_store_name",
@@ -262,6 +263,21 @@ def members(target: str | os.PathLike[str]) -> list[Member]:
         found: list[Member] = catalog.members(os.fspath(target))
         return found
     return _target.members(Path(target))
+
+
+def task_keys(
+    target: str | os.PathLike[str], state: str, limit: int | None = None
+) -> list[str] | None:
+    """The keys of the tracker at *target* in *state* (``tastypy list``'s), found by its engine.
+
+    In order; None where the engine cannot say without loading the store
+    (the file engine; see :func:`task_summary`).
+    """
+    catalog = _pg(target)
+    if catalog is None:
+        return None
+    found: list[str] | None = catalog.task_keys(os.fspath(target), state, limit)
+    return found
 
 
 def task_summary(target: str | os.PathLike[str]) -> TaskSummary | None:

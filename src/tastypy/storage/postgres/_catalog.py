@@ -23,7 +23,7 @@ from ._link import Connection, Link, RawJson
 from ._schema import q
 from ._target import parse, user_key
 
-__all__ = ["members", "probe", "stores", "task_summary", "verify"]
+__all__ = ["members", "probe", "stores", "task_keys", "task_summary", "verify"]
 
 
 def probe(url: str) -> Probe:
@@ -98,14 +98,14 @@ def members(url: str) -> list[Member]:
 # claim found no record of and whose record was never committed.
 _TASKS = """
     WITH t AS (
-        SELECT coalesce(r.state, 0) AS state,
+        SELECT r.key AS key, r.pos AS pos, coalesce(r.state, 0) AS state,
             greatest(coalesce(r.tries, 0), coalesce(c.tries, 0)) AS tries,
             r.value AS value, c.tries AS claimed
         FROM {s}.records r
         LEFT JOIN {s}.claims c ON c.store = r.store AND c.key = r.key AND c.tries > 0
         WHERE r.store = %(store)s AND r.value IS NOT NULL
         UNION ALL
-        SELECT 0, c.tries, NULL, c.tries FROM {s}.claims c
+        SELECT c.key, NULL, 0, c.tries, NULL, c.tries FROM {s}.claims c
         WHERE c.store = %(store)s AND c.tries > 0 AND c.new AND NOT EXISTS (
             SELECT 1 FROM {s}.records r
             WHERE r.store = c.store AND r.key = c.key AND r.value IS NOT NULL)
@@ -134,6 +134,45 @@ _NOTABLE = q(
         AND (strpos(value::text, '"_errors"') > 0 OR strpos(value::text, '"_retry_at"') > 0)
     """
 )
+
+
+_EXHAUSTED = "state = 0 AND %(max)s > 0 AND tries >= %(max)s"
+# Each state ``tastypy list`` files a task under, as a condition on t.
+_IN_STATE = {
+    "done": "state = 1",
+    "aborted": "state = 2",
+    "exhausted": _EXHAUSTED,
+    "failed": f"state = 0 AND tries > 0 AND NOT ({_EXHAUSTED})",
+    "untried": "state = 0 AND tries = 0",
+    "todo": f"state = 0 AND NOT ({_EXHAUSTED})",
+}
+
+
+def task_keys(url: str, state: str, limit: int | None = None) -> list[str] | None:
+    """The keys of the tracker at *url* in *state*, in order, found by the server; or None.
+
+    *state* is one of ``tastypy list``'s (``todo``: failed or untried);
+    tasks a claim found with no record come last. None as for
+    :func:`task_summary` (then the caller reads the records).
+    """
+    where = _IN_STATE[state]
+    storage = PostgresStorage(url, None, readonly=True)
+    try:
+        stored = storage.meta.get("max_tries") or 0
+        if type(stored) is not int or stored < 0 or not storage.side_log("tries").empty:
+            return None
+        ask = {"max": stored, "store": storage._id, "limit": limit}
+        query = q(
+            _TASKS + " SELECT key FROM t WHERE " + where + " ORDER BY pos, key LIMIT %(limit)s"
+        )
+
+        def work(conn: Connection) -> list[tuple[Any, ...]]:
+            return conn.execute(query, ask).fetchall()
+
+        rows = storage._link.run(work)
+    finally:
+        storage.close()
+    return [user_key(stored) for (stored,) in rows]
 
 
 def task_summary(url: str) -> TaskSummary | None:

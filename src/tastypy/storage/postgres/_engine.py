@@ -383,8 +383,8 @@ class PostgresStorage(LeasedClaims, OnDemandReads):
                 if live:
                     present = lambda k: k in seen or k in live  # noqa: E731
             if after:
-                known = present
-                present = lambda k: after[k] if k in after else known(k)  # noqa: E731
+                unmoved = present  # for the keys theirs did not touch
+                present = lambda k: after[k] if k in after else unmoved(k)  # noqa: E731
             written = self._write(conn, mine, present, version + 1, next_pos)
             if written is None:
                 return version, next_pos, theirs, mine, lost
