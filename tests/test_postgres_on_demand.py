@@ -244,7 +244,7 @@ def test_a_layout_of_version_1_is_read_and_migrated(pg_server: Server, pg_name: 
     with tastypy.POD(url, name="old") as pod:  # a writer migrates it
         assert len(pod) == 2
         pod["d"] = 4
-    assert pg_server.psql("SELECT version FROM tastypy.format", database).strip() == "2"
+    assert pg_server.psql("SELECT version FROM tastypy.format", database).strip() == "3"
     assert pg_server.psql("SELECT size FROM tastypy.stores", database).strip() == "3"
     assert reader_items(url, "old") == [("a", 1), ("c", 3), ("d", 4)]
 
@@ -385,6 +385,29 @@ def test_a_sync_after_another_writers_big_commit_reads_only_what_it_keeps(
     finally:
         mine.close()
     assert peak < 1_000_000, f"the sync held {peak} bytes (the others wrote 20 MB)"
+
+
+def test_a_layout_of_version_2_without_size_at_is_migrated(
+    pg_server: Server, pg_name: str
+) -> None:
+    # Version 2 (a development commit) kept stores.size but no size_at.
+    database = pg_name.replace("-", "_")
+    pg_server.psql(f"CREATE DATABASE {database}")
+    url = pg_server.url(database)
+    with tastypy.POD(url, name="s") as pod:
+        pod.update({"a": 1, "b": 2})
+    pg_server.psql(
+        "ALTER TABLE tastypy.stores DROP COLUMN size_at; UPDATE tastypy.format SET version = 2",
+        database,
+    )
+    with tastypy.POD(url, name="s", readonly=True) as reader:  # counted
+        assert len(reader) == 2
+    with tastypy.POD(url, name="s") as pod:  # migrated
+        pod["c"] = 3
+        assert len(pod) == 3
+    assert pg_server.psql("SELECT version FROM tastypy.format", database).strip() == "3"
+    row = pg_server.psql("SELECT size, size_at = version FROM tastypy.stores", database)
+    assert row.strip().split("|") == ["3", "t"]
 
 
 def test_a_count_left_wrong_by_a_writer_of_layout_1_is_made_again(

@@ -389,7 +389,7 @@ class PostgresStorage(LeasedClaims, OnDemandReads):
             if written is None:
                 return version, next_pos, theirs, mine, lost
             added, grown = written
-            if self._layout >= 2:
+            if self._layout >= 3:
                 conn.execute(_COMMITTED, (version + 1, next_pos + added, grown, self._id))
             else:  # an older layout this role may not migrate: no count to keep
                 conn.execute(_COMMITTED_V1, (version + 1, next_pos + added, self._id))

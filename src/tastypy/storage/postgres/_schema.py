@@ -7,10 +7,11 @@ writable open migrates an older one (:data:`MIGRATIONS`). A read-only open
 of an older layout reads it as it is.
 
 Version 2 added ``stores.size``, the number of keys a store holds, kept by
-every commit, so that ``len()`` of a store larger than memory is one row,
-and ``stores.size_at``, the commit it is right as of: a writer of version 1
-still running (it keeps no count) commits without raising it, and the count
-is made again (``_engine.py``).
+every commit, so that ``len()`` of a store larger than memory is one row;
+version 3 ``stores.size_at``, the commit that count is right as of: a
+writer of an older version still running (it keeps no such mark) commits
+without raising it, and the count is made again (``_engine.py``). Until
+version 3, sizes are counted.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["COUNT_SQL", "LOCK_SPACE", "SCHEMA", "VERSION", "ensure", "q", "size_sql"]
 
 SCHEMA = "tastypy"
-VERSION = 2
+VERSION = 3
 # The first key of every advisory lock the engine takes (the second is a store's id).
 LOCK_SPACE = 0x7A57  # "tast"
 _CREATE_LOCK = 0  # the second key while the tables are made
@@ -94,9 +95,9 @@ CREATE TABLE {s}.side_logs (
 # under the creation lock. ALTER TABLE waits for every commit under way (each
 # reads its store's row first) and holds back those that follow.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
-    1: (
-        "ALTER TABLE {s}.stores ADD COLUMN size bigint NOT NULL DEFAULT 0, "
-        "ADD COLUMN size_at bigint NOT NULL DEFAULT 0",
+    1: ("ALTER TABLE {s}.stores ADD COLUMN size bigint NOT NULL DEFAULT 0",),
+    2: (
+        "ALTER TABLE {s}.stores ADD COLUMN size_at bigint NOT NULL DEFAULT 0",
         "UPDATE {s}.stores s SET size_at = s.version, size = (SELECT count(*) "
         "FROM {s}.records r WHERE r.store = s.id AND r.value IS NOT NULL)",
     ),
@@ -104,16 +105,16 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
 
 
 # A store's number of keys, in SQL over its row ``s`` of stores: counted, or
-# (layout 2 on) the count its commits keep if that is as of its last commit,
-# else counted (a writer of layout 1 committed since; its next sync of
-# layout 2 makes the count again).
+# (layout 3 on) the count its commits keep if that is as of its last commit,
+# else counted (a writer of an older layout committed since; the next sync
+# of layout 3 makes the count again).
 COUNT_SQL = "(SELECT count(*) FROM {s}.records c WHERE c.store = s.id AND c.value IS NOT NULL)"
 _KEPT_SQL = f"(CASE WHEN s.size_at = s.version THEN s.size ELSE {COUNT_SQL} END)"
 
 
 def size_sql(layout: int) -> str:
     """The SQL of a store's number of keys, for tables of *layout*."""
-    return _KEPT_SQL if layout >= 2 else COUNT_SQL
+    return _KEPT_SQL if layout >= 3 else COUNT_SQL
 
 
 @functools.cache
