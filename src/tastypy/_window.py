@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
-from ._codec import FAST_OPTIONS
+from ._codec import FAST_OPTIONS, has_non_finite
 from ._references import reachable_among
 
 if TYPE_CHECKING:
@@ -391,10 +391,13 @@ class Window(MutableMapping[str, Any]):
         for key in held:
             if key in reached:
                 continue
+            value = self._cache[key]
             try:
-                blob = orjson.dumps(self._cache[key], option=FAST_OPTIONS)
+                blob = orjson.dumps(value, option=FAST_OPTIONS)
             except TypeError:
                 blob = b""
+            if b"null" in blob and has_non_finite(value):
+                blob = b""  # a NaN written as null: changed, and it cannot be written
             if blob and engine.saw(key, blob):
                 pending.session.discard(key)
                 free.append(key)

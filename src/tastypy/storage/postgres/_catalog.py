@@ -100,12 +100,13 @@ _TASKS = """
     WITH t AS (
         SELECT r.key AS key, r.pos AS pos, coalesce(r.state, 0) AS state,
             greatest(coalesce(r.tries, 0), coalesce(c.tries, 0)) AS tries,
-            r.value AS value, c.tries AS claimed
+            r.value AS value, c.tries AS claimed,
+            r.state IS NOT NULL AND r.tries IS NULL AS unusable
         FROM {s}.records r
         LEFT JOIN {s}.claims c ON c.store = r.store AND c.key = r.key AND c.tries > 0
         WHERE r.store = %(store)s AND r.value IS NOT NULL
         UNION ALL
-        SELECT c.key, NULL, 0, c.tries, NULL, c.tries FROM {s}.claims c
+        SELECT c.key, NULL, 0, c.tries, NULL, c.tries, false FROM {s}.claims c
         WHERE c.store = %(store)s AND c.tries > 0 AND c.new AND NOT EXISTS (
             SELECT 1 FROM {s}.records r
             WHERE r.store = c.store AND r.key = c.key AND r.value IS NOT NULL)
@@ -120,7 +121,8 @@ _COUNTS = q(
         count(*) FILTER (WHERE state = 2),
         count(*) FILTER (WHERE state = 0 AND %(max)s > 0 AND tries >= %(max)s),
         count(*) FILTER (WHERE state = 0 AND tries > 0 AND NOT (%(max)s > 0 AND tries >= %(max)s)),
-        count(*) FILTER (WHERE tries > 0)
+        count(*) FILTER (WHERE tries > 0),
+        count(*) FILTER (WHERE unusable)
     FROM t
     """
 )
@@ -136,6 +138,11 @@ _NOTABLE = q(
 )
 
 
+# Whether a record the tracker refuses (its _tries unusable) is there.
+_UNUSABLE = q(
+    "SELECT EXISTS (SELECT 1 FROM {s}.records WHERE store = %(store)s AND value IS NOT NULL "
+    "AND state IS NOT NULL AND tries IS NULL)"
+)
 _EXHAUSTED = "state = 0 AND %(max)s > 0 AND tries >= %(max)s"
 # Each state ``tastypy list`` files a task under, as a condition on t.
 _IN_STATE = {
@@ -166,13 +173,18 @@ def task_keys(url: str, state: str, limit: int | None = None) -> list[str] | Non
             _TASKS + " SELECT key FROM t WHERE " + where + " ORDER BY pos, key LIMIT %(limit)s"
         )
 
-        def work(conn: Connection) -> list[tuple[Any, ...]]:
-            return conn.execute(query, ask).fetchall()
+        def work(conn: Connection) -> list[tuple[Any, ...]] | None:
+            with conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                bad = conn.execute(_UNUSABLE, ask).fetchone()
+                if bad is not None and bad[0]:
+                    return None  # as in task_summary
+                return conn.execute(query, ask).fetchall()
 
         rows = storage._link.run(work)
     finally:
         storage.close()
-    return [user_key(stored) for (stored,) in rows]
+    return None if rows is None else [user_key(stored) for (stored,) in rows]
 
 
 def task_summary(url: str) -> TaskSummary | None:
@@ -182,8 +194,9 @@ def task_summary(url: str) -> TaskSummary | None:
     what claims counted (a try not synced yet), and a task claimed whose
     record was never committed. None when the counts would not be the
     tracker's: tries logged in the side log since the last sync (the tracker
-    adds them), or a ``max_tries`` setting it would refuse. Then the caller
-    reads the records instead.
+    adds them), a ``max_tries`` setting it would refuse, or a record whose
+    ``_tries`` it would refuse. Then the caller reads the records instead
+    (and so says what it refuses).
     """
     storage = PostgresStorage(url, None, readonly=True)
     try:
@@ -205,7 +218,9 @@ def task_summary(url: str) -> TaskSummary | None:
         counts, notable = storage._link.run(work)
     finally:
         storage.close()
-    total, done, aborted, exhausted, failed, tried = (int(each) for each in counts)
+    total, done, aborted, exhausted, failed, tried, unusable = (int(each) for each in counts)
+    if unusable:  # a record the tracker refuses: loading it says which, and how to fix it
+        return None
     return TaskSummary(stored, total, done, aborted, exhausted, failed, tried, notable)
 
 

@@ -477,7 +477,10 @@ class LeasedClaims:
 
         def work(conn: Connection) -> list[tuple[Any, ...]]:
             return conn.execute(
-                q("SELECT key, tries, new FROM {s}.claims WHERE store = %s AND tries > 0"),
+                q(
+                    "SELECT key, tries, new FROM {s}.claims WHERE store = %s AND tries > 0 "
+                    "ORDER BY key"  # the order a reader adds the tasks of claims alone in
+                ),
                 (self._id,),
             ).fetchall()
 

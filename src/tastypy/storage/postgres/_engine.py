@@ -356,8 +356,9 @@ class PostgresStorage(LeasedClaims, OnDemandReads):
         unknown: object = _UNKNOWN if on_demand else None  # a key this open never saw
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_SPACE, self._id))
-            head = self._head(conn, "version, next_pos, horizon")
-            version, next_pos, horizon = (int(each) for each in head)
+            head = self._head(conn, "version, next_pos, horizon, meta->>'kind'")
+            version, next_pos, horizon = (int(each) for each in head[:3])
+            tasks = head[3] == "tracker"  # as of now: a tracker may have adopted the store
             theirs = self._catch_up(conn, seen, version, horizon)
             after: dict[str, bool] = {key: blob is not None for key, blob in theirs}
             mine: list[Change] = []
@@ -385,7 +386,7 @@ class PostgresStorage(LeasedClaims, OnDemandReads):
             if after:
                 unmoved = present  # for the keys theirs did not touch
                 present = lambda k: after[k] if k in after else unmoved(k)  # noqa: E731
-            written = self._write(conn, mine, present, version + 1, next_pos)
+            written = self._write(conn, mine, present, version + 1, next_pos, tasks=tasks)
             if written is None:
                 return version, next_pos, theirs, mine, lost
             added, grown = written
@@ -484,8 +485,12 @@ class PostgresStorage(LeasedClaims, OnDemandReads):
         present: Any,
         version: int,
         next_pos: int,
+        *,
+        tasks: bool,
     ) -> tuple[int, int] | None:
         """Write *mine* (applied in order, as a dict would) as commit *version*.
+
+        *tasks*: the store is a tracker's, whose records' state the claims read.
 
         Returns how many keys went to the end and by how many keys the store
         grew (fewer than none: it shrank); None if there was nothing to write.
@@ -507,7 +512,6 @@ class PostgresStorage(LeasedClaims, OnDemandReads):
                 ends[key] = 0
         for rank, key in enumerate(ends):
             ends[key] = next_pos + rank
-        tasks = self._meta.get("kind") == "tracker"  # whose records' state the claims read
         rows = Rows()
         last: object = rows  # the value the facts are of (none yet)
         state: int | None = None

@@ -95,9 +95,10 @@ CREATE TABLE {s}.side_logs (
 # under the creation lock. ALTER TABLE waits for every commit under way (each
 # reads its store's row first) and holds back those that follow.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
-    1: ("ALTER TABLE {s}.stores ADD COLUMN size bigint NOT NULL DEFAULT 0",),
+    1: ("ALTER TABLE {s}.stores ADD COLUMN IF NOT EXISTS size bigint NOT NULL DEFAULT 0",),
+    # Development commits wrote layout 2 with size_at already; others without.
     2: (
-        "ALTER TABLE {s}.stores ADD COLUMN size_at bigint NOT NULL DEFAULT 0",
+        "ALTER TABLE {s}.stores ADD COLUMN IF NOT EXISTS size_at bigint NOT NULL DEFAULT 0",
         "UPDATE {s}.stores s SET size_at = s.version, size = (SELECT count(*) "
         "FROM {s}.records r WHERE r.store = s.id AND r.value IS NOT NULL)",
     ),

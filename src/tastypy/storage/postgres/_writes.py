@@ -90,7 +90,8 @@ def task_facts(blob: bytes) -> tuple[int | None, int | None]:
     """A task record's state and tries, for ``records.state`` and ``records.tries``.
 
     As the tracker reads them: done, else aborted, else to do, by the
-    fields' truth; tries a whole number (anything else: 0). Not a JSON
+    fields' truth; tries a whole number (missing: 0; unusable: None, which
+    the claims count as 0 and the server's counts refuse). Not a JSON
     object: no state.
     """
     if blob == _FRESH:
@@ -103,7 +104,7 @@ def task_facts(blob: bytes) -> tuple[int | None, int | None]:
         return None, None
     tries = value.get("_tries", 0)
     if type(tries) is not int or not 0 <= tries < _MAX_TRIES:
-        tries = 0
+        tries = None  # unusable (the tracker refuses such a record): counted as 0 by claims
     state = DONE if value.get("_done") else ABORTED if value.get("_aborted") else TO_DO
     return state, tries
 
