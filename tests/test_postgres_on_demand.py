@@ -224,6 +224,16 @@ def test_copies_to_files_and_back_keep_order_values_and_handed_out_values(
     assert reader_items(url, pg_name) == items  # left as it was
 
 
+def database_with_a_store(pg_server: Server, pg_name: str) -> tuple[str, str]:
+    """A database of its own (its tables can be changed by hand), with a store "s" of a and b."""
+    database = pg_name.replace("-", "_")
+    pg_server.psql(f"CREATE DATABASE {database}")
+    url = pg_server.url(database)
+    with tastypy.POD(url, name="s") as pod:
+        pod.update({"a": 1, "b": 2})
+    return database, url
+
+
 def test_a_layout_of_version_1_is_read_and_migrated(pg_server: Server, pg_name: str) -> None:
     database = pg_name.replace("-", "_")
     pg_server.psql(f"CREATE DATABASE {database}")
@@ -392,11 +402,7 @@ def test_a_layout_of_version_2_is_migrated_with_or_without_size_at(
     pg_server: Server, pg_name: str, with_size_at: bool
 ) -> None:
     # Version 2 (development commits) kept stores.size, some with size_at too.
-    database = pg_name.replace("-", "_")
-    pg_server.psql(f"CREATE DATABASE {database}")
-    url = pg_server.url(database)
-    with tastypy.POD(url, name="s") as pod:
-        pod.update({"a": 1, "b": 2})
+    database, url = database_with_a_store(pg_server, pg_name)
     drop = "" if with_size_at else "ALTER TABLE tastypy.stores DROP COLUMN size_at; "
     pg_server.psql(
         drop + "UPDATE tastypy.stores SET size = 99; UPDATE tastypy.format SET version = 2",
@@ -415,11 +421,7 @@ def test_a_layout_of_version_2_is_migrated_with_or_without_size_at(
 def test_a_count_left_wrong_by_a_writer_of_layout_1_is_made_again(
     pg_server: Server, pg_name: str
 ) -> None:
-    database = pg_name.replace("-", "_")
-    pg_server.psql(f"CREATE DATABASE {database}")
-    url = pg_server.url(database)
-    with tastypy.POD(url, name="s") as pod:
-        pod.update({"a": 1, "b": 2})
+    database, url = database_with_a_store(pg_server, pg_name)
     # A writer of layout 1, opened before the migration, commits as version 1
     # did: rows and the store's version, no count.
     pg_server.psql(
@@ -440,11 +442,7 @@ def test_a_count_left_wrong_by_a_writer_of_layout_1_is_made_again(
 def test_a_role_that_may_not_migrate_the_tables_goes_on_with_layout_1(
     pg_server: Server, pg_name: str
 ) -> None:
-    database = pg_name.replace("-", "_")
-    pg_server.psql(f"CREATE DATABASE {database}")
-    url = pg_server.url(database)
-    with tastypy.POD(url, name="s") as pod:
-        pod.update({"a": 1, "b": 2})
+    database, url = database_with_a_store(pg_server, pg_name)
     role = f"worker_{database}"
     pg_server.psql(
         "ALTER TABLE tastypy.stores DROP COLUMN size, DROP COLUMN size_at; "

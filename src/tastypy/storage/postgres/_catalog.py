@@ -165,10 +165,10 @@ def task_keys(url: str, state: str, limit: int | None = None) -> list[str] | Non
     where = _IN_STATE[state]
     storage = PostgresStorage(url, None, readonly=True)
     try:
-        stored = storage.meta.get("max_tries") or 0
-        if type(stored) is not int or stored < 0 or not storage.side_log("tries").empty:
+        ask = _countable(storage)
+        if ask is None:
             return None
-        ask = {"max": stored, "store": storage._id, "limit": limit}
+        ask["limit"] = limit
         query = q(
             _TASKS + " SELECT key FROM t WHERE " + where + " ORDER BY pos, key LIMIT %(limit)s"
         )
@@ -200,10 +200,9 @@ def task_summary(url: str) -> TaskSummary | None:
     """
     storage = PostgresStorage(url, None, readonly=True)
     try:
-        stored = storage.meta.get("max_tries") or 0
-        if type(stored) is not int or stored < 0 or not storage.side_log("tries").empty:
+        ask = _countable(storage)
+        if ask is None:
             return None
-        ask = {"max": stored, "store": storage._id}
 
         def work(conn: Connection) -> tuple[tuple[Any, ...], list[tuple[bytes, int | None]]]:
             with conn.transaction():
@@ -221,7 +220,20 @@ def task_summary(url: str) -> TaskSummary | None:
     total, done, aborted, exhausted, failed, tried, unusable = (int(each) for each in counts)
     if unusable:  # a record the tracker refuses: loading it says which, and how to fix it
         return None
-    return TaskSummary(stored, total, done, aborted, exhausted, failed, tried, notable)
+    max_tries = ask["max"]
+    return TaskSummary(max_tries, total, done, aborted, exhausted, failed, tried, notable)
+
+
+def _countable(storage: PostgresStorage) -> dict[str, Any] | None:
+    """The parameters of the counting queries, or None if the server's counts would be wrong.
+
+    Wrong: tries logged in the side log since the last sync (the tracker
+    adds them when it loads), or a ``max_tries`` setting it would refuse.
+    """
+    stored = storage.meta.get("max_tries") or 0
+    if type(stored) is not int or stored < 0 or not storage.side_log("tries").empty:
+        return None
+    return {"max": stored, "store": storage._id}
 
 
 def this_host() -> str:
