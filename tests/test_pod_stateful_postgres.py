@@ -93,11 +93,17 @@ class PostgresPODMachine(PODMachine):
 PostgresPODMachine.TestCase.settings = BOUNDED
 
 
-class TestPODStatefulOnPostgres(PostgresPODMachine.TestCase):  # type: ignore[misc,valid-type]
+class _OnTheServer:
+    """The session's server, for the machines' test cases (a fixture they all take)."""
+
     @pytest.fixture(autouse=True)
     def _server(self, pg_server: Server) -> None:
         PostgresPODMachine.url = pg_server.url()
         PostgresPODMachine.reader_url = pg_server.socket_url()
+
+
+class TestPODStatefulOnPostgres(_OnTheServer, PostgresPODMachine.TestCase):  # type: ignore[misc,valid-type]
+    pass
 
 
 class SmallWindowMachine(PostgresPODMachine):
@@ -124,8 +130,5 @@ class SmallWindowMachine(PostgresPODMachine):
 SmallWindowMachine.TestCase.settings = BOUNDED
 
 
-class TestPODStatefulOnPostgresSmallWindow(SmallWindowMachine.TestCase):  # type: ignore[misc,valid-type]
-    @pytest.fixture(autouse=True)
-    def _server(self, pg_server: Server) -> None:
-        PostgresPODMachine.url = pg_server.url()
-        PostgresPODMachine.reader_url = pg_server.socket_url()
+class TestPODStatefulOnPostgresSmallWindow(_OnTheServer, SmallWindowMachine.TestCase):  # type: ignore[misc,valid-type]
+    pass

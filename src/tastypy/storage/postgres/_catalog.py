@@ -19,7 +19,7 @@ from ..damage import ContentChecks, Damage, VerifyReport
 from ..protocol import Member, Probe, TaskSummary
 from . import _schema
 from ._engine import PostgresStorage
-from ._link import Connection, Link, RawJson
+from ._link import Connection, Link
 from ._schema import q
 from ._target import parse, user_key
 
@@ -208,9 +208,7 @@ def task_summary(url: str) -> TaskSummary | None:
             with conn.transaction():
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 counts = conn.execute(_COUNTS, ask).fetchone()
-                with conn.cursor() as cur:
-                    cur.adapters.register_loader("json", RawJson)
-                    notable = [(row[0], row[1]) for row in cur.execute(_NOTABLE, ask)]
+                notable = [(row[0], row[1]) for row in conn.execute(_NOTABLE, ask)]
             assert counts is not None
             return tuple(counts), notable
 
@@ -254,15 +252,13 @@ def verify(url: str, checks: ContentChecks) -> VerifyReport:
     try:
 
         def work(conn: Connection) -> list[tuple[Any, ...]]:
-            with conn.cursor() as cur:
-                cur.adapters.register_loader("json", RawJson)
-                return cur.execute(
-                    q(
-                        "SELECT key, value FROM {s}.records WHERE store = %s "
-                        "AND value IS NOT NULL ORDER BY pos"
-                    ),
-                    (storage._id,),
-                ).fetchall()
+            return conn.execute(
+                q(
+                    "SELECT key, value FROM {s}.records WHERE store = %s "
+                    "AND value IS NOT NULL ORDER BY pos"
+                ),
+                (storage._id,),
+            ).fetchall()
 
         rows = storage._link.run(work)
         meta = storage.meta

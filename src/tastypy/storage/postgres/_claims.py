@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._heartbeat import Heartbeat
-from ._link import Connection, Link, RawJson
+from ._link import Connection, Link
 from ._schema import q
 from ._target import Target, stored_key, user_key
 
@@ -243,9 +243,7 @@ class LeasedClaims:
         }
 
         def work(conn: Connection) -> list[tuple[Any, ...]]:
-            with conn.cursor() as cur:
-                cur.adapters.register_loader("json", RawJson)
-                return cur.execute(_CLAIM_TASKS, params).fetchall()
+            return conn.execute(_CLAIM_TASKS, params).fetchall()
 
         rows = self._link.run(work)
         found: list[tuple[str, int | None, bytes | None, bool]] = []

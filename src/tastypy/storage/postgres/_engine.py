@@ -38,7 +38,7 @@ from ...errors import (
 from .._merge import Merge, merge
 from . import _schema
 from ._claims import LeasedClaims
-from ._link import Connection, Link, RawJson
+from ._link import Connection, Link
 from ._on_demand import OnDemandReads
 from ._schema import COUNT_SQL, LOCK_SPACE, q, size_sql
 from ._sidelog import PostgresSideLog
@@ -250,7 +250,6 @@ class PostgresStorage(LeasedClaims, OnDemandReads):
             head = self._head(conn, "version, next_pos, meta::text")
             rows: list[Any] = []
             with conn.cursor(name="tastypy_load") as cur:
-                cur.adapters.register_loader("json", RawJson)
                 cur.itersize = _PAGE
                 cur.execute(
                     q(
@@ -416,31 +415,27 @@ class PostgresStorage(LeasedClaims, OnDemandReads):
         """
         if self._resident is not None:
             return self._as_changes(self._theirs_seen(conn, seen), seen)
-        with conn.cursor() as cur:
-            cur.adapters.register_loader("json", RawJson)
-            cur.execute(
-                q(
-                    "SELECT key, pos, value FROM {s}.records "
-                    "WHERE store = %s AND version > %s ORDER BY pos"
-                ),
-                (self._id, self._version),
-            )
-            return self._as_changes(cur.fetchall(), seen)
+        rows = conn.execute(
+            q(
+                "SELECT key, pos, value FROM {s}.records "
+                "WHERE store = %s AND version > %s ORDER BY pos"
+            ),
+            (self._id, self._version),
+        ).fetchall()
+        return self._as_changes(rows, seen)
 
     def _rows(self, conn: Connection, keys: list[str], seen: dict[str, int]) -> list[Change]:
         """The store's records of *keys*, as changes that make this open's memory hold them."""
         if not keys:
             return []
-        with conn.cursor() as cur:
-            cur.adapters.register_loader("json", RawJson)
-            cur.execute(
-                q(
-                    "SELECT key, pos, value FROM {s}.records "
-                    "WHERE store = %s AND key = ANY(%s) ORDER BY pos"
-                ),
-                (self._id, [stored_key(key) for key in keys]),
-            )
-            found = self._as_changes(cur.fetchall(), seen)
+        rows = conn.execute(
+            q(
+                "SELECT key, pos, value FROM {s}.records "
+                "WHERE store = %s AND key = ANY(%s) ORDER BY pos"
+            ),
+            (self._id, [stored_key(key) for key in keys]),
+        ).fetchall()
+        found = self._as_changes(rows, seen)
         there = {key for key, _blob in found}
         # No record there: this open's memory drops its own, whether or not it
         # had seen one (a task it claimed new, which another claimed since).

@@ -95,6 +95,8 @@ class Link:
             failure = self._failed(exc, "cannot connect to the server")
         if failure is not None or conn is None:
             raise failure or ConnectionFailedError(self.target.location)
+        # Values are json: the engine hands on the text it wrote, never a parse.
+        conn.adapters.register_loader("json", RawJson)
         self._conn = conn
         return conn
 

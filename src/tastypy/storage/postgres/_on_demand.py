@@ -15,7 +15,7 @@ from collections.abc import Container, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ...errors import NotAStoreError
-from ._link import Connection, Link, RawJson
+from ._link import Connection, Link
 from ._schema import q, size_sql
 from ._target import stored_key
 
@@ -80,16 +80,13 @@ class OnDemandReads:
             where, bounds = "pos > %s AND pos < %s ORDER BY pos", (after, before)
 
         def work(conn: Connection) -> list[Any]:
-            with conn.cursor() as cur:
-                cur.adapters.register_loader("json", RawJson)
-                cur.execute(
-                    q(
-                        "SELECT pos, key, value FROM {s}.records "
-                        "WHERE store = %s AND value IS NOT NULL AND " + where + " LIMIT %s"
-                    ),
-                    (self._id, *bounds, limit),
-                )
-                return cur.fetchall()
+            return conn.execute(
+                q(
+                    "SELECT pos, key, value FROM {s}.records "
+                    "WHERE store = %s AND value IS NOT NULL AND " + where + " LIMIT %s"
+                ),
+                (self._id, *bounds, limit),
+            ).fetchall()
 
         return [(int(pos), self._key(stored), blob) for pos, stored, blob in self._link.run(work)]
 
@@ -164,16 +161,13 @@ class OnDemandReads:
             q("SELECT count(*) FROM {s}.records WHERE store = %s AND version > %s"), since
         ).fetchone()
         if changed is not None and int(changed[0]) > len(seen):
-            with conn.cursor() as cur:
-                cur.adapters.register_loader("json", RawJson)
-                cur.execute(
-                    q(
-                        "SELECT key, pos, value FROM {s}.records WHERE store = %s "
-                        "AND version > %s AND key = ANY(%s) ORDER BY pos"
-                    ),
-                    (*since, [stored_key(key) for key in seen]),
-                )
-                return cur.fetchall()
+            return conn.execute(
+                q(
+                    "SELECT key, pos, value FROM {s}.records WHERE store = %s "
+                    "AND version > %s AND key = ANY(%s) ORDER BY pos"
+                ),
+                (*since, [stored_key(key) for key in seen]),
+            ).fetchall()
         rows = conn.execute(
             q(
                 "SELECT key, pos, value IS NOT NULL FROM {s}.records "
@@ -192,13 +186,11 @@ class OnDemandReads:
         """The JSON of those of *keys* the store holds (inside a transaction)."""
         if not keys:
             return {}
-        with conn.cursor() as cur:
-            cur.adapters.register_loader("json", RawJson)
-            cur.execute(
-                q(
-                    "SELECT key, value FROM {s}.records "
-                    "WHERE store = %s AND key = ANY(%s) AND value IS NOT NULL"
-                ),
-                (self._id, [stored_key(key) for key in keys]),
-            )
-            return {self._key(stored): blob for stored, blob in cur.fetchall()}
+        rows = conn.execute(
+            q(
+                "SELECT key, value FROM {s}.records "
+                "WHERE store = %s AND key = ANY(%s) AND value IS NOT NULL"
+            ),
+            (self._id, [stored_key(key) for key in keys]),
+        )
+        return {self._key(stored): blob for stored, blob in rows}
