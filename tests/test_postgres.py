@@ -184,7 +184,7 @@ def test_the_tables_carry_a_version_and_a_newer_one_is_refused(
     pg_server.psql(f"CREATE DATABASE {database}")
     url = pg_server.url(database)
     tastypy.POD(url, name="first").close()  # makes the tables
-    assert pg_server.psql("SELECT version FROM tastypy.format", database).strip() == "3"
+    assert pg_server.psql("SELECT version FROM tastypy.format", database).strip() == "4"
     pg_server.psql("UPDATE tastypy.format SET version = 99", database)
     with pytest.raises(SettingsError, match=r"layout version 99.*upgrade tastypy"):
         tastypy.POD(url, name="first")

@@ -23,6 +23,7 @@ import pytest
 import tastypy
 from tastypy._window import Window
 from tastypy.storage.postgres import PostgresStorage
+from tastypy.storage.postgres._schema import VERSION
 
 from _postgres import Server
 
@@ -234,6 +235,16 @@ def database_with_a_store(pg_server: Server, pg_name: str) -> tuple[str, str]:
     return database, url
 
 
+# What layout 4 added (the tallies): gone again, for a test of an older layout.
+UNDO_LAYOUT_4 = (
+    "DROP TRIGGER tally_inserts ON tastypy.records; "
+    "DROP TRIGGER tally_updates ON tastypy.records; "
+    "DROP TRIGGER tally_deletes ON tastypy.records; DROP FUNCTION tastypy.tally_records(); "
+    "DROP FUNCTION tastypy.truthy(json); DROP TABLE tastypy.tallies; "
+    "DROP INDEX tastypy.records_notable; "
+)
+
+
 def test_a_layout_of_version_1_is_read_and_migrated(pg_server: Server, pg_name: str) -> None:
     database = pg_name.replace("-", "_")
     pg_server.psql(f"CREATE DATABASE {database}")
@@ -243,7 +254,7 @@ def test_a_layout_of_version_1_is_read_and_migrated(pg_server: Server, pg_name: 
         del pod["b"]
     # What version 1 was: no stores.size.
     pg_server.psql(
-        "ALTER TABLE tastypy.stores DROP COLUMN size, DROP COLUMN size_at; "
+        UNDO_LAYOUT_4 + "ALTER TABLE tastypy.stores DROP COLUMN size, DROP COLUMN size_at; "
         "UPDATE tastypy.format SET version = 1",
         database,
     )
@@ -254,7 +265,7 @@ def test_a_layout_of_version_1_is_read_and_migrated(pg_server: Server, pg_name: 
     with tastypy.POD(url, name="old") as pod:  # a writer migrates it
         assert len(pod) == 2
         pod["d"] = 4
-    assert pg_server.psql("SELECT version FROM tastypy.format", database).strip() == "3"
+    assert pg_server.psql("SELECT version FROM tastypy.format", database).strip() == str(VERSION)
     assert pg_server.psql("SELECT size FROM tastypy.stores", database).strip() == "3"
     assert reader_items(url, "old") == [("a", 1), ("c", 3), ("d", 4)]
 
@@ -404,6 +415,7 @@ def test_a_layout_of_version_2_is_migrated_with_or_without_size_at(
     # Version 2 (development commits) kept stores.size, some with size_at too.
     database, url = database_with_a_store(pg_server, pg_name)
     drop = "" if with_size_at else "ALTER TABLE tastypy.stores DROP COLUMN size_at; "
+    drop = UNDO_LAYOUT_4 + drop
     pg_server.psql(
         drop + "UPDATE tastypy.stores SET size = 99; UPDATE tastypy.format SET version = 2",
         database,
@@ -413,7 +425,7 @@ def test_a_layout_of_version_2_is_migrated_with_or_without_size_at(
     with tastypy.POD(url, name="s") as pod:  # migrated
         pod["c"] = 3
         assert len(pod) == 3
-    assert pg_server.psql("SELECT version FROM tastypy.format", database).strip() == "3"
+    assert pg_server.psql("SELECT version FROM tastypy.format", database).strip() == str(VERSION)
     row = pg_server.psql("SELECT size, size_at = version FROM tastypy.stores", database)
     assert row.strip().split("|") == ["3", "t"]
 
@@ -445,7 +457,7 @@ def test_a_role_that_may_not_migrate_the_tables_goes_on_with_layout_1(
     database, url = database_with_a_store(pg_server, pg_name)
     role = f"worker_{database}"
     pg_server.psql(
-        "ALTER TABLE tastypy.stores DROP COLUMN size, DROP COLUMN size_at; "
+        UNDO_LAYOUT_4 + "ALTER TABLE tastypy.stores DROP COLUMN size, DROP COLUMN size_at; "
         "UPDATE tastypy.format SET version = 1; "
         f"CREATE ROLE {role} LOGIN PASSWORD 'pw'; "
         f"GRANT USAGE ON SCHEMA tastypy TO {role}; "

@@ -354,10 +354,37 @@ class Claims(Protocol):
 
 
 class Counts(Protocol):
-    """Capability ``"counts"``: counts of records the engine serves itself."""
+    """Capability ``"counts"``: a tracker's records counted by the engine, and found by state.
 
-    def count(self, state: str) -> int:
-        """Records in *state* (a name of :data:`tastypy.tracker` states)."""
+    With ``"on_demand"``: a tracker served on demand asks these instead of
+    reading every record. A record's facts are ``(state, aborted, tries)``:
+    state 0 to do, 1 done, 2 aborted and not done, None for a value that
+    is not a task record; aborted by the truth of ``_aborted``; tries -1
+    for an unusable ``_tries``.
+    """
+
+    def task_tally(
+        self, keys: list[str]
+    ) -> tuple[list[tuple[int, bool, int, int]], dict[str, tuple[int | None, bool, int]]]:
+        """How many committed records have each ``(state, aborted, tries)``, as
+        ``(state, aborted, tries, n)`` rows; and the facts of those of *keys*
+        the store holds, as of the same commit."""
+        ...
+
+    def unusable_task(self) -> str | None:
+        """A key whose record's ``_tries`` is unusable (the first in order), or None."""
+        ...
+
+    def to_do_page(
+        self, after: int, before: int, limit: int, max_tries: int, keys: list[str]
+    ) -> list[tuple[int, str, bytes | None, bool]]:
+        """Up to *limit* ``(pos, key, retry JSON or None, to do)`` in order, positions
+        in (*after*, *before*): records to do under *max_tries* (0: no limit), and
+        those of *keys* whatever their state."""
+        ...
+
+    def present(self, keys: list[str]) -> set[str]:
+        """Those of *keys* the store holds."""
         ...
 
 

@@ -21,6 +21,7 @@ from . import _schema
 from ._engine import PostgresStorage
 from ._link import Connection, Link
 from ._schema import q
+from ._tallies import LIVE_CLAIMS_ONLY, NOTABLE_ROWS, PARTS
 from ._target import parse, user_key
 
 __all__ = ["members", "probe", "stores", "task_keys", "task_summary", "verify"]
@@ -113,18 +114,27 @@ _TASKS = """
     )
 """
 # Counted as the tracker counts: done, else aborted, else exhausted, else failed.
+_EXHAUSTED = "state = 0 AND %(max)s > 0 AND tries >= %(max)s"
+_STATES = (
+    "state = 1",
+    "state = 2",
+    _EXHAUSTED,
+    f"state = 0 AND tries > 0 AND NOT ({_EXHAUSTED})",
+    "tries > 0",
+)
+
+
+def _counted(aggregate: str) -> str:
+    """The counts of done, aborted, exhausted, failed and tried, each *aggregate* filtered."""
+    return ", ".join(f"{aggregate.format(f'FILTER (WHERE {each})')}" for each in _STATES)
+
+
+# Layout 3 and older (a role that may not migrate the tables): every record read.
 _COUNTS = q(
     _TASKS
-    + """
-    SELECT count(*),
-        count(*) FILTER (WHERE state = 1),
-        count(*) FILTER (WHERE state = 2),
-        count(*) FILTER (WHERE state = 0 AND %(max)s > 0 AND tries >= %(max)s),
-        count(*) FILTER (WHERE state = 0 AND tries > 0 AND NOT (%(max)s > 0 AND tries >= %(max)s)),
-        count(*) FILTER (WHERE tries > 0),
-        count(*) FILTER (WHERE unusable)
-    FROM t
-    """
+    + " SELECT count(*), "
+    + _counted("count(*) {}")
+    + ", count(*) FILTER (WHERE unusable) FROM t"
 )
 # The tasks not done whose records may name errors or a retry time, with the
 # tries claims counted.
@@ -136,6 +146,19 @@ _NOTABLE = q(
         AND (strpos(value::text, '"_errors"') > 0 OR strpos(value::text, '"_retry_at"') > 0)
     """
 )
+# Layout 4 on: the tallies and the claims ahead of their records (_tallies.py).
+_COUNTS_TALLIED = q(
+    PARTS
+    + "SELECT (SELECT "
+    + _schema.size_sql(_schema.VERSION)
+    + " FROM {s}.stores s WHERE s.id = %(store)s) + "
+    + LIVE_CLAIMS_ONLY
+    + ", "
+    + _counted("coalesce(sum(n) {}, 0)")
+    + ", (SELECT count(*) FROM {s}.tallies WHERE store = %(store)s AND tries = -1 AND n > 0)"
+    + " FROM parts"
+)
+_NOTABLE_TALLIED = q(NOTABLE_ROWS)
 
 
 # Whether a record the tracker refuses (its _tries unusable) is there.
@@ -143,7 +166,6 @@ _UNUSABLE = q(
     "SELECT EXISTS (SELECT 1 FROM {s}.records WHERE store = %(store)s AND value IS NOT NULL "
     "AND state IS NOT NULL AND tries IS NULL)"
 )
-_EXHAUSTED = "state = 0 AND %(max)s > 0 AND tries >= %(max)s"
 # Each state ``tastypy list`` files a task under, as a condition on t.
 _IN_STATE = {
     "done": "state = 1",
@@ -207,8 +229,10 @@ def task_summary(url: str) -> TaskSummary | None:
         def work(conn: Connection) -> tuple[tuple[Any, ...], list[tuple[bytes, int | None]]]:
             with conn.transaction():
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                counts = conn.execute(_COUNTS, ask).fetchone()
-                notable = [(row[0], row[1]) for row in conn.execute(_NOTABLE, ask)]
+                tallied = storage._layout >= 4
+                counts = conn.execute(_COUNTS_TALLIED if tallied else _COUNTS, ask).fetchone()
+                rows = conn.execute(_NOTABLE_TALLIED if tallied else _NOTABLE, ask)
+                notable = [(row[0], row[1]) for row in rows]
             assert counts is not None
             return tuple(counts), notable
 

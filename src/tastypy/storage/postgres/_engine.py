@@ -42,6 +42,7 @@ from ._link import Connection, Link
 from ._on_demand import OnDemandReads
 from ._schema import COUNT_SQL, LOCK_SPACE, q, size_sql
 from ._sidelog import PostgresSideLog
+from ._tallies import TaskReads
 from ._target import KEY_MARK, Target, parse, stored_key, user_key
 from ._writes import Rows, task_facts, write_rows
 
@@ -68,7 +69,7 @@ _COMMITTED_V1 = q(
 )
 
 
-class PostgresStorage(LeasedClaims, OnDemandReads):
+class PostgresStorage(LeasedClaims, OnDemandReads, TaskReads):
     """One open of the store *name* in the database at *url*.
 
     Every writable open is shared (capability ``"shared"``): any number of
@@ -127,6 +128,8 @@ class PostgresStorage(LeasedClaims, OnDemandReads):
         except BaseException:
             self._link.close()
             raise
+        if self._layout >= 4:  # the tallies: a tracker's counts are queries (_tallies.py)
+            self.capabilities = self.capabilities | {"counts"}
 
     def _open(self, conn: Connection, new: bool) -> int:
         where = self.location

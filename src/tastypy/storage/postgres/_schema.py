@@ -12,6 +12,13 @@ version 3 ``stores.size_at``, the commit that count is right as of: a
 writer of an older version still running (it keeps no such mark) commits
 without raising it, and the count is made again (``_engine.py``). Until
 version 3, sizes are counted.
+
+Version 4 added ``tallies``, a tracker's tasks counted by state, aborted
+and tries, kept by triggers on ``records`` (so by every statement that
+writes a record, whoever runs it, in the same transaction), and
+``records_notable``, a partial index of the records not done that name
+errors or a retry time: counting a store's tasks reads a few rows, not
+every record (``_tallies.py``).
 """
 
 from __future__ import annotations
@@ -27,10 +34,20 @@ from ...errors import NotAStoreError, SettingsError
 if TYPE_CHECKING:
     from ._link import Connection
 
-__all__ = ["COUNT_SQL", "LOCK_SPACE", "SCHEMA", "VERSION", "ensure", "q", "size_sql"]
+__all__ = [
+    "ABORTED",
+    "COUNT_SQL",
+    "LOCK_SPACE",
+    "NOTABLE",
+    "SCHEMA",
+    "VERSION",
+    "ensure",
+    "q",
+    "size_sql",
+]
 
 SCHEMA = "tastypy"
-VERSION = 3
+VERSION = 4
 # The first key of every advisory lock the engine takes (the second is a store's id).
 LOCK_SPACE = 0x7A57  # "tast"
 _CREATE_LOCK = 0  # the second key while the tables are made
@@ -91,6 +108,85 @@ CREATE TABLE {s}.side_logs (
 );
 """
 
+# Layout 4: the tallies, their triggers, and the index of notable records.
+# A record counts if it has a value and a state (a tracker's, a JSON
+# object); "aborted" is its state 2, or a done record whose _aborted is true
+# (as Python reads it: the strpos spares parsing the others); tries -1 is
+# an unusable _tries (NULL). One statement-level trigger per operation (a
+# trigger with transition tables takes one event), each adding what its
+# statement's rows changed, grouped: a COPY of a million rows is one upsert
+# of a few tally rows. Commits of a store already queue on its lock, so the
+# tally rows add no waiting.
+ABORTED = (
+    "(state = 2 OR (state = 1 AND strpos(value::text, '\"_aborted\"') > 0 "
+    "AND {s}.truthy(value -> '_aborted')))"
+)
+_COUNTED = "value IS NOT NULL AND state IS NOT NULL"
+_TALLIES = """
+CREATE TABLE {s}.tallies (
+    store bigint NOT NULL REFERENCES {s}.stores (id) ON DELETE CASCADE,
+    state smallint NOT NULL,
+    aborted boolean NOT NULL,
+    tries bigint NOT NULL,
+    n bigint NOT NULL,
+    PRIMARY KEY (store, state, aborted, tries)
+);
+CREATE FUNCTION {s}.truthy(v json) RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE json_typeof(v)
+        WHEN 'boolean' THEN v::text = 'true'
+        WHEN 'number' THEN v::text::numeric <> 0
+        WHEN 'string' THEN v::text <> '""'
+        WHEN 'array' THEN json_array_length(v) > 0
+        WHEN 'object' THEN EXISTS (SELECT FROM json_object_keys(v))
+        ELSE false END
+$$;
+CREATE FUNCTION {s}.tally_records() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO {s}.tallies AS t (store, state, aborted, tries, n)
+        SELECT store, state, ABORTED, coalesce(tries, -1), count(*) FROM new_rows
+        WHERE COUNTED GROUP BY 1, 2, 3, 4
+        ON CONFLICT (store, state, aborted, tries) DO UPDATE SET n = t.n + EXCLUDED.n;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO {s}.tallies AS t (store, state, aborted, tries, n)
+        SELECT store, state, ABORTED, coalesce(tries, -1), -count(*) FROM old_rows
+        WHERE COUNTED GROUP BY 1, 2, 3, 4
+        ON CONFLICT (store, state, aborted, tries) DO UPDATE SET n = t.n + EXCLUDED.n;
+    ELSE
+        INSERT INTO {s}.tallies AS t (store, state, aborted, tries, n)
+        SELECT store, state, aborted, tries, sum(d) FROM (
+            SELECT store, state, ABORTED AS aborted, coalesce(tries, -1) AS tries, 1 AS d
+            FROM new_rows WHERE COUNTED
+            UNION ALL
+            SELECT store, state, ABORTED, coalesce(tries, -1), -1 FROM old_rows WHERE COUNTED
+        ) AS changed GROUP BY 1, 2, 3, 4 HAVING sum(d) <> 0
+        ON CONFLICT (store, state, aborted, tries) DO UPDATE SET n = t.n + EXCLUDED.n;
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER tally_inserts AFTER INSERT ON {s}.records
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION {s}.tally_records();
+CREATE TRIGGER tally_updates AFTER UPDATE ON {s}.records
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION {s}.tally_records();
+CREATE TRIGGER tally_deletes AFTER DELETE ON {s}.records
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION {s}.tally_records();
+CREATE INDEX records_notable ON {s}.records (store, pos) WHERE NOTABLE;
+""".replace("ABORTED", ABORTED).replace("COUNTED", _COUNTED)
+# Records not done that may name errors or a retry time (the tracker's
+# _errors and _retry_at): status reads only these, through the index.
+NOTABLE = (
+    "state <> 1 AND (strpos(value::text, '\"_errors\"') > 0 "
+    "OR strpos(value::text, '\"_retry_at\"') > 0)"
+)
+_TALLIES = _TALLIES.replace("NOTABLE", NOTABLE)
+_COUNT_TALLIES = (
+    "INSERT INTO {s}.tallies (store, state, aborted, tries, n) "
+    f"SELECT store, state, {ABORTED}, coalesce(tries, -1), count(*) FROM {{s}}.records "
+    f"WHERE {_COUNTED} GROUP BY 1, 2, 3, 4"
+)
+
 # What turns layout version N into N + 1: statements run in one transaction
 # under the creation lock. ALTER TABLE waits for every commit under way (each
 # reads its store's row first) and holds back those that follow.
@@ -102,6 +198,9 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "UPDATE {s}.stores s SET size_at = s.version, size = (SELECT count(*) "
         "FROM {s}.records r WHERE r.store = s.id AND r.value IS NOT NULL)",
     ),
+    # CREATE TRIGGER locks records against writes until this commits: the
+    # count made after it misses no commit, and every later one is tallied.
+    3: (_TALLIES, _COUNT_TALLIES),
 }
 
 
@@ -163,6 +262,7 @@ def _make_or_migrate(conn: Connection, where: str) -> int:
         version = _version(conn, where)
         if version is None:
             conn.execute(q(_TABLES))
+            conn.execute(q(_TALLIES))
             conn.execute(q("INSERT INTO {s}.format (version) VALUES (%s)"), (VERSION,))
             return VERSION
         while version < VERSION:
