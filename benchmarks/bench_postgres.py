@@ -1,7 +1,7 @@
 """A tracker on PostgreSQL: the claim loop of a fleet, against a hand-written psycopg queue.
 
 Usage:  .venv/bin/python benchmarks/bench_postgres.py [--processes 4] [--tasks 20000]
-        [--bulk 1000000] [--url postgresql://...]
+        [--bulk 1000000] [--size 10000000] [--url postgresql://...]
 
 Without ``--url`` it starts a PostgreSQL server of its own, as the tests do
 (``tests/_postgres.py``: the machine's PostgreSQL binaries, a temporary
@@ -18,10 +18,12 @@ directory, ``fsync=off``), and stops it at the end.
   ``run()`` at least 1.0x the hand-written loop's rate, the seed loop within
   1.5x of it.
 
-- **Size.** On the M-task store the bulk part made: the time to open it,
-  the memory (RSS) of a worker process after it claimed 10,000 tasks, and
-  the time ``tastypy status URL --name NAME`` takes (targets for 10M tasks:
-  under 1 s, under 150 MiB, under 2 s).
+- **Size.** On a store of S tasks (``--size``, 10M by default; made by
+  ``add_many`` in chunks of 1M, each committed at once): the time to open
+  it, the memory (RSS) of a worker process after it claimed 10,000 tasks,
+  and the time ``tastypy status URL --name NAME`` takes (targets for 10M
+  tasks: under 1 s, under 150 MiB, under 2 s). ``--size 0``: on the M-task
+  store the bulk part made instead.
 - **A POD on demand.** On the M-key POD the bulk part made, in a process of
   its own: open + ``len()``, 10,000 random keys read and changed in place
   (then synced), a walk through every value with ``items()``, and the
@@ -141,14 +143,27 @@ def raw_copy(url: str, keys: list[str], value: str, facts: tuple[Any, Any]) -> f
     return seconds
 
 
-def bulk(url: str, count: int) -> None:
+def sized(url: str, count: int) -> None:
+    """A tracker of *count* tasks, added a million at a time; then :func:`size` on it."""
+    name = f"bench-size-{os.getpid()}"
+    start = time.perf_counter()
+    with tastypy.Tracker(url, name=name) as tracker:
+        for first in range(0, count, 1_000_000):
+            last = min(count, first + 1_000_000)
+            tracker.add_many(f"https://example.com/item/{i:08d}" for i in range(first, last))
+    print(f"\n(made a {count:,}-task store in {time.perf_counter() - start:.0f} s)")
+    size(url, name, count)
+
+
+def bulk(url: str, count: int, *, sizes: bool) -> None:
     keys = [f"https://example.com/item/{i:07d}" for i in range(count)]
     tastypy.POD(url, name=f"bench-made-{os.getpid()}").close()  # the tables exist
     start = time.perf_counter()
     with tastypy.Tracker(url, name=f"bench-bulk-{os.getpid()}") as tracker:
         tracker.add_many(keys)
     add_many = time.perf_counter() - start
-    size(url, f"bench-bulk-{os.getpid()}", count)
+    if sizes:
+        size(url, f"bench-bulk-{os.getpid()}", count)
     raw_tasks = raw_copy(url, keys, FRESH, (0, 0))
     value = {"status": 200, "bytes": 5120}
     start = time.perf_counter()
@@ -281,6 +296,9 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--tasks", type=int, default=20_000)
     parser.add_argument("--bulk", type=int, default=1_000_000, help="keys (0: no bulk part)")
+    parser.add_argument(
+        "--size", type=int, default=10_000_000, help="tasks of the size part's store"
+    )
     parser.add_argument("--url", help="a server to use instead of starting one")
     args = parser.parse_args()
     server = None
@@ -326,7 +344,9 @@ def main() -> None:
             ratio = "" if rate is peer else f"{rate / peer:.2f}x"
             print(f"| {label} | {rate:,.0f} | {ratio} | {targets.get(label, '')} |")
         if args.bulk:
-            bulk(url, args.bulk)
+            bulk(url, args.bulk, sizes=not args.size)
+        if args.size:
+            sized(url, args.size)
     finally:
         if server is not None:
             server.close()

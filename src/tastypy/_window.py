@@ -46,9 +46,11 @@ if TYPE_CHECKING:
     from .storage import Merge
     from .storage.protocol import OnDemand
 
-__all__ = ["Window"]
+__all__ = ["GONE", "UNKNOWN", "Window"]
 
 _MISSING: Any = object()
+GONE: Any = object()  # Window.peek(): deleted here
+UNKNOWN: Any = object()  # Window.peek(): as the store has it (not in memory, not changed here)
 _TAIL, _UNSURE, _GONE = 1, 2, 0  # local states: added at the end, set not knowing, deleted
 
 
@@ -61,6 +63,9 @@ class Window(MutableMapping[str, Any]):
 
     capacity: ClassVar[int] = 10_000  # values cached beyond those that must stay
     page_size: ClassVar[int] = 1_000  # keys an iteration reads per query
+    # What a value read from the store becomes before anyone sees it (the
+    # tracker's defaults for a record missing a field); None: as read.
+    shape: Callable[[Any], Any] | None = None
 
     def __init__(self, engine: OnDemand, pending: Pending) -> None:
         self._engine = engine
@@ -106,15 +111,63 @@ class Window(MutableMapping[str, Any]):
             return False
         return None
 
+    def peek(self, key: str) -> Any:
+        """*key*'s value in memory, :data:`GONE` (deleted here), or :data:`UNKNOWN`; no query."""
+        value = self._cache.get(key, _MISSING)
+        if value is not _MISSING:
+            return value
+        return GONE if key in self._local else UNKNOWN
+
+    def changed_keys(self) -> list[str]:
+        """The keys with a change here not yet committed (dirty, added, set or deleted here)."""
+        return [
+            *self._pending.dirty,
+            *(key for key in self._local if key not in self._pending.dirty),
+        ]
+
+    def at_end(self, key: str) -> bool:
+        """Whether *key* was added here, so that its sync puts it at the end."""
+        return self._local.get(key) == _TAIL
+
+    def pending_keys(self) -> dict[str, None]:
+        """See :meth:`_pending_keys` (a copy the caller may change)."""
+        return self._pending_keys()
+
+    @property
+    def engine(self) -> OnDemand:
+        """The engine serving this window (another after a copy: :meth:`moved`)."""
+        return self._engine
+
+    def end(self) -> int:
+        """The position the store's next key will take: every key's is below it."""
+        return self._engine.end()
+
     def may_append(self, key: str) -> bool:
         """Whether a sync of *key* may put it at the end (added here, or unsure)."""
         return self._local.get(key, _GONE) != _GONE
+
+    def prefetch(self, keys: list[str]) -> None:
+        """Read the values of those of *keys* not in memory, in one query (if any is not).
+
+        For a caller about to read each of *keys*: each read then costs no query.
+        """
+        cache, local = self._cache, self._local
+        wanted = [key for key in keys if key not in cache and key not in local]
+        if not wanted:
+            return
+        for key, blob in self._engine.fetch(wanted).items():
+            if key not in cache and key not in local:
+                self._admit(key, self._decode(blob), blob)
+
+    def _decode(self, blob: bytes) -> Any:
+        value = orjson.loads(blob)
+        return value if self.shape is None else self.shape(value)
 
     def _fetch(self, key: str) -> Any:
         found = self._engine.fetch([key])
         if key not in found:
             raise KeyError(key)
-        value = orjson.loads(found[key])
+        value = self._decode(found[key])
         self._admit(key, value, found[key])
         return value
 
@@ -162,7 +215,7 @@ class Window(MutableMapping[str, Any]):
             syncs = self._syncs
             for _pos, key, blob in rows:
                 if key not in local and key not in cache:
-                    self._admit(key, orjson.loads(blob), blob)
+                    self._admit(key, self._decode(blob), blob)
             full = len(rows) == size
             for pos, key, _blob in rows:
                 state = local.get(key)
@@ -242,6 +295,16 @@ class Window(MutableMapping[str, Any]):
         self._local.pop(key, None)
         self._local[key] = _GONE
 
+    def pin(self, key: str, value: Any) -> None:
+        """Show *value* for *key* until :meth:`reset`, whatever the store has (read-only views).
+
+        Kept as a key set here (never let go, never written: a read-only
+        POD does not sync), in place if the store has it, else at the end.
+        """
+        self._cache[key] = value
+        if key not in self._local:
+            self._local[key] = _UNSURE
+
     def drop_all(self, keys: list[str]) -> None:
         """Delete every one of *keys* (``clear``: every key there is)."""
         cache, local = self._cache, self._local
@@ -286,7 +349,10 @@ class Window(MutableMapping[str, Any]):
             if key not in cache or key in local or unchanged(key, blob):
                 continue  # not here, changed here, or here already as they left it
             if not keep(key):
-                cache[key] = decode(blob)
+                value = decode(blob)
+                cache[key] = value if self.shape is None else self.shape(value)
+                # Seen so, as a value read is: a later sync writes it only if it changes.
+                self._engine.remember(key, blob)
 
     def reset(self) -> None:
         """Forget everything held (the store is read anew from now on)."""
@@ -325,7 +391,7 @@ class Window(MutableMapping[str, Any]):
             state = local.get(key)
             if state is None:
                 value = cache.get(key, _MISSING)
-                yield key, orjson.loads(blob) if value is _MISSING else value
+                yield key, self._decode(blob) if value is _MISSING else value
             elif state == _UNSURE:
                 yield key, cache[key]
             else:

@@ -127,8 +127,9 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
     """
 
     _KIND: ClassVar[str] = "pod"
-    # Whether an engine that serves values on demand does so (else it is loaded whole).
-    _ON_DEMAND: ClassVar[bool] = True
+    # The capabilities an engine needs for this class to be served on demand
+    # (else it is loaded whole).
+    _ON_DEMAND_NEEDS: ClassVar[frozenset[str]] = frozenset({"on_demand"})
     # The data as a Window (the same object as _data), if the engine serves it on demand.
     _window: Window | None = None
     _storage: Storage | None = None
@@ -244,7 +245,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
 
     def _first_data(self, storage: Storage) -> dict[str, Any]:
         """The store loaded whole, or a window onto it if its engine serves it on demand."""
-        if self._ON_DEMAND and "on_demand" in storage.capabilities:
+        if storage.capabilities >= self._ON_DEMAND_NEEDS:
             self._window = Window(cast("OnDemand", storage), self._pending)
             # The dict-like window stands in for the dict (_window.py).
             return cast("dict[str, Any]", self._window)
@@ -303,7 +304,10 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         view of tries logged since the last sync).
         """
         assert self._readonly
-        self._data[key] = value
+        if self._window is not None:
+            self._window.pin(key, value)  # kept in memory: the store does not have it so
+        else:
+            self._data[key] = value
 
     def _hand_out(self, key: str) -> Any:
         """The value of *key*, which the caller may now change: it stays dirty.

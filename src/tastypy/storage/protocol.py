@@ -376,11 +376,19 @@ class Counts(Protocol):
         ...
 
     def to_do_page(
-        self, after: int, before: int, limit: int, max_tries: int, keys: list[str]
+        self,
+        after: int,
+        before: int,
+        limit: int,
+        max_tries: int,
+        keys: list[str],
+        *,
+        notable: bool = False,
     ) -> list[tuple[int, str, bytes | None, bool]]:
         """Up to *limit* ``(pos, key, retry JSON or None, to do)`` in order, positions
-        in (*after*, *before*): records to do under *max_tries* (0: no limit), and
-        those of *keys* whatever their state."""
+        in (*after*, *before*): records to do under *max_tries* (0: no limit; with
+        *notable*, only those that may name a retry time), and those of *keys*
+        whatever their state."""
         ...
 
     def present(self, keys: list[str]) -> set[str]:

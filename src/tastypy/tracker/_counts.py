@@ -49,6 +49,8 @@ class TaskCounts:
     records the program may still change (see the module notes).
     """
 
+    served = False  # counts asked of the store each time (_served.py)
+
     def __init__(self, max_tries: int) -> None:
         self.max_tries = max_tries
         self.status: dict[str, int] = {}

@@ -75,6 +75,10 @@ class FleetTasks:
 
         def _add_new(self, values: dict[str, Any], encoding: bytes) -> None: ...
 
+        def _known(self, key: str) -> Any: ...
+
+        def _present(self, keys: list[str]) -> set[str] | dict[str, Any]: ...
+
         def __setitem__(self, key: Any, value: Any) -> None: ...
 
     def _fleet(self) -> FleetStorage:
@@ -147,7 +151,7 @@ class FleetTasks:
         still pending here is synced first, so that the store's record is it.
         """
         with self._lock:
-            record = self._data.get(key)
+            record = self._known(key)  # the claim reads the store's record itself
             if isinstance(record, dict) and (_finished(record, limit) or waiting(record)):
                 return False  # done here stays done, and tries only grow
             self._sync_pending([key])
@@ -183,7 +187,7 @@ class FleetTasks:
         with self._lock:
             candidates: list[str] = []
             for key in dict.fromkeys(keys):
-                record = self._data.get(key)
+                record = self._known(key)
                 if not (
                     isinstance(record, dict) and (_finished(record, limit) or waiting(record))
                 ):
@@ -272,7 +276,9 @@ class FleetTasks:
         storage = self._fleet()
         with self._lock, _lifecycle.critical(), storage.locked():
             self._catch_up()
-            fresh = [key for key in dict.fromkeys(keys) if key not in self._data]
+            unique = list(dict.fromkeys(keys))
+            there = self._present(unique)
+            fresh = [key for key in unique if key not in there]
             if fresh:
                 # One look for all the keys' tries counted by claims, one commit.
                 tried = storage.logged_tries_of(fresh)

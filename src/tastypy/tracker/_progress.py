@@ -61,7 +61,7 @@ class Progress:
         # Kept short: meant to be called on every iteration of a job's loop.
         with self._lock:
             data, tally = self._data, self._tally
-            if tally.unchecked:
+            if tally.unchecked or tally.served:  # served on demand: a query each time
                 tally.refresh(data)
             n = len(data)
             fraction = tally.counts[DONE] / n if n else 0.0

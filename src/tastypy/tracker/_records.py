@@ -30,6 +30,8 @@ __all__ = [
     "check_records",
     "fresh_records",
     "record_problem",
+    "refuse_record",
+    "with_defaults",
 ]
 
 # A try count must stay a 64-bit JSON integer after any number of tries.
@@ -89,7 +91,30 @@ def check_records(path: str | Path, data: dict[str, Any]) -> None:
     """
     found = bad_records(path, data, limit=1)
     if found:
-        raise BadRecordError(
-            f"{found[0]} (edited by hand? fix the record with: tastypy set PATH KEY "
-            '\'{"_done": false, "_tries": 0}\', or delete the task with: tastypy del PATH KEY)'
-        )
+        raise BadRecordError(_with_fix(found[0]))
+
+
+def refuse_record(path: str | Path, key: str, record: object) -> None:
+    """Raise :class:`BadRecordError` for *key*'s record, found unusable by its store."""
+    problem = record_problem(record) or "field _tries is not usable"
+    raise BadRecordError(_with_fix(f"{path}: task {reprlib.repr(key)}: {problem}"))
+
+
+def _with_fix(problem: str) -> str:
+    return (
+        f"{problem} (edited by hand? fix the record with: tastypy set PATH KEY "
+        '\'{"_done": false, "_tries": 0}\', or delete the task with: tastypy del PATH KEY)'
+    )
+
+
+def with_defaults(record: Any) -> Any:
+    """*record* with ``_done`` and ``_tries`` (a copy if one was missing), as a tracker shows it.
+
+    A value that is not a dict becomes ``{"value": value}`` with both.
+    """
+    if isinstance(record, dict) and "_done" in record and "_tries" in record:
+        return record
+    repaired = dict(record) if isinstance(record, dict) else {"value": record}
+    repaired.setdefault("_done", False)
+    repaired.setdefault("_tries", 0)
+    return repaired

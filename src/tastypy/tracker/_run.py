@@ -18,6 +18,7 @@ recorded, the tracker is synced, and then the signal has its usual effect
 from __future__ import annotations
 
 import inspect
+import itertools
 import logging
 import signal
 import threading
@@ -135,7 +136,9 @@ def run(
                     held.update(todo)  # nothing of them could be tried: not again this run
                 todo = _retries_due(tracker, order, held, options, stop, bar)
     finally:
-        summary.exhausted = sum(1 for k in order if k in tracker and _exhausted(tracker, k))
+        summary.exhausted = sum(
+            1 for k in _prefetched(tracker, order) if k in tracker and _exhausted(tracker, k)
+        )
         waits = tracker.waiting_keys()
         summary.waiting = sum(1 for k in order if k in waits)
         summary.interrupted = stop.signum is not None
@@ -196,7 +199,7 @@ def _retries_due(  # noqa: PLR0917
         return None
     data = tracker._data
     waits: dict[str, float] = {}
-    for key in order:
+    for key in _prefetched(tracker, order):
         at = due_at(data.get(key))
         # (should_try: not aborted, nor out of tries)
         if at is None or key in held or not tracker.should_try(key) or tracker.check(key):
@@ -300,14 +303,17 @@ def _tasks_claimed_in_batches(
     size = 1
     while stop.signum is None:
         chunk: list[str] = []
-        for key in keys:
-            if tracker.check(key) or tracker.aborted(key):
-                if summary is not None:
-                    summary.skipped += 1
-                continue
-            chunk.append(key)
-            if len(chunk) >= size:
+        while len(chunk) < size:
+            ahead = list(itertools.islice(keys, size - len(chunk)))
+            if not ahead:
                 break
+            tracker._prefetch(ahead)  # served on demand: their records in one query
+            for key in ahead:
+                if tracker.check(key) or tracker.aborted(key):
+                    if summary is not None:
+                        summary.skipped += 1
+                    continue
+                chunk.append(key)
         if not chunk:
             return
         claimed = tracker._fleet_try_many(chunk, tracker._tally.max_tries)
@@ -354,6 +360,17 @@ def _here(results: Outcomes, fn: Callable[[str], Any], tasks: Iterator[str], sto
             results.failed(key, results.rules.judged(result_failure(exc), exc))
         else:
             results.succeeded(key, result, seconds)
+
+
+def _prefetched(tracker: ProgressTracker, keys: list[str]) -> Iterator[str]:
+    """*keys*, their records read a thousand at a time first where served on demand."""
+    for start in range(0, len(keys), PREFETCH):
+        chunk = keys[start : start + PREFETCH]
+        tracker._prefetch(chunk)
+        yield from chunk
+
+
+PREFETCH = 1_000
 
 
 def _exhausted(tracker: ProgressTracker, key: str) -> bool:

@@ -6,9 +6,10 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .._codec import check_new_key, encode_value, normalize_key
+from .._window import GONE, UNKNOWN
 from ..errors import CorruptStoreError, DuplicateKeyError, SettingsError
 from ..pod import PersistentOrderedDict
 from ..storage import Storage
@@ -17,9 +18,20 @@ from . import _tries
 from ._counts import ABORTED, DONE, EXHAUSTED, TaskCounts
 from ._fleet import FleetTasks
 from ._progress import Progress
-from ._records import NEW_RECORD, check_records, fresh_records, record_problem
+from ._records import (
+    NEW_RECORD,
+    check_records,
+    fresh_records,
+    record_problem,
+    refuse_record,
+    with_defaults,
+)
 from ._retry import RETRY_AT, RetryPolicy, due_at, waiting
 from ._run import RunSummary, run
+from ._served import ServedCounts, present, to_do
+
+if TYPE_CHECKING:
+    from ..storage.protocol import Counts
 
 __all__ = ["ProgressTracker", "Tracker"]
 
@@ -54,7 +66,9 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
     """
 
     _KIND = "tracker"
-    _ON_DEMAND = False  # a tracker's counts and checks read every record: loaded whole
+    # Served on demand only where the engine counts the records too: a
+    # tracker's counts, checks and tasks to do are then queries (_served.py).
+    _ON_DEMAND_NEEDS = frozenset({"on_demand", "counts"})
 
     def __init__(
         self,
@@ -111,7 +125,7 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
         meta = self._storage.meta
         stored = meta.get("max_tries") or 0
         valid = type(stored) is int and stored >= 0
-        self._tally = TaskCounts(stored if valid else 0)
+        self._tally = self._new_tally(stored if valid else 0)
         self._touched = self._tally.unchecked  # every key touched is re-checked before a count
         self._finished: set[str] = set()
         self._tries_log = _tries.TriesLog(
@@ -130,7 +144,7 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
             )
         # Read the logged tries before anything here can sync (and so empty the log).
         try:
-            check_records(self._where, self._data)
+            self._check_records()
             logged = self._tries_log.read()
             if not self._shared:  # a shared writer counts them when it claims, and settles
                 # those of dead writers as it syncs
@@ -146,6 +160,13 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
             self._fleet_adopt_tries_log()  # a plain writer's, left by a crash
         else:
             self._replay_tries(logged)
+
+    def _new_tally(self, max_tries: int) -> TaskCounts:
+        """Counts kept here, or, served on demand, asked of the store (``_served.py``)."""
+        if self._window is None:
+            return TaskCounts(max_tries)
+        self._window.shape = with_defaults  # each record as it is read
+        return ServedCounts(self._window, max_tries)
 
     def _set_lease(self, lease: float) -> None:
         """Give the engine's claims *lease* seconds (checked by ``_check_lease``)."""
@@ -193,19 +214,31 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
             # The tries this process's claims counted, perhaps not yet committed.
             own = self._fleet().own_tries() if self._shared else {}
             super().revert()
-            check_records(self._where, self._data)
+            self._check_records()
             self._repair_all()
             logged += [(key, tries, None) for key, tries in own.items()]
             self._replay_tries(logged)
 
+    def _check_records(self) -> None:
+        """Refuse a store holding a record whose ``_tries`` is unusable (``_records.py``)."""
+        if self._window is None:
+            check_records(self._where, self._data)
+            return
+        key = cast("Counts", self._storage).unusable_task()  # the store's tallies know
+        if key is not None:
+            refuse_record(self._where, key, self._data.get(key))
+
     def _repair_all(self) -> None:
-        """Give records missing ``_done``/``_tries`` defaults; recount everything."""
+        """Give records missing ``_done``/``_tries`` defaults; recount everything.
+
+        Served on demand, each record gets them as it is read instead.
+        """
+        if self._window is not None:
+            return
         data = self._data
         for key, record in data.items():
             if not isinstance(record, dict) or "_done" not in record or "_tries" not in record:
-                repaired = dict(record) if isinstance(record, dict) else {"value": record}
-                repaired.setdefault("_done", False)
-                repaired.setdefault("_tries", 0)
+                repaired = with_defaults(record)
                 if self._readonly:
                     self._set_in_view(key, repaired)
                 else:
@@ -315,6 +348,12 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
         name: str | None = None,
     ) -> None:
         super().copy(path, file_size, gzipped, name=name)
+        with self._lock:
+            served = isinstance(self._tally, ServedCounts)
+            if served != (self._window is not None):  # loaded whole now, or served
+                self._tally = self._new_tally(self._tally.max_tries)
+                self._touched = self._tally.unchecked
+                self._tally.recount(self._data)
         # Every try is in the new store now; the old store keeps its own log.
         self._tries_log.close()
         assert self._storage is not None
@@ -380,7 +419,8 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
                 check_new_key(key)
         fresh = dict.fromkeys(normalized)
         with self._lock:
-            clash = next((k for k in fresh if k in self._data), None)
+            there = self._present(list(fresh))
+            clash = next((k for k in fresh if k in there), None)
             if clash is not None or len(fresh) != len(normalized):
                 name = clash if clash is not None else _first_repeat(normalized)
                 raise DuplicateKeyError(
@@ -392,8 +432,27 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
         """Add the tasks that are not there yet, in order (fast)."""
         normalized = [k if type(k) is str else normalize_key(k) for k in keys]
         with self._lock:
-            data = self._data
-            self._add_fresh(dict.fromkeys(k for k in normalized if k not in data))
+            there = self._present(normalized)
+            self._add_fresh(dict.fromkeys(k for k in normalized if k not in there))
+
+    def _present(self, keys: list[str]) -> set[str] | dict[str, Any]:
+        """Those of *keys* the tracker has: one query for them all if served on demand."""
+        if self._window is None:
+            return self._data
+        return present(self._window, keys)
+
+    def _prefetch(self, keys: list[str]) -> None:
+        """Served on demand: read the records of *keys* in one query, for reads to come."""
+        if self._window is not None:
+            with self._lock:
+                self._window.prefetch(keys)
+
+    def _known(self, key: str) -> Any:
+        """*key*'s record if it is in memory, else None: no query (served on demand)."""
+        if self._window is None:
+            return self._data.get(key)
+        record = self._window.peek(key)
+        return None if record is UNKNOWN or record is GONE else record
 
     def _add_fresh(self, keys: dict[str, None]) -> None:
         if self._shared:
@@ -532,6 +591,9 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
 
         Waiting: a retry that is not due yet (``_retry_at``; see :meth:`waiting_keys`).
         """
+        if isinstance(self._tally, ServedCounts):
+            now = time.time()
+            return (key for key, record in self._served_to_do() if not waiting(record, now))
         with self._lock:
             self._tally.refresh(self._data)
         status, data, now = self._tally.status, self._data, time.time()
@@ -542,6 +604,13 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
 
     def waiting_keys(self) -> dict[str, float]:
         """Tasks to do whose next try is not due yet: key -> when it is (Unix seconds)."""
+        if isinstance(self._tally, ServedCounts):
+            now, found = time.time(), {}
+            for key, record in self._served_to_do(notable=True):
+                at = due_at(record)
+                if at is not None and at > now:
+                    found[key] = at
+            return found
         with self._lock:
             self._tally.refresh(self._data)
             status, now = self._tally.status, time.time()
@@ -552,6 +621,12 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
                 if at is not None and at > now and not status.get(key, 0) & blocked:
                     found[key] = at
             return found
+
+    def _served_to_do(self, *, notable: bool = False) -> Iterator[tuple[str, Any]]:
+        """:func:`._served.to_do`, a page at a time under the lock."""
+        assert isinstance(self._tally, ServedCounts)
+        assert self._window is not None
+        return to_do(self._tally, self._window, self._lock, notable)
 
     def todo_items(self) -> Iterator[tuple[str, Any]]:
         """``(key, record)`` of the tasks :meth:`todo_keys` lists."""

@@ -91,12 +91,15 @@ _HAS_UNUSABLE = q(
 # A page of the tasks to do (or among the keys asked about), in order, with
 # the JSON of a _retry_at the record may name, and whether it is to do.
 _IS_TO_DO = "(state = 0 AND tries IS NOT NULL AND (%(max)s = 0 OR tries < %(max)s))"
-_TO_DO = q(
+_TO_DO_SQL = (
     "SELECT pos, key, CASE WHEN strpos(value::text, '\"_retry_at\"') > 0 "
     "THEN value -> '_retry_at' END, coalesce(" + _IS_TO_DO + ", false) FROM {s}.records "
     "WHERE store = %(store)s AND pos > %(after)s AND pos < %(before)s AND value IS NOT NULL "
-    "AND (" + _IS_TO_DO + " OR key = ANY(%(keys)s)) ORDER BY pos LIMIT %(limit)s"
+    "AND ((" + _IS_TO_DO + " AND WHICH) OR key = ANY(%(keys)s)) ORDER BY pos LIMIT %(limit)s"
 )
+_TO_DO = q(_TO_DO_SQL.replace("WHICH", "true"))
+# Only those the index of notable records holds (that may name a retry time).
+_TO_DO_NOTABLE = q(_TO_DO_SQL.replace("WHICH", "(" + NOTABLE + ")"))
 _PRESENT = q(
     "SELECT key FROM {s}.records WHERE store = %s AND key = ANY(%s) AND value IS NOT NULL"
 )
@@ -146,15 +149,23 @@ class TaskReads:
         row = self._link.run(work)
         return None if row is None else self._key(row[0])
 
-    def to_do_page(
-        self, after: int, before: int, limit: int, max_tries: int, keys: list[str]
+    def to_do_page(  # the page's bounds and what is on it
+        self,
+        after: int,
+        before: int,
+        limit: int,
+        max_tries: int,
+        keys: list[str],
+        *,
+        notable: bool = False,
     ) -> list[tuple[int, str, bytes | None, bool]]:
         """Up to *limit* ``(pos, key, retry, to_do)`` between positions *after* and *before*.
 
         The records whose state says to do (*to_do*) and whose tries are
         under *max_tries* (0: no limit), and those of *keys* whatever their
         state, in order; *retry*: the JSON of the ``_retry_at`` a record
-        names, or None.
+        names, or None. *notable*: of the records to do, only those that
+        may name errors or a retry time (``records_notable``).
         """
         self._check_open()
         ask = {
@@ -165,7 +176,8 @@ class TaskReads:
             "max": max_tries,
             "keys": [stored_key(key) for key in keys],
         }
-        rows = self._link.run(lambda conn: conn.execute(_TO_DO, ask).fetchall())
+        query = _TO_DO_NOTABLE if notable else _TO_DO
+        rows = self._link.run(lambda conn: conn.execute(query, ask).fetchall())
         return [
             (int(pos), self._key(stored), retry, bool(due)) for pos, stored, retry, due in rows
         ]

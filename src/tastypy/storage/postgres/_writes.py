@@ -138,14 +138,16 @@ _UPSERT_BATCH = q(
     "ON CONFLICT (store, key) DO UPDATE SET" + _SET
 )
 # The claim rows of the keys this commit wrote take their record's state
-# (the claims check that copy: see _claims.py). A commit's rows are those
-# of its version.
+# (the claims check that copy: see _claims.py), and are no longer "new" (a
+# claim that found no record: its task now has one, or was deleted since,
+# and a reader must not count it as a task only the claim knows). A
+# commit's rows are those of its version.
 _CLAIM_STATES = q(
     """
-    UPDATE {s}.claims c SET state = coalesce(r.state, 0)
+    UPDATE {s}.claims c SET state = coalesce(r.state, 0), new = false
     FROM {s}.records r
     WHERE c.store = %s AND r.store = c.store AND r.key = c.key AND r.version = %s
-        AND c.state <> coalesce(r.state, 0)
+        AND (c.state <> coalesce(r.state, 0) OR c.new)
     """
 )
 

@@ -1,0 +1,177 @@
+"""A tracker served on demand: counts and the tasks to do asked of the store.
+
+Where the engine serves a store on demand and counts its task records
+itself (capabilities ``"on_demand"`` and ``"counts"``: PostgreSQL's
+tallies), a tracker loads nothing. Its counts are the store's, as of the
+query, with this process's changes not yet committed on top
+(:class:`ServedCounts`); its tasks to do are the store's, found a page at a
+time in the store's order, with the keys changed here judged by their
+values here (:func:`to_do`).
+
+"Changed here" is the window's keys with a change pending, and the keys the
+program touched whose records it may still change (the counts' ``unchecked``,
+kept as :class:`~._counts.TaskCounts` keeps them). A key changed by another
+process after this one read it counts as this process last saw it, as in a
+loaded tracker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, cast
+
+import orjson
+
+from .._window import GONE, UNKNOWN
+from ._counts import _BITS, _UNHELD, ABORTED, DONE, EXHAUSTED, TRIED, TaskCounts, _getrefcount
+from ._retry import RETRY_AT
+
+if TYPE_CHECKING:
+    from .._window import Window
+    from ..storage.protocol import Counts
+
+__all__ = ["ServedCounts", "present", "to_do"]
+
+_BLOCKED = DONE | ABORTED | EXHAUSTED
+_PAGE = 1_000  # tasks asked for per query
+
+
+class ServedCounts(TaskCounts):
+    """:class:`TaskCounts` whose counts are a query of the store (see the module notes).
+
+    ``status`` stays empty: nothing is kept per key but ``unchecked``.
+    """
+
+    served = True
+
+    def __init__(self, window: Window, max_tries: int) -> None:
+        super().__init__(max_tries)
+        self._window = window
+
+    def facts_status(self, state: int | None, aborted: bool, tries: int) -> int:
+        """The state bits of a committed record, from its facts (as :meth:`status_of`)."""
+        if state is None:
+            return 0
+        tries = max(tries, 0)  # unusable: counted as none, as status_of does
+        bits = (DONE if state == 1 else 0) | (TRIED if tries else 0) | (ABORTED if aborted else 0)
+        if state != 1 and self.max_tries and tries >= self.max_tries:
+            bits |= EXHAUSTED
+        return bits
+
+    def refresh(self, data: Any) -> None:
+        """Count: the store's tallies, corrected by the keys changed here (one query)."""
+        window, unchecked = self._window, self.unchecked
+        keys = dict.fromkeys([*window.changed_keys(), *unchecked])
+        tallies, facts = _engine(window).task_tally(list(keys))
+        counts = dict.fromkeys(_BITS, 0)
+        for state, aborted, tries, n in tallies:
+            bits = self.facts_status(state, aborted, tries)
+            for bit in _BITS:
+                if bits & bit:
+                    counts[bit] += n
+        held: list[str] = []
+        refs, unheld = _getrefcount, _UNHELD
+        for key in keys:
+            record = window.peek(key)
+            if record is UNKNOWN:
+                continue  # as the store has it: counted there
+            held_here = key in unchecked and isinstance(record, dict)
+            if held_here and (refs is None or refs(record) > unheld):
+                held.append(key)  # the program may still change it: look again
+            found = facts.get(key)
+            old = 0 if found is None else self.facts_status(*found)
+            new = 0 if record is GONE else self.status_of(record)
+            if new != old:
+                for bit in _BITS:
+                    counts[bit] += bool(new & bit) - bool(old & bit)
+        self.counts = counts
+        unchecked.clear()
+        unchecked.update(held)
+
+    def count(self, bit: int, data: Any) -> int:
+        self.refresh(data)
+        return self.counts[bit]
+
+    def recount(self, data: Any) -> None:
+        """Nothing to count again: every count is a query."""
+
+
+def to_do(
+    counts: ServedCounts, window: Window, lock: AbstractContextManager[Any], notable: bool = False
+) -> Iterator[tuple[str, Any]]:
+    """``(key, record)`` of every task not done, aborted or exhausted, in order.
+
+    *record* is the record here for a key changed here, else only its
+    ``_retry_at`` (``{}`` if none): enough for the caller to tell a task
+    waiting for its retry. *notable*: only tasks that may name a retry time
+    (the store's index of them), and those changed here. Tasks of the store
+    come in pages, each as of its query and read under *lock*; only
+    positions the store had when this began are read. Then come the keys
+    changed here that the store does not show in place.
+    """
+    with lock:
+        changed = dict.fromkeys([*window.changed_keys(), *counts.unchecked])
+        last = window.pending_keys()  # at the end, unless the store shows one first
+        until = window.end()
+    after = -1
+    full = True
+    while full:
+        found: list[tuple[str, Any]] = []
+        with lock:
+            engine = _engine(window)
+            rows = engine.to_do_page(
+                after, until, _PAGE, counts.max_tries, list(changed), notable=notable
+            )
+            full = len(rows) == _PAGE
+            for pos, key, retry, store_to_do in rows:
+                after = pos
+                if key not in changed:
+                    found.append((key, _retry_only(retry)))
+                    continue
+                if window.at_end(key):
+                    continue  # deleted and added again here: at the end
+                last.pop(key, None)
+                record = window.peek(key)
+                if record is UNKNOWN:  # dropped from memory since: as the store has it
+                    if store_to_do:
+                        found.append((key, _retry_only(retry)))
+                elif record is not GONE and not counts.status_of(record) & _BLOCKED:
+                    found.append((key, record))
+        yield from found
+    with lock:
+        found = []
+        for key in last:
+            record = window.peek(key)
+            here = record is not UNKNOWN and record is not GONE
+            if here and not counts.status_of(record) & _BLOCKED:
+                found.append((key, record))
+    yield from found
+
+
+def present(window: Window, keys: list[str]) -> set[str]:
+    """Those of *keys* the tracker has: known here, else one query for the rest."""
+    found: set[str] = set()
+    ask: list[str] = []
+    for key in keys:
+        there = window.holds(key)
+        if there:
+            found.add(key)
+        elif there is None:
+            ask.append(key)
+    if ask:
+        found |= _engine(window).present(ask)
+    return found
+
+
+def _engine(window: Window) -> Counts:
+    return cast("Counts", window.engine)
+
+
+def _retry_only(retry: bytes | None) -> dict[str, Any]:
+    if retry is None:
+        return {}
+    try:
+        return {RETRY_AT: orjson.loads(retry)}
+    except orjson.JSONDecodeError:
+        return {}

@@ -1,0 +1,283 @@
+"""A tracker on PostgreSQL served on demand: the same answers as one loaded whole.
+
+A tracker on a store of layout 4 loads nothing: its counts are the store's
+tallies with its own changes on top, its tasks to do are pages of the
+store, its records are read as needed (``tracker/_served.py``). Here random
+sequences of the tracker's API run on two stores at once, one tracker served
+on demand (with a tiny window and tiny pages, so that values leave memory
+and iterations span pages) and one loaded whole, and every answer is
+compared after every step.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tastypy
+from tastypy._window import Window
+from tastypy.storage.postgres import PostgresStorage
+from tastypy.tracker import _served
+from tastypy.tracker._served import ServedCounts
+from tastypy.tracker._tracker import ProgressTracker
+
+from _postgres import Server
+
+
+@pytest.fixture
+def url(pg_server: Server) -> str:
+    return pg_server.url()
+
+
+@pytest.fixture
+def tiny(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Window, "capacity", 4)
+    monkeypatch.setattr(Window, "page_size", 2)
+    monkeypatch.setattr(_served, "_PAGE", 3)
+
+
+class Loaded(ProgressTracker):
+    """A tracker that is never served on demand: the reference."""
+
+    _ON_DEMAND_NEEDS = frozenset({"never"})
+
+
+def answers(tracker: ProgressTracker, *, ordered: bool) -> dict[str, Any]:
+    """What the tracker says; the order of keys only if *ordered* (see below)."""
+    now = time.time()
+    keys, todo = list(tracker), list(tracker.todo_keys())
+    return {
+        "len": len(tracker),
+        "keys": keys if ordered else sorted(keys),
+        "done": tracker.num_done(),
+        "tried": tracker.num_tried(),
+        "aborted": tracker.num_aborted(),
+        "exhausted": tracker.num_exhausted(),
+        "percent": tracker.percent_done(),
+        "todo": todo if ordered else sorted(todo),
+        "waiting": sorted(k for k, at in tracker.waiting_keys().items() if at > now + 1),
+        "records": {key: dict(record) for key, record in tracker.items()},
+    }
+
+
+def step(  # noqa: PLR0912  # a branch per operation
+    rng: random.Random, tracker: ProgressTracker, held: dict[str, Any], n: int
+) -> None:
+    """Apply the *n*-th random operation (its choices made by *rng*, the same for both)."""
+    key = f"k{rng.randrange(12)}"
+    op = rng.randrange(16)
+    there = key in tracker
+    if op == 0:
+        tracker.add_many_if_absent([f"k{rng.randrange(12)}" for _ in range(3)])
+    elif op == 1:
+        tracker.try_it(key)
+    elif op == 2 and there:
+        tracker.mark_done(key)
+    elif op == 3 and there:
+        tracker.abort(key)
+    elif op == 4 and there:
+        tracker.unabort(key)
+    elif op == 5 and there:
+        tracker.reset_tries(key)
+    elif op == 6 and there:
+        tracker.mark_not_done(key)
+    elif op == 7 and there:
+        del tracker[key]
+    elif op == 8:
+        later = rng.choice([4e9, 1e9])  # a retry not due (in 2096), or due
+        tracker[key] = {"_done": False, "_tries": rng.randrange(3), "_retry_at": later}
+    elif op == 9 and there:
+        tracker[key]["note"] = n  # nested, through the tracker
+    elif op == 10 and there:
+        held[key] = tracker[key]  # the program keeps the record
+    elif op == 11 and held:
+        name = rng.choice(sorted(held))
+        field = rng.choice(["_done", "_aborted", "_tries"])
+        held[name][field] = rng.randrange(3) if field == "_tries" else rng.random() < 0.5
+    elif op == 12:
+        tracker.sync()
+    elif op == 13 and held and rng.random() < 0.5:
+        held.pop(rng.choice(sorted(held)))  # let go of it
+    elif op == 14:
+        tracker[key] = {"_done": rng.random() < 0.3, "_tries": rng.randrange(4)}
+    elif op == 15 and rng.random() < 0.1:
+        tracker.clear()
+        held.clear()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_served_tracker_answers_as_a_loaded_one(
+    url: str, pg_name: str, tiny: None, seed: int
+) -> None:
+    served = tastypy.Tracker(url, name=pg_name + "-s", max_tries=2, sync_at=5)
+    loaded = Loaded(url, name=pg_name + "-l", max_tries=2, sync_at=5)
+    assert isinstance(served._tally, ServedCounts)
+    assert not isinstance(loaded._tally, ServedCounts)
+    held: list[dict[str, Any]] = [{}, {}]
+    try:
+        for n in range(120):
+            for tracker, mine in zip((served, loaded), held, strict=True):
+                step(random.Random(seed * 1_000 + n), tracker, mine, n)
+            mine, theirs = answers(served, ordered=False), answers(loaded, ordered=False)
+            assert mine == theirs, f"seed {seed}, after step {n}"
+            if n % 10 == 9:  # the order, as each store has it once synced
+                served.sync()
+                loaded.sync()
+                with tastypy.Tracker(url, name=pg_name + "-s", readonly=True) as reader:
+                    assert isinstance(reader._tally, ServedCounts)
+                    mine = answers(reader, ordered=True)
+                with Loaded(url, name=pg_name + "-l", readonly=True) as reader:
+                    theirs = answers(reader, ordered=True)
+                # (A loaded tracker shows a key added and not yet synced where it
+                # was added, though a task committed at once by another call,
+                # add_many_if_absent, goes before it in the store; served, a
+                # tracker shows the store's order.)
+            assert mine == theirs, f"seed {seed}, after step {n}"
+    finally:
+        served.close()
+        loaded.close()
+    with (
+        tastypy.Tracker(url, name=pg_name + "-s", readonly=True) as again,
+        Loaded(url, name=pg_name + "-l", readonly=True) as reference,
+    ):
+        assert answers(again, ordered=True) == answers(reference, ordered=True)
+
+
+def make_store(url: str, name: str, count: int) -> None:
+    with tastypy.Tracker(url, name=name, max_tries=3) as tracker:
+        tracker.add_many(f"t{i:05d}" for i in range(count))
+        for i in range(0, count, 3):
+            tracker.mark_done(f"t{i:05d}")
+
+
+def test_opening_a_served_tracker_reads_no_record(
+    url: str, pg_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_store(url, pg_name, 3_000)
+    reads: list[int] = []
+    real = Window._fetch
+
+    def counted(self: Window, key: str) -> Any:
+        reads.append(1)
+        return real(self, key)
+
+    monkeypatch.setattr(Window, "_fetch", counted)
+    with tastypy.Tracker(url, name=pg_name) as tracker:
+        assert isinstance(tracker._tally, ServedCounts)
+        assert len(tracker._window.resident()) == 0  # type: ignore[union-attr]
+        assert tracker.num_done() == 1_000
+        assert tracker.percent_done() == "33.33 %"
+        assert next(tracker.todo_keys()) == "t00001"
+        assert reads == []  # neither opening nor counting read a record
+
+
+def test_add_many_asks_the_store_once_for_all_keys(
+    url: str, pg_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_store(url, pg_name, 3_000)
+    with tastypy.Tracker(url, name=pg_name) as tracker:
+        calls: list[int] = []
+        real = tracker._storage.present  # type: ignore[union-attr]
+
+        def present(keys: list[str]) -> set[str]:
+            calls.append(len(keys))
+            found: set[str] = real(keys)
+            return found
+
+        monkeypatch.setattr(tracker._storage, "present", present)
+        with pytest.raises(tastypy.DuplicateKeyError, match="t02999"):
+            tracker.add_many(["new1", "t02999"])
+        tracker.add_many(f"n{i}" for i in range(2_500))
+        assert len(tracker) == 5_500
+        assert sum(calls) == 2 + 2 * 2_500 and len(calls) <= 4  # no query per key
+
+
+def test_a_record_missing_fields_or_not_a_dict_reads_with_the_defaults(
+    url: str, pg_name: str
+) -> None:
+    with tastypy.Tracker(url, name=pg_name) as tracker:
+        tracker.add_many(["a", "b", "c"])
+    with tastypy.POD(url, name=pg_name) as pod:  # as a hand edit would leave them
+        pod["a"] = {"result": 1}
+        pod["b"] = [1, 2]
+    with tastypy.Tracker(url, name=pg_name) as tracker:
+        assert isinstance(tracker._tally, ServedCounts)
+        assert dict(tracker["a"]) == {"result": 1, "_done": False, "_tries": 0}
+        assert dict(tracker["b"]) == {"value": [1, 2], "_done": False, "_tries": 0}
+        assert list(tracker.todo_keys()) == ["a", "b", "c"]
+        assert tracker.try_it("b")
+        tracker.mark_done("b")
+    with tastypy.Tracker(url, name=pg_name, readonly=True) as reader:
+        assert dict(reader["b"]) == {"value": [1, 2], "_done": True, "_tries": 1}
+
+
+def test_a_record_whose_tries_are_unusable_is_refused_at_open_naming_it(
+    url: str, pg_name: str
+) -> None:
+    with tastypy.Tracker(url, name=pg_name) as tracker:
+        tracker.add_many(["a", "b"])
+    with tastypy.POD(url, name=pg_name) as pod:
+        pod["b"] = {"_done": False, "_tries": "3"}
+    with pytest.raises(tastypy.CorruptStoreError, match=r"task 'b': field _tries is '3'"):
+        tastypy.Tracker(url, name=pg_name)
+
+
+def test_counts_follow_a_record_the_program_changes_in_place(
+    url: str, pg_name: str, tiny: None
+) -> None:
+    make_store(url, pg_name, 30)
+    with tastypy.Tracker(url, name=pg_name) as tracker:
+        record = tracker["t00001"]
+        assert tracker.num_done() == 10
+        record["_done"] = True  # no setter sees it
+        assert tracker.num_done() == 11
+        for key in list(tracker)[:20]:  # the window lets other values go meanwhile
+            tracker[key]
+        record["_aborted"] = 1
+        assert tracker.num_aborted() == 1
+        assert tracker.num_done() == 11
+    with tastypy.Tracker(url, name=pg_name, readonly=True) as reader:
+        assert reader.num_done() == 11
+        assert reader.num_aborted() == 1
+
+
+def test_todo_keys_see_another_writers_commits_and_skip_exhausted_tasks(
+    url: str, pg_name: str
+) -> None:
+    make_store(url, pg_name, 9)
+    with tastypy.Tracker(url, name=pg_name, max_tries=1) as tracker:
+        first = list(tracker.todo_keys())
+        assert first == [f"t{i:05d}" for i in range(9) if i % 3]
+        with tastypy.Tracker(storage=PostgresStorage(url, pg_name)) as other:
+            assert other.try_it("t00001")
+            other.mark_done("t00002")
+        assert tracker.try_it("t00004")  # tried once: exhausted (max_tries=1) once it ends
+        tracker.sync()
+        assert list(tracker.todo_keys()) == ["t00005", "t00007", "t00008"]
+
+
+def test_a_served_tracker_copied_to_files_counts_its_records_there(
+    url: str, pg_name: str, tmp_path: Path
+) -> None:
+    make_store(url, pg_name, 30)
+    with tastypy.Tracker(url, name=pg_name) as tracker:
+        assert tracker.try_it("t00001")
+        tracker.mark_done("t00001")
+        tracker.copy(tmp_path / "copy")
+        assert not isinstance(tracker._tally, ServedCounts)
+        assert tracker.num_done() == 11
+        tracker.mark_done("t00002")
+        assert tracker.num_done() == 12
+    with tastypy.Tracker(tmp_path / "copy", readonly=True) as copied:
+        assert copied.num_done() == 12
+        assert list(copied.todo_keys())[:2] == ["t00004", "t00005"]
+    with tastypy.Tracker(tmp_path / "copy") as back:
+        back.copy(url, name=pg_name + "-back")
+    with tastypy.Tracker(url, name=pg_name + "-back") as again:
+        assert isinstance(again._tally, ServedCounts)
+        assert again.num_done() == 12
+        assert list(again) == [f"t{i:05d}" for i in range(30)]
