@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, cast
 import orjson
 
 from .. import _lifecycle
+from ..errors import DuplicateKeyError
 from ..storage import Storage
 from ._records import NEW_RECORD, fresh_records
 from ._retry import waiting
@@ -56,6 +57,7 @@ class FleetTasks:
     _dirty: dict[str, bool]
     _sync_at: int
     _tries_log: TriesLog
+    _where: str
 
     if TYPE_CHECKING:  # the POD's and the tracker's, which this mixin calls
 
@@ -268,16 +270,22 @@ class FleetTasks:
             ) from exc
         return tries + 1
 
-    def _fleet_add(self, keys: list[str]) -> list[str]:
+    def _fleet_add(self, keys: list[str], *, refuse: bool = False) -> list[str]:
         """Add the tasks among *keys* that no process has added, and commit them at once.
 
-        Returns those added here.
+        Returns those added here. *refuse*: add none if any is there, and
+        raise ``DuplicateKeyError`` naming it (``add_many``).
         """
         storage = self._fleet()
         with self._lock, _lifecycle.critical(), storage.locked():
             self._catch_up()
             unique = list(dict.fromkeys(keys))
             there = self._present(unique)
+            if refuse and there:
+                clash = next(key for key in unique if key in there)
+                raise DuplicateKeyError(
+                    f"task {clash!r} is already in {self._where} or listed twice"
+                )
             fresh = [key for key in unique if key not in there]
             if fresh:
                 # One look for all the keys' tries counted by claims, one commit.

@@ -76,15 +76,18 @@ class ServedCounts(TaskCounts):
             record = window.peek(key)
             if record is UNKNOWN:
                 continue  # as the store has it: counted there
-            held_here = key in unchecked and isinstance(record, dict)
-            if held_here and (refs is None or refs(record) > unheld):
-                held.append(key)  # the program may still change it: look again
             found = facts.get(key)
             old = 0 if found is None else self.facts_status(*found)
             new = 0 if record is GONE else self.status_of(record)
             if new != old:
                 for bit in _BITS:
                     counts[bit] += bool(new & bit) - bool(old & bit)
+            # Looked at again next time while the program may still change it,
+            # or while it differs from the store's (changed in place after its
+            # sync: only memory knows, until a sync writes it).
+            watched = key in unchecked and isinstance(record, dict)
+            if watched and (new != old or refs is None or refs(record) > unheld):
+                held.append(key)
         self.counts = counts
         unchecked.clear()
         unchecked.update(held)
@@ -143,8 +146,9 @@ def to_do(
         found = []
         for key in last:
             record = window.peek(key)
-            here = record is not UNKNOWN and record is not GONE
-            if here and not counts.status_of(record) & _BLOCKED:
+            if record is UNKNOWN:  # committed by a sync in the loop, and let go since
+                record = window.get(key, GONE)
+            if record is not GONE and not counts.status_of(record) & _BLOCKED:
                 found.append((key, record))
     yield from found
 

@@ -418,13 +418,18 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
             if not key.isascii():
                 check_new_key(key)
         fresh = dict.fromkeys(normalized)
+        if len(fresh) != len(normalized):
+            raise DuplicateKeyError(
+                f"task {_first_repeat(normalized)!r} is already in {self._where} or listed twice"
+            )
         with self._lock:
-            there = self._present(list(fresh))
-            clash = next((k for k in fresh if k in there), None)
-            if clash is not None or len(fresh) != len(normalized):
-                name = clash if clash is not None else _first_repeat(normalized)
+            if self._shared:  # looked for under the store's lock, then added
+                self._fleet_add(list(fresh), refuse=True)
+                return
+            clash = next((k for k in fresh if k in self._data), None)
+            if clash is not None:
                 raise DuplicateKeyError(
-                    f"task {name!r} is already in {self._where} or listed twice"
+                    f"task {clash!r} is already in {self._where} or listed twice"
                 )
             self._add_fresh(fresh)
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ...errors import NotAStoreError
 from ._link import Connection, Link
 from ._schema import q, size_sql
-from ._target import stored_key
+from ._target import KEY_LIST, stored_key, stored_keys
 
 __all__ = ["NOT_READ", "OnDemandReads"]
 
@@ -141,9 +141,9 @@ class OnDemandReads:
         rows = conn.execute(
             q(
                 "SELECT key FROM {s}.records "
-                "WHERE store = %s AND key = ANY(%s) AND value IS NOT NULL"
+                f"WHERE store = %s AND key {KEY_LIST} AND value IS NOT NULL"
             ),
-            (self._id, [stored_key(key) for key in keys]),
+            (self._id, stored_keys(keys)),
         )
         return {self._key(stored) for (stored,) in rows}
 

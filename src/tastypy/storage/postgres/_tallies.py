@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._link import Connection, Link
 from ._schema import ABORTED, NOTABLE, q
-from ._target import stored_key
+from ._target import KEY_LIST, stored_key, stored_keys
 
 __all__ = ["LIVE_CLAIMS_ONLY", "NOTABLE_ROWS", "PARTS", "TaskFacts", "TaskReads"]
 
@@ -90,7 +90,9 @@ _HAS_UNUSABLE = q(
 )
 # A page of the tasks to do (or among the keys asked about), in order, with
 # the JSON of a _retry_at the record may name, and whether it is to do.
-_IS_TO_DO = "(state = 0 AND tries IS NOT NULL AND (%(max)s = 0 OR tries < %(max)s))"
+# To do as the tracker reads a record: not a JSON object (no state: a task
+# never tried), or to do with tries under the limit (unusable: none).
+_IS_TO_DO = "(state IS NULL OR (state = 0 AND (tries IS NULL OR %(max)s = 0 OR tries < %(max)s)))"
 _TO_DO_SQL = (
     "SELECT pos, key, CASE WHEN strpos(value::text, '\"_retry_at\"') > 0 "
     "THEN value -> '_retry_at' END, coalesce(" + _IS_TO_DO + ", false) FROM {s}.records "
@@ -101,7 +103,7 @@ _TO_DO = q(_TO_DO_SQL.replace("WHICH", "true"))
 # Only those the index of notable records holds (that may name a retry time).
 _TO_DO_NOTABLE = q(_TO_DO_SQL.replace("WHICH", "(" + NOTABLE + ")"))
 _PRESENT = q(
-    "SELECT key FROM {s}.records WHERE store = %s AND key = ANY(%s) AND value IS NOT NULL"
+    f"SELECT key FROM {{s}}.records WHERE store = %s AND key {KEY_LIST} AND value IS NOT NULL"
 )
 
 
@@ -187,9 +189,9 @@ class TaskReads:
         self._check_open()
         found: set[str] = set()
         for chunk in _chunks(keys):
-            ask = (self._id, [stored_key(key) for key in chunk])
+            ask = (self._id, stored_keys(chunk))
 
-            def work(conn: Connection, ask: tuple[int, list[str]] = ask) -> list[Any]:
+            def work(conn: Connection, ask: tuple[int, str] = ask) -> list[Any]:
                 return conn.execute(_PRESENT, ask).fetchall()
 
             rows = self._link.run(work)

@@ -154,6 +154,18 @@ def named(url: str) -> bool:
     return bool(split_name(url)[1])
 
 
+# A list of many keys as one query parameter: a JSON array of their stored
+# forms (``key {KEY_LIST}`` with ``stored_keys(keys)``). orjson writes it
+# in C; psycopg's array dumper escapes each element in Python (measured: 1.1 s
+# of the 2.1 s two lookups of 200,000 keys took; the server's side is the same).
+KEY_LIST = "= ANY(ARRAY(SELECT json_array_elements_text(%s::json)))"
+
+
+def stored_keys(keys: list[str]) -> str:
+    """*keys* as stored, as the JSON array :data:`KEY_LIST` takes."""
+    return orjson.dumps([stored_key(key) for key in keys]).decode()
+
+
 def stored_key(key: str) -> str:
     """How *key* is held in a ``text`` column (which cannot hold U+0000)."""
     if "\x00" in key or key.startswith(KEY_MARK):
