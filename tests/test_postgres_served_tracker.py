@@ -336,3 +336,41 @@ def test_todo_keys_list_a_record_that_is_not_a_dict_unread(url: str, pg_name: st
         pod["d"] = {"_done": False, "_tries": 5}  # exhausted (max_tries=2)
     with tastypy.Tracker(url, name=pg_name) as tracker:
         assert list(tracker.todo_keys()) == ["a", "b", "c"]
+
+
+def fill(tracker: ProgressTracker) -> None:
+    """Tasks in every state: done, aborted, done and aborted, exhausted, waiting, to do."""
+    tracker.add_many([f"t{i}" for i in range(12)])
+    tracker["t0"] = {"_done": True, "_tries": 1}
+    tracker["t1"] = {"_done": False, "_tries": 1, "_aborted": True}
+    tracker["t2"] = {"_done": True, "_tries": 1, "_aborted": True}
+    tracker["t3"] = {"_done": False, "_tries": 2}  # exhausted (max_tries=2)
+    tracker["t4"] = {"_done": False, "_tries": 2, "_aborted": True}  # both: aborted
+    tracker["t5"] = {"_done": False, "_tries": 1, "_retry_at": 4e9}  # waiting
+    tracker["t6"] = {"_done": False, "_tries": 1}  # failed once
+
+
+def flaky(key: str) -> None:
+    if key in ("t7", "t6"):
+        raise ValueError(key)
+
+
+@pytest.mark.parametrize("keys", [None, ["t0", "t3", "t6", "t7", "t8", "new"]])
+def test_run_on_a_served_tracker_sums_up_as_on_a_loaded_one(
+    url: str, pg_name: str, tiny: None, keys: list[str] | None
+) -> None:
+    results = []
+    for cls, suffix in ((tastypy.Tracker, "-s"), (Loaded, "-l")):
+        with cls(url, name=pg_name + suffix, max_tries=2) as tracker:
+            fill(tracker)
+            tracker.sync()
+            summary = tracker.run(flaky, keys, progress=False)
+            records = {key: dict(record) for key, record in tracker.items()}
+            for record in records.values():
+                record.pop("_seconds", None)  # how long it took
+                for error in record.get("_errors", []):
+                    error.pop("at", None)  # when it failed
+                    error.pop("traceback", None)
+            results.append((summary, records, tracker.num_done(), tracker.num_exhausted()))
+    assert isinstance(results[0][0].skipped, int)
+    assert results[0] == results[1]

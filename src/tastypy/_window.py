@@ -159,6 +159,14 @@ class Window(MutableMapping[str, Any]):
             if key not in cache and key not in local:
                 self._admit(key, self._decode(blob), blob)
 
+    def found(self, key: str, blob: bytes) -> None:
+        """The store holds *key* as *blob* now (a claim read it): kept, seen so, in place.
+
+        A key with a change here, or in memory, is left as it is.
+        """
+        if key not in self._cache and key not in self._local:
+            self._admit(key, self._decode(blob), blob)
+
     def _decode(self, blob: bytes) -> Any:
         value = orjson.loads(blob)
         return value if self.shape is None else self.shape(value)
@@ -415,9 +423,10 @@ class Window(MutableMapping[str, Any]):
         Values that must stay are skipped: dirty ones, and the session's
         (values the program may still change in place). A session value the
         program no longer reaches goes too, once it is seen unchanged since
-        its last sync; one changed is marked dirty, for the next sync to
-        write. If what must stay is more than the capacity, the next trim
-        waits for a quarter of the capacity more: never a scan per value.
+        its last sync (before values newer than it); one changed is marked
+        dirty, for the next sync to write. If what must stay is more than the
+        capacity, the next trim waits for a quarter of the capacity more:
+        never a scan per value.
         """
         cache, capacity = self._cache, self.capacity
         if len(cache) <= capacity:
@@ -427,17 +436,21 @@ class Window(MutableMapping[str, Any]):
         local, dirty, session = self._local, self._pending.dirty, self._pending.session
         dropped: list[str] = []
         held: list[str] = []  # the session's, in the order cached
-        for key in cache:
+        for key in cache:  # the oldest first, session values among them
             if key in local or key in dirty or key == newest:
                 continue
             if key in session:
                 held.append(key)
-                continue
-            dropped.append(key)
-            if len(dropped) >= excess:
+            else:
+                dropped.append(key)
+            if len(dropped) + len(held) >= excess:
                 break
-        if len(dropped) < excess and held:
-            dropped += self._let_go(held, excess - len(dropped))
+        if held:
+            # Old session values the program no longer reaches go before
+            # values read since (a job's loop hands out a record per task: left
+            # to pile up, they would push out what it read ahead).
+            freed = self._let_go(held, len(held))
+            dropped = freed + dropped[: max(0, excess - len(freed))]
         for key in dropped:
             del cache[key]
         self._engine.forget(dropped)

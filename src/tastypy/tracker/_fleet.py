@@ -58,6 +58,7 @@ class FleetTasks:
     _sync_at: int
     _tries_log: TriesLog
     _where: str
+    _window: Any
 
     if TYPE_CHECKING:  # the POD's and the tracker's, which this mixin calls
 
@@ -156,6 +157,9 @@ class FleetTasks:
             record = self._known(key)  # the claim reads the store's record itself
             if isinstance(record, dict) and (_finished(record, limit) or waiting(record)):
                 return False  # done here stays done, and tries only grow
+            settled = self._settled_elsewhere()
+            if record is None and settled.get(key):
+                return False  # another process settled it, as this one's last sync learned
             self._sync_pending([key])
             held, self._held = self._held, True
             try:
@@ -166,6 +170,7 @@ class FleetTasks:
                             self._catch_up()  # done elsewhere: so others may be too
                         return False
                     self._finished.discard(key)  # this try is not run()'s last one
+                    settled.pop(key, None)
                     self._take_claimed(key, tries, blob)
                     if waiting(self._data.get(key)):  # the store's record says: not yet
                         self._unclaim([key])
@@ -188,8 +193,11 @@ class FleetTasks:
         claim_tasks = self._fleet().claim_tasks  # type: ignore[attr-defined]
         with self._lock:
             candidates: list[str] = []
+            settled = self._settled_elsewhere()
             for key in dict.fromkeys(keys):
                 record = self._known(key)
+                if record is None and settled.get(key):
+                    continue  # another process settled it, as this one's last sync learned
                 if not (
                     isinstance(record, dict) and (_finished(record, limit) or waiting(record))
                 ):
@@ -203,6 +211,7 @@ class FleetTasks:
                     rows = claim_tasks(candidates, limit)
                     for key, tries, blob in rows:
                         self._finished.discard(key)
+                        settled.pop(key, None)
                         self._take_claimed(key, tries, blob)
                     early = {key for key, _t, _b in rows if waiting(self._data.get(key))}
                     if early:  # the store's records say: not yet
@@ -210,12 +219,28 @@ class FleetTasks:
                         rows = [row for row in rows if row[0] not in early]
             finally:
                 self._held = held
-            if not rows:
-                self._catch_up()  # none could be claimed: this view may be behind
+            if not rows and self._window is None:
+                # None could be claimed: this view may be behind. (Served on
+                # demand, the claim read the store: nothing here to bring up
+                # to date but the values in memory, and the next sync does.)
+                self._catch_up()
             elif not held and len(self._dirty) >= self._sync_at:
                 self._auto_sync()
         claimed = {key for key, _tries, _blob in rows}
         return [key for key in candidates if key in claimed]
+
+    def _settled_elsewhere(self) -> dict[str, bool]:
+        """Served on demand: the tasks other processes settled, as this one's syncs learned.
+
+        Key -> True if done or aborted (its record not in memory here: try_it
+        need not ask the store). Loaded whole, the records in memory say so:
+        empty.
+        """
+        settled = getattr(self._storage, "settled_tasks", None)
+        if self._window is None or settled is None:
+            return _NOTHING_SETTLED
+        found: dict[str, bool] = settled()
+        return found
 
     def _unclaim(self, keys: list[str]) -> None:
         """Give back claims of *keys* that were never worked on, their tries uncounted."""
@@ -244,6 +269,8 @@ class FleetTasks:
             record = {"value": record, "_done": False, "_tries": tries}
         else:
             record = {"_done": False, "_tries": tries}
+        if blob is not None and self._window is not None:
+            self._window.found(key, blob)  # in its place: the sync need not ask where
         self[key] = record
 
     def _claim(self, storage: FleetStorage, key: str, limit: int) -> int:
@@ -421,6 +448,9 @@ class FleetTasks:
     def holders(self) -> Iterator[str]:
         """The keys this process holds (shared trackers)."""
         return iter(sorted(self._fleet().held)) if self._shared else iter(())
+
+
+_NOTHING_SETTLED: dict[str, bool] = {}  # never written: only read, and popped from
 
 
 def _tries_of(record: Any) -> int:

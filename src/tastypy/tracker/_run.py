@@ -18,7 +18,6 @@ recorded, the tracker is synced, and then the signal has its usual effect
 from __future__ import annotations
 
 import inspect
-import itertools
 import logging
 import signal
 import threading
@@ -33,6 +32,7 @@ from ._attempt import NOT_A_STOP, awaitable_failure, failure_of, result_failure
 from ._outcomes import ERRORS_KEPT, Outcomes, RunSummary
 from ._retry import due_at
 from ._run_options import RunOptions
+from ._served import SETTLED, SPENT, ServedCounts
 
 if TYPE_CHECKING:
     from ._tracker import ProgressTracker
@@ -115,12 +115,21 @@ def run(
         from ._pool import pickled_function  # noqa: PLC0415  # see above
 
         payload = pickled_function(fn, workers, options.rules)
+    summary = RunSummary()
+    spent = 0  # tasks exhausted before the run that *order* leaves out
     if keys is not None:
         order = list(dict.fromkeys(k if type(k) is str else normalize_key(k) for k in keys))
         tracker.add_many_if_absent(order)
+    elif isinstance(tracker._tally, ServedCounts):
+        # Served on demand: the tasks to do, found by the store (no record is
+        # read); those done, aborted or exhausted are counted there.
+        with tracker._lock:
+            tracker._tally.refresh(None)
+            summary.skipped = tracker._tally.counts[SETTLED]
+            spent = tracker._tally.counts[SPENT]
+        order = [key for key, _record in tracker._served_to_do()]
     else:
         order = list(tracker)
-    summary = RunSummary()
     bar = _progress_bar(tracker, progress)
     stop = _Stop()
     try:
@@ -136,7 +145,7 @@ def run(
                     held.update(todo)  # nothing of them could be tried: not again this run
                 todo = _retries_due(tracker, order, held, options, stop, bar)
     finally:
-        summary.exhausted = sum(
+        summary.exhausted = spent + sum(
             1 for k in _prefetched(tracker, order) if k in tracker and _exhausted(tracker, k)
         )
         waits = tracker.waiting_keys()
@@ -299,21 +308,18 @@ def _tasks_claimed_in_batches(
     A batch's claims that the run never gets to (a signal stopped it) are
     given back with their tries uncounted; a crash leaves them counted.
     """
-    keys = iter(order)
+    keys = _prefetched(tracker, order)  # served on demand: records read 1,000 at a time
     size = 1
     while stop.signum is None:
         chunk: list[str] = []
-        while len(chunk) < size:
-            ahead = list(itertools.islice(keys, size - len(chunk)))
-            if not ahead:
+        for key in keys:
+            if tracker.check(key) or tracker.aborted(key):
+                if summary is not None:
+                    summary.skipped += 1
+                continue
+            chunk.append(key)
+            if len(chunk) >= size:
                 break
-            tracker._prefetch(ahead)  # served on demand: their records in one query
-            for key in ahead:
-                if tracker.check(key) or tracker.aborted(key):
-                    if summary is not None:
-                        summary.skipped += 1
-                    continue
-                chunk.append(key)
         if not chunk:
             return
         claimed = tracker._fleet_try_many(chunk, tracker._tally.max_tries)
@@ -332,6 +338,8 @@ def _tasks_claimed_in_batches(
             size = max(
                 1, min(MOST_PER_BATCH, int(BATCH_SECONDS / each) if each else MOST_PER_BATCH)
             )
+        elif not claimed:  # all held or settled elsewhere: look further ahead at once
+            size = min(MOST_PER_BATCH, size * 2)
 
 
 def _here(results: Outcomes, fn: Callable[[str], Any], tasks: Iterator[str], stop: _Stop) -> None:

@@ -25,15 +25,30 @@ import orjson
 
 from .._window import GONE, UNKNOWN
 from ._counts import _BITS, _UNHELD, ABORTED, DONE, EXHAUSTED, TRIED, TaskCounts, _getrefcount
-from ._retry import RETRY_AT
+from ._retry import RETRY_AT, due_at
 
 if TYPE_CHECKING:
     from .._window import Window
     from ..storage.protocol import Counts
 
-__all__ = ["ServedCounts", "present", "to_do"]
+__all__ = ["SETTLED", "SPENT", "ServedCounts", "present", "to_do", "waiting"]
 
 _BLOCKED = DONE | ABORTED | EXHAUSTED
+# Counted too, for run() (a task in one of them only): done or aborted, and
+# exhausted but not aborted.
+SETTLED, SPENT = 16, 32
+_KINDS = (*_BITS, SETTLED, SPENT)
+
+
+def _kinds(bits: int) -> int:
+    """*bits* with :data:`SETTLED` and :data:`SPENT` set as they say."""
+    if bits & (DONE | ABORTED):
+        bits |= SETTLED
+    if bits & EXHAUSTED and not bits & ABORTED:
+        bits |= SPENT
+    return bits
+
+
 _PAGE = 1_000  # tasks asked for per query
 
 
@@ -62,25 +77,23 @@ class ServedCounts(TaskCounts):
     def refresh(self, data: Any) -> None:
         """Count: the store's tallies, corrected by the keys changed here (one query)."""
         window, unchecked = self._window, self.unchecked
-        keys = dict.fromkeys([*window.changed_keys(), *unchecked])
+        keys = _here(window, unchecked)
         tallies, facts = _engine(window).task_tally(list(keys))
-        counts = dict.fromkeys(_BITS, 0)
+        counts = dict.fromkeys(_KINDS, 0)
         for state, aborted, tries, n in tallies:
-            bits = self.facts_status(state, aborted, tries)
-            for bit in _BITS:
+            bits = _kinds(self.facts_status(state, aborted, tries))
+            for bit in _KINDS:
                 if bits & bit:
                     counts[bit] += n
         held: list[str] = []
         refs, unheld = _getrefcount, _UNHELD
         for key in keys:
             record = window.peek(key)
-            if record is UNKNOWN:
-                continue  # as the store has it: counted there
             found = facts.get(key)
-            old = 0 if found is None else self.facts_status(*found)
-            new = 0 if record is GONE else self.status_of(record)
+            old = 0 if found is None else _kinds(self.facts_status(*found))
+            new = 0 if record is GONE else _kinds(self.status_of(record))
             if new != old:
-                for bit in _BITS:
+                for bit in _KINDS:
                     counts[bit] += bool(new & bit) - bool(old & bit)
             # Looked at again next time while the program may still change it,
             # or while it differs from the store's (changed in place after its
@@ -101,20 +114,19 @@ class ServedCounts(TaskCounts):
 
 
 def to_do(
-    counts: ServedCounts, window: Window, lock: AbstractContextManager[Any], notable: bool = False
+    counts: ServedCounts, window: Window, lock: AbstractContextManager[Any]
 ) -> Iterator[tuple[str, Any]]:
     """``(key, record)`` of every task not done, aborted or exhausted, in order.
 
     *record* is the record here for a key changed here, else only its
     ``_retry_at`` (``{}`` if none): enough for the caller to tell a task
-    waiting for its retry. *notable*: only tasks that may name a retry time
-    (the store's index of them), and those changed here. Tasks of the store
-    come in pages, each as of its query and read under *lock*; only
-    positions the store had when this began are read. Then come the keys
-    changed here that the store does not show in place.
+    waiting for its retry. Tasks of the store come in pages, each as of its
+    query and read under *lock*; only positions the store had when this
+    began are read. Then come the keys changed here that the store does not
+    show in place.
     """
     with lock:
-        changed = dict.fromkeys([*window.changed_keys(), *counts.unchecked])
+        changed = _here(window, counts.unchecked)
         last = window.pending_keys()  # at the end, unless the store shows one first
         until = window.end()
     after = -1
@@ -123,9 +135,7 @@ def to_do(
         found: list[tuple[str, Any]] = []
         with lock:
             engine = _engine(window)
-            rows = engine.to_do_page(
-                after, until, _PAGE, counts.max_tries, list(changed), notable=notable
-            )
+            rows = engine.to_do_page(after, until, _PAGE, counts.max_tries, list(changed))
             full = len(rows) == _PAGE
             for pos, key, retry, store_to_do in rows:
                 after = pos
@@ -153,6 +163,44 @@ def to_do(
     yield from found
 
 
+def waiting(
+    counts: ServedCounts, window: Window, lock: AbstractContextManager[Any], now: float
+) -> dict[str, float]:
+    """Tasks to do whose retry is not due at *now*: key -> when it is.
+
+    The store's are found through its index of the records that may name a
+    retry time; the keys changed here are judged by their records here.
+    """
+    found: dict[str, float] = {}
+    with lock:
+        changed = _here(window, counts.unchecked)
+        until = window.end()
+    after = -1
+    full = True
+    while full:
+        with lock:
+            page = _engine(window).to_do_page(
+                after, until, _PAGE, counts.max_tries, [], notable=True
+            )
+        full = len(page) == _PAGE
+        for pos, key, retry, _to_do in page:
+            after = pos
+            at = due_at(_retry_only(retry))
+            if key not in changed and at is not None and at > now:
+                found[key] = at
+    with lock:
+        for key in changed:
+            record = window.peek(key)
+            if record is UNKNOWN:  # let go since: as the store has it now
+                record = window.get(key, GONE)
+            if record is GONE or counts.status_of(record) & _BLOCKED:
+                continue
+            at = due_at(record)
+            if at is not None and at > now:
+                found[key] = at
+    return found
+
+
 def present(window: Window, keys: list[str]) -> set[str]:
     """Those of *keys* the tracker has: known here, else one query for the rest."""
     found: set[str] = set()
@@ -165,6 +213,22 @@ def present(window: Window, keys: list[str]) -> set[str]:
             ask.append(key)
     if ask:
         found |= _engine(window).present(ask)
+    return found
+
+
+def _here(window: Window, unchecked: set[str]) -> dict[str, None]:
+    """The keys whose records here may differ from the store's.
+
+    Those with a change pending, and those touched (*unchecked*) whose
+    records are in memory; a key touched and let go since is as the store
+    has it (another writer's change merged in: counted there, judged there).
+    The records are not held here (their reference counts say whether the
+    program holds them).
+    """
+    found: dict[str, None] = {}
+    for key in (*window.changed_keys(), *unchecked):
+        if key not in found and window.peek(key) is not UNKNOWN:
+            found[key] = None
     return found
 
 

@@ -29,6 +29,7 @@ from ._records import (
 from ._retry import RETRY_AT, RetryPolicy, due_at, waiting
 from ._run import RunSummary, run
 from ._served import ServedCounts, present, to_do
+from ._served import waiting as served_waiting
 
 if TYPE_CHECKING:
     from ..storage.protocol import Counts
@@ -417,6 +418,7 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
         for key in normalized:  # refuse bad keys before adding any
             if not key.isascii():
                 check_new_key(key)
+        self._check_writable()
         fresh = dict.fromkeys(normalized)
         if len(fresh) != len(normalized):
             raise DuplicateKeyError(
@@ -436,9 +438,13 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
     def add_many_if_absent(self, keys: Iterable[Any]) -> None:
         """Add the tasks that are not there yet, in order (fast)."""
         normalized = [k if type(k) is str else normalize_key(k) for k in keys]
+        self._check_writable()
         with self._lock:
-            there = self._present(normalized)
-            self._add_fresh(dict.fromkeys(k for k in normalized if k not in there))
+            if self._shared:  # looked for under the store's lock, then added
+                self._fleet_add(normalized)
+                return
+            data = self._data
+            self._add_fresh(dict.fromkeys(k for k in normalized if k not in data))
 
     def _present(self, keys: list[str]) -> set[str] | dict[str, Any]:
         """Those of *keys* the tracker has: one query for them all if served on demand."""
@@ -610,12 +616,8 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
     def waiting_keys(self) -> dict[str, float]:
         """Tasks to do whose next try is not due yet: key -> when it is (Unix seconds)."""
         if isinstance(self._tally, ServedCounts):
-            now, found = time.time(), {}
-            for key, record in self._served_to_do(notable=True):
-                at = due_at(record)
-                if at is not None and at > now:
-                    found[key] = at
-            return found
+            assert self._window is not None
+            return served_waiting(self._tally, self._window, self._lock, time.time())
         with self._lock:
             self._tally.refresh(self._data)
             status, now = self._tally.status, time.time()
@@ -627,11 +629,11 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
                     found[key] = at
             return found
 
-    def _served_to_do(self, *, notable: bool = False) -> Iterator[tuple[str, Any]]:
+    def _served_to_do(self) -> Iterator[tuple[str, Any]]:
         """:func:`._served.to_do`, a page at a time under the lock."""
         assert isinstance(self._tally, ServedCounts)
         assert self._window is not None
-        return to_do(self._tally, self._window, self._lock, notable)
+        return to_do(self._tally, self._window, self._lock)
 
     def todo_items(self) -> Iterator[tuple[str, Any]]:
         """``(key, record)`` of the tasks :meth:`todo_keys` lists."""

@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 # A commit that adds this many keys, a tenth of the store or more, has the
 # planner's statistics made again (see PostgresStorage._analyze).
 ANALYZE_ROWS = 10_000
+SETTLED_KEPT = 100_000  # keys settled_tasks() holds at most
 _UNKNOWN = object()  # what an open served on demand last saw of a key it never read
 _PAGE = 20_000  # rows a load fetches per round trip
 
@@ -118,6 +119,7 @@ class PostgresStorage(LeasedClaims, OnDemandReads, TaskReads):
         self._version = 0  # the last commit this open has merged
         self._next_pos = 0  # the store's next free position, as of then
         self._seen: dict[str, int] = {}  # key -> hash of its value as this open last saw it
+        self._tasks_settled: dict[str, bool] = {}  # see settled_tasks()
         # Served on demand (begin_on_demand): _seen covers only keys in
         # _resident, and a key missing from it may be in the store.
         self._resident: Container[str] | None = None
@@ -295,7 +297,10 @@ class PostgresStorage(LeasedClaims, OnDemandReads, TaskReads):
         self._check_writable()
         batch = [(key, None if blob is None else bytes(blob)) for key, blob in changes]
         done = self._link.run(lambda conn: self._sync(conn, batch))
-        version, next_pos, theirs, mine, lost = done
+        version, next_pos, theirs, mine, lost, settled = done
+        self._tasks_settled.update(settled)
+        while len(self._tasks_settled) > SETTLED_KEPT:  # the oldest news go first
+            del self._tasks_settled[next(iter(self._tasks_settled))]
         added = next_pos - self._next_pos
         if added >= ANALYZE_ROWS and added * 10 >= next_pos:
             self._analyze()
@@ -351,7 +356,7 @@ class PostgresStorage(LeasedClaims, OnDemandReads, TaskReads):
 
     def _sync(
         self, conn: Connection, batch: list[tuple[str, bytes | None]]
-    ) -> tuple[int, int, list[Change], list[Change], list[str]]:
+    ) -> tuple[int, int, list[Change], list[Change], list[str], dict[str, bool]]:
         """The transaction of :meth:`sync`; changes nothing of this object (it may run twice)."""
         seen = self._seen
         on_demand = self._resident is not None
@@ -361,7 +366,10 @@ class PostgresStorage(LeasedClaims, OnDemandReads, TaskReads):
             head = self._head(conn, "version, next_pos, horizon, meta->>'kind'")
             version, next_pos, horizon = (int(each) for each in head[:3])
             tasks = head[3] == "tracker"  # as of now: a tracker may have adopted the store
-            theirs = self._catch_up(conn, seen, version, horizon)
+            settled: dict[str, bool] = {}  # on demand, a tracker's: see settled_tasks()
+            theirs = self._catch_up(
+                conn, seen, version, horizon, settled if on_demand and tasks else None
+            )
             after: dict[str, bool] = {key: blob is not None for key, blob in theirs}
             mine: list[Change] = []
             now: dict[str, object] = {}  # this batch's effect on what this open saw
@@ -390,34 +398,55 @@ class PostgresStorage(LeasedClaims, OnDemandReads, TaskReads):
                 present = lambda k: after[k] if k in after else unmoved(k)  # noqa: E731
             written = self._write(conn, mine, present, version + 1, next_pos, tasks=tasks)
             if written is None:
-                return version, next_pos, theirs, mine, lost
+                return version, next_pos, theirs, mine, lost, settled
             added, grown = written
             if self._layout >= 3:
                 conn.execute(_COMMITTED, (version + 1, next_pos + added, grown, self._id))
             else:  # an older layout this role may not migrate: no count to keep
                 conn.execute(_COMMITTED_V1, (version + 1, next_pos + added, self._id))
-        return version + 1, next_pos + added, theirs, mine, lost
+        return version + 1, next_pos + added, theirs, mine, lost, settled
+
+    def settled_tasks(self) -> dict[str, bool]:
+        """What this open's syncs learned of tasks the others settled (on demand, trackers).
+
+        Key -> whether its committed record is done or aborted, the latest
+        last, at most :data:`SETTLED_KEPT` keys. The caller may change it
+        (the tracker forgets a key it claims).
+        """
+        return self._tasks_settled
 
     def _catch_up(
-        self, conn: Connection, seen: dict[str, int], version: int, horizon: int
+        self,
+        conn: Connection,
+        seen: dict[str, int],
+        version: int,
+        horizon: int,
+        settled: dict[str, bool] | None = None,
     ) -> list[Change]:
-        """What the others committed since this open's last sync (the store at *version*)."""
+        """What the others committed since this open's last sync (the store at *version*).
+
+        *settled*: see :meth:`_theirs`.
+        """
         if version == self._version:
             return []
         gone: list[str] = []  # keys the others deleted that no row tells of any more
         if self._version < horizon:  # rows of deleted keys were removed since
             gone = self._vanished(conn, seen)
-        return [(key, None) for key in gone] + self._theirs(conn, seen)
+        return [(key, None) for key in gone] + self._theirs(conn, seen, settled)
 
-    def _theirs(self, conn: Connection, seen: dict[str, int]) -> list[Change]:
+    def _theirs(
+        self, conn: Connection, seen: dict[str, int], settled: dict[str, bool] | None = None
+    ) -> list[Change]:
         """The others' commits since this open's last sync, as one run of changes.
 
         On demand, only the values of keys this open saw are read: of the
         others, what counts is that they changed (their value stands in as
-        :data:`._on_demand.NOT_READ`, which no decoder takes).
+        :data:`._on_demand.NOT_READ`, which no decoder takes). *settled* (on
+        demand, a tracker's store): filled with whether each task the others
+        changed is done or aborted now, for :meth:`settled_tasks`.
         """
         if self._resident is not None:
-            return self._as_changes(self._theirs_seen(conn, seen), seen)
+            return self._as_changes(self._theirs_seen(conn, seen, settled), seen)
         rows = conn.execute(
             q(
                 "SELECT key, pos, value FROM {s}.records "

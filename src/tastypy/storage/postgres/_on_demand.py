@@ -147,39 +147,47 @@ class OnDemandReads:
         )
         return {self._key(stored) for (stored,) in rows}
 
-    def _theirs_seen(self, conn: Connection, seen: dict[str, int]) -> list[Any]:
+    def _theirs_seen(
+        self, conn: Connection, seen: dict[str, int], settled: dict[str, bool] | None = None
+    ) -> list[Any]:
         """On demand: the rows the others changed since, of the keys this open saw.
 
         The others' other changes need nothing here (a read asks the store),
         so what this holds is the fewer of their changes and the keys seen:
         the keys alone, or the rows of the keys seen if those are fewer.
+        *settled* (a tracker's store): filled with whether each task the
+        others changed is now done or aborted; then their keys are read
+        whatever their number (the tracker keeps them: ``settled_tasks``).
         """
-        if not seen:
-            return []
         since = (self._id, self._version)
-        changed = conn.execute(
-            q("SELECT count(*) FROM {s}.records WHERE store = %s AND version > %s"), since
-        ).fetchone()
-        if changed is not None and int(changed[0]) > len(seen):
-            return conn.execute(
-                q(
-                    "SELECT key, pos, value FROM {s}.records WHERE store = %s "
-                    "AND version > %s AND key = ANY(%s) ORDER BY pos"
-                ),
-                (*since, [stored_key(key) for key in seen]),
-            ).fetchall()
+        if settled is None:
+            if not seen:
+                return []
+            changed = conn.execute(
+                q("SELECT count(*) FROM {s}.records WHERE store = %s AND version > %s"), since
+            ).fetchone()
+            if changed is not None and int(changed[0]) > len(seen):
+                return conn.execute(
+                    q(
+                        "SELECT key, pos, value FROM {s}.records WHERE store = %s "
+                        "AND version > %s AND key = ANY(%s) ORDER BY pos"
+                    ),
+                    (*since, [stored_key(key) for key in seen]),
+                ).fetchall()
         rows = conn.execute(
             q(
-                "SELECT key, pos, value IS NOT NULL FROM {s}.records "
-                "WHERE store = %s AND version > %s ORDER BY pos"
+                "SELECT key, pos, value IS NOT NULL, value IS NOT NULL AND state IN (1, 2) "
+                "FROM {s}.records WHERE store = %s AND version > %s ORDER BY pos"
             ),
             since,
         ).fetchall()
-        wanted = [self._key(stored) for stored, _pos, there in rows if there]
+        if settled is not None:
+            settled.update((self._key(stored), bool(done)) for stored, _p, _t, done in rows)
+        wanted = [self._key(stored) for stored, _pos, there, _done in rows if there]
         values = self._values(conn, [key for key in wanted if key in seen])
         return [
             (stored, pos, values.get(self._key(stored), NOT_READ) if there else None)
-            for stored, pos, there in rows
+            for stored, pos, there, _done in rows
         ]
 
     def _values(self, conn: Connection, keys: list[str]) -> dict[str, bytes]:
