@@ -374,3 +374,20 @@ def test_run_on_a_served_tracker_sums_up_as_on_a_loaded_one(
             results.append((summary, records, tracker.num_done(), tracker.num_exhausted()))
     assert isinstance(results[0][0].skipped, int)
     assert results[0] == results[1]
+
+
+def test_a_task_another_process_finished_and_this_one_reopened_can_be_tried(
+    url: str, pg_name: str, tiny: None
+) -> None:
+    make_store(url, pg_name, 10)
+    with tastypy.Tracker(url, name=pg_name) as tracker:
+        with tastypy.Tracker(storage=PostgresStorage(url, pg_name)) as other:
+            assert other.try_it("t00001")
+            other.mark_done("t00001")
+        tracker.sync()  # hears that t00001 is done
+        assert not tracker.try_it("t00001")  # refused without asking
+        tracker.mark_not_done("t00001")
+        tracker.sync()
+        for i in range(10):  # the window lets t00001 go
+            tracker.check(f"t{i:05d}")
+        assert tracker.try_it("t00001")  # this process's own commit is the news now

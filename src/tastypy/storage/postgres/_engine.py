@@ -298,9 +298,12 @@ class PostgresStorage(LeasedClaims, OnDemandReads, TaskReads):
         batch = [(key, None if blob is None else bytes(blob)) for key, blob in changes]
         done = self._link.run(lambda conn: self._sync(conn, batch))
         version, next_pos, theirs, mine, lost, settled = done
-        self._tasks_settled.update(settled)
-        while len(self._tasks_settled) > SETTLED_KEPT:  # the oldest news go first
-            del self._tasks_settled[next(iter(self._tasks_settled))]
+        news = self._tasks_settled
+        news.update(settled)
+        for key, _blob in mine:  # this open's own commit is newer than anything it heard
+            news.pop(key, None)
+        while len(news) > SETTLED_KEPT:  # the oldest news go first
+            del news[next(iter(news))]
         added = next_pos - self._next_pos
         if added >= ANALYZE_ROWS and added * 10 >= next_pos:
             self._analyze()
