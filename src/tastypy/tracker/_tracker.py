@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import logging
 import os
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
 from .._codec import check_new_key, encode_value, normalize_key
-from .._window import GONE, UNKNOWN
 from ..errors import CorruptStoreError, DuplicateKeyError, SettingsError
 from ..pod import PersistentOrderedDict
 from ..storage import Storage
 from ..storage.engines import is_url
 from . import _tries
-from ._counts import ABORTED, DONE, EXHAUSTED, TaskCounts
+from ._counts import TaskCounts
 from ._fleet import FleetTasks
 from ._progress import Progress
 from ._records import (
@@ -26,10 +24,10 @@ from ._records import (
     refuse_record,
     with_defaults,
 )
-from ._retry import RETRY_AT, RetryPolicy, due_at, waiting
+from ._retry import RETRY_AT, RetryPolicy, waiting
 from ._run import RunSummary, run
-from ._served import ServedCounts, present, to_do
-from ._served import waiting as served_waiting
+from ._served import ServedCounts
+from ._to_do import ToDo
 
 if TYPE_CHECKING:
     from ..storage.protocol import Counts
@@ -39,7 +37,7 @@ __all__ = ["ProgressTracker", "Tracker"]
 log = logging.getLogger(__name__)
 
 
-class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
+class ProgressTracker(ToDo, FleetTasks, Progress, PersistentOrderedDict):
     """A :class:`PersistentOrderedDict` whose values are task records.
 
     Each value is a dict with ``_done`` (bool) and ``_tries`` (int); attach any
@@ -446,25 +444,6 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
             data = self._data
             self._add_fresh(dict.fromkeys(k for k in normalized if k not in data))
 
-    def _present(self, keys: list[str]) -> set[str] | dict[str, Any]:
-        """Those of *keys* the tracker has: one query for them all if served on demand."""
-        if self._window is None:
-            return self._data
-        return present(self._window, keys)
-
-    def _prefetch(self, keys: list[str]) -> None:
-        """Served on demand: read the records of *keys* in one query, for reads to come."""
-        if self._window is not None:
-            with self._lock:
-                self._window.prefetch(keys)
-
-    def _known(self, key: str) -> Any:
-        """*key*'s record if it is in memory, else None: no query (served on demand)."""
-        if self._window is None:
-            return self._data.get(key)
-        record = self._window.peek(key)
-        return None if record is UNKNOWN or record is GONE else record
-
     def _add_fresh(self, keys: dict[str, None]) -> None:
         if self._shared:
             self._fleet_add(list(keys))
@@ -566,25 +545,6 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
 
     # -- names of tastypy 0.0.3 ----------------------------------------------------
 
-    def should_do(self, key: Any) -> bool:
-        """Whether :meth:`try_it` would try the task now (True for a new task).
-
-        False for a task waiting for a retry that is not due (``_retry_at``).
-        """
-        key = key if type(key) is str else normalize_key(key)
-        record = self._data.get(key)
-        if record is None:
-            return True
-        return not self._tally.status_of(record) & (DONE | ABORTED | EXHAUSTED) and not waiting(
-            record
-        )
-
-    def should_try(self, key: Any) -> bool:
-        """Whether another try is allowed: not aborted, under ``max_tries``."""
-        key = key if type(key) is str else normalize_key(key)
-        record = self._data.get(key)
-        return record is None or not self._tally.status_of(record) & (ABORTED | EXHAUSTED)
-
     def abort(self, key: Any) -> None:
         """Give up on the task for good (until :meth:`unabort`)."""
         self._set(key, "_aborted", True)
@@ -596,48 +556,6 @@ class ProgressTracker(FleetTasks, Progress, PersistentOrderedDict):
 
     def aborted(self, key: Any) -> bool:
         return bool(self._data[key if type(key) is str else normalize_key(key)].get("_aborted"))
-
-    def todo_keys(self) -> Iterator[str]:
-        """Keys of tasks not done, not aborted, not exhausted and not waiting, in order.
-
-        Waiting: a retry that is not due yet (``_retry_at``; see :meth:`waiting_keys`).
-        """
-        if isinstance(self._tally, ServedCounts):
-            now = time.time()
-            return (key for key, record in self._served_to_do() if not waiting(record, now))
-        with self._lock:
-            self._tally.refresh(self._data)
-        status, data, now = self._tally.status, self._data, time.time()
-        blocked = DONE | ABORTED | EXHAUSTED
-        return (
-            k for k in data if not status.get(k, 0) & blocked and not waiting(data.get(k), now)
-        )
-
-    def waiting_keys(self) -> dict[str, float]:
-        """Tasks to do whose next try is not due yet: key -> when it is (Unix seconds)."""
-        if isinstance(self._tally, ServedCounts):
-            assert self._window is not None
-            return served_waiting(self._tally, self._window, self._lock, time.time())
-        with self._lock:
-            self._tally.refresh(self._data)
-            status, now = self._tally.status, time.time()
-            blocked = DONE | ABORTED | EXHAUSTED
-            found = {}
-            for key, record in self._data.items():
-                at = due_at(record)
-                if at is not None and at > now and not status.get(key, 0) & blocked:
-                    found[key] = at
-            return found
-
-    def _served_to_do(self) -> Iterator[tuple[str, Any]]:
-        """:func:`._served.to_do`, a page at a time under the lock."""
-        assert isinstance(self._tally, ServedCounts)
-        assert self._window is not None
-        return to_do(self._tally, self._window, self._lock)
-
-    def todo_items(self) -> Iterator[tuple[str, Any]]:
-        """``(key, record)`` of the tasks :meth:`todo_keys` lists."""
-        return ((k, self[k]) for k in self.todo_keys())
 
     def errors(self, key: Any) -> list[dict[str, Any]]:
         """The recorded failed attempts of a task, oldest first (see :meth:`run`)."""
