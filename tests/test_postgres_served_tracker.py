@@ -391,3 +391,58 @@ def test_a_task_another_process_finished_and_this_one_reopened_can_be_tried(
         for i in range(10):  # the window lets t00001 go
             tracker.check(f"t{i:05d}")
         assert tracker.try_it("t00001")  # this process's own commit is the news now
+
+
+# -- found by a second review: each failed before its fix -------------------------
+
+
+def heard_done(url: str, name: str, tracker: ProgressTracker) -> ProgressTracker:
+    """Another writer of the store, which finishes t00001; *tracker* syncs and hears of it."""
+    other = tastypy.Tracker(storage=PostgresStorage(url, name))
+    assert other.try_it("t00001")
+    other.mark_done("t00001")
+    other.sync()
+    tracker.sync()
+    assert not tracker.try_it("t00001")  # refused without asking
+    return other
+
+
+def test_what_a_tracker_heard_of_settled_tasks_goes_with_a_revert(
+    url: str, pg_name: str, tiny: None
+) -> None:
+    make_store(url, pg_name, 10)
+    with tastypy.Tracker(url, name=pg_name) as tracker:
+        other = heard_done(url, pg_name, tracker)
+        other.mark_not_done("t00001")
+        other.close()
+        tracker.revert()  # reads the store anew: what it heard before is stale
+        assert tracker.try_it("t00001")
+
+
+def test_what_a_tracker_heard_goes_when_a_compaction_removed_rows_it_never_read(
+    url: str, pg_name: str, tiny: None
+) -> None:
+    make_store(url, pg_name, 10)
+    with tastypy.Tracker(url, name=pg_name) as tracker:
+        other = heard_done(url, pg_name, tracker)
+        del other["t00001"]
+        other.sync()
+        other.compact()
+        other.close()
+        tracker.sync()
+        assert tracker.try_it("t00001")  # a new task again
+        assert "t00001" in tracker
+
+
+def test_a_task_deleted_here_is_added_again_by_try_it_though_heard_settled(
+    url: str, pg_name: str, tiny: None
+) -> None:
+    make_store(url, pg_name, 10)
+    with tastypy.Tracker(url, name=pg_name) as tracker:
+        heard_done(url, pg_name, tracker).close()
+        tracker.sync()
+        flush = [tracker.check(f"t{i:05d}") for i in range(10)]
+        assert flush[1]
+        del tracker["t00001"]
+        assert tracker.try_it("t00001")  # added again (its tries: as the claims counted)
+        assert "t00001" in tracker

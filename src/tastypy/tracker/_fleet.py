@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, cast
 import orjson
 
 from .. import _lifecycle
+from .._window import UNKNOWN
 from ..errors import DuplicateKeyError
 from ..storage import Storage
 from ._records import NEW_RECORD, fresh_records
@@ -158,7 +159,7 @@ class FleetTasks:
             if isinstance(record, dict) and (_finished(record, limit) or waiting(record)):
                 return False  # done here stays done, and tries only grow
             settled = self._settled_elsewhere()
-            if record is None and settled.get(key):
+            if record is None and settled.get(key) and self._unseen(key):
                 return False  # another process settled it, as this one's last sync learned
             self._sync_pending([key])
             held, self._held = self._held, True
@@ -196,7 +197,7 @@ class FleetTasks:
             settled = self._settled_elsewhere()
             for key in dict.fromkeys(keys):
                 record = self._known(key)
-                if record is None and settled.get(key):
+                if record is None and settled.get(key) and self._unseen(key):
                     continue  # another process settled it, as this one's last sync learned
                 if not (
                     isinstance(record, dict) and (_finished(record, limit) or waiting(record))
@@ -241,6 +242,10 @@ class FleetTasks:
             return _NOTHING_SETTLED
         found: dict[str, bool] = settled()
         return found
+
+    def _unseen(self, key: str) -> bool:
+        """Served on demand: whether *key* is as the store has it (not in memory, not changed)."""
+        return self._window is not None and self._window.peek(key) is UNKNOWN
 
     def _unclaim(self, keys: list[str]) -> None:
         """Give back claims of *keys* that were never worked on, their tries uncounted."""

@@ -247,6 +247,7 @@ class PostgresStorage(LeasedClaims, OnDemandReads, TaskReads):
         self._version, self._next_pos = int(version), int(next_pos)
         self._meta = _decode_meta(str(meta), self.location)
         self._seen = {}
+        self._tasks_settled = {}  # the commits skipped over are never read
         self._resident = resident
 
     def _read_all(self, conn: Connection) -> tuple[int, int, dict[str, Any], list[Any]]:
@@ -298,12 +299,7 @@ class PostgresStorage(LeasedClaims, OnDemandReads, TaskReads):
         batch = [(key, None if blob is None else bytes(blob)) for key, blob in changes]
         done = self._link.run(lambda conn: self._sync(conn, batch))
         version, next_pos, theirs, mine, lost, settled = done
-        news = self._tasks_settled
-        news.update(settled)
-        for key, _blob in mine:  # this open's own commit is newer than anything it heard
-            news.pop(key, None)
-        while len(news) > SETTLED_KEPT:  # the oldest news go first
-            del news[next(iter(news))]
+        self._hear(settled, mine)
         added = next_pos - self._next_pos
         if added >= ANALYZE_ROWS and added * 10 >= next_pos:
             self._analyze()
@@ -359,7 +355,7 @@ class PostgresStorage(LeasedClaims, OnDemandReads, TaskReads):
 
     def _sync(
         self, conn: Connection, batch: list[tuple[str, bytes | None]]
-    ) -> tuple[int, int, list[Change], list[Change], list[str], dict[str, bool]]:
+    ) -> tuple[int, int, list[Change], list[Change], list[str], dict[str, bool] | None]:
         """The transaction of :meth:`sync`; changes nothing of this object (it may run twice)."""
         seen = self._seen
         on_demand = self._resident is not None
@@ -369,10 +365,12 @@ class PostgresStorage(LeasedClaims, OnDemandReads, TaskReads):
             head = self._head(conn, "version, next_pos, horizon, meta->>'kind'")
             version, next_pos, horizon = (int(each) for each in head[:3])
             tasks = head[3] == "tracker"  # as of now: a tracker may have adopted the store
-            settled: dict[str, bool] = {}  # on demand, a tracker's: see settled_tasks()
+            settled: dict[str, bool] | None = {}  # on demand, a tracker's: settled_tasks()
             theirs = self._catch_up(
                 conn, seen, version, horizon, settled if on_demand and tasks else None
             )
+            if self._version < horizon:  # rows of tasks deleted since are gone: what
+                settled = None  # was heard of them may be stale (see _hear)
             after: dict[str, bool] = {key: blob is not None for key, blob in theirs}
             mine: list[Change] = []
             now: dict[str, object] = {}  # this batch's effect on what this open saw
@@ -409,12 +407,30 @@ class PostgresStorage(LeasedClaims, OnDemandReads, TaskReads):
                 conn.execute(_COMMITTED_V1, (version + 1, next_pos + added, self._id))
         return version + 1, next_pos + added, theirs, mine, lost, settled
 
+    def _hear(self, settled: dict[str, bool] | None, mine: list[Change]) -> None:
+        """Keep what a sync heard of the others' tasks (*settled*; None: start again)."""
+        news = self._tasks_settled
+        if settled is None:  # a compaction removed rows this open never read
+            news.clear()
+            return
+        for key, done in settled.items():
+            if done:
+                news.pop(key, None)  # the latest news last
+                news[key] = True
+            else:
+                news.pop(key, None)
+        for key, _blob in mine:  # this open's own commit is newer than anything it heard
+            news.pop(key, None)
+        if len(news) > SETTLED_KEPT:  # the oldest news go, half of them at once
+            kept = list(news)[len(news) - SETTLED_KEPT // 2 :]
+            self._tasks_settled = dict.fromkeys(kept, True)
+
     def settled_tasks(self) -> dict[str, bool]:
         """What this open's syncs learned of tasks the others settled (on demand, trackers).
 
-        Key -> whether its committed record is done or aborted, the latest
-        last, at most :data:`SETTLED_KEPT` keys. The caller may change it
-        (the tracker forgets a key it claims).
+        Key -> True: its committed record was done or aborted when last heard
+        of, the latest last, at most :data:`SETTLED_KEPT` keys. The caller
+        may change it (the tracker forgets a key it claims).
         """
         return self._tasks_settled
 
