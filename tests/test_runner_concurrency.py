@@ -480,7 +480,12 @@ def test_tasks_an_executor_cancels_itself_are_given_back(tracker: tastypy.Tracke
 
     def fetch(key: str) -> str:
         if key == "a":
-            pool.shutdown(wait=False, cancel_futures=True)  # the program shuts it down
+            # Once the others wait in the pool (else the run's next submit is
+            # refused, and raises as documented), the program shuts it down.
+            deadline = time.monotonic() + 10
+            while pool._work_queue.qsize() < 3 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            pool.shutdown(wait=False, cancel_futures=True)
         time.sleep(0.2)
         return key
 

@@ -142,12 +142,21 @@ _UPSERT_BATCH = q(
 # claim that found no record: its task now has one, or was deleted since,
 # and a reader must not count it as a task only the claim knows). A
 # commit's rows are those of its version.
+# The rows are locked in key order first, as the claim statements take
+# them (_claims.py): locked in another order, a sync and a claim of many
+# tasks each waited for a row the other held (a deadlock, seen in a test).
 _CLAIM_STATES = q(
     """
-    UPDATE {s}.claims c SET state = coalesce(r.state, 0), new = false
-    FROM {s}.records r
-    WHERE c.store = %s AND r.store = c.store AND r.key = c.key AND r.version = %s
-        AND (c.state <> coalesce(r.state, 0) OR c.new)
+    WITH written AS (
+        SELECT c.key, coalesce(r.state, 0) AS state
+        FROM {s}.claims c JOIN {s}.records r ON r.store = c.store AND r.key = c.key
+        WHERE c.store = %(store)s AND r.version = %(version)s
+            AND (c.state <> coalesce(r.state, 0) OR c.new)
+        ORDER BY c.key
+        FOR UPDATE OF c
+    )
+    UPDATE {s}.claims c SET state = w.state, new = false
+    FROM written w WHERE c.store = %(store)s AND c.key = w.key
     """
 )
 
@@ -164,7 +173,7 @@ def write_rows(conn: Connection, store: int, version: int, rows: Rows, *, tasks:
         if rest and (len(rest) < BULK_ROWS or not _copy_through_batch(conn, store, version, rest)):
             _upsert(conn, store, version, rest)
     if tasks:
-        conn.execute(_CLAIM_STATES, (store, version))
+        conn.execute(_CLAIM_STATES, {"store": store, "version": version})
 
 
 def _upsert(conn: Connection, store: int, version: int, rows: Rows) -> None:
