@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._link import Connection, Link
 from ._schema import ABORTED, NOTABLE, q
-from ._target import KEY_LIST, stored_key, stored_keys
+from ._target import KEY_LIST, stored_keys
 
 __all__ = ["LIVE_CLAIMS_ONLY", "NOTABLE_ROWS", "PARTS", "TaskFacts", "TaskReads"]
 
@@ -35,6 +35,7 @@ __all__ = ["LIVE_CLAIMS_ONLY", "NOTABLE_ROWS", "PARTS", "TaskFacts", "TaskReads"
 # a value that is not a task record, tries -1 for an unusable _tries.
 TaskFacts = tuple[int | None, bool, int]
 _CHUNK = 10_000  # keys asked about per query
+_KEYS = KEY_LIST.replace("%s", "%(keys)s")  # the keys changed here, as one JSON array
 
 # Rows (state, tries, n): a tracker's tasks as a reader sees them, tries -1
 # an unusable _tries. A record not a JSON object (no state) is not among
@@ -79,7 +80,7 @@ NOTABLE_ROWS = f"""
 _TALLY = q(
     "SELECT NULL, state, aborted, tries, n FROM {s}.tallies WHERE store = %(store)s AND n <> 0 "
     "UNION ALL SELECT key, state, " + ABORTED + ", coalesce(tries, -1), 1 FROM {s}.records "
-    "WHERE store = %(store)s AND key = ANY(%(keys)s) AND value IS NOT NULL"
+    "WHERE store = %(store)s AND key " + _KEYS + " AND value IS NOT NULL"
 )
 _UNUSABLE = q(
     "SELECT key FROM {s}.records WHERE store = %s AND value IS NOT NULL "
@@ -97,7 +98,7 @@ _TO_DO_SQL = (
     "SELECT pos, key, CASE WHEN strpos(value::text, '\"_retry_at\"') > 0 "
     "THEN value -> '_retry_at' END, coalesce(" + _IS_TO_DO + ", false) FROM {s}.records "
     "WHERE store = %(store)s AND pos > %(after)s AND pos < %(before)s AND value IS NOT NULL "
-    "AND ((" + _IS_TO_DO + " AND WHICH) OR key = ANY(%(keys)s)) ORDER BY pos LIMIT %(limit)s"
+    "AND ((" + _IS_TO_DO + " AND WHICH) OR key " + _KEYS + ") ORDER BY pos LIMIT %(limit)s"
 )
 _TO_DO = q(_TO_DO_SQL.replace("WHICH", "true"))
 # Only those the index of notable records holds (that may name a retry time).
@@ -127,7 +128,7 @@ class TaskReads:
         One statement, so both are as of one commit.
         """
         self._check_open()
-        ask = {"store": self._id, "keys": [stored_key(key) for key in keys]}
+        ask = {"store": self._id, "keys": stored_keys(keys)}
         rows = self._link.run(lambda conn: conn.execute(_TALLY, ask).fetchall())
         tallies: list[tuple[int, bool, int, int]] = []
         facts: dict[str, TaskFacts] = {}
@@ -176,7 +177,7 @@ class TaskReads:
             "before": before,
             "limit": limit,
             "max": max_tries,
-            "keys": [stored_key(key) for key in keys],
+            "keys": stored_keys(keys),
         }
         query = _TO_DO_NOTABLE if notable else _TO_DO
         rows = self._link.run(lambda conn: conn.execute(query, ask).fetchall())
