@@ -158,13 +158,16 @@ def sized(url: str, count: int) -> None:
 def bulk(url: str, count: int, *, sizes: bool) -> None:
     keys = [f"https://example.com/item/{i:07d}" for i in range(count)]
     tastypy.POD(url, name=f"bench-made-{os.getpid()}").close()  # the tables exist
+    # The first large write to a new server makes its WAL files: the raw COPY
+    # goes before and after the tastypy runs, and its faster time counts.
+    raw_before = raw_copy(url, keys, FRESH, (0, 0))
     start = time.perf_counter()
     with tastypy.Tracker(url, name=f"bench-bulk-{os.getpid()}") as tracker:
         tracker.add_many(keys)
     add_many = time.perf_counter() - start
     if sizes:
         size(url, f"bench-bulk-{os.getpid()}", count)
-    raw_tasks = raw_copy(url, keys, FRESH, (0, 0))
+    raw_tasks = min(raw_before, raw_copy(url, keys, FRESH, (0, 0)))
     value = {"status": 200, "bytes": 5120}
     start = time.perf_counter()
     with tastypy.POD(url, name=f"bench-update-{os.getpid()}") as pod:

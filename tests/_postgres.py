@@ -30,6 +30,10 @@ from pathlib import Path
 
 PASSWORD = "tastypy-s3cret-pw"
 USER = "postgres"
+# Keys and values that COPY's text format must escape, and keys the engine
+# stores marked (a NUL; its own mark at the start).
+AWKWARD_KEYS = ["tab\there", "new\nline", "cr\rhere", "back\\slash", "nul\x00key", "\ufffeмark"]
+AWKWARD_VALUE = {"z": "a\\b\tc\nd\re", "a": ["\\", {"y": "\u2028", "x": "\x00"}]}
 
 
 def find_bin() -> Path | None:

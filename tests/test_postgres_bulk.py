@@ -20,7 +20,7 @@ import pytest
 import tastypy
 from tastypy.storage.postgres._writes import BULK_ROWS
 
-from _postgres import Server
+from _postgres import AWKWARD_KEYS, AWKWARD_VALUE, Server
 from _subproc import Child
 
 N = BULK_ROWS + 500  # enough rows for a batch to go by COPY
@@ -34,12 +34,6 @@ def url(pg_server: Server) -> str:
 def read_back(url: str, name: str) -> list[tuple[str, object]]:
     with tastypy.POD(url, name=name, readonly=True) as reader:
         return list(reader.items())
-
-
-# Keys and values that COPY's text format must escape, and keys the engine
-# stores marked (a NUL; its own mark at the start).
-AWKWARD_KEYS = ["tab\there", "new\nline", "cr\rhere", "back\\slash", "nul\x00key", "\ufffeмark"]
-AWKWARD_VALUE = {"z": "a\\b\tc\nd\re", "a": ["\\", {"y": "\u2028", "x": "\x00"}]}
 
 
 def test_a_large_batch_of_new_keys_keeps_order_values_and_escapes(url: str, pg_name: str) -> None:

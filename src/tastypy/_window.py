@@ -33,7 +33,7 @@ no query per key.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Container, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
@@ -124,6 +124,16 @@ class Window(MutableMapping[str, Any]):
             *self._pending.dirty,
             *(key for key in self._local if key not in self._pending.dirty),
         ]
+
+    def knows_any(self, keys: Container[str]) -> bool:
+        """Whether any of *keys* is in memory or changed here (a look at what is held only)."""
+        return any(
+            key in keys for held in (self._cache, self._local, self._pending.dirty) for key in held
+        )
+
+    def appended(self) -> None:
+        """A commit put keys at the store's end that were not here: nothing held changes."""
+        self._syncs += 1
 
     def at_end(self, key: str) -> bool:
         """Whether *key* was added here, so that its sync puts it at the end."""

@@ -450,3 +450,14 @@ class OnDemand(Protocol):
     def forget(self, keys: Iterable[str]) -> None:
         """The caller no longer keeps the values of *keys*."""
         ...
+
+    def append_new(self, keys: list[str], blob: bytes, others: dict[str, bytes]) -> bool:
+        """Add *keys*, none of them the store's, at its end in order, in one commit.
+
+        Each key's value is the JSON *blob*, or ``others[key]``; the caller
+        keeps none of them in memory. False, with nothing done, if the store
+        has any of them (or a row left by one's deletion), if another writer
+        committed since this open's last sync, or if this open claims one:
+        the caller then writes them by a sync (a bulk ``add_many``).
+        """
+        ...

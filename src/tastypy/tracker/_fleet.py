@@ -27,7 +27,7 @@ above; a pending change of the task is synced first.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
@@ -43,6 +43,7 @@ __all__ = ["FleetTasks"]
 
 if TYPE_CHECKING:
     from ..storage.protocol import Claims as FleetStorage
+    from ..storage.protocol import OnDemand
     from ._tries import TriesLog
 
 
@@ -302,7 +303,7 @@ class FleetTasks:
             ) from exc
         return tries + 1
 
-    def _fleet_add(self, keys: list[str], *, refuse: bool = False) -> list[str]:
+    def _fleet_add(self, keys: list[str] | dict[str, None], *, refuse: bool = False) -> list[str]:
         """Add the tasks among *keys* that no process has added, and commit them at once.
 
         Returns those added here. *refuse*: add none if any is there, and
@@ -311,7 +312,10 @@ class FleetTasks:
         storage = self._fleet()
         with self._lock, _lifecycle.critical(), storage.locked():
             self._catch_up()
-            unique = list(dict.fromkeys(keys))
+            wanted = keys if isinstance(keys, dict) else dict.fromkeys(keys)
+            unique = list(wanted)
+            if self._append_new(storage, unique, wanted):
+                return unique
             there = self._present(unique)
             if refuse and there:
                 clash = next(key for key in unique if key in there)
@@ -329,6 +333,25 @@ class FleetTasks:
                     self._held = held
                 self._commit(fresh)
             return fresh
+
+    def _append_new(self, storage: FleetStorage, keys: list[str], lookup: Container[str]) -> bool:
+        """Served on demand, *keys* none of which is known here: add them all in one COPY.
+
+        False (nothing done) if one is in memory or changed here, or if the
+        engine finds one in the store (or anything else that needs a sync's
+        way: ``OnDemand.append_new``). The tries claims counted of them are
+        kept. *lookup*: the keys, to look in. The caller holds the store's
+        lock, and has caught up.
+        """
+        window = self._window
+        if window is None or not keys or window.knows_any(lookup):
+            return False
+        tried = storage.logged_tries_of(keys)
+        others = {key: orjson.dumps({"_done": False, "_tries": n}) for key, n in tried.items()}
+        if not cast("OnDemand", window.engine).append_new(keys, NEW_RECORD, others):
+            return False
+        window.appended()
+        return True
 
     def _add_records(self, keys: list[str], tried: dict[str, int]) -> None:
         """Add new records for *keys*, in order, with the tries *tried* counted (else 0)."""

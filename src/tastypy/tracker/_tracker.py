@@ -424,7 +424,7 @@ class ProgressTracker(ToDo, FleetTasks, Progress, PersistentOrderedDict):
             )
         with self._lock:
             if self._shared:  # looked for under the store's lock, then added
-                self._fleet_add(list(fresh), refuse=True)
+                self._fleet_add(fresh, refuse=True)
                 return
             clash = next((k for k in fresh if k in self._data), None)
             if clash is not None:

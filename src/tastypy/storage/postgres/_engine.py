@@ -37,6 +37,7 @@ from ...errors import (
 )
 from .._merge import Merge, merge
 from . import _schema
+from ._append import Appends
 from ._claims import LeasedClaims
 from ._link import Connection, Link
 from ._on_demand import OnDemandReads
@@ -70,7 +71,7 @@ _COMMITTED_V1 = q(
 )
 
 
-class PostgresStorage(LeasedClaims, OnDemandReads, TaskReads):
+class PostgresStorage(Appends, LeasedClaims, OnDemandReads, TaskReads):
     """One open of the store *name* in the database at *url*.
 
     Every writable open is shared (capability ``"shared"``): any number of
@@ -300,9 +301,7 @@ class PostgresStorage(LeasedClaims, OnDemandReads, TaskReads):
         done = self._link.run(lambda conn: self._sync(conn, batch))
         version, next_pos, theirs, mine, lost, settled = done
         self._hear(settled, mine)
-        added = next_pos - self._next_pos
-        if added >= ANALYZE_ROWS and added * 10 >= next_pos:
-            self._analyze()
+        self._grew(next_pos - self._next_pos, next_pos)
         if lost:
             self._fenced(lost)
         seen = self._seen
@@ -312,6 +311,18 @@ class PostgresStorage(LeasedClaims, OnDemandReads, TaskReads):
         self._remember(theirs, mine)
         self._version, self._next_pos = version, next_pos
         return result
+
+    def _grew(self, added: int, next_pos: int) -> None:
+        """A commit put *added* keys at the end: :meth:`_analyze` if that is a large part."""
+        if added >= ANALYZE_ROWS and added * 10 >= next_pos:
+            self._analyze()
+
+    def _moved_on(self, conn: Connection, version: int, next_pos: int, grown: int) -> None:
+        """Set the store's row to commit *version*, that grew the store by *grown* keys."""
+        if self._layout >= 3:
+            conn.execute(_COMMITTED, (version, next_pos, grown, self._id))
+        else:  # an older layout this role may not migrate: no count to keep
+            conn.execute(_COMMITTED_V1, (version, next_pos, self._id))
 
     def _analyze(self) -> None:
         """Have the server's planner learn of a store that grew by a large part at once.
@@ -401,10 +412,7 @@ class PostgresStorage(LeasedClaims, OnDemandReads, TaskReads):
             if written is None:
                 return version, next_pos, theirs, mine, lost, settled
             added, grown = written
-            if self._layout >= 3:
-                conn.execute(_COMMITTED, (version + 1, next_pos + added, grown, self._id))
-            else:  # an older layout this role may not migrate: no count to keep
-                conn.execute(_COMMITTED_V1, (version + 1, next_pos + added, self._id))
+            self._moved_on(conn, version + 1, next_pos + added, grown)
         return version + 1, next_pos + added, theirs, mine, lost, settled
 
     def _hear(self, settled: dict[str, bool] | None, mine: list[Change]) -> None:

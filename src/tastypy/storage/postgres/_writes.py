@@ -31,13 +31,24 @@ import psycopg
 
 from ._link import Connection
 from ._schema import q
+from ._target import KEY_MARK, stored_key
 
-__all__ = ["ABORTED", "BULK_ROWS", "DONE", "TO_DO", "Rows", "task_facts", "write_rows"]
+__all__ = [
+    "ABORTED",
+    "BULK_ROWS",
+    "DONE",
+    "TO_DO",
+    "Rows",
+    "copy_appended",
+    "task_facts",
+    "write_rows",
+]
 
 TO_DO, DONE, ABORTED = 0, 1, 2  # records.state of a task record
 BULK_ROWS = 2_000  # from this many rows on, a batch goes by COPY
 _MAX_TRIES = 2**62
 _CHUNK = 1 << 20  # bytes of COPY data sent at a time
+_RUN = 10_000  # keys of an append made into COPY text at a time
 # How the tracker writes every new task: its facts need no parse. (The
 # tracker's _records.NEW_RECORD; the engine does not import the layer above.)
 _FRESH = b'{"_done":false,"_tries":0}'
@@ -263,3 +274,83 @@ def _text_rows(store: int, version: int, rows: Rows) -> Iterator[bytes]:
             parts, size = [], 0
     if parts:
         yield b"".join(parts)
+
+
+def copy_appended(
+    conn: Connection,
+    store: int,
+    *,
+    version: int,
+    first: int,
+    keys: list[str],
+    blob: bytes,
+    others: dict[str, bytes],
+    tasks: bool,
+) -> None:
+    """COPY new rows of *keys* into the records, as commit *version*, from position *first*.
+
+    Each key's value is *blob*, or ``others[key]``; with *tasks* (a
+    tracker's store), its facts too, and the claims of the keys take their
+    state. A key that has a row fails the COPY (``UniqueViolation``).
+    """
+    with conn.cursor() as cur, cur.copy(_COPY_RECORDS) as copy:
+        for chunk in _appended_text(
+            store, version=version, first=first, keys=keys, blob=blob, others=others, tasks=tasks
+        ):
+            copy.write(chunk)
+    if tasks:
+        conn.execute(_CLAIM_STATES, {"store": store, "version": version})
+
+
+# A run of keys that need no escape: none holds a character COPY's text
+# format escapes, nor one stored_key() changes (a run's keys joined by
+# \x01 are checked at once: a hit sends that run the slow way, key by key).
+_PLAIN_CHECK = ("\\", "\t", "\n", "\r", "\x00", KEY_MARK)
+
+
+def _appended_text(
+    store: int,
+    *,
+    version: int,
+    first: int,
+    keys: list[str],
+    blob: bytes,
+    others: dict[str, bytes],
+    tasks: bool,
+) -> Iterator[bytes]:
+    """The rows of :func:`copy_appended` in COPY's text format, a run of keys at a time."""
+    head = f"{store}\t"
+    tails: dict[bytes, str] = {}
+
+    def tail(value: bytes) -> str:  # the row's columns after its position
+        found = tails.get(value)
+        if found is None:
+            state, tries = task_facts(value) if tasks else (None, None)
+            columns = (
+                str(version),
+                _json_text(value).decode(),
+                "\\N" if state is None else str(state),
+                "\\N" if tries is None else str(tries),
+            )
+            found = tails[value] = "\t" + "\t".join(columns) + "\n"
+            if len(tails) > 1_000:  # values of their own (tried keys): not kept
+                tails.clear()
+        return found
+
+    common = tail(blob)
+    for start in range(0, len(keys), _RUN):
+        run = keys[start : start + _RUN]
+        joined = "\x01".join(run)
+        plain = not any(mark in joined for mark in _PLAIN_CHECK)
+        if plain and (not others or not any(key in others for key in run)):
+            text = "".join([f"{head}{key}\t{pos}{common}" for pos, key in enumerate(run, first)])
+        else:
+            text = "".join(
+                [
+                    f"{head}{_text(stored_key(key))}\t{pos}"
+                    f"{common if key not in others else tail(others[key])}"
+                    for pos, key in enumerate(run, first)
+                ]
+            )
+        first += len(run)
+        yield text.encode()
