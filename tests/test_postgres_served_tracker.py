@@ -21,7 +21,7 @@ import pytest
 import tastypy
 from tastypy._window import Window
 from tastypy.storage.postgres import PostgresStorage
-from tastypy.tracker import _served
+from tastypy.tracker import _run, _served
 from tastypy.tracker._served import ServedCounts
 from tastypy.tracker._tracker import ProgressTracker
 
@@ -376,6 +376,66 @@ def test_run_on_a_served_tracker_sums_up_as_on_a_loaded_one(
             results.append((summary, records, tracker.num_done(), tracker.num_exhausted()))
     assert isinstance(results[0][0].skipped, int)
     assert results[0] == results[1]
+
+
+def test_run_waits_for_retries_on_a_served_tracker_as_on_a_loaded_one(
+    url: str, pg_name: str, tiny: None
+) -> None:
+    calls: dict[str, int] = {}
+
+    def twice_flaky(key: str) -> None:  # t7 fails twice, t6 once, then both succeed
+        calls[key] = calls.get(key, 0) + 1
+        if (key == "t7" and calls[key] <= 2) or (key == "t6" and calls[key] <= 1):
+            raise ValueError(key)
+
+    results = []
+    for cls, suffix in ((tastypy.Tracker, "-s"), (Loaded, "-l")):
+        calls.clear()
+        with cls(url, name=pg_name + suffix, max_tries=4, retry_delay=0.05, backoff=1) as tracker:
+            fill(tracker)
+            del tracker["t5"]  # (waiting until 2096: the run would wait for it)
+            tracker.sync()
+            summary = tracker.run(twice_flaky, progress=False)
+            tries = {key: tracker.tries(key) for key in tracker}
+            results.append((summary, tries, dict(calls), tracker.num_done()))
+    assert results[0][2]["t7"] == 3  # two retries, waited for
+    assert results[0] == results[1]
+
+
+def test_run_reads_the_tasks_to_do_a_page_at_a_time(
+    url: str, pg_name: str, tiny: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # run() without keys never lists every task to do (a worker's memory
+    # would grow with the store): it reads ahead a page, and records for
+    # PREFETCH tasks, so its first task runs after one page here.
+    monkeypatch.setattr(_run, "PREFETCH", 3)
+    make_store(url, pg_name, 30)  # t00000, t00003, ... done: 20 to do
+    with tastypy.Tracker(url, name=pg_name, max_tries=2) as tracker:
+        engine = tracker._storage
+        pages: list[int] = []
+        real = engine.to_do_page  # type: ignore[union-attr]
+
+        def to_do_page(*args: Any, **kwargs: Any) -> Any:
+            pages.append(1)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(engine, "to_do_page", to_do_page)
+        pages_at_each: list[int] = []
+
+        def work(key: str) -> None:
+            pages_at_each.append(len(pages))
+            if key == "t00001":
+                raise ValueError(key)
+
+        summary = tracker.run(work, progress=False)
+        assert pages_at_each[0] == 1
+        assert pages_at_each[-1] >= 20 // 3  # pages of 3 tasks (the tiny fixture)
+        assert (summary.done, summary.failed, summary.skipped) == (19, 1, 10)
+        summary = tracker.run(work, progress=False)  # t00001 again: its second and last try
+        assert (summary.done, summary.failed, summary.exhausted) == (0, 1, 1)
+    with tastypy.Tracker(url, name=pg_name, max_tries=2, readonly=True) as reader:
+        assert reader.num_done() == 29
+        assert list(reader.todo_keys()) == []
 
 
 def test_a_task_another_process_finished_and_this_one_reopened_can_be_tried(

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from itertools import islice
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +35,7 @@ from ._outcomes import ERRORS_KEPT, Outcomes, RunSummary
 from ._retry import due_at
 from ._run_options import RunOptions
 from ._served import SETTLED, SPENT, ServedCounts
+from ._served import waiting as served_waiting
 
 if TYPE_CHECKING:
     from ._tracker import ProgressTracker
@@ -116,7 +119,7 @@ def run(
 
         payload = pickled_function(fn, workers, options.rules)
     summary = RunSummary()
-    spent = 0  # tasks exhausted before the run that *order* leaves out
+    order: Iterable[str]
     if keys is not None:
         order = list(dict.fromkeys(k if type(k) is str else normalize_key(k) for k in keys))
         tracker.add_many_if_absent(order)
@@ -126,8 +129,7 @@ def run(
         with tracker._lock:
             tracker._tally.refresh(None)
             summary.skipped = tracker._tally.counts[SETTLED]
-            spent = tracker._tally.counts[SPENT]
-        order = [key for key, _record in tracker._served_to_do()]
+        order = _ServedOrder(tracker)
     else:
         order = list(tracker)
     bar = _progress_bar(tracker, progress)
@@ -135,7 +137,7 @@ def run(
     try:
         with stop.on_signals():
             results = Outcomes(tracker, summary, bar, options.rules)
-            todo: list[str] | None = order
+            todo: Iterable[str] | None = order
             held: set[str] = set()  # due, but refused by a retry pass: held elsewhere
             while todo:
                 tried = summary.done + summary.failed
@@ -145,11 +147,7 @@ def run(
                     held.update(todo)  # nothing of them could be tried: not again this run
                 todo = _retries_due(tracker, order, held, options, stop, bar)
     finally:
-        summary.exhausted = spent + sum(
-            1 for k in _prefetched(tracker, order) if k in tracker and _exhausted(tracker, k)
-        )
-        waits = tracker.waiting_keys()
-        summary.waiting = sum(1 for k in order if k in waits)
+        _count_left(tracker, order, summary)
         summary.interrupted = stop.signum is not None
         if bar is not None:
             bar.close()
@@ -158,12 +156,28 @@ def run(
     return summary
 
 
+def _count_left(tracker: ProgressTracker, order: Iterable[str], summary: RunSummary) -> None:
+    """Count in *summary* the tasks of *order* exhausted, and those waiting for a retry."""
+    waits = tracker.waiting_keys()
+    tally = tracker._tally
+    if isinstance(order, _ServedOrder) and isinstance(tally, ServedCounts):
+        with tracker._lock:  # every task of the store: it counts them
+            tally.refresh(None)
+            summary.exhausted = tally.counts[SPENT]
+        summary.waiting = len(waits)
+        return
+    summary.exhausted = sum(
+        1 for k in _prefetched(tracker, order) if k in tracker and _exhausted(tracker, k)
+    )
+    summary.waiting = sum(1 for k in order if k in waits)
+
+
 def _one_pass(  # noqa: PLR0917
     options: RunOptions,
     fn: Callable[[str], Any],
     payload: bytes,
     tracker: ProgressTracker,
-    todo: list[str],
+    todo: Iterable[str],
     tasks: Iterator[str],
     results: Outcomes,
     stop: _Stop,
@@ -185,7 +199,7 @@ def _one_pass(  # noqa: PLR0917
 
 def _retries_due(  # noqa: PLR0917
     tracker: ProgressTracker,
-    order: list[str],
+    order: Iterable[str],
     held: set[str],
     options: RunOptions,
     stop: _Stop,
@@ -208,7 +222,10 @@ def _retries_due(  # noqa: PLR0917
         return None
     data = tracker._data
     waits: dict[str, float] = {}
-    for key in _prefetched(tracker, order):
+    # Served on demand, only the tasks the store's index of retry times and
+    # errors finds are read (not every task to do).
+    timed = order.with_retry_times() if isinstance(order, _ServedOrder) else order
+    for key in _prefetched(tracker, timed):
         at = due_at(data.get(key))
         # (should_try: not aborted, nor out of tries)
         if at is None or key in held or not tracker.should_try(key) or tracker.check(key):
@@ -262,7 +279,7 @@ def _concurrently(
         run_on_executor(options.executor, job)
 
 
-def _tasks_left(tracker: ProgressTracker, order: list[str], most: int) -> int:
+def _tasks_left(tracker: ProgressTracker, order: Iterable[str], most: int) -> int:
     """How many tasks of *order* are left to try, counting up to *most* at most."""
     left = 0
     for key in order:
@@ -274,7 +291,7 @@ def _tasks_left(tracker: ProgressTracker, order: list[str], most: int) -> int:
 
 
 def _tasks_to_try(
-    tracker: ProgressTracker, order: list[str], summary: RunSummary | None, stop: _Stop
+    tracker: ProgressTracker, order: Iterable[str], summary: RunSummary | None, stop: _Stop
 ) -> Iterator[str]:
     """Each task to try, its try counted, until the list ends or a signal stops us.
 
@@ -301,7 +318,7 @@ BATCH_SECONDS = 0.05
 
 
 def _tasks_claimed_in_batches(
-    tracker: ProgressTracker, order: list[str], summary: RunSummary | None, stop: _Stop
+    tracker: ProgressTracker, order: Iterable[str], summary: RunSummary | None, stop: _Stop
 ) -> Iterator[str]:
     """:func:`_tasks_to_try` where the engine claims many tasks in one round trip.
 
@@ -370,12 +387,35 @@ def _here(results: Outcomes, fn: Callable[[str], Any], tasks: Iterator[str], sto
             results.succeeded(key, result, seconds)
 
 
-def _prefetched(tracker: ProgressTracker, keys: list[str]) -> Iterator[str]:
+def _prefetched(tracker: ProgressTracker, keys: Iterable[str]) -> Iterator[str]:
     """*keys*, their records read a thousand at a time first where served on demand."""
-    for start in range(0, len(keys), PREFETCH):
-        chunk = keys[start : start + PREFETCH]
+    each = iter(keys)
+    while chunk := list(islice(each, PREFETCH)):
         tracker._prefetch(chunk)
         yield from chunk
+
+
+class _ServedOrder:
+    """The tasks to do of a tracker served on demand, read anew from the store on each pass.
+
+    A page of the store's order at a time (``_served.to_do``), never a list
+    of them all: a worker's memory does not grow with the store. Each pass
+    sees only the tasks the store had when it began.
+    """
+
+    def __init__(self, tracker: ProgressTracker) -> None:
+        self._tracker = tracker
+
+    def __iter__(self) -> Iterator[str]:
+        return (key for key, _record in self._tracker._served_to_do())
+
+    def with_retry_times(self) -> list[str]:
+        """The tasks to do that have a time for their next try, due or not."""
+        tracker = self._tracker
+        tally, window = tracker._tally, tracker._window
+        assert isinstance(tally, ServedCounts)
+        assert window is not None
+        return list(served_waiting(tally, window, tracker._lock, -math.inf))
 
 
 PREFETCH = 1_000
