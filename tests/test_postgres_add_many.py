@@ -140,3 +140,14 @@ def test_a_large_add_many_keeps_nothing_in_memory(url: str, pg_name: str) -> Non
         assert window is not None
         assert len(window.resident()) == 0  # a worker's memory does not grow with the batch
         assert len(tracker) == N
+
+
+@pytest.mark.parametrize("method", ["add_many", "add_many_if_absent"])
+def test_a_key_that_cannot_be_stored_adds_nothing(url: str, pg_name: str, method: str) -> None:
+    with tastypy.Tracker(url, name=pg_name) as tracker:
+        tracker.add("existing")
+        with pytest.raises(TypeError, match="lone surrogate"):
+            getattr(tracker, method)([*(f"n{i}" for i in range(N)), "bad\ud800"])
+        assert len(tracker) == 1
+        tracker.add_many(["n0"])
+    assert keys_of(url, pg_name) == ["existing", "n0"]

@@ -402,6 +402,33 @@ def test_run_waits_for_retries_on_a_served_tracker_as_on_a_loaded_one(
     assert results[0] == results[1]
 
 
+def test_run_leaves_alone_the_tasks_another_process_added_since_it_began(
+    url: str, pg_name: str
+) -> None:
+    # As with a list of the tasks taken at the start: another writer's new
+    # tasks are not this run's to retry, wait for, or count.
+    with tastypy.Tracker(url, name=pg_name, max_tries=3, retry_delay=0.05) as tracker:
+        tracker.add_many(["a", "b"])
+    tried: list[str] = []
+    with (
+        tastypy.Tracker(url, name=pg_name, max_tries=3, retry_delay=0.05) as tracker,
+        tastypy.Tracker(url, name=pg_name, max_tries=3) as other,
+    ):
+
+        def work(key: str) -> None:
+            tried.append(key)
+            if key == "a":  # meanwhile, another process adds a retry to come, and a task spent
+                other["late"] = {"_done": False, "_tries": 1, "_retry_at": time.time() + 0.3}
+                other["spent"] = {"_done": False, "_tries": 3}
+                other.sync()
+
+        summary = tracker.run(work, progress=False)
+        assert tried == ["a", "b"]
+        assert (summary.done, summary.exhausted, summary.waiting) == (2, 0, 0)
+        assert tracker.tries("late") == 1
+        assert tracker.num_exhausted() == 1  # the store's count: every task
+
+
 def test_run_reads_the_tasks_to_do_a_page_at_a_time(
     url: str, pg_name: str, tiny: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:

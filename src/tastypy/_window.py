@@ -33,7 +33,7 @@ no query per key.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterator, MutableMapping
+from collections.abc import Callable, Collection, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
@@ -125,11 +125,12 @@ class Window(MutableMapping[str, Any]):
             *(key for key in self._local if key not in self._pending.dirty),
         ]
 
-    def knows_any(self, keys: Container[str]) -> bool:
-        """Whether any of *keys* is in memory or changed here (a look at what is held only)."""
-        return any(
-            key in keys for held in (self._cache, self._local, self._pending.dirty) for key in held
-        )
+    def knows_any(self, keys: Collection[str]) -> bool:
+        """Whether any of *keys* is in memory or changed here (no query; the smaller side read)."""
+        held = (self._cache, self._local, self._pending.dirty)
+        if len(keys) <= sum(len(each) for each in held):
+            return any(key in each for key in keys for each in held)
+        return any(key in keys for each in held for key in each)
 
     def appended(self) -> None:
         """A commit put keys at the store's end that were not here: nothing held changes."""

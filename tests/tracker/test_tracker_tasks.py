@@ -342,6 +342,15 @@ def test_add_many_with_an_invalid_key_adds_nothing(open_tracker: OpenTracker) ->
     assert list(tracker) == ["existing"]
 
 
+def test_add_many_if_absent_with_an_invalid_key_adds_nothing(open_tracker: OpenTracker) -> None:
+    tracker = open_tracker()
+    tracker.add("existing")
+    with pytest.raises(TypeError, match="lone surrogate"):
+        tracker.add_many_if_absent(["existing", "ok1", "bad\ud800"])
+    assert list(tracker) == ["existing"]
+    tracker.sync()  # nothing pending that cannot be written
+
+
 def test_add_many_200_000_keys_survives_reopen(
     open_tracker: OpenTracker, open_pods: list[tastypy.POD]
 ) -> None:

@@ -27,7 +27,7 @@ above; a pending change of the task is synced first.
 from __future__ import annotations
 
 import threading
-from collections.abc import Container, Iterator
+from collections.abc import Collection, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
@@ -334,7 +334,7 @@ class FleetTasks:
                 self._commit(fresh)
             return fresh
 
-    def _append_new(self, storage: FleetStorage, keys: list[str], lookup: Container[str]) -> bool:
+    def _append_new(self, storage: FleetStorage, keys: list[str], lookup: Collection[str]) -> bool:
         """Served on demand, *keys* none of which is known here: add them all in one COPY.
 
         False (nothing done) if one is in memory or changed here, or if the

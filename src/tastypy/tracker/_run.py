@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 import signal
 import threading
 import time
@@ -34,8 +33,7 @@ from ._attempt import NOT_A_STOP, awaitable_failure, failure_of, result_failure
 from ._outcomes import ERRORS_KEPT, Outcomes, RunSummary
 from ._retry import due_at
 from ._run_options import RunOptions
-from ._served import SETTLED, SPENT, ServedCounts
-from ._served import waiting as served_waiting
+from ._served import SETTLED, ServedCounts, ServedRun
 
 if TYPE_CHECKING:
     from ._tracker import ProgressTracker
@@ -129,7 +127,8 @@ def run(
         with tracker._lock:
             tracker._tally.refresh(None)
             summary.skipped = tracker._tally.counts[SETTLED]
-        order = _ServedOrder(tracker)
+        assert tracker._window is not None
+        order = ServedRun(tracker._tally, tracker._window, tracker._lock)
     else:
         order = list(tracker)
     bar = _progress_bar(tracker, progress)
@@ -158,14 +157,11 @@ def run(
 
 def _count_left(tracker: ProgressTracker, order: Iterable[str], summary: RunSummary) -> None:
     """Count in *summary* the tasks of *order* exhausted, and those waiting for a retry."""
-    waits = tracker.waiting_keys()
-    tally = tracker._tally
-    if isinstance(order, _ServedOrder) and isinstance(tally, ServedCounts):
-        with tracker._lock:  # every task of the store: it counts them
-            tally.refresh(None)
-            summary.exhausted = tally.counts[SPENT]
-        summary.waiting = len(waits)
+    if isinstance(order, ServedRun):
+        summary.exhausted = order.exhausted()
+        summary.waiting = order.waiting(time.time())
         return
+    waits = tracker.waiting_keys()
     summary.exhausted = sum(
         1 for k in _prefetched(tracker, order) if k in tracker and _exhausted(tracker, k)
     )
@@ -224,7 +220,7 @@ def _retries_due(  # noqa: PLR0917
     waits: dict[str, float] = {}
     # Served on demand, only the tasks the store's index of retry times and
     # errors finds are read (not every task to do).
-    timed = order.with_retry_times() if isinstance(order, _ServedOrder) else order
+    timed = order.with_retry_times() if isinstance(order, ServedRun) else order
     for key in _prefetched(tracker, timed):
         at = due_at(data.get(key))
         # (should_try: not aborted, nor out of tries)
@@ -393,29 +389,6 @@ def _prefetched(tracker: ProgressTracker, keys: Iterable[str]) -> Iterator[str]:
     while chunk := list(islice(each, PREFETCH)):
         tracker._prefetch(chunk)
         yield from chunk
-
-
-class _ServedOrder:
-    """The tasks to do of a tracker served on demand, read anew from the store on each pass.
-
-    A page of the store's order at a time (``_served.to_do``), never a list
-    of them all: a worker's memory does not grow with the store. Each pass
-    sees only the tasks the store had when it began.
-    """
-
-    def __init__(self, tracker: ProgressTracker) -> None:
-        self._tracker = tracker
-
-    def __iter__(self) -> Iterator[str]:
-        return (key for key, _record in self._tracker._served_to_do())
-
-    def with_retry_times(self) -> list[str]:
-        """The tasks to do that have a time for their next try, due or not."""
-        tracker = self._tracker
-        tally, window = tracker._tally, tracker._window
-        assert isinstance(tally, ServedCounts)
-        assert window is not None
-        return list(served_waiting(tally, window, tracker._lock, -math.inf))
 
 
 PREFETCH = 1_000

@@ -17,6 +17,7 @@ loaded tracker.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, cast
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from .._window import Window
     from ..storage.protocol import Counts
 
-__all__ = ["SETTLED", "SPENT", "ServedCounts", "present", "to_do", "waiting"]
+__all__ = ["SETTLED", "SPENT", "ServedCounts", "ServedRun", "present", "to_do", "waiting"]
 
 _BLOCKED = DONE | ABORTED | EXHAUSTED
 # Counted too, for run() (a task in one of them only): done or aborted, and
@@ -114,7 +115,10 @@ class ServedCounts(TaskCounts):
 
 
 def to_do(
-    counts: ServedCounts, window: Window, lock: AbstractContextManager[Any]
+    counts: ServedCounts,
+    window: Window,
+    lock: AbstractContextManager[Any],
+    until: int | None = None,
 ) -> Iterator[tuple[str, Any]]:
     """``(key, record)`` of every task not done, aborted or exhausted, in order.
 
@@ -122,13 +126,13 @@ def to_do(
     ``_retry_at`` (``{}`` if none): enough for the caller to tell a task
     waiting for its retry. Tasks of the store come in pages, each as of its
     query and read under *lock*; only positions the store had when this
-    began are read. Then come the keys changed here that the store does not
-    show in place.
+    began (or below *until*) are read. Then come the keys changed here that
+    the store does not show in place.
     """
     with lock:
         changed = _here(window, counts.unchecked)
         last = window.pending_keys()  # at the end, unless the store shows one first
-        until = window.end()
+        until = window.end() if until is None else until
     after = -1
     full = True
     while full:
@@ -164,17 +168,22 @@ def to_do(
 
 
 def waiting(
-    counts: ServedCounts, window: Window, lock: AbstractContextManager[Any], now: float
+    counts: ServedCounts,
+    window: Window,
+    lock: AbstractContextManager[Any],
+    now: float,
+    until: int | None = None,
 ) -> dict[str, float]:
     """Tasks to do whose retry is not due at *now*: key -> when it is.
 
     The store's are found through its index of the records that may name a
-    retry time; the keys changed here are judged by their records here.
+    retry time (those below position *until* if given); the keys changed
+    here are judged by their records here.
     """
     found: dict[str, float] = {}
     with lock:
         changed = _here(window, counts.unchecked)
-        until = window.end()
+        until = window.end() if until is None else until
     after = -1
     full = True
     while full:
@@ -199,6 +208,57 @@ def waiting(
             if at is not None and at > now:
                 found[key] = at
     return found
+
+
+class ServedRun:
+    """The tasks of a ``run()`` without keys, on a tracker served on demand.
+
+    They are the store's tasks when the run began (below the position
+    :meth:`Window.end` gave then), read a page at a time on each pass,
+    never listed whole: a worker's memory does not grow with the store.
+    """
+
+    def __init__(self, counts: ServedCounts, window: Window, lock: AbstractContextManager[Any]):
+        self._counts, self._window, self._lock = counts, window, lock
+        with lock:
+            self._until = window.end()
+
+    def __iter__(self) -> Iterator[str]:
+        """The run's tasks to do now, in order."""
+        return (key for key, _record in to_do(self._counts, self._window, self._lock, self._until))
+
+    def with_retry_times(self) -> list[str]:
+        """The run's tasks to do that have a time for their next try, due or not."""
+        return list(waiting(self._counts, self._window, self._lock, -math.inf, self._until))
+
+    def waiting(self, now: float) -> int:
+        """How many of the run's tasks wait for a retry that is not due at *now*."""
+        return len(waiting(self._counts, self._window, self._lock, now, self._until))
+
+    def exhausted(self) -> int:
+        """How many of the run's tasks are exhausted now (out of tries, not done nor aborted).
+
+        The store's count, less those among the tasks added since the run
+        began (read a page at a time: as many as were added).
+        """
+        counts, window, lock = self._counts, self._window, self._lock
+        with lock:
+            counts.refresh(None)
+            total = counts.counts[SPENT]
+        after = self._until - 1
+        full = True
+        while full:
+            with lock:
+                rows = window.engine.page(after, _PAGE)
+                full = len(rows) == _PAGE
+                for pos, key, blob in rows:
+                    after = pos
+                    record = window.peek(key)
+                    if record is UNKNOWN:
+                        record = orjson.loads(blob)
+                    if record is not GONE and _kinds(counts.status_of(record)) & SPENT:
+                        total -= 1
+        return total
 
 
 def present(window: Window, keys: list[str]) -> set[str]:

@@ -436,6 +436,9 @@ class ProgressTracker(ToDo, FleetTasks, Progress, PersistentOrderedDict):
     def add_many_if_absent(self, keys: Iterable[Any]) -> None:
         """Add the tasks that are not there yet, in order (fast)."""
         normalized = [k if type(k) is str else normalize_key(k) for k in keys]
+        for key in normalized:  # refuse bad keys before adding any
+            if not key.isascii():
+                check_new_key(key)
         self._check_writable()
         with self._lock:
             if self._shared:  # looked for under the store's lock, then added
