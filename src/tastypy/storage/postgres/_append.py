@@ -23,7 +23,7 @@ import psycopg
 
 from ._link import Connection, Link
 from ._schema import LOCK_SPACE
-from ._writes import copy_appended
+from ._writes import copy_appended, grew_enough
 
 __all__ = ["Appends"]
 
@@ -44,8 +44,6 @@ class Appends:
         def _check_writable(self) -> None: ...
 
         def _head(self, conn: Connection, columns: str) -> tuple[Any, ...]: ...
-
-        def _grew(self, added: int, next_pos: int) -> None: ...
 
         def _moved_on(self, conn: Connection, version: int, next_pos: int, grown: int) -> None: ...
 
@@ -88,6 +86,7 @@ class Appends:
                         blob=blob,
                         others=others,
                         tasks=tasks,
+                        analyze=grew_enough(len(keys), next_pos + len(keys)),
                     )
                     self._moved_on(conn, version + 1, next_pos + len(keys), len(keys))
                     return next_pos + len(keys)
@@ -108,5 +107,4 @@ class Appends:
             else:
                 for key in keys:
                     settled.pop(key, None)
-        self._grew(len(keys), next_pos)
         return True

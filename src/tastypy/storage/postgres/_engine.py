@@ -45,15 +45,12 @@ from ._schema import COUNT_SQL, LOCK_SPACE, q, size_sql
 from ._sidelog import PostgresSideLog
 from ._tallies import TaskReads
 from ._target import KEY_MARK, Target, parse, stored_key, user_key
-from ._writes import Rows, task_facts, write_rows
+from ._writes import Rows, grew_enough, task_facts, write_rows
 
 __all__ = ["PostgresStorage"]
 
 Change = tuple[str, "bytes | None"]
 log = logging.getLogger(__name__)
-# A commit that adds this many keys, a tenth of the store or more, has the
-# planner's statistics made again (see PostgresStorage._analyze).
-ANALYZE_ROWS = 10_000
 SETTLED_KEPT = 100_000  # keys settled_tasks() holds at most
 _UNKNOWN = object()  # what an open served on demand last saw of a key it never read
 _PAGE = 20_000  # rows a load fetches per round trip
@@ -301,7 +298,6 @@ class PostgresStorage(Appends, LeasedClaims, OnDemandReads, TaskReads):
         done = self._link.run(lambda conn: self._sync(conn, batch))
         version, next_pos, theirs, mine, lost, settled = done
         self._hear(settled, mine)
-        self._grew(next_pos - self._next_pos, next_pos)
         if lost:
             self._fenced(lost)
         seen = self._seen
@@ -312,34 +308,12 @@ class PostgresStorage(Appends, LeasedClaims, OnDemandReads, TaskReads):
         self._version, self._next_pos = version, next_pos
         return result
 
-    def _grew(self, added: int, next_pos: int) -> None:
-        """A commit put *added* keys at the end: :meth:`_analyze` if that is a large part."""
-        if added >= ANALYZE_ROWS and added * 10 >= next_pos:
-            self._analyze()
-
     def _moved_on(self, conn: Connection, version: int, next_pos: int, grown: int) -> None:
         """Set the store's row to commit *version*, that grew the store by *grown* keys."""
         if self._layout >= 3:
             conn.execute(_COMMITTED, (version, next_pos, grown, self._id))
         else:  # an older layout this role may not migrate: no count to keep
             conn.execute(_COMMITTED_V1, (version, next_pos, self._id))
-
-    def _analyze(self) -> None:
-        """Have the server's planner learn of a store that grew by a large part at once.
-
-        Its statistics of the records table predate the new rows: it would
-        take a store with a million rows for one of a few, and read a key by
-        scanning them all, until autovacuum analyzes the table. Best effort:
-        the commit is done (a role that does not own the table is skipped).
-        """
-
-        def work(conn: Connection) -> None:
-            conn.execute(q("ANALYZE {s}.records"))
-
-        try:
-            self._link.run(work)
-        except (OSError, psycopg.Error) as exc:
-            log.info("%s: could not ANALYZE the records: %s", self.location, exc)
 
     def _remember(self, theirs: list[Change], mine: list[Change]) -> None:
         """What this open saw last, after a sync: every key, or (on demand) the caller's."""
@@ -589,7 +563,8 @@ class PostgresStorage(Appends, LeasedClaims, OnDemandReads, TaskReads):
             rows.new.append(not before)
         if not rows:
             return None
-        write_rows(conn, self._id, version, rows, tasks=tasks)
+        analyze = grew_enough(len(ends), next_pos + len(ends))
+        write_rows(conn, self._id, version, rows, tasks=tasks, analyze=analyze)
         return len(ends), grown
 
     def _key(self, stored: str) -> str:

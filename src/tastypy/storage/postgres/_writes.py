@@ -22,6 +22,7 @@ claim rows of the keys written their record's new state.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import compress
@@ -40,15 +41,20 @@ __all__ = [
     "TO_DO",
     "Rows",
     "copy_appended",
+    "grew_enough",
     "task_facts",
     "write_rows",
 ]
 
+log = logging.getLogger(__name__)
 TO_DO, DONE, ABORTED = 0, 1, 2  # records.state of a task record
 BULK_ROWS = 2_000  # from this many rows on, a batch goes by COPY
 _MAX_TRIES = 2**62
 _CHUNK = 1 << 20  # bytes of COPY data sent at a time
 _RUN = 10_000  # keys of an append made into COPY text at a time
+# A commit that adds this many keys, a tenth of the store or more, has the
+# planner's statistics made again (see analyze_written).
+ANALYZE_ROWS = 10_000
 # How the tracker writes every new task: its facts need no parse. (The
 # tracker's _records.NEW_RECORD; the engine does not import the layer above.)
 _FRESH = b'{"_done":false,"_tries":0}'
@@ -172,8 +178,43 @@ _CLAIM_STATES = q(
 )
 
 
-def write_rows(conn: Connection, store: int, version: int, rows: Rows, *, tasks: bool) -> None:
-    """Write *rows* as commit *version* of *store*; with *tasks*, update its claims' states."""
+def grew_enough(added: int, end: int) -> bool:
+    """Whether a commit that adds *added* keys, up to position *end*, must analyze them."""
+    return added >= ANALYZE_ROWS and added * 10 >= end
+
+
+def analyze_written(conn: Connection) -> None:
+    """Have the server's planner learn of the rows this transaction wrote, before it goes on.
+
+    Its statistics of the records table predate them: it would take a store
+    with a million new rows for one of a few, and read a key by scanning
+    them all until autovacuum analyzes the table; the claims' update of a
+    commit (:data:`_CLAIM_STATES`) took 1.5 s for a million new tasks so.
+    ``ANALYZE`` in a transaction samples its own new rows. Best effort, in a
+    savepoint (a role that does not own the table is skipped with a warning).
+    """
+    try:
+        with conn.transaction():
+            conn.execute(q("ANALYZE {s}.records"))
+    except psycopg.Error as exc:
+        if conn.broken or conn.closed:
+            raise
+        log.info("could not ANALYZE the records: %s", exc)
+
+
+def write_rows(
+    conn: Connection,
+    store: int,
+    version: int,
+    rows: Rows,
+    *,
+    tasks: bool,
+    analyze: bool = False,
+) -> None:
+    """Write *rows* as commit *version* of *store*; with *tasks*, update its claims' states.
+
+    *analyze*: :func:`analyze_written` once the rows are written.
+    """
     if len(rows) < BULK_ROWS:
         _upsert(conn, store, version, rows)
     else:
@@ -183,6 +224,8 @@ def write_rows(conn: Connection, store: int, version: int, rows: Rows, *, tasks:
             rest.extend(new)
         if rest and (len(rest) < BULK_ROWS or not _copy_through_batch(conn, store, version, rest)):
             _upsert(conn, store, version, rest)
+    if analyze:
+        analyze_written(conn)
     if tasks:
         conn.execute(_CLAIM_STATES, {"store": store, "version": version})
 
@@ -286,18 +329,22 @@ def copy_appended(
     blob: bytes,
     others: dict[str, bytes],
     tasks: bool,
+    analyze: bool,
 ) -> None:
     """COPY new rows of *keys* into the records, as commit *version*, from position *first*.
 
     Each key's value is *blob*, or ``others[key]``; with *tasks* (a
     tracker's store), its facts too, and the claims of the keys take their
     state. A key that has a row fails the COPY (``UniqueViolation``).
+    *analyze*: :func:`analyze_written` after the COPY.
     """
     with conn.cursor() as cur, cur.copy(_COPY_RECORDS) as copy:
         for chunk in _appended_text(
             store, version=version, first=first, keys=keys, blob=blob, others=others, tasks=tasks
         ):
             copy.write(chunk)
+    if analyze:
+        analyze_written(conn)
     if tasks:
         conn.execute(_CLAIM_STATES, {"store": store, "version": version})
 
