@@ -33,7 +33,6 @@ class Appends:
 
     _id: int
     _link: Link
-    _layout: int
     _version: int
     _next_pos: int
     _tokens: dict[str, Any]
