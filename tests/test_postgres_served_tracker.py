@@ -402,6 +402,30 @@ def test_run_waits_for_retries_on_a_served_tracker_as_on_a_loaded_one(
     assert results[0] == results[1]
 
 
+def test_run_retries_a_task_added_here_and_not_synced_when_it_began(
+    url: str, pg_name: str, tiny: None
+) -> None:
+    # Its first sync in the run puts it past the store's end at the start:
+    # still one of the run's tasks, to wait for and try again.
+    results = []
+    for cls, suffix in ((tastypy.Tracker, "-s"), (Loaded, "-l")):
+        with cls(url, name=pg_name + suffix, max_tries=3, retry_delay=0.05) as tracker:
+            tracker.add_many([f"t{i}" for i in range(7)])
+            tracker.sync()
+            soon = time.time() + 0.1
+            tracker["new"] = {"_done": False, "_tries": 1, "_retry_at": soon, "_errors": []}
+            tracker["t3"] = {"_done": False, "_tries": 1, "_retry_at": soon, "_errors": []}
+
+            def work(key: str, tracker: ProgressTracker = tracker) -> None:
+                if key == "t0":
+                    tracker.sync()  # a checkpoint: "new" goes to the store's end
+
+            summary = tracker.run(work, progress=False)
+            results.append((summary, {key: tracker.tries(key) for key in tracker}))
+    assert results[0][1]["new"] == 2
+    assert results[0] == results[1]
+
+
 def test_run_leaves_alone_the_tasks_another_process_added_since_it_began(
     url: str, pg_name: str
 ) -> None:

@@ -18,7 +18,7 @@ loaded tracker.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, cast
 
@@ -118,7 +118,9 @@ def to_do(
     counts: ServedCounts,
     window: Window,
     lock: AbstractContextManager[Any],
+    *,
     until: int | None = None,
+    also: Collection[str] = (),
 ) -> Iterator[tuple[str, Any]]:
     """``(key, record)`` of every task not done, aborted or exhausted, in order.
 
@@ -127,11 +129,13 @@ def to_do(
     waiting for its retry. Tasks of the store come in pages, each as of its
     query and read under *lock*; only positions the store had when this
     began (or below *until*) are read. Then come the keys changed here that
-    the store does not show in place.
+    the store does not show in place, and those of *also* (keys changed here
+    before, maybe committed past *until* since) that it did not show.
     """
     with lock:
         changed = _here(window, counts.unchecked)
-        last = window.pending_keys()  # at the end, unless the store shows one first
+        # At the end, unless the store shows one first.
+        last = dict.fromkeys([*also, *window.pending_keys()])
         until = window.end() if until is None else until
     after = -1
     full = True
@@ -144,6 +148,8 @@ def to_do(
             for pos, key, retry, store_to_do in rows:
                 after = pos
                 if key not in changed:
+                    if also:
+                        last.pop(key, None)
                     found.append((key, _retry_only(retry)))
                     continue
                 if window.at_end(key):
@@ -172,13 +178,15 @@ def waiting(
     window: Window,
     lock: AbstractContextManager[Any],
     now: float,
+    *,
     until: int | None = None,
+    also: Collection[str] = (),
 ) -> dict[str, float]:
     """Tasks to do whose retry is not due at *now*: key -> when it is.
 
     The store's are found through its index of the records that may name a
     retry time (those below position *until* if given); the keys changed
-    here are judged by their records here.
+    here, and those of *also*, are judged by their records here.
     """
     found: dict[str, float] = {}
     with lock:
@@ -198,7 +206,7 @@ def waiting(
             if key not in changed and at is not None and at > now:
                 found[key] = at
     with lock:
-        for key in changed:
+        for key in {**changed, **dict.fromkeys(also)}:
             record = window.peek(key)
             if record is UNKNOWN:  # let go since: as the store has it now
                 record = window.get(key, GONE)
@@ -214,26 +222,32 @@ class ServedRun:
     """The tasks of a ``run()`` without keys, on a tracker served on demand.
 
     They are the store's tasks when the run began (below the position
-    :meth:`Window.end` gave then), read a page at a time on each pass,
-    never listed whole: a worker's memory does not grow with the store.
+    :meth:`Window.end` gave then), and the keys with a change here then
+    (which a sync in the run may put past it), read a page at a time on
+    each pass, never listed whole: a worker's memory does not grow with
+    the store.
     """
 
     def __init__(self, counts: ServedCounts, window: Window, lock: AbstractContextManager[Any]):
         self._counts, self._window, self._lock = counts, window, lock
         with lock:
             self._until = window.end()
+            self._also = dict.fromkeys(window.changed_keys())
 
     def __iter__(self) -> Iterator[str]:
         """The run's tasks to do now, in order."""
-        return (key for key, _record in to_do(self._counts, self._window, self._lock, self._until))
+        tasks = to_do(self._counts, self._window, self._lock, until=self._until, also=self._also)
+        return (key for key, _record in tasks)
 
     def with_retry_times(self) -> list[str]:
         """The run's tasks to do that have a time for their next try, due or not."""
-        return list(waiting(self._counts, self._window, self._lock, -math.inf, self._until))
+        counts, window, lock = self._counts, self._window, self._lock
+        return list(waiting(counts, window, lock, -math.inf, until=self._until, also=self._also))
 
     def waiting(self, now: float) -> int:
         """How many of the run's tasks wait for a retry that is not due at *now*."""
-        return len(waiting(self._counts, self._window, self._lock, now, self._until))
+        counts, window, lock = self._counts, self._window, self._lock
+        return len(waiting(counts, window, lock, now, until=self._until, also=self._also))
 
     def exhausted(self) -> int:
         """How many of the run's tasks are exhausted now (out of tries, not done nor aborted).
@@ -253,6 +267,8 @@ class ServedRun:
                 full = len(rows) == _PAGE
                 for pos, key, blob in rows:
                     after = pos
+                    if key in self._also:
+                        continue  # one of the run's (changed here when it began)
                     record = window.peek(key)
                     if record is UNKNOWN:
                         record = orjson.loads(blob)
