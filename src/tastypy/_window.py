@@ -132,6 +132,10 @@ class Window(MutableMapping[str, Any]):
             return any(key in each for key in keys for each in held)
         return any(key in keys for each in held for key in each)
 
+    def additions(self) -> list[str]:
+        """The keys set here that a sync may put at the store's end (added or unsure), in order."""
+        return [key for key, state in self._local.items() if state != _GONE]
+
     def appended(self) -> None:
         """A commit put keys at the store's end that were not here: nothing held changes."""
         self._syncs += 1

@@ -577,18 +577,33 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         with self._lock, _lifecycle.critical():
             if key not in self._data and key not in self._dirty:
                 raise KeyError(key)
-            window = self._window
-            if self._dirty.get(key) or (window is not None and window.may_append(key)):
-                keys = []
-                for other, appended in self._dirty.items():
-                    if appended or (window is not None and window.may_append(other)):
-                        keys.append(other)
-                    if other == key:
-                        break
-            else:
-                keys = [key]
-            left = self._commit(keys)
+            left = self._commit([key])  # with the keys added before it (_in_order)
         self._raise_bad(left)
+
+    def _in_order(self, keys: list[str]) -> list[str]:
+        """*keys*, with the keys added before them that go to the store's end too, first.
+
+        A commit of some keys only (``sync_key``, a shared tracker's ``add``
+        or claim) that puts one at the end puts there first, in their order,
+        the keys changed before it that go there too, so the store's order
+        stays the order they were added in.
+        """
+        window, dirty = self._window, self._dirty
+        ends = window.may_append if window is not None else dirty.get
+        last = {key for key in keys if dirty.get(key) or ends(key)}
+        if not last:
+            return keys
+        ordered: list[str] = []
+        # A copy: a signal handler may write to the POD meanwhile (this runs
+        # before the commit marks itself running).
+        for other, appended in list(dirty.items()):
+            if appended or ends(other):
+                ordered.append(other)
+            last.discard(other)
+            if not last:
+                break
+        taken = set(ordered)
+        return ordered + [key for key in keys if key not in taken]
 
     def _commit(self, keys: list[str] | None, *, full: bool = False) -> list[str]:
         """Commit *keys* (every dirty key if None; with *full*, every session key too).
@@ -606,6 +621,8 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             )
         pending = self._pending
         assert self._storage is not None
+        if keys is not None:
+            keys = self._in_order(keys)
         self._committing, self._committer = True, threading.get_ident()
         try:
             chosen, reach = pending.take(self._data, keys, full=full)

@@ -264,7 +264,8 @@ class FleetTasks:
         """Commit the changes still pending of *keys* (those that have one)."""
         pending = [key for key in keys if key in self._dirty]
         if pending:
-            self._raise_bad(self._commit(pending))
+            asked = set(pending)  # the commit may take keys added before them: those stay
+            self._raise_bad([key for key in self._commit(pending) if key in asked])
 
     def _take_claimed(self, key: str, tries: int, blob: bytes | None) -> None:
         """Set *key*'s record after its claim: the store's one, with the try counted."""
@@ -317,8 +318,8 @@ class FleetTasks:
             if self._append_new(storage, unique, wanted):
                 return unique
             there = self._present(unique)
-            if refuse and there:
-                clash = next(key for key in unique if key in there)
+            clash = next((key for key in unique if key in there), None) if refuse else None
+            if clash is not None:
                 raise DuplicateKeyError(
                     f"task {clash!r} is already in {self._where} or listed twice"
                 )
@@ -339,13 +340,17 @@ class FleetTasks:
 
         False (nothing done) if one is in memory or changed here, or if the
         engine finds one in the store (or anything else that needs a sync's
-        way: ``OnDemand.append_new``). The tries claims counted of them are
-        kept. *lookup*: the keys, to look in. The caller holds the store's
+        way: ``OnDemand.append_new``). Keys added here before them and not
+        synced are committed first, to keep the order. The tries claims
+        counted of them are kept. *lookup*: the keys, to look in. The caller holds the store's
         lock, and has caught up.
         """
         window = self._window
         if window is None or not keys or window.knows_any(lookup):
             return False
+        ahead = window.additions()
+        if ahead:  # added before these: they go to the store's end first (one that
+            self._commit(ahead)  # cannot be written stays pending, as in any sync)
         tried = storage.logged_tries_of(keys)
         others = {key: orjson.dumps({"_done": False, "_tries": n}) for key, n in tried.items()}
         if not cast("OnDemand", window.engine).append_new(keys, NEW_RECORD, others):
@@ -467,7 +472,7 @@ class FleetTasks:
         storage = self._fleet()
         with self._lock, _lifecycle.critical(), storage.locked():
             if key in storage.held:
-                if key in self._data and self._commit([key]):
+                if key in self._data and key in self._commit([key]):
                     # Not committed (a value that cannot be written): the claim
                     # stays, and with it the count of its tries.
                     self._raise_bad([key])

@@ -266,6 +266,8 @@ class ProgressTracker(ToDo, FleetTasks, Progress, PersistentOrderedDict):
     def _commit(self, keys: list[str] | None, *, full: bool = False) -> list[str]:
         if self._shared:
             return self._fleet_commit(keys, full)
+        if keys is not None:
+            keys = self._in_order(keys)  # as the POD's commit extends them
         # First make the log agree with what this commit writes (a reset, a
         # deleted task), so no later reopen undoes it.
         self._tries_log.settle(self._data, keys)
