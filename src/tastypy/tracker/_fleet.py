@@ -342,8 +342,8 @@ class FleetTasks:
         engine finds one in the store (or anything else that needs a sync's
         way: ``OnDemand.append_new``). Keys added here before them and not
         synced are committed first, to keep the order. The tries claims
-        counted of them are kept. *lookup*: the keys, to look in. The caller holds the store's
-        lock, and has caught up.
+        counted of them are kept. *lookup*: the keys, to look in. The
+        caller holds the store's lock, and has caught up.
         """
         window = self._window
         if window is None or not keys or window.knows_any(lookup):
