@@ -609,8 +609,13 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         """Commit *keys* (every dirty key if None; with *full*, every session key too).
 
         Returns the keys left out because their values cannot be encoded; on
-        failure nothing is committed and every key stays dirty.
+        failure nothing is committed and every key stays dirty. *keys* are
+        put :meth:`_in_order` first.
         """
+        return self._commit_as_given(None if keys is None else self._in_order(keys), full=full)
+
+    def _commit_as_given(self, keys: list[str] | None, *, full: bool = False) -> list[str]:
+        """:meth:`_commit` of exactly *keys* (the caller has put them :meth:`_in_order`)."""
         if self._committing:
             # A signal handler or a finalizer, in this very thread, wrote to
             # the POD while its commit runs (the lock is re-entrant): a
@@ -621,8 +626,6 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
             )
         pending = self._pending
         assert self._storage is not None
-        if keys is not None:
-            keys = self._in_order(keys)
         self._committing, self._committer = True, threading.get_ident()
         try:
             chosen, reach = pending.take(self._data, keys, full=full)

@@ -264,10 +264,10 @@ class ProgressTracker(ToDo, FleetTasks, Progress, PersistentOrderedDict):
                 self._storage.set_meta(wanted)
 
     def _commit(self, keys: list[str] | None, *, full: bool = False) -> list[str]:
+        if keys is not None:
+            keys = self._in_order(keys)  # the keys added before them first (the POD's rule)
         if self._shared:
             return self._fleet_commit(keys, full)
-        if keys is not None:
-            keys = self._in_order(keys)  # as the POD's commit extends them
         # First make the log agree with what this commit writes (a reset, a
         # deleted task), so no later reopen undoes it.
         self._tries_log.settle(self._data, keys)
@@ -288,7 +288,7 @@ class ProgressTracker(ToDo, FleetTasks, Progress, PersistentOrderedDict):
 
     def _commit_here(self, keys: list[str] | None, full: bool) -> list[str]:
         """The POD's commit, below the tracker's bookkeeping."""
-        return PersistentOrderedDict._commit(self, keys, full=full)
+        return PersistentOrderedDict._commit_as_given(self, keys, full=full)
 
     def _replay_tries(self, logged: list[tuple[str, int, dict[str, Any] | None]]) -> None:
         """Apply what was logged after the last sync (a crash cut it off).

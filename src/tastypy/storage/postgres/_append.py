@@ -23,7 +23,7 @@ import psycopg
 
 from ._link import Connection, Link
 from ._schema import LOCK_SPACE
-from ._writes import copy_appended, grew_enough
+from ._writes import NewRows, copy_appended, grew_enough
 
 __all__ = ["Appends"]
 
@@ -79,11 +79,8 @@ class Appends:
                     copy_appended(
                         conn,
                         self._id,
-                        version=version + 1,
-                        first=next_pos,
-                        keys=keys,
-                        blob=blob,
-                        others=others,
+                        version + 1,
+                        NewRows(keys, blob, others, first=next_pos),
                         tasks=tasks,
                         analyze=grew_enough(len(keys), next_pos + len(keys)),
                     )

@@ -39,6 +39,7 @@ __all__ = [
     "BULK_ROWS",
     "DONE",
     "TO_DO",
+    "NewRows",
     "Rows",
     "copy_appended",
     "grew_enough",
@@ -319,29 +320,30 @@ def _text_rows(store: int, version: int, rows: Rows) -> Iterator[bytes]:
         yield b"".join(parts)
 
 
-def copy_appended(
-    conn: Connection,
-    store: int,
-    *,
-    version: int,
-    first: int,
-    keys: list[str],
-    blob: bytes,
-    others: dict[str, bytes],
-    tasks: bool,
-    analyze: bool,
-) -> None:
-    """COPY new rows of *keys* into the records, as commit *version*, from position *first*.
+@dataclass(frozen=True)
+class NewRows:
+    """Keys no row of the store has, added at its end from position *first*, in order.
 
-    Each key's value is *blob*, or ``others[key]``; with *tasks* (a
-    tracker's store), its facts too, and the claims of the keys take their
-    state. A key that has a row fails the COPY (``UniqueViolation``).
-    *analyze*: :func:`analyze_written` after the COPY.
+    Each key's value is *blob* (JSON text), or ``others[key]``.
+    """
+
+    keys: list[str]
+    blob: bytes
+    others: dict[str, bytes]
+    first: int
+
+
+def copy_appended(
+    conn: Connection, store: int, version: int, rows: NewRows, *, tasks: bool, analyze: bool
+) -> None:
+    """COPY *rows* into the records of *store*, as commit *version*.
+
+    With *tasks* (a tracker's store), each row's facts too, and the claims
+    of the keys take their state. A key that has a row fails the COPY
+    (``UniqueViolation``). *analyze*: :func:`analyze_written` after the COPY.
     """
     with conn.cursor() as cur, cur.copy(_COPY_RECORDS) as copy:
-        for chunk in _appended_text(
-            store, version=version, first=first, keys=keys, blob=blob, others=others, tasks=tasks
-        ):
+        for chunk in _appended_text(store, version, rows, tasks):
             copy.write(chunk)
     if analyze:
         analyze_written(conn)
@@ -355,17 +357,9 @@ def copy_appended(
 _PLAIN_CHECK = ("\\", "\t", "\n", "\r", "\x00", KEY_MARK)
 
 
-def _appended_text(
-    store: int,
-    *,
-    version: int,
-    first: int,
-    keys: list[str],
-    blob: bytes,
-    others: dict[str, bytes],
-    tasks: bool,
-) -> Iterator[bytes]:
-    """The rows of :func:`copy_appended` in COPY's text format, a run of keys at a time."""
+def _appended_text(store: int, version: int, rows: NewRows, tasks: bool) -> Iterator[bytes]:
+    """*rows* in COPY's text format, a run of keys at a time (see :func:`copy_appended`)."""
+    keys, others, first = rows.keys, rows.others, rows.first
     head = f"{store}\t"
     tails: dict[bytes, str] = {}
 
@@ -384,7 +378,7 @@ def _appended_text(
                 tails.clear()
         return found
 
-    common = tail(blob)
+    common = tail(rows.blob)
     for start in range(0, len(keys), _RUN):
         run = keys[start : start + _RUN]
         joined = "\x01".join(run)
