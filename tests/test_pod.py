@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import tastypy
 from tastypy import POD, PersistentOrderedDict
+from tastypy._pending import Pending
 
 from _helpers import on_disk, reopen
 
@@ -599,3 +602,34 @@ def test_dirty_lists_the_keys_the_next_sync_looks_at(make_pod: MakePod) -> None:
     assert pod.dirty() == {"a", "b"}
     pod.dirty().clear()  # a copy: clearing it changes nothing
     assert pod.dirty() == {"a", "b"}
+
+
+@pytest.mark.parametrize("kind", ["pod", "tracker"])
+def test_a_sync_from_inside_a_sync_is_refused_and_loses_nothing(tmp_path: Path, kind: str) -> None:
+    # As a signal handler or finalizer that syncs would, in the same thread:
+    # here a trace function, called as the commit starts encoding the changes.
+    store = tmp_path / kind
+    pod: PersistentOrderedDict = POD(store) if kind == "pod" else tastypy.Tracker(store)
+    pod["a"] = {"n": 1}
+    changes_code = Pending.changes.__code__
+    seen: list[str] = []
+
+    def trace(frame: Any, event: str, arg: Any) -> Any:
+        if event == "call" and frame.f_code is changes_code and not seen:
+            pod["b"] = {"n": 2}  # written meanwhile: it stays pending
+            try:
+                pod.sync()
+            except RuntimeError as exc:
+                seen.append(str(exc))
+        return None
+
+    sys.settrace(trace)
+    try:
+        pod.sync()
+    finally:
+        sys.settrace(None)
+    assert seen and "cannot sync from inside its own sync" in seen[0]
+    pod.close()
+    with POD(store, readonly=True) as again:
+        assert again["a"]["n"] == 1
+        assert again["b"]["n"] == 2
