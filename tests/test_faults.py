@@ -23,6 +23,7 @@ import pytest
 from tastypy import POD
 
 from _faults import failing
+from _folds import fold_in_line
 from _helpers import on_disk
 
 FUNCTIONS = ["write", "pwrite", "fsync", "fdatasync", "replace", "ftruncate"]
@@ -132,10 +133,16 @@ def _change_a_lot(pod: POD) -> None:
 
 @pytest.fixture
 def compact_early(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Compact as soon as the journal outgrows the data files (no 4 MiB floor)."""
+    """Compact as soon as the journal outgrows the data files (no 4 MiB floor).
+
+    The fold runs in the sync's own thread, so that the faults injected
+    reach it at the same calls every time (``test_background_fold.py``
+    tests the fold in its thread).
+    """
     import tastypy.storage.files._engine
 
     monkeypatch.setattr(tastypy.storage.files._engine, "COMPACT_MIN_BYTES", 0)
+    fold_in_line(monkeypatch)
 
 
 @pytest.mark.usefixtures("compact_early")

@@ -59,6 +59,7 @@ import tastypy._lifecycle
 import tastypy.storage.files._engine
 from tastypy import POD, verify
 
+from _folds import fold_later
 from _helpers import on_disk as load_from_disk
 from _subproc import run
 from strategies import json_text, json_values
@@ -177,6 +178,7 @@ class HandedOutMachine(RuleBasedStateMachine):
         self.tmp = Path(tempfile.mkdtemp(prefix="tastypy-handed-out-"))
         self.path = self.tmp / "store"
         self.pod: POD | None = None
+        self.patches = pytest.MonkeyPatch()
         self.memory: dict[str, Any] = {}
         # key -> the very object the POD holds as that key's value, handed out
         # (or given) earlier; the test changes it in place whenever it likes.
@@ -214,6 +216,7 @@ class HandedOutMachine(RuleBasedStateMachine):
         self, sync_at: int, file_size: int, gzipped: bool, durable: bool, compact_min_bytes: int
     ) -> None:
         tastypy.storage.files._engine.COMPACT_MIN_BYTES = compact_min_bytes  # restored by teardown
+        fold_later(self.patches)  # folds at the next commit: Hypothesis replays the same steps
         self.sync_at, self.durable = sync_at, durable
         self.install_own_handler()  # before the POD opens: tastypy's handler chains to it
         self.pod = POD(
@@ -227,6 +230,7 @@ class HandedOutMachine(RuleBasedStateMachine):
         finally:
             self._restore.__exit__(None, None, None)
             tastypy.storage.files._engine.COMPACT_MIN_BYTES = DEFAULT_COMPACT_MIN_BYTES
+            self.patches.undo()
             shutil.rmtree(self.tmp, ignore_errors=True)
 
     # -- bookkeeping ------------------------------------------------------------------

@@ -47,6 +47,7 @@ from hypothesis.stateful import (
 import tastypy.storage.files._engine
 from tastypy import POD, StoreClosedError, verify
 
+from _folds import fold_later
 from _helpers import on_disk as load_from_disk
 from strategies import colliding_keys, json_text, json_values, normalize_json_key
 
@@ -231,6 +232,7 @@ class PODMachine(RuleBasedStateMachine):
         self.path = self.tmp / "store"
         self.pod: POD | None = None
         self.model = Model(sync_at=1000)
+        self.patches = pytest.MonkeyPatch()
         self.durable = True
         self.copies = 0
         # Objects the POD holds as values, by key, that the test may still
@@ -255,6 +257,10 @@ class PODMachine(RuleBasedStateMachine):
         self, sync_at: int, file_size: int, gzipped: bool, durable: bool, compact_min_bytes: int
     ) -> None:
         tastypy.storage.files._engine.COMPACT_MIN_BYTES = compact_min_bytes  # restored by teardown
+        # Folds "in the background" run at the writer's next commit: the same
+        # steps then give the same store (Hypothesis replays them), with the
+        # commits in between copied into the new journal.
+        fold_later(self.patches)
         self.durable = durable
         self.pod = POD(
             self.path, gzipped=gzipped, file_size=file_size, sync_at=sync_at, durable=durable
@@ -270,6 +276,7 @@ class PODMachine(RuleBasedStateMachine):
                 self.pod.close()
         finally:
             tastypy.storage.files._engine.COMPACT_MIN_BYTES = DEFAULT_COMPACT_MIN_BYTES
+            self.patches.undo()
             shutil.rmtree(self.tmp, ignore_errors=True)
 
     # -- the engine (overridden by the memory engine's machine) ----------------------

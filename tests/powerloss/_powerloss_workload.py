@@ -20,6 +20,8 @@ import tastypy
 from tastypy.storage.files import _engine as files
 from tastypy.storage.files import _manifest
 
+from _folds import fold_later
+
 NO_AUTO_SYNC = 10**6  # syncs happen where the workload says, so it knows what each committed
 
 
@@ -72,7 +74,11 @@ def record_workload(
     if from_crash:
         model, first = leave_crashed_store(root, monkeypatch, gzipped=gzipped)
     # Compact often (by itself, too): the journal outgrows these data files fast.
-    monkeypatch.setattr(files, "COMPACT_MIN_BYTES", 700)
+    monkeypatch.setattr(files, "COMPACT_MIN_BYTES", 400)
+    # A compaction by itself folds "in the background", here at the writer's
+    # next commit (so the calls come in one order): the commits in between go
+    # to the new journal, copied by the fold (gzipped) or by the install (plain).
+    folds = fold_later(monkeypatch, left_to_install=0 if gzipped else None)
     recorder = Recorder(root)
     history = History(recorder)
     if from_crash:
@@ -110,6 +116,10 @@ def record_workload(
                     pod.sync()
         with history.sync(model):
             pod.close()
+    # Folds after a commit were installed with commits made meanwhile, copied
+    # by the fold itself (gzipped) or by the install (plain).
+    assert any(total > 0 for _by_fold, total in folds), folds
+    assert all((by_fold == total) == gzipped for by_fold, total in folds if total), folds
     reader = tastypy.POD(root / STORE, readonly=True)
     assert list(reader.items()) == list(model.items())
     reader.close()

@@ -234,9 +234,9 @@ class Fold:
         in the chunks are only ever looked up through ``appends``.
         """
         self.updates = final
-        new = touched - self.in_chunks
-        if new:
-            self.appends = {k: line for k, line in final.items() if k in new}
+        in_chunks = self.in_chunks
+        if len(touched) > len(in_chunks):  # a Python loop, not one long C call (see plan())
+            self.appends = {k: line for k, line in final.items() if k not in in_chunks}
 
     def rewrite(self, chunk: Chunk, old_lines: list[bytes], hits: set[str]) -> dict[str, bytes]:
         """The records *chunk* holds after the fold, in order.

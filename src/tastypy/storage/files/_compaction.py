@@ -35,6 +35,12 @@ class Generation:
     obsolete: list[str] = field(default_factory=list)  # old files they replace
 
 
+# Big sets and dicts are built this many items at a time: a fold runs in a
+# thread beside the writer's syncs, and one C call over a million keys would
+# hold the GIL (and so stall a sync) for a tenth of a second or more.
+_SLICE = 8192
+
+
 def plan(chunks: list[Chunk], replayed: Replay) -> tuple[Fold, dict[int, set[str]]]:
     """Reduce a replayed journal to its net effect; find the chunks it changes.
 
@@ -43,7 +49,9 @@ def plan(chunks: list[Chunk], replayed: Replay) -> tuple[Fold, dict[int, set[str
     """
     ops = replayed.ops
     keys, deletes = journal_keys(replayed.texts, len(ops))
-    touched = set(keys)
+    touched: set[str] = set()
+    for at in range(0, len(keys), _SLICE):  # see _SLICE
+        touched.update(keys[at : at + _SLICE])
     affected: dict[int, set[str]] = {}
     in_chunks: set[str] = set()
     for chunk in chunks:
@@ -55,7 +63,10 @@ def plan(chunks: list[Chunk], replayed: Replay) -> tuple[Fold, dict[int, set[str
     if deletes:
         fold.apply(zip(keys, [None if is_delete(line) else line for line in ops], strict=True))
     else:  # sets only: the last line of each key wins, in the place of its first
-        fold.take_sets(dict(zip(keys, ops, strict=True)), touched)
+        final: dict[str, bytes] = {}
+        for at in range(0, len(keys), _SLICE):
+            final.update(zip(keys[at : at + _SLICE], ops[at : at + _SLICE], strict=True))
+        fold.take_sets(final, touched)
     if fold.appends and chunks:
         affected.setdefault(id(chunks[-1]), set())  # appends first fill up the last chunk
     return fold, affected

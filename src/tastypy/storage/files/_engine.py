@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import CorruptStoreError, LockedError, ReadOnlyError
 from . import _fs
+from ._background import BackgroundFold
 from ._chunks import CHUNKS, Chunk, load_chunk
 from ._compaction import Generation, discard, fold_journal
 from ._durable import DirSyncError, fsync_dir, unlink_quietly
@@ -77,6 +78,9 @@ COMPACT_MIN_BYTES = 4 << 20
 # the last compaction wrote, and a smaller journal is cheap to replay on the
 # next open. A close after a few changes to a big store writes nothing more.
 CLOSE_COMPACT_FRACTION = 4
+# A plain writer's compaction after a commit folds in a thread while the
+# syncs go on (``_background.py``); False: in the sync that found it due.
+FOLD_IN_BACKGROUND = True
 
 
 class FileStorage:
@@ -131,6 +135,7 @@ class FileStorage:
         # After a failed compaction, the next is tried only once the journal
         # has grown past this size (0: no failure pending).
         self._compact_retry_at = 0
+        self._fold: BackgroundFold | None = None  # a compaction folding in a thread
         self._created = False  # this open laid the store out
         self._made: list[Path] = []  # directories this open created, parents first
         if readonly:
@@ -266,6 +271,7 @@ class FileStorage:
         if self.readonly:
             self._manifest, files, journal_raw = read_snapshot(self.path)
         else:
+            self._finish_fold(wait=True)
             self._manifest = read_manifest(self.path)
             files = {}
             journal_raw = self._read_journal()
@@ -356,7 +362,11 @@ class FileStorage:
                 hashes.pop(key, None)  # a new key set, then deleted again
             else:
                 hashes[key] = final
-        if self._journal.end > max(COMPACT_MIN_BYTES, self._data_bytes, self._compact_retry_at):
+        if self._fold is not None and self._fold.done():
+            self._finish_fold()
+        if self._fold is None and self._journal.end > max(
+            COMPACT_MIN_BYTES, self._data_bytes, self._compact_retry_at
+        ):
             self._compact_after_commit()
 
     def _mark_journal_used(self) -> None:
@@ -377,23 +387,58 @@ class FileStorage:
             raise
 
     def _compact_after_commit(self) -> None:
-        """Compact; a failure is logged, not raised: the commit is already durable."""
+        """Compact, folding in a thread; a failure is logged, not raised: the commit is durable."""
         assert self._journal is not None
+        if FOLD_IN_BACKGROUND and not self._SHARED:
+            self._fold = BackgroundFold(
+                self.path, self._manifest, self._chunks, self._journal, self.durable
+            )
+            self._fold.start()
+            self._finish_fold()  # done already only if it ran in line (the tests' hook)
+            return
         try:
             self.compact()
         except Exception as exc:
-            # Back off: a disk that stays full must not cost a failed
-            # compaction on every sync. Doubling the journal first bounds the
-            # failed attempts to a logarithm of what is written meanwhile.
-            self._compact_retry_at = 2 * self._journal.end
-            log.warning(
-                "%s: compaction failed (%s: %s); the sync is durable in the journal, "
-                "compaction is retried once the journal exceeds %d bytes",
-                self.path,
-                type(exc).__name__,
-                exc,
-                self._compact_retry_at,
-            )
+            self._compaction_failed(exc)
+        else:
+            self._compact_retry_at = 0
+
+    def _compaction_failed(self, exc: BaseException) -> None:
+        assert self._journal is not None
+        # Back off: a disk that stays full must not cost a failed compaction
+        # on every sync. Doubling the journal first bounds the failed
+        # attempts to a logarithm of what is written meanwhile.
+        self._compact_retry_at = 2 * self._journal.end
+        log.warning(
+            "%s: compaction failed (%s: %s); the sync is durable in the journal, "
+            "compaction is retried once the journal exceeds %d bytes",
+            self.path,
+            type(exc).__name__,
+            exc,
+            self._compact_retry_at,
+        )
+
+    def _finish_fold(self, *, wait: bool = False) -> None:
+        """Install the generation a :class:`BackgroundFold` wrote, once it is done.
+
+        With *wait*, wait for it first (close, load, compact). A failure is
+        logged, not raised, as for a compaction after a commit: every commit
+        is in the old generation's journal still.
+        """
+        fold = self._fold
+        if fold is None or _this_process[0] != self._pid:
+            return  # a forked child: the thread and its files are the parent's
+        if wait:
+            fold.wait()
+        elif not fold.done():
+            return
+        self._fold = None
+        try:
+            new = fold.finish()
+            if new is not None:
+                self._install(new, 1, held=fold.held, tail_commits=fold.commits)
+        except Exception as exc:
+            self._compaction_failed(exc)
         else:
             self._compact_retry_at = 0
 
@@ -408,6 +453,8 @@ class FileStorage:
         """
         if self._journal is not None:
             try:
+                if not sys.is_finalizing():
+                    self._finish_fold(wait=True)
                 # Not while the interpreter shuts down (a POD collected then):
                 # builtins such as open() may be gone, and the journal keeps
                 # everything anyway.
@@ -444,6 +491,7 @@ class FileStorage:
         """Fold the journal into the data files now (atomic, like a commit)."""
         self._check_writable()
         assert self._journal is not None
+        self._finish_fold(wait=True)
         new = fold_journal(
             self.path,
             self._manifest,
@@ -457,14 +505,22 @@ class FileStorage:
         self._install(new, 1 if not self._SHARED else None)
 
     def _install(
-        self, new: Generation, first: int | None, tail: bytes = b"", tail_commits: int = 0
+        self,
+        new: Generation,
+        first: int | None,
+        tail: bytes = b"",
+        tail_commits: int = 0,
+        *,
+        held: int = 0,
     ) -> None:
         """Make generation *new* the store's: its manifest written, its files adopted.
 
         *first* numbers its journal's first commit (None: on from the old
         journal's). *tail*, commits made after those folded in, goes into the
         new journal first (a shared store's compaction that did not hold the
-        store while it folded).
+        store while it folded); or the new journal holds them already, *held*
+        bytes (a fold in the background). Either way they are *tail_commits*
+        commits.
         """
         assert self._journal is not None
         if tail:
@@ -479,7 +535,7 @@ class FileStorage:
         )
         manifest.chunks = [c.entry for c in new.chunks]
         manifest.generation, manifest.journal = new.number, new.journal
-        manifest.journal_empty = not tail
+        manifest.journal_empty = not (tail or held)
         # A shared store numbers its commits across compactions: the others
         # tell by the number whether they had seen all that was folded in.
         folded = self._journal.commits - tail_commits
@@ -489,7 +545,7 @@ class FileStorage:
         except DirSyncError:
             # The new manifest is in place: keep its files, owe the fsync.
             self._dir_sync_owed = True
-            self._adopt(new, len(tail), tail_commits)
+            self._adopt(new, held + len(tail), tail_commits)
             raise
         except BaseException:
             (
@@ -501,7 +557,7 @@ class FileStorage:
             ) = old
             discard(self.path, new)
             raise
-        self._adopt(new, len(tail), tail_commits)
+        self._adopt(new, held + len(tail), tail_commits)
 
     def _set_chunks(self, chunks: list[Chunk]) -> None:
         self._chunks = chunks

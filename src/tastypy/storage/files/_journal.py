@@ -48,6 +48,7 @@ __all__ = [
     "is_delete",
     "journal_keys",
     "journal_records",
+    "renumbered",
     "replay",
     "split_record",
     "write_tail",
@@ -77,13 +78,38 @@ class Replay:
 def commit_bytes(records: list[bytes], number: int, gzipped: bool) -> bytes:
     """Encode one commit of *records* (lines without newline)."""
     body = b"\n".join(records) + b"\n" if records else b""
-    trailer = orjson.dumps({"commit": number, "records": len(records), "crc32": zlib.crc32(body)})
+    return _commit_of(body, len(records), number, gzipped)
+
+
+def _commit_of(body: bytes, records: int, number: int, gzipped: bool) -> bytes:
+    """One commit of the record lines *body* (newlines included), numbered *number*."""
+    trailer = orjson.dumps({"commit": number, "records": records, "crc32": zlib.crc32(body)})
     data = body + trailer + b"\n"
     if gzipped:
         # Level 1: a sync is latency-bound; compaction recompresses chunks at 6.
         compressor = zlib.compressobj(1, zlib.DEFLATED, 31)
         data = compressor.compress(data) + compressor.flush()
     return data
+
+
+def renumbered(path: Path, raw: bytes, gzipped: bool, *, first: int, to: int) -> tuple[bytes, int]:
+    """The whole commits *raw*, numbered from *first*, numbered from *to* instead; and their count.
+
+    For the commits made while a compaction folded the ones before them:
+    they open the new journal. Checked as :func:`replay` checks them;
+    anything but whole, valid commits raises :class:`CorruptStoreError`.
+    """
+    rep = replay(path, raw, gzipped, first=first)
+    if rep.torn:
+        raise CorruptStoreError(
+            f"{path}: commits {first} to {first + rep.commits} are followed by {rep.torn} "
+            "bytes that are no commit; not compacting"
+        )
+    out = []
+    for number, text in enumerate(rep.texts, to):
+        cut = text.rfind(b"\n", 0, len(text) - 1) + 1
+        out.append(_commit_of(text[:cut], text.count(b"\n", 0, cut), number, gzipped))
+    return b"".join(out), rep.commits
 
 
 def replay(
@@ -154,17 +180,23 @@ def journal_keys(texts: list[bytes], count: int) -> tuple[list[str], bool]:
     make the GC walk) objects per record for nothing. Regular expressions
     over whole commits do it at C speed.
     """
-    found: list[bytes] = []
+    keys: list[str] = []
     deletes = False
+    escaped = False
     for text in texts:
-        found += _RECORD_KEY.findall(text)  # commit lines start with "{": no match
+        found = _RECORD_KEY.findall(text)  # commit lines start with "{": no match
         # A delete ends in '"]' like a set of a string: look closer only then.
         deletes = deletes or (b'"]\n' in text and _DELETE_LINE.search(text) is not None)
-    if len(found) != count:  # cannot happen for commits that passed their checksum
+        if found:
+            # JSON strings hold no raw newline, so one decode and split serves
+            # a commit's keys. One commit at a time: a background fold must
+            # not hold the GIL for one long call (the syncs wait for it).
+            joined = b"\n".join(found)
+            escaped = escaped or b"\\" in joined
+            keys += joined.decode().split("\n")
+    if len(keys) != count:  # cannot happen for commits that passed their checksum
         raise CorruptStoreError("journal records do not all start with a key")
-    # JSON strings hold no raw newline, so one decode and split serves all keys.
-    keys = b"\n".join(found).decode().split("\n") if found else []
-    if "\\" in "".join(keys):
+    if escaped:
         keys = [k if "\\" not in k else orjson.loads(f'"{k}"') for k in keys]
     return keys, deletes
 
@@ -367,13 +399,13 @@ def split_record(path: Path, number: int, line: bytes) -> tuple[str, bytes | Non
     return key, blob, hash(line)
 
 
-def write_tail(path: Path, tail: bytes, *, durable: bool) -> None:
-    """Put *tail* (whole commits) into the new, empty journal at *path*, durably."""
+def write_tail(path: Path, tail: bytes, *, durable: bool, at: int = 0) -> None:
+    """Put *tail* (whole commits) into the new journal at *path*, *at* bytes in, durably."""
     fd = _fs.open_inside(path, os.O_WRONLY)
     try:
         view, offset = memoryview(tail), 0
         while offset < len(tail):
-            offset += _fs.pwrite(fd, view[offset:], offset)
+            offset += _fs.pwrite(fd, view[offset:], at + offset)
         if durable:
             datasync(fd)
     finally:

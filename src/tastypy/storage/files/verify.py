@@ -141,7 +141,16 @@ def _leftovers(store: Path, manifest: Manifest, report: VerifyReport) -> None:
     except OSError as exc:  # e.g. a compaction removed a file under our feet
         report.notes.append(f"{store}: could not list its files: {exc}")
         return
+    following = f"{manifest.generation + 1:08d}"
     for entry in debris:
+        if entry.name.startswith((following, f"journal-{following}")):
+            # A writer that has the store open may be folding in a thread.
+            report.notes.append(
+                f"{entry}: a file of the next generation, which no manifest names yet: a "
+                "compaction in progress, if a writer has the store open; else left by an "
+                "interrupted one (removed on the next writable open)"
+            )
+            continue
         what = "journal" if entry.parent == store else "file of an interrupted compaction"
         report.notes.append(f"{entry}: leftover {what} (removed on the next writable open)")
     report.problems += [str(exc) for exc in strangers]

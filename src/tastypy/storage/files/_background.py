@@ -1,0 +1,173 @@
+"""A plain writer's compaction, folded in a thread while the syncs go on.
+
+Folding a big store's journal into its data files takes seconds (a 1M-key
+store: every data file read and written anew). Done inside the sync that
+found it due, that sync would take as long. Instead the writer starts a
+:class:`BackgroundFold` and returns; the thread writes the next
+generation's files, which no manifest names yet, and copies into the new
+journal the commits made meanwhile, renumbered from 1 (so the manifest stays
+version 1). A later commit of the writer, once the thread is done, copies
+the last few commits and installs the generation: its manifest replaces the
+old one, as in a compaction made in line (``FileStorage._install``).
+
+Why every promise still holds (``docs/ARCHITECTURE.md`` says it at length):
+
+* Until the manifest is replaced the store is the old generation, whose
+  journal gets every commit as before; a crash leaves the new files as
+  debris, which the next writable open removes.
+* The thread reads only what does not change under it: data files (never
+  modified), and journal bytes up to the writer's durable end (appends go
+  after it; only a torn tail past it is ever cut). It writes only files of
+  the next generation. Everything else is the writer's, in its own thread.
+* The new journal holds exactly the commits after those folded in, each
+  checked as a replay checks it before it is copied, and is made durable
+  before the manifest names it.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import threading
+from pathlib import Path
+
+from . import _fs
+from ._chunks import Chunk
+from ._compaction import Generation, discard, fold_journal
+from ._durable import datasync
+from ._journal import Journal, renumbered
+from ._manifest import Manifest
+
+__all__ = ["BackgroundFold"]
+
+# The thread stops copying the commits made meanwhile once no more bytes than
+# this are left (or after _ROUNDS rounds); the writer copies the rest when it
+# installs the generation, inside one of its syncs.
+_LEFT_TO_INSTALL = 256 << 10
+_ROUNDS = 8
+
+
+class BackgroundFold:
+    """One compaction of a plain writer's store, folding in a thread.
+
+    Made by the writer, in its thread, with the store as it is: the journal's
+    first *journal.end* bytes, *journal.commits* commits, are folded in.
+    """
+
+    def __init__(
+        self, path: Path, manifest: Manifest, chunks: list[Chunk], journal: Journal, durable: bool
+    ) -> None:
+        self.path = path
+        self._manifest = copy.copy(manifest)
+        self._chunks = list(chunks)
+        self._journal = journal  # the writer's: only its .end is read here
+        self._durable = durable
+        self._first = manifest.journal_first  # the number of the old journal's first commit
+        self.folded_end, self.folded = journal.end, journal.commits
+        self.new: Generation | None = None
+        self.error: BaseException | None = None
+        # The commits after those folded in that the new journal holds: they
+        # end at self.copied in the old journal, self.held in the new one.
+        self.copied, self.held, self.commits = self.folded_end, 0, 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"tastypy compaction of {path}", daemon=True
+        )
+
+    def start(self) -> None:
+        """Start folding (a hook for the tests: they may run it in line)."""
+        self._thread.start()
+
+    def done(self) -> bool:
+        """Whether the thread has finished (folded, failed, or found nothing to fold)."""
+        return self._done.is_set()
+
+    def wait(self) -> None:
+        """Wait for the thread to finish."""
+        self._done.wait()
+
+    def _run(self) -> None:
+        try:
+            raw = _read_range(self.path / self._manifest.journal, 0, self.folded_end)
+            self.new = fold_journal(
+                self.path,
+                self._manifest,
+                self._chunks,
+                raw,
+                self.folded,
+                durable=self._durable,
+            )
+            del raw
+            if self.new is not None:
+                for _round in range(_ROUNDS):
+                    if self._journal.end - self.copied <= _LEFT_TO_INSTALL:
+                        break
+                    self._copy_up_to(self._journal.end)
+        except BaseException as exc:  # reported by the writer, in its thread
+            self.error = exc
+            if self.new is not None:
+                discard(self.path, self.new)
+                self.new = None
+        finally:
+            self._done.set()
+
+    def _copy_up_to(self, end: int) -> None:
+        """Copy the old journal's commits from :attr:`copied` to *end* into the new one.
+
+        Durably: the new journal's bytes are synced before this returns.
+        """
+        assert self.new is not None
+        if end == self.copied:
+            return
+        old = self.path / self._manifest.journal
+        tail, count = renumbered(
+            old,
+            _read_range(old, self.copied, end),
+            self._manifest.gzipped,
+            first=self._first + self.folded + self.commits,
+            to=1 + self.commits,
+        )
+        fd = _fs.open_inside(self.path / self.new.journal, os.O_WRONLY)
+        try:
+            view, offset = memoryview(tail), 0
+            while offset < len(tail):
+                offset += _fs.pwrite(fd, view[offset:], self.held + offset)
+            if self._durable:
+                datasync(fd)
+        finally:
+            _fs.close(fd)
+        self.copied, self.held, self.commits = end, self.held + len(tail), self.commits + count
+
+    def finish(self) -> Generation | None:
+        """The generation to install, the last commits copied (in the writer's thread, once done).
+
+        None if there was nothing to fold. Raises what the thread raised, or
+        what copying the last commits raises (the new files are removed then).
+        """
+        assert self.done()
+        if self.error is not None:
+            raise self.error
+        if self.new is None:
+            return None
+        try:
+            self._copy_up_to(self._journal.end)
+        except BaseException:
+            discard(self.path, self.new)
+            raise
+        return self.new
+
+
+def _read_range(path: Path, start: int, stop: int) -> bytes:
+    """Bytes *start* to *stop* of the file at *path*, through a descriptor of its own."""
+    fd = _fs.open_inside(path, os.O_RDONLY)
+    try:
+        parts = []
+        while start < stop:
+            part = os.pread(fd, stop - start, start)
+            if not part:
+                break
+            parts.append(part)
+            start += len(part)
+        return b"".join(parts)
+    finally:
+        _fs.close(fd)

@@ -1,0 +1,241 @@
+"""A plain writer's compaction folds in a thread: the syncs go on meanwhile, nothing is lost.
+
+The fold is held at a gate (its ``fold_journal`` waits for an event) so that
+the tests know what happens while it runs; ``tests/powerloss`` and
+``tests/crash`` cover the fold under power cuts and real kills.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tastypy import POD
+from tastypy.storage.files import _background
+from tastypy.storage.files import _engine as files
+
+from _helpers import on_disk
+
+
+class Gate:
+    """Holds every background fold before it folds, until opened."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.open_ = threading.Event()
+        self.reached = threading.Event()
+        self.fail: BaseException | None = None
+        self.threads: list[str] = []
+        real = _background.fold_journal
+
+        def held(*args: Any, **kwargs: Any) -> Any:
+            self.threads.append(threading.current_thread().name)
+            self.reached.set()
+            assert self.open_.wait(30), "the test never opened the gate"
+            if self.fail is not None:
+                raise self.fail
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(_background, "fold_journal", held)
+
+    def release(self) -> None:
+        self.open_.set()
+
+
+@pytest.fixture
+def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[Gate]:
+    monkeypatch.setattr(files, "COMPACT_MIN_BYTES", 0)
+    g = Gate(monkeypatch)
+    yield g
+    g.release()  # never leave a thread waiting
+
+
+def manifest(path: Path) -> dict[str, Any]:
+    return dict(json.loads((path / "manifest.json").read_text()))
+
+
+def fill(pod: POD, model: dict[str, Any], n: int, prefix: str = "k") -> None:
+    for i in range(n):
+        pod[f"{prefix}{i}"] = model[f"{prefix}{i}"] = {"i": i, "text": "x" * 50}
+
+
+def wait_folded(pod: POD) -> None:
+    fold = pod.storage._fold  # type: ignore[attr-defined]
+    assert fold is not None, "no fold is running"
+    fold.wait()
+
+
+def change(pod: POD, model: dict[str, Any], n: int) -> None:
+    """Sets, a change in place, a delete and a move to the end, in *pod* and *model*."""
+    for m in (pod, model):
+        m[f"new{n}"] = [n]
+        m[f"k{n}"] = "changed"
+        m[f"k{n + 1}"]["i"] = -n  # type: ignore[index]
+        del m[f"k{n + 2}"]
+        m[f"k{n + 3}"] = m.pop(f"k{n + 3}")
+
+
+@pytest.mark.parametrize("copied_by_fold", [False, True])
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_syncs_go_on_while_the_fold_runs(
+    tmp_path: Path,
+    gate: Gate,
+    monkeypatch: pytest.MonkeyPatch,
+    gzipped: bool,
+    copied_by_fold: bool,
+) -> None:
+    if copied_by_fold:  # the fold copies every commit made meanwhile, the install none
+        monkeypatch.setattr(_background, "_LEFT_TO_INSTALL", 0)
+    path = tmp_path / "s"
+    model: dict[str, Any] = {}
+    pod = POD(path, file_size=10, gzipped=gzipped)
+    fill(pod, model, 60)
+    pod.sync()  # the journal outgrows the (no) data files: a fold starts, held
+    assert gate.reached.wait(10)
+    assert gate.threads[0].startswith("tastypy compaction of ")
+    generation = manifest(path)["generation"]
+    for n in range(0, 40, 5):  # syncs while it is held: each one returns
+        change(pod, model, n)
+        pod.sync()
+        assert on_disk(path) == list(model.items())
+    assert manifest(path)["generation"] == generation  # not installed yet
+    gate.release()
+    wait_folded(pod)
+    change(pod, model, 45)
+    pod.sync()  # installs, with the commits made meanwhile in the new journal
+    after = manifest(path)
+    assert after["generation"] == generation + 1
+    assert after["version"] == 1  # the new journal's commits are numbered from 1
+    journal = path / after["journal"]
+    assert journal.stat().st_size > 0
+    if not gzipped:
+        first = next(line for line in journal.read_bytes().splitlines() if line.startswith(b"{"))
+        assert json.loads(first)["commit"] == 1
+    assert on_disk(path) == list(model.items())
+    assert list(pod.items()) == list(model.items())
+    pod.close()
+    with POD(path) as again:
+        assert list(again.items()) == list(model.items())
+    assert set(os.listdir(path / "chunks")) == {c["file"] for c in manifest(path)["chunks"]}
+
+
+def test_close_waits_for_the_fold_and_installs_it(tmp_path: Path, gate: Gate) -> None:
+    path = tmp_path / "s"
+    model: dict[str, Any] = {}
+    pod = POD(path, file_size=10)
+    fill(pod, model, 60)
+    pod.sync()
+    assert gate.reached.wait(10)
+    change(pod, model, 0)
+    pod.sync()
+    generation = manifest(path)["generation"]
+    threading.Timer(0.2, gate.release).start()
+    pod.close()  # waits for the fold, installs it (and compacts what is left)
+    assert manifest(path)["generation"] > generation
+    assert on_disk(path) == list(model.items())
+    with POD(path) as again:
+        assert list(again.items()) == list(model.items())
+    # Nothing but the files the manifest names is left in the chunks folder.
+    named = {c["file"] for c in manifest(path)["chunks"]}
+    assert set(os.listdir(path / "chunks")) == named
+
+
+@pytest.mark.parametrize("how", ["compact", "revert"])
+def test_compact_and_revert_wait_for_the_fold(tmp_path: Path, gate: Gate, how: str) -> None:
+    path = tmp_path / "s"
+    model: dict[str, Any] = {}
+    pod = POD(path, file_size=10)
+    fill(pod, model, 60)
+    pod.sync()
+    assert gate.reached.wait(10)
+    change(pod, model, 0)
+    pod.sync()
+    threading.Timer(0.2, gate.release).start()
+    if how == "compact":
+        pod.compact()
+        assert (path / manifest(path)["journal"]).stat().st_size == 0  # all folded in
+    else:
+        pod["unsynced"] = 1  # revert() drops it
+        pod.revert()
+    assert list(pod.items()) == list(model.items())
+    assert on_disk(path) == list(model.items())
+    pod.close()
+    with POD(path) as again:
+        assert list(again.items()) == list(model.items())
+
+
+def test_a_failing_fold_is_logged_at_the_next_sync_and_retried(
+    tmp_path: Path, gate: Gate, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "s"
+    model: dict[str, Any] = {}
+    pod = POD(path, file_size=10)
+    fill(pod, model, 60)
+    gate.fail = OSError(errno.ENOSPC, "No space left on device (injected)")
+    gate.release()
+    pod.sync()  # starts the fold, which fails in its thread
+    wait_folded(pod)
+    generation = manifest(path)["generation"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        change(pod, model, 0)
+        pod.sync()  # does not raise: its commit is durable
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert str(path) in warnings[0]
+    assert "injected" in warnings[0]
+    assert "retried" in warnings[0]
+    assert on_disk(path) == list(model.items())
+    assert manifest(path)["generation"] == generation
+    # The failed fold's files were removed.
+    assert set(os.listdir(path / "chunks")) == {c["file"] for c in manifest(path)["chunks"]}
+    change(pod, model, 5)
+    pod.sync()  # backing off: the journal has not doubled, no new fold
+    assert pod.storage._fold is None  # type: ignore[attr-defined]
+    gate.fail = None
+    fill(pod, model, 200, prefix="more")
+    pod.sync()  # the journal doubled: a new fold, which succeeds
+    wait_folded(pod)
+    change(pod, model, 10)
+    pod.sync()
+    assert manifest(path)["generation"] == generation + 1
+    pod.close()
+    with POD(path) as again:
+        assert list(again.items()) == list(model.items())
+
+
+def test_a_forked_child_leaves_the_parents_fold_alone(tmp_path: Path, gate: Gate) -> None:
+    path = tmp_path / "s"
+    model: dict[str, Any] = {}
+    pod = POD(path, file_size=10)
+    fill(pod, model, 60)
+    pod.sync()
+    assert gate.reached.wait(10)
+    child = os.fork()
+    if child == 0:  # pragma: no cover  # the child: its close must not install nor wait
+        try:
+            pod.close()
+        finally:
+            os._exit(0)
+    _pid, status = os.waitpid(child, 0)
+    assert status == 0
+    gate.release()
+    change(pod, model, 0)
+    pod.sync()
+    wait_folded_or_done(pod)
+    pod.close()
+    with POD(path) as again:
+        assert list(again.items()) == list(model.items())
+
+
+def wait_folded_or_done(pod: POD) -> None:
+    fold = pod.storage._fold  # type: ignore[attr-defined]
+    if fold is not None:
+        fold.wait()
