@@ -13,6 +13,9 @@ record OS calls make it run in the writer's own thread instead:
 
 from __future__ import annotations
 
+import threading
+from pathlib import Path
+
 import pytest
 
 from tastypy.storage.files import _background
@@ -21,6 +24,19 @@ from tastypy.storage.files._background import BackgroundFold
 
 def fold_in_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(BackgroundFold, "start", BackgroundFold._run)
+    _remove_in_line(monkeypatch)
+
+
+def _remove_in_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The old generation's files are deleted in the writer's thread too."""
+
+    def remove(paths: list[Path]) -> threading.Thread:
+        _background._remove(paths)
+        thread = threading.Thread(target=lambda: None)
+        thread.start()
+        return thread
+
+    monkeypatch.setattr(BackgroundFold, "remove", staticmethod(remove))
 
 
 def fold_later(
@@ -60,6 +76,7 @@ def fold_later(
     monkeypatch.setattr(BackgroundFold, "done", done)
     monkeypatch.setattr(BackgroundFold, "wait", wait)
     monkeypatch.setattr(BackgroundFold, "finish", finish)
+    _remove_in_line(monkeypatch)
     if left_to_install is not None:
         monkeypatch.setattr(_background, "_LEFT_TO_INSTALL", left_to_install)
     return handed

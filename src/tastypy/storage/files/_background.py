@@ -34,7 +34,7 @@ from pathlib import Path
 from . import _fs
 from ._chunks import Chunk
 from ._compaction import Generation, discard, fold_journal
-from ._durable import datasync
+from ._durable import datasync, unlink_quietly
 from ._journal import Journal, renumbered
 from ._manifest import Manifest
 
@@ -77,6 +77,15 @@ class BackgroundFold:
     def start(self) -> None:
         """Start folding (a hook for the tests: they may run it in line)."""
         self._thread.start()
+
+    @staticmethod
+    def remove(paths: list[Path]) -> threading.Thread:
+        """Delete *paths* (an installed fold's obsolete files) in a thread of their own."""
+        thread = threading.Thread(
+            target=_remove, args=(paths,), name="tastypy removal of old files", daemon=True
+        )
+        thread.start()
+        return thread
 
     def done(self) -> bool:
         """Whether the thread has finished (folded, failed, or found nothing to fold)."""
@@ -155,6 +164,11 @@ class BackgroundFold:
             discard(self.path, self.new)
             raise
         return self.new
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        unlink_quietly(path)
 
 
 def _read_range(path: Path, start: int, stop: int) -> bytes:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -136,6 +137,7 @@ class FileStorage:
         # has grown past this size (0: no failure pending).
         self._compact_retry_at = 0
         self._fold: BackgroundFold | None = None  # a compaction folding in a thread
+        self._tidying: threading.Thread | None = None  # deleting an old generation's files
         self._created = False  # this open laid the store out
         self._made: list[Path] = []  # directories this open created, parents first
         if readonly:
@@ -475,6 +477,9 @@ class FileStorage:
             finally:
                 self._journal.close()
                 self._journal = None
+        if self._tidying is not None:
+            self._tidying.join()  # the old files are gone when close returns
+            self._tidying = None
         if self._commit_lock is not None:
             self._commit_lock.close()
             self._commit_lock = None
@@ -545,7 +550,7 @@ class FileStorage:
         except DirSyncError:
             # The new manifest is in place: keep its files, owe the fsync.
             self._dir_sync_owed = True
-            self._adopt(new, held + len(tail), tail_commits)
+            self._adopt(new, held + len(tail), tail_commits, later=bool(held))
             raise
         except BaseException:
             (
@@ -557,16 +562,19 @@ class FileStorage:
             ) = old
             discard(self.path, new)
             raise
-        self._adopt(new, held + len(tail), tail_commits)
+        self._adopt(new, held + len(tail), tail_commits, later=bool(held))
 
     def _set_chunks(self, chunks: list[Chunk]) -> None:
         self._chunks = chunks
         self._data_bytes = sum(c.entry.nbytes for c in chunks)
 
-    def _adopt(self, new: Generation, end: int = 0, commits: int = 0) -> None:
+    def _adopt(
+        self, new: Generation, end: int = 0, commits: int = 0, *, later: bool = False
+    ) -> None:
         """The new generation is on disk: switch to it, then tidy up.
 
         Its journal holds *commits* commits already, *end* bytes (a tail).
+        *later*: the old generation's files are deleted in a thread.
         """
         assert self._journal is not None
         old_journal = self._journal.path
@@ -583,7 +591,12 @@ class FileStorage:
         if self._dir_sync_owed:
             return  # a power loss may still bring back the old manifest: keep its files
         self._obsolete = [self.path / CHUNKS / name for name in new.obsolete] + [old_journal]
-        if not self._SHARED:  # a shared writer's compaction removes them once others may commit
+        if self._SHARED:
+            return  # a shared writer's compaction removes them once others may commit
+        if later:  # hundreds of files take a while to delete: not in the sync's time
+            self._tidying = BackgroundFold.remove(self._obsolete)
+            self._obsolete = []
+        else:
             self._remove_obsolete()
 
     def _remove_obsolete(self) -> None:
