@@ -8,17 +8,20 @@ the tests know what happens while it runs; ``tests/powerloss`` and
 from __future__ import annotations
 
 import errno
+import gc
 import json
 import logging
 import os
+import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tastypy import POD
+from tastypy import POD, verify
 from tastypy.storage.files import _background
 from tastypy.storage.files import _engine as files
 
@@ -239,3 +242,165 @@ def wait_folded_or_done(pod: POD) -> None:
     fold = pod.storage._fold  # type: ignore[attr-defined]
     if fold is not None:
         fold.wait()
+
+
+# -- found by an adversarial review -------------------------------------------------
+
+
+def test_a_sigterm_while_revert_installs_a_fold_loses_nothing(
+    tmp_path: Path, gate: Gate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The program's own SIGTERM handler keeps it alive; tastypy's exit sync must wait."""
+    got: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: got.append(signum))
+    try:
+        path = tmp_path / "s"
+        model: dict[str, Any] = {}
+        pod = POD(path, file_size=10)
+        fill(pod, model, 60)
+        gate.release()
+        pod.sync()
+        wait_folded(pod)
+        real_finish = _background.BackgroundFold.finish
+
+        def finish(self: _background.BackgroundFold) -> Any:
+            new = real_finish(self)
+            os.kill(os.getpid(), signal.SIGTERM)  # lands between the copy and the install
+            return new
+
+        monkeypatch.setattr(_background.BackgroundFold, "finish", finish)
+        pod["unsynced"] = 1
+        # The signal waits for the reload (which drops the key) and the install;
+        # its exit sync then finds nothing to write. Before, it ran in the
+        # middle: its commit went to the old journal after its last commits
+        # were copied, so it was lost, and it started a second fold of the
+        # same generation over the one being installed.
+        pod.revert()
+        assert got == [signal.SIGTERM]
+        assert list(pod.items()) == list(model.items())
+        assert verify(path).ok
+        pod.close()
+        with POD(path) as again:
+            assert list(again.items()) == list(model.items())
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_commit_while_a_fold_is_put_in_place_is_refused(
+    tmp_path: Path, gate: Gate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A finalizer or handler writing to the store mid-install would be lost: it raises."""
+    path = tmp_path / "s"
+    model: dict[str, Any] = {}
+    pod = POD(path, file_size=10)
+    fill(pod, model, 60)
+    gate.release()
+    pod.sync()
+    wait_folded(pod)
+    real_finish = _background.BackgroundFold.finish
+    refused: list[str] = []
+
+    def finish(self: _background.BackgroundFold) -> Any:
+        new = real_finish(self)
+        try:
+            pod.storage.commit([("sneaked", b"1")])
+        except RuntimeError as exc:
+            refused.append(str(exc))
+        return new
+
+    monkeypatch.setattr(_background.BackgroundFold, "finish", finish)
+    change(pod, model, 0)
+    pod.sync()  # installs
+    assert len(refused) == 1
+    assert str(path) in refused[0]
+    pod.close()
+    with POD(path) as again:
+        assert list(again.items()) == list(model.items())
+
+
+def test_ctrl_c_while_close_waits_lets_go_of_the_store_only_after_the_fold(
+    tmp_path: Path, gate: Gate
+) -> None:
+    path = tmp_path / "s"
+    model: dict[str, Any] = {}
+    pod = POD(path, file_size=10)
+    fill(pod, model, 60)
+    pod.sync()
+    assert gate.reached.wait(10)
+    change(pod, model, 0)
+    pod.sync()
+    # Ctrl-C during close()'s wait, then the fold ends a little later.
+    threading.Timer(0.2, lambda: signal.raise_signal(signal.SIGINT)).start()
+    threading.Timer(0.6, gate.release).start()
+    with pytest.raises(KeyboardInterrupt):
+        pod.close()
+    assert pod.closed
+    assert not [t for t in threading.enumerate() if t.name.startswith("tastypy compaction")]
+    with POD(path) as again:  # the store is free, whole, and compacts without a clash
+        assert list(again.items()) == list(model.items())
+        again.compact()
+    with POD(path) as again:
+        assert list(again.items()) == list(model.items())
+
+
+def test_no_thread_to_be_had_folds_in_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thread that cannot start (out of memory, shutdown) never fails a durable sync."""
+    monkeypatch.setattr(files, "COMPACT_MIN_BYTES", 0)
+
+    def cannot(self: Any) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(_background.BackgroundFold, "start", cannot)
+    monkeypatch.setattr(
+        _background.BackgroundFold, "remove", staticmethod(lambda paths: cannot(None))
+    )
+    path = tmp_path / "s"
+    model: dict[str, Any] = {}
+    pod = POD(path, file_size=10)
+    fill(pod, model, 60)
+    generation = manifest(path)["generation"]
+    pod.sync()  # compacts in line
+    assert manifest(path)["generation"] == generation + 1
+    assert pod.dirty() == set()
+    pod.close()  # does not hang
+    with POD(path) as again:
+        assert list(again.items()) == list(model.items())
+
+
+def test_a_pod_collected_in_its_own_fold_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cyclic GC may run a lost POD's finalizer in any thread, its fold's included."""
+    monkeypatch.setattr(files, "COMPACT_MIN_BYTES", 0)
+    real = _background.fold_journal
+
+    def fold(*args: Any, **kwargs: Any) -> Any:
+        gc.collect()  # as a collection the fold's allocations trigger would
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_background, "fold_journal", fold)
+    path = tmp_path / "s"
+    model: dict[str, Any] = {}
+
+    def lose_a_pod() -> None:
+        pod = POD(path, file_size=10)
+        cycle: dict[str, Any] = {"pod": pod}
+        cycle["self"] = cycle  # only the cyclic GC frees it
+        fill(pod, model, 60)
+        pod.sync()
+
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        lose_a_pod()
+    finally:
+        if was:
+            gc.enable()
+    deadline = time.monotonic() + 20
+    while [t for t in threading.enumerate() if t.name.startswith("tastypy compaction")]:
+        assert time.monotonic() < deadline, "the fold thread never ended"
+        time.sleep(0.02)
+    with POD(path) as again:  # the lock was let go, the store is whole
+        assert list(again.items()) == list(model.items())

@@ -793,7 +793,7 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         """Reload from disk, discarding unsynced changes."""
         self._check_open()
         assert self._storage is not None
-        with self._lock:
+        with self._lock, _lifecycle.critical():  # a reload may put a compaction in place
             if self._window is not None:
                 self._window.reset()
             else:
@@ -911,7 +911,8 @@ class PersistentOrderedDict(MutableMapping[str, Any]):
         self._data = CLOSED
         self._window = None
         assert self._storage is not None
-        self._storage.close()
+        with _lifecycle.critical():  # closing may put a compaction in place
+            self._storage.close()
         _lifecycle.unregister(self)
         if self._registered is not None:
             _registry.forget(self._registered, self)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from . import _fs
@@ -70,6 +71,8 @@ class BackgroundFold:
         # end at self.copied in the old journal, self.held in the new one.
         self.copied, self.held, self.commits = self.folded_end, 0, 0
         self._done = threading.Event()
+        self._ending = threading.Lock()  # between done and abandon(): who releases the lock
+        self._release: Callable[[], None] | None = None
         self._thread = threading.Thread(
             target=self._run, name=f"tastypy compaction of {path}", daemon=True
         )
@@ -92,8 +95,40 @@ class BackgroundFold:
         return self._done.is_set()
 
     def wait(self) -> None:
-        """Wait for the thread to finish."""
-        self._done.wait()
+        """Wait for the thread to finish, even through a ``KeyboardInterrupt`` (raised after).
+
+        The caller lets go of the store once this returns: the thread must
+        not write a file after that (another writer could be compacting).
+        """
+        interrupted: BaseException | None = None
+        while not self._done.is_set():
+            try:
+                self._done.wait()
+            except BaseException as exc:  # Ctrl-C, or a signal handler that raises
+                interrupted = exc
+        if interrupted is not None:
+            raise interrupted
+
+    def is_current_thread(self) -> bool:
+        """Whether the caller runs in the fold's thread (a finalizer the GC runs there)."""
+        return threading.current_thread() is self._thread
+
+    def abandon(self, release: Callable[[], None]) -> None:
+        """The writer closes without this fold: its files go, then *release* lets go of the store.
+
+        At once if the thread is done; else by the thread, when it ends.
+        """
+        with self._ending:
+            if not self._done.is_set():
+                self._release = release
+                return
+        self._drop()
+        release()
+
+    def _drop(self) -> None:
+        if self.new is not None:
+            discard(self.path, self.new)
+            self.new = None
 
     def _run(self) -> None:
         try:
@@ -114,11 +149,16 @@ class BackgroundFold:
                     self._copy_up_to(self._journal.end)
         except BaseException as exc:  # reported by the writer, in its thread
             self.error = exc
-            if self.new is not None:
-                discard(self.path, self.new)
-                self.new = None
+            self._drop()
         finally:
-            self._done.set()
+            with self._ending:
+                self._done.set()
+                release = self._release
+            if release is not None:  # the writer closed meanwhile
+                try:
+                    self._drop()
+                finally:
+                    release()
 
     def _copy_up_to(self, end: int) -> None:
         """Copy the old journal's commits from :attr:`copied` to *end* into the new one.

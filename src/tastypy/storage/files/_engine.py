@@ -14,11 +14,12 @@ last commit (a crash mid-append) is cut away.
 
 Compaction (when the journal outgrows the data files, and at close once it
 holds a quarter of their size) folds the journal into the data files
-copy-on-write: changed data files are written
-anew under fresh names, with a new empty journal, and a new manifest naming
-them atomically replaces the old one. Only then are the old files deleted. A
-crash at any instant leaves one consistent generation; files that no
-manifest names are removed on the next writable open.
+copy-on-write: changed data files are written anew under fresh names, with a
+new journal (empty, or holding the commits made while a fold ran in a
+thread, ``_background.py``), and a new manifest naming them atomically
+replaces the old one. Only then are the old files deleted. A crash at any
+instant leaves one consistent generation; files that no manifest names are
+removed on the next writable open.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..._codec import collector_paused
 from ...errors import CorruptStoreError, LockedError, ReadOnlyError
 from . import _fs
 from ._background import BackgroundFold
@@ -137,6 +139,7 @@ class FileStorage:
         # has grown past this size (0: no failure pending).
         self._compact_retry_at = 0
         self._fold: BackgroundFold | None = None  # a compaction folding in a thread
+        self._installing = False  # _finish_fold() is copying the last commits and installing
         self._tidying: threading.Thread | None = None  # deleting an old generation's files
         self._created = False  # this open laid the store out
         self._made: list[Path] = []  # directories this open created, parents first
@@ -280,14 +283,15 @@ class FileStorage:
         data: dict[str, Any] = {}
         chunks: list[Chunk] = []
         self._hash = {}
-        for entry in self._manifest.chunks:
-            raw = files[entry.file] if self.readonly else self._read(f"{CHUNKS}/{entry.file}")
-            where = self.path / CHUNKS / entry.file
-            chunks.append(
-                load_chunk(where, entry, raw, self.gzipped, into=data, hashes=self._hash)
-            )
-        self._set_chunks(chunks)
-        self._replay_journal(journal_raw or b"", data)
+        with collector_paused():
+            for entry in self._manifest.chunks:
+                raw = files[entry.file] if self.readonly else self._read(f"{CHUNKS}/{entry.file}")
+                where = self.path / CHUNKS / entry.file
+                chunks.append(
+                    load_chunk(where, entry, raw, self.gzipped, into=data, hashes=self._hash)
+                )
+            self._set_chunks(chunks)
+            self._replay_journal(journal_raw or b"", data)
         return data
 
     def _replay_journal(self, raw: bytes, data: dict[str, Any]) -> None:
@@ -335,6 +339,7 @@ class FileStorage:
             Whatever *changes* raises; nothing is committed then.
         """
         self._check_writable()
+        self._check_not_installing()
         if self._journal is None:  # never loaded (a brand-new store being filled)
             self.load()
         assert self._journal is not None
@@ -392,18 +397,30 @@ class FileStorage:
         """Compact, folding in a thread; a failure is logged, not raised: the commit is durable."""
         assert self._journal is not None
         if FOLD_IN_BACKGROUND and not self._SHARED:
-            self._fold = BackgroundFold(
+            fold = BackgroundFold(
                 self.path, self._manifest, self._chunks, self._journal, self.durable
             )
-            self._fold.start()
-            self._finish_fold()  # done already only if it ran in line (the tests' hook)
-            return
+            try:
+                fold.start()
+            except RuntimeError:  # no thread to be had (at shutdown, or out of memory)
+                pass  # folded in line, below
+            else:
+                self._fold = fold
+                self._finish_fold()  # done already only if it ran in line (the tests' hook)
+                return
         try:
             self.compact()
         except Exception as exc:
             self._compaction_failed(exc)
         else:
             self._compact_retry_at = 0
+
+    def _check_not_installing(self) -> None:
+        if self._installing:
+            raise RuntimeError(
+                f"{self.path}: cannot commit while this store puts a compaction in place (a "
+                "signal handler or finalizer that writes to it?); the changes stay pending"
+            )
 
     def _compaction_failed(self, exc: BaseException) -> None:
         assert self._journal is not None
@@ -430,12 +447,17 @@ class FileStorage:
         fold = self._fold
         if fold is None or _this_process[0] != self._pid:
             return  # a forked child: the thread and its files are the parent's
+        if fold.is_current_thread():
+            return  # a finalizer run by the fold's own thread (the GC): it cannot wait
         if wait:
             fold.wait()
         elif not fold.done():
             return
-        self._fold = None
+        # From here to the install, no commit may come in (see commit()): it
+        # would go to the old journal after its last commits were copied.
+        self._installing = True
         try:
+            self._fold = None
             new = fold.finish()
             if new is not None:
                 self._install(new, 1, held=fold.held, tail_commits=fold.commits)
@@ -443,6 +465,8 @@ class FileStorage:
             self._compaction_failed(exc)
         else:
             self._compact_retry_at = 0
+        finally:
+            self._installing = False
 
     def close(self) -> None:
         """Release the lock; first compact, if the journal is large.
@@ -484,7 +508,14 @@ class FileStorage:
             self._commit_lock.close()
             self._commit_lock = None
         if self._lock is not None:
-            self._lock.release()
+            fold, self._fold = self._fold, None
+            if fold is not None and _this_process[0] == self._pid:
+                # Not waited for (the fold's own thread closes, or the interpreter
+                # shuts down): the store stays locked until its thread ends, so
+                # that no other writer compacts into the same file names meanwhile.
+                fold.abandon(self._lock.release)
+            else:
+                self._lock.release()
             self._lock = None
 
     def __repr__(self) -> str:
@@ -497,6 +528,8 @@ class FileStorage:
         self._check_writable()
         assert self._journal is not None
         self._finish_fold(wait=True)
+        if self._fold is not None:
+            return  # not waited for (a finalizer in the fold's own thread): it folds already
         new = fold_journal(
             self.path,
             self._manifest,
@@ -594,8 +627,12 @@ class FileStorage:
         if self._SHARED:
             return  # a shared writer's compaction removes them once others may commit
         if later:  # hundreds of files take a while to delete: not in the sync's time
-            self._tidying = BackgroundFold.remove(self._obsolete)
-            self._obsolete = []
+            try:
+                self._tidying = BackgroundFold.remove(self._obsolete)
+            except RuntimeError:  # no thread to be had
+                self._remove_obsolete()
+            else:
+                self._obsolete = []
         else:
             self._remove_obsolete()
 
