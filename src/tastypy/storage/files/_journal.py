@@ -37,6 +37,7 @@ import orjson
 
 from ...errors import CorruptStoreError
 from . import _fs
+from ._chunks import line_hash
 from ._commits import check_commit, gzip_members, plain_commits, torn_in_place
 from ._durable import datasync
 
@@ -167,7 +168,7 @@ def apply_ops(path: Path, ops: list[bytes], data: dict[str, Any], hashes: dict[s
         key, record = _record(path, number, line)
         if len(record) == 2:
             data[key] = record[1]
-            hashes[key] = hash(line)
+            hashes[key] = line_hash(line)
         else:
             data.pop(key, None)
             hashes.pop(key, None)
@@ -353,7 +354,7 @@ def journal_records(
                     written.append((key, None))
             continue
         line = b"".join((b"[", dumps(key), b",", value, b"]"))
-        digest = hash(line)
+        digest = line_hash(line)
         if digest != now:
             records.append(line)
             batch[key] = digest
@@ -396,7 +397,7 @@ def split_record(path: Path, number: int, line: bytes) -> tuple[str, bytes | Non
         blob = line[2 + len(head) : -1]
     else:  # the key written otherwise than tastypy writes it: encode the value anew
         blob = orjson.dumps(record[1])
-    return key, blob, hash(line)
+    return key, blob, line_hash(line)
 
 
 def write_tail(path: Path, tail: bytes, *, durable: bool, at: int = 0) -> None:

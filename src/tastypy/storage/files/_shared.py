@@ -35,7 +35,7 @@ from typing import Any
 import orjson
 
 from .._merge import Merge, merge
-from ._chunks import CHUNKS, Chunk, LazyChunk, load_chunk
+from ._chunks import CHUNKS, Chunk, LazyChunk, line_hash, load_chunk
 from ._claim_locks import ClaimLocks
 from ._claims import Fleet
 from ._commit_lock import COMPACT_LOCK, CommitLock
@@ -439,4 +439,4 @@ def _identity(manifest: str) -> tuple[int, ...]:
 
 def _line_hash(key: str, blob: bytes) -> int:
     """The hash of the journal line that sets *key* to *blob* (as the baseline keeps them)."""
-    return hash(b"".join((b"[", orjson.dumps(key), b",", blob, b"]")))
+    return line_hash(b"".join((b"[", orjson.dumps(key), b",", blob, b"]")))
