@@ -25,6 +25,12 @@ from tastypy.storage.files._background import BackgroundFold
 def fold_in_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(BackgroundFold, "start", BackgroundFold._run)
     _remove_in_line(monkeypatch)
+    fold_in_this_process(monkeypatch)
+
+
+def fold_in_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never in a child interpreter: the test patches or records what the fold does."""
+    monkeypatch.setattr(_background, "IN_A_PROCESS", False)
 
 
 def _remove_in_line(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -77,6 +83,7 @@ def fold_later(
     monkeypatch.setattr(BackgroundFold, "wait", wait)
     monkeypatch.setattr(BackgroundFold, "finish", finish)
     _remove_in_line(monkeypatch)
+    fold_in_this_process(monkeypatch)
     if left_to_install is not None:
         monkeypatch.setattr(_background, "_LEFT_TO_INSTALL", left_to_install)
     return handed

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from tastypy import POD, verify
 from tastypy.storage.files import _background
 from tastypy.storage.files import _engine as files
 
+from _folds import fold_in_this_process
 from _helpers import on_disk
 
 
@@ -55,6 +57,7 @@ class Gate:
 @pytest.fixture
 def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[Gate]:
     monkeypatch.setattr(files, "COMPACT_MIN_BYTES", 0)
+    fold_in_this_process(monkeypatch)  # the gate is in this process
     g = Gate(monkeypatch)
     yield g
     g.release()  # never leave a thread waiting
@@ -182,8 +185,8 @@ def test_a_failing_fold_is_logged_at_the_next_sync_and_retried(
     pod = POD(path, file_size=10)
     fill(pod, model, 60)
     gate.fail = OSError(errno.ENOSPC, "No space left on device (injected)")
-    gate.release()
-    pod.sync()  # starts the fold, which fails in its thread
+    pod.sync()  # starts the fold, held at the gate
+    gate.release()  # it fails in its thread
     wait_folded(pod)
     generation = manifest(path)["generation"]
     caplog.clear()
@@ -205,7 +208,7 @@ def test_a_failing_fold_is_logged_at_the_next_sync_and_retried(
     gate.fail = None
     fill(pod, model, 200, prefix="more")
     pod.sync()  # the journal doubled: a new fold, which succeeds
-    wait_folded(pod)
+    wait_folded_or_done(pod)
     change(pod, model, 10)
     pod.sync()
     assert manifest(path)["generation"] == generation + 1
@@ -258,8 +261,8 @@ def test_a_sigterm_while_revert_installs_a_fold_loses_nothing(
         model: dict[str, Any] = {}
         pod = POD(path, file_size=10)
         fill(pod, model, 60)
-        gate.release()
         pod.sync()
+        gate.release()
         wait_folded(pod)
         real_finish = _background.BackgroundFold.finish
 
@@ -294,8 +297,8 @@ def test_a_commit_while_a_fold_is_put_in_place_is_refused(
     model: dict[str, Any] = {}
     pod = POD(path, file_size=10)
     fill(pod, model, 60)
-    gate.release()
     pod.sync()
+    gate.release()
     wait_folded(pod)
     real_finish = _background.BackgroundFold.finish
     refused: list[str] = []
@@ -404,3 +407,300 @@ def test_a_pod_collected_in_its_own_fold_thread(
         time.sleep(0.02)
     with POD(path) as again:  # the lock was let go, the store is whole
         assert list(again.items()) == list(model.items())
+
+
+# -- found by a second review ---------------------------------------------------------
+
+
+def _lose(pod: POD) -> None:
+    """Put *pod* in a reference cycle: only the cyclic GC can free it."""
+    pod.cycle = pod  # type: ignore[attr-defined]
+
+
+def test_a_pod_collected_in_its_fold_thread_as_the_fold_ends(tmp_path: Path, gate: Gate) -> None:
+    """The finalizer's close() runs while the thread marks itself done."""
+    path = tmp_path / "s"
+    model: dict[str, Any] = {}
+    pod = POD(path, file_size=10)
+    _lose(pod)
+    fill(pod, model, 60)
+    pod.sync()
+    assert gate.reached.wait(10)
+    fold = pod.storage._fold  # type: ignore[attr-defined]
+    real_set = fold._done.set
+
+    def set_() -> None:
+        if fold.is_current_thread():
+            gc.collect()  # as an allocation here may trigger it
+        real_set()
+
+    fold._done.set = set_
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        del pod
+        gate.release()
+        fold._thread.join(10)
+    finally:
+        if was:
+            gc.enable()
+    assert not fold._thread.is_alive(), "the fold thread hung"
+    with POD(path) as again:  # the store was let go, whole
+        assert list(again.items()) == list(model.items())
+
+
+def test_a_pod_collected_in_a_removal_thread(
+    tmp_path: Path, gate: Gate, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real = _background._remove
+    go = threading.Event()
+
+    def remove(paths: list[Path]) -> None:
+        go.wait(10)
+        gc.collect()  # as an allocation in this thread may trigger it
+        real(paths)
+
+    monkeypatch.setattr(_background, "_remove", remove)
+    path = tmp_path / "s"
+    model: dict[str, Any] = {}
+    pod = POD(path, file_size=10)
+    _lose(pod)
+    fill(pod, model, 60)
+    pod.sync()
+    gate.release()
+    wait_folded(pod)
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        change(pod, model, 0)
+        pod.sync()  # installs: a removal thread starts
+        (thread,) = pod.storage._tidying  # type: ignore[attr-defined]
+        del pod
+        with caplog.at_level(logging.ERROR):
+            go.set()
+            thread.join(10)
+    finally:
+        if was:
+            gc.enable()
+    assert not thread.is_alive()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    with POD(path) as again:
+        assert list(again.items()) == list(model.items())
+
+
+def test_close_waits_for_every_removal_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(files, "COMPACT_MIN_BYTES", 0)
+    real = _background._remove
+    first = threading.Event()
+
+    def slow(paths: list[Path]) -> None:
+        if not first.is_set():
+            first.set()
+            time.sleep(0.5)  # a slow disk
+        real(paths)
+
+    monkeypatch.setattr(_background, "_remove", slow)
+    path = tmp_path / "s"
+    pod = POD(path, file_size=10)
+    threads: list[threading.Thread] = []
+    i = 0
+    while len(threads) < 2:  # two installs, each with its removal thread
+        i += 1
+        assert i < 5000
+        pod[f"k{i % 50}"] = "x" * 200
+        pod.sync()
+        threads += [t for t in pod.storage._tidying if t not in threads]  # type: ignore[attr-defined]
+    pod.close()
+    assert not any(t.is_alive() for t in threads)
+    assert set(os.listdir(path / "chunks")) == {c["file"] for c in manifest(path)["chunks"]}
+
+
+def test_loads_in_two_threads_turn_the_collector_back_on_once(tmp_path: Path) -> None:
+    from tastypy._codec import collector_paused
+
+    assert gc.isenabled()
+    inside = threading.Event()
+    leave = threading.Event()
+
+    def other() -> None:
+        with collector_paused():
+            inside.set()
+            leave.wait(10)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    assert inside.wait(10)
+    with collector_paused():
+        assert not gc.isenabled()
+    assert not gc.isenabled()  # the other load still runs
+    leave.set()
+    thread.join()
+    assert gc.isenabled()
+    gc.disable()  # the program's own choice stays
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_ctrl_c_in_a_direct_close_of_the_engine_lets_go(tmp_path: Path, gate: Gate) -> None:
+    """FileStorage used without a POD (the CLI's copy): no critical() around its close."""
+    from tastypy.storage.files import FileStorage
+
+    path = tmp_path / "s"
+    storage = FileStorage(path, file_size=10)
+    storage.commit([(f"k{i}", b'"' + b"x" * 50 + b'"') for i in range(60)])
+    assert gate.reached.wait(10)
+    threading.Timer(0.2, lambda: signal.raise_signal(signal.SIGINT)).start()
+    threading.Timer(0.6, gate.release).start()
+    with pytest.raises(KeyboardInterrupt):
+        storage.close()
+    with POD(path) as again:  # not locked any more; whole
+        assert len(again) == 60
+
+
+# -- the fold in a process of its own -----------------------------------------------
+
+
+@pytest.fixture
+def in_a_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every fold in a child interpreter; none in this process."""
+    monkeypatch.setattr(files, "COMPACT_MIN_BYTES", 0)
+    monkeypatch.setattr(_background, "PROCESS_FROM_BYTES", 0)
+
+    def not_here(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("folded in the writer's process")
+
+    monkeypatch.setattr(_background, "fold_journal", not_here)
+
+
+@pytest.mark.usefixtures("in_a_process")
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_a_fold_in_a_process_of_its_own(tmp_path: Path, gzipped: bool) -> None:
+    path = tmp_path / "s"
+    model: dict[str, Any] = {}
+    pod = POD(path, file_size=10, gzipped=gzipped)
+    fill(pod, model, 60)
+    generation = manifest(path)["generation"]
+    pod.sync()
+    wait_folded(pod)
+    change(pod, model, 0)
+    pod.sync()  # installs
+    assert manifest(path)["generation"] == generation + 1
+    assert list(pod.items()) == list(model.items())
+    change(pod, model, 5)
+    pod.sync()
+    wait_folded_or_done(pod)
+    pod.close()  # its compaction in line reads the new data files' keys from them
+    with POD(path) as again:
+        assert list(again.items()) == list(model.items())
+    assert verify(path).ok
+
+
+@pytest.mark.usefixtures("in_a_process")
+def test_a_failing_fold_process_is_logged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "s"
+    model: dict[str, Any] = {}
+    with POD(path, file_size=10) as pod:
+        fill(pod, model, 60)
+    chunk = path / "chunks" / manifest(path)["chunks"][0]["file"]
+    pod = POD(path)
+    for i in range(60):  # a journal larger than the data files: a fold starts
+        pod[f"k{i}"] = model[f"k{i}"] = {"i": -i, "text": "y" * 80}
+    chunk.write_bytes(chunk.read_bytes().replace(b"x", b"z", 1))  # damaged meanwhile
+    pod.sync()
+    wait_folded(pod)
+    with caplog.at_level(logging.WARNING):
+        change(pod, model, 0)
+        pod.sync()  # does not raise: its commit is durable
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("CorruptStoreError" in w and chunk.name in w for w in warnings), warnings
+    assert pod.storage._fold is None  # type: ignore[attr-defined]
+    monkeypatch.setattr(sys, "executable", "/bin/false")  # no interpreter to be had
+    caplog.clear()
+    fill(pod, model, 400, prefix="more")
+    pod.sync()  # the journal doubled: a new attempt
+    wait_folded(pod)
+    with caplog.at_level(logging.WARNING):
+        pod["last"] = model["last"] = 1
+        pod.sync()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("the compaction's process ended with status 1" in w for w in warnings), warnings
+    pod.storage._data_bytes = 1 << 40  # type: ignore[attr-defined]  # no compaction at close
+    pod.close()
+
+
+WRITER = """
+import sys, time
+import tastypy
+from tastypy.storage.files import _background, _engine
+_engine.COMPACT_MIN_BYTES = 0
+_background.PROCESS_FROM_BYTES = 0
+pod = tastypy.POD(sys.argv[1])
+pod.hold()  # one sync, below: the fold it starts is the only one
+for i in range(200_000):
+    pod[f"k{i}"] = {"i": i, "text": "x" * 60}
+pod.sync()  # a fold starts, in a process of its own
+print("SYNCED", flush=True)
+time.sleep(60)
+"""
+
+
+def _fold_children(parent: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == parent and b"_fold_process" in cmdline:
+            found.append(int(entry))
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_killed_writer_takes_its_fold_process_along(tmp_path: Path) -> None:
+    """kill -9 of the writer mid-fold: the store opens at once, as of its last sync."""
+    import subprocess
+
+    path = tmp_path / "s"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert writer.stdout is not None
+        assert writer.stdout.readline().strip() == "SYNCED"
+        deadline = time.monotonic() + 10
+        while not (children := _fold_children(writer.pid)):
+            assert time.monotonic() < deadline, "no fold process started"
+            time.sleep(0.005)
+        writer.kill()
+        writer.wait()
+        deadline = time.monotonic() + 5
+        while any(
+            Path(f"/proc/{c}").exists()
+            and b"_fold_process" in Path(f"/proc/{c}/cmdline").read_bytes()
+            for c in children
+        ):
+            assert time.monotonic() < deadline, "the fold process outlived its writer"
+            time.sleep(0.01)
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait()
+        if writer.stdout is not None:
+            writer.stdout.close()
+    with POD(path) as again:  # not locked; whole; the fold's files were debris
+        assert len(again) == 200_000
+        assert again["k199999"] == {"i": 199_999, "text": "x" * 60}
+    assert verify(path).ok

@@ -31,6 +31,7 @@ import enum
 import gc
 import math
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -56,17 +57,30 @@ def collector_paused() -> Iterator[None]:
     Decoding a million records allocates a million containers, and the
     collector would traverse the growing heap again and again (about a third
     of the time of opening a 1M-key store). Decoded JSON holds no cycles, so
-    nothing is owed to the collector; it runs as usual afterwards. Left alone
-    if the program turned it off itself.
+    nothing is owed to the collector; it runs as usual afterwards. Left off
+    if the program had turned it off itself. The collector is the process's:
+    other threads run without it too, for as long as the load takes.
     """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
+    with _pauses_lock:
+        if _pauses[0] == 0:
+            _pauses[1] = gc.isenabled()
+            gc.disable()
+        _pauses[0] += 1
     try:
         yield
     finally:
-        gc.enable()
+        with _pauses_lock:
+            _pauses[0] -= 1
+            if _pauses[0] == 0 and _pauses[1]:
+                gc.enable()
+
+
+# Loads under way in this process, and whether the collector was on before
+# the first of them: loads in several threads turn it back on once, at the end
+# of the last. (A program that turns it off itself while a store loads, in
+# another thread, finds it on again after the load.)
+_pauses: list[Any] = [0, False]
+_pauses_lock = threading.Lock()
 
 
 _OPTIONS = (

@@ -27,17 +27,21 @@ Why every promise still holds (``docs/ARCHITECTURE.md`` says it at length):
 from __future__ import annotations
 
 import copy
+import functools
 import os
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import orjson
+
 from . import _fs
-from ._chunks import Chunk
+from ._chunks import Chunk, LazyChunk
 from ._compaction import Generation, discard, fold_journal
 from ._durable import datasync, unlink_quietly
 from ._journal import Journal, renumbered
-from ._manifest import Manifest
+from ._manifest import ChunkEntry, Manifest
 
 __all__ = ["BackgroundFold"]
 
@@ -46,6 +50,12 @@ __all__ = ["BackgroundFold"]
 # installs the generation, inside one of its syncs.
 _LEFT_TO_INSTALL = 256 << 10
 _ROUNDS = 8
+# Fold in a child interpreter (``_fold_process.py``), the thread only waiting
+# for it; False: in the thread itself (the tests that hold a fold at a gate).
+IN_A_PROCESS = True
+# ... once the data files and the journal to fold hold this much together (a
+# fold of about a second or more); smaller folds are not worth an interpreter.
+PROCESS_FROM_BYTES = 32 << 20
 
 
 class BackgroundFold:
@@ -71,7 +81,9 @@ class BackgroundFold:
         # end at self.copied in the old journal, self.held in the new one.
         self.copied, self.held, self.commits = self.folded_end, 0, 0
         self._done = threading.Event()
-        self._ending = threading.Lock()  # between done and abandon(): who releases the lock
+        # Between the end of the thread and abandon(): who lets go of the store.
+        # Re-entrant: the GC may run the writer's close() in this very thread.
+        self._ending = threading.RLock()
         self._release: Callable[[], None] | None = None
         self._thread = threading.Thread(
             target=self._run, name=f"tastypy compaction of {path}", daemon=True
@@ -132,16 +144,7 @@ class BackgroundFold:
 
     def _run(self) -> None:
         try:
-            raw = _read_range(self.path / self._manifest.journal, 0, self.folded_end)
-            self.new = fold_journal(
-                self.path,
-                self._manifest,
-                self._chunks,
-                raw,
-                self.folded,
-                durable=self._durable,
-            )
-            del raw
+            self.new = self._fold()
             if self.new is not None:
                 for _round in range(_ROUNDS):
                     if self._journal.end - self.copied <= _LEFT_TO_INSTALL:
@@ -159,6 +162,62 @@ class BackgroundFold:
                     self._drop()
                 finally:
                     release()
+
+    def _fold(self) -> Generation | None:
+        """Write the next generation's files: in a process of its own if one can be had."""
+        entries = [c.entry for c in self._chunks]
+        size = sum(e.nbytes for e in entries) + self.folded_end
+        if (
+            IN_A_PROCESS
+            and size >= PROCESS_FROM_BYTES
+            and sys.executable
+            and entries == self._manifest.chunks
+        ):
+            return self._fold_in_a_process()
+        raw = _read_range(self.path / self._manifest.journal, 0, self.folded_end)
+        return fold_journal(
+            self.path, self._manifest, self._chunks, raw, self.folded, durable=self._durable
+        )
+
+    def _fold_in_a_process(self) -> Generation | None:
+        import subprocess  # noqa: PLC0415  # only a store that compacts needs it
+
+        from ._fold_process import chunk_keys, reply_to_generation, request  # noqa: PLC0415
+
+        env = dict(os.environ)
+        here = str(Path(__file__).resolve().parents[3])  # holds the tastypy package
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, env.get("PYTHONPATH")]))
+        done = subprocess.run(
+            [sys.executable, "-c", "from tastypy.storage.files._fold_process import main; main()"],
+            input=request(self.path, self._manifest, self.folded_end, self.folded, self._durable),
+            capture_output=True,
+            env=env,
+            check=False,
+        )
+        if done.returncode != 0:
+            tail = done.stderr.decode(errors="replace").strip().splitlines()[-3:]
+            raise RuntimeError(
+                f"the compaction's process ended with status {done.returncode}"
+                + (f": {' / '.join(tail)}" if tail else "")
+            )
+        described = reply_to_generation(orjson.loads(done.stdout))
+        if described is None:
+            return None
+        new = Generation(int(described["number"]), str(described["journal"]))
+        gzipped = self._manifest.gzipped
+        for item in described["chunks"]:
+            if type(item) is int:
+                new.chunks.append(self._chunks[item])
+                continue
+            entry = ChunkEntry(
+                str(item["file"]), int(item["records"]), int(item["bytes"]), int(item["crc32"])
+            )
+            # Its keys are read from the file if an in-line compaction needs them.
+            chunk = LazyChunk(entry, functools.partial(chunk_keys, self.path, gzipped, entry))
+            new.chunks.append(chunk)
+            new.written.append(chunk)
+        new.obsolete = [str(name) for name in described["obsolete"]]
+        return new
 
     def _copy_up_to(self, end: int) -> None:
         """Copy the old journal's commits from :attr:`copied` to *end* into the new one.

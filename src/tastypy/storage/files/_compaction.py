@@ -10,6 +10,7 @@ then deletes the files the old generation no longer needs.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,16 +83,21 @@ def write_generation(
     file_size: int,
     gzipped: bool,
     durable: bool,
+    before_write: Callable[[], None] | None = None,
 ) -> Generation:
     """Write generation *number*'s changed chunks and empty journal; fsync them.
 
     On failure every file written is removed again and the error propagates.
+    *before_write*, if given, is called before each file is written (a fold
+    in a process of its own checks that its writer still lives).
     """
     new = Generation(number, journal_name(number, gzipped))
     chunk_dir = directory / CHUNKS
     appends = iter(fold.appends.items())
 
     def emit(records: dict[str, bytes]) -> None:
+        if before_write is not None:
+            before_write()
         name = chunk_name(number, len(new.written), gzipped)
         entry = write_chunk(
             chunk_dir, name, list(records.values()), gzipped=gzipped, durable=durable
@@ -117,6 +123,8 @@ def write_generation(
             emit(batch)
         # No manifest names the next generation's journal yet: a file by that
         # name is debris of an earlier, failed compaction.
+        if before_write is not None:
+            before_write()
         unlink_quietly(directory / new.journal)
         write_new_file(directory / new.journal, b"", durable=durable)
         if new.written and durable:
@@ -144,6 +152,7 @@ def fold_journal(
     commits: int,
     *,
     durable: bool,
+    before_write: Callable[[], None] | None = None,
 ) -> Generation | None:
     """Write the next generation: *chunks* with the journal *raw* folded in.
 
@@ -170,4 +179,5 @@ def fold_journal(
         file_size=manifest.file_size,
         gzipped=manifest.gzipped,
         durable=durable,
+        before_write=before_write,
     )

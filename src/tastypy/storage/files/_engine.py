@@ -140,7 +140,7 @@ class FileStorage:
         self._compact_retry_at = 0
         self._fold: BackgroundFold | None = None  # a compaction folding in a thread
         self._installing = False  # _finish_fold() is copying the last commits and installing
-        self._tidying: threading.Thread | None = None  # deleting an old generation's files
+        self._tidying: list[threading.Thread] = []  # deleting old generations' files
         self._created = False  # this open laid the store out
         self._made: list[Path] = []  # directories this open created, parents first
         if readonly:
@@ -397,15 +397,16 @@ class FileStorage:
         """Compact, folding in a thread; a failure is logged, not raised: the commit is durable."""
         assert self._journal is not None
         if FOLD_IN_BACKGROUND and not self._SHARED:
-            fold = BackgroundFold(
+            # Known before it starts: an interrupt in between must not leave a
+            # thread writing that close() would not wait for.
+            self._fold = BackgroundFold(
                 self.path, self._manifest, self._chunks, self._journal, self.durable
             )
             try:
-                fold.start()
+                self._fold.start()
             except RuntimeError:  # no thread to be had (at shutdown, or out of memory)
-                pass  # folded in line, below
+                self._fold = None  # folded in line, below
             else:
-                self._fold = fold
                 self._finish_fold()  # done already only if it ran in line (the tests' hook)
                 return
         try:
@@ -477,6 +478,12 @@ class FileStorage:
         open replays it. Idempotent. A failing compaction is logged, not
         raised: the journal still holds every commit.
         """
+        try:
+            self._close_journal()
+        finally:  # a Ctrl-C while a fold was waited for too (it is done then)
+            self._let_go()
+
+    def _close_journal(self) -> None:
         if self._journal is not None:
             try:
                 if not sys.is_finalizing():
@@ -501,9 +508,12 @@ class FileStorage:
             finally:
                 self._journal.close()
                 self._journal = None
-        if self._tidying is not None:
-            self._tidying.join()  # the old files are gone when close returns
-            self._tidying = None
+
+    def _let_go(self) -> None:
+        tidying, self._tidying = self._tidying, []
+        for thread in tidying:  # the old files are gone when close returns
+            if thread is not threading.current_thread():  # (a finalizer run there)
+                thread.join()
         if self._commit_lock is not None:
             self._commit_lock.close()
             self._commit_lock = None
@@ -627,8 +637,9 @@ class FileStorage:
         if self._SHARED:
             return  # a shared writer's compaction removes them once others may commit
         if later:  # hundreds of files take a while to delete: not in the sync's time
+            self._tidying = [t for t in self._tidying if t.is_alive()]
             try:
-                self._tidying = BackgroundFold.remove(self._obsolete)
+                self._tidying.append(BackgroundFold.remove(self._obsolete))
             except RuntimeError:  # no thread to be had
                 self._remove_obsolete()
             else:

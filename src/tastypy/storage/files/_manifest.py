@@ -31,6 +31,7 @@ __all__ = [
     "ChunkEntry",
     "Manifest",
     "read_manifest",
+    "validated_manifest",
 ]
 
 FORMAT = "tastypy-store"
@@ -199,6 +200,11 @@ class _Fields:
         ):
             raise self.fail(name, f"a file name {shown}{'.gz' if gzipped else ''}")
         return value
+
+
+def validated_manifest(path: Path, doc: dict[str, Any]) -> Manifest:
+    """The manifest *doc* (decoded JSON, said to be from *path*), checked as an open checks it."""
+    return _validated(path, doc)
 
 
 def _validated(path: Path, doc: dict[str, Any]) -> Manifest:
