@@ -4,7 +4,9 @@ Folding a big store's journal into its data files takes seconds (a 1M-key
 store: every data file read and written anew). Done inside the sync that
 found it due, that sync would take as long. Instead the writer starts a
 :class:`BackgroundFold` and returns; the thread writes the next
-generation's files, which no manifest names yet, and copies into the new
+generation's files (a big fold: in a child interpreter that it waits for,
+``_fold_process.py``, so as not to share the GIL), which no manifest names
+yet, and copies into the new
 journal the commits made meanwhile, renumbered from 1 (so the manifest stays
 version 1). A later commit of the writer, once the thread is done, copies
 the last few commits and installs the generation: its manifest replaces the

@@ -461,7 +461,7 @@ class FileStorage:
             self._fold = None
             new = fold.finish()
             if new is not None:
-                self._install(new, 1, held=fold.held, tail_commits=fold.commits)
+                self._install(new, 1, held=fold.held, tail_commits=fold.commits, later=True)
         except Exception as exc:
             self._compaction_failed(exc)
         else:
@@ -560,6 +560,7 @@ class FileStorage:
         tail_commits: int = 0,
         *,
         held: int = 0,
+        later: bool = False,
     ) -> None:
         """Make generation *new* the store's: its manifest written, its files adopted.
 
@@ -568,7 +569,7 @@ class FileStorage:
         new journal first (a shared store's compaction that did not hold the
         store while it folded); or the new journal holds them already, *held*
         bytes (a fold in the background). Either way they are *tail_commits*
-        commits.
+        commits. *later*: the old generation's files are deleted in a thread.
         """
         assert self._journal is not None
         if tail:
@@ -593,7 +594,7 @@ class FileStorage:
         except DirSyncError:
             # The new manifest is in place: keep its files, owe the fsync.
             self._dir_sync_owed = True
-            self._adopt(new, held + len(tail), tail_commits, later=bool(held))
+            self._adopt(new, held + len(tail), tail_commits, later=later)
             raise
         except BaseException:
             (
@@ -605,7 +606,7 @@ class FileStorage:
             ) = old
             discard(self.path, new)
             raise
-        self._adopt(new, held + len(tail), tail_commits, later=bool(held))
+        self._adopt(new, held + len(tail), tail_commits, later=later)
 
     def _set_chunks(self, chunks: list[Chunk]) -> None:
         self._chunks = chunks

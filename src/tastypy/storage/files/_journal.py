@@ -400,13 +400,13 @@ def split_record(path: Path, number: int, line: bytes) -> tuple[str, bytes | Non
     return key, blob, line_hash(line)
 
 
-def write_tail(path: Path, tail: bytes, *, durable: bool, at: int = 0) -> None:
-    """Put *tail* (whole commits) into the new journal at *path*, *at* bytes in, durably."""
+def write_tail(path: Path, tail: bytes, *, durable: bool) -> None:
+    """Put *tail* (whole commits) into the new, empty journal at *path*, durably."""
     fd = _fs.open_inside(path, os.O_WRONLY)
     try:
         view, offset = memoryview(tail), 0
         while offset < len(tail):
-            offset += _fs.pwrite(fd, view[offset:], at + offset)
+            offset += _fs.pwrite(fd, view[offset:], offset)
         if durable:
             datasync(fd)
     finally:
