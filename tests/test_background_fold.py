@@ -704,3 +704,25 @@ def test_a_killed_writer_takes_its_fold_process_along(tmp_path: Path) -> None:
         assert len(again) == 200_000
         assert again["k199999"] == {"i": 199_999, "text": "x" * 60}
     assert verify(path).ok
+
+
+@pytest.mark.usefixtures("in_a_process")
+def test_a_store_whose_path_is_not_utf8_folds_in_the_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tastypy.storage.files import _compaction
+
+    monkeypatch.setattr(_background, "fold_journal", _compaction.fold_journal)  # here, then
+    path = Path(os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9.pod"))
+    model: dict[str, Any] = {}
+    pod = POD(path, file_size=10)
+    fill(pod, model, 60)
+    generation = manifest(path)["generation"]
+    pod.sync()
+    wait_folded_or_done(pod)
+    change(pod, model, 0)
+    pod.sync()
+    assert manifest(path)["generation"] == generation + 1
+    pod.close()
+    with POD(path) as again:
+        assert list(again.items()) == list(model.items())

@@ -174,6 +174,7 @@ class BackgroundFold:
             and size >= PROCESS_FROM_BYTES
             and sys.executable
             and entries == self._manifest.chunks
+            and _utf8(str(self.path))  # the request is JSON: a path of raw bytes stays here
         ):
             return self._fold_in_a_process()
         raw = _read_range(self.path / self._manifest.journal, 0, self.folded_end)
@@ -265,6 +266,14 @@ class BackgroundFold:
             discard(self.path, self.new)
             raise
         return self.new
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a file name of bytes that are not UTF-8 (surrogateescape)
+        return False
+    return True
 
 
 def _remove(paths: list[Path]) -> None:
